@@ -1,0 +1,286 @@
+"""The workspace config: one YAML file, validated by pydantic.
+
+Every model forbids unknown keys, so a typo is an error that names the key
+(``data.candidates.0.pth: Extra inputs are not permitted``).  Relative paths in
+the file are resolved against the directory of the YAML file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class WorkspaceConfig(_Strict):
+    db: str = "gdig.duckdb"  # the DuckDB artifact store
+    dir: str = "artifacts"  # factors, score shards, checkpoints, exports, reports
+
+
+class LanguagePair(_Strict):
+    src: str  # ISO 639-1 code or a language name ("German"); normalised on load
+    tgt: str
+
+
+class DataSource(_Strict):
+    path: str  # file, directory (save_to_disk), Moses prefix or "hf:<dataset>"
+    name: str | None = None  # dataset name in the store; default: file stem
+    format: Literal["auto", "jsonl", "json", "gdig", "hf", "tsv", "moses", "disk", "hub"] = "auto"
+    split: str | None = None  # for save_to_disk / hub datasets
+    limit: int | None = Field(default=None, ge=1)  # read at most this many rows
+
+
+class DataConfig(_Strict):
+    candidates: list[DataSource] = Field(default_factory=list)
+    seed: list[DataSource] = Field(default_factory=list)
+    eval: list[DataSource] = Field(default_factory=list)
+    skip_invalid: bool = False  # load valid rows, record the rest in `rejects`
+
+
+class ModelConfig(_Strict):
+    name_or_path: str  # hub id, local directory or a directory holding `gguf_file`
+    gguf_file: str | None = None
+    tokenizer: str | None = None  # default: same as name_or_path
+    revision: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
+    trust_remote_code: bool = False
+
+
+DEFAULT_TEMPLATE = (
+    "Translate the following {src_lang_name} text into {tgt_lang_name}.\n"
+    "{src_lang_name}: {src}\n{tgt_lang_name}: "
+)
+
+
+class PromptConfig(_Strict):
+    template: str = DEFAULT_TEMPLATE
+    max_length: int = Field(default=256, ge=8)  # prompt + target + EOS, in tokens
+    too_long: Literal["error", "skip", "truncate_target"] = "truncate_target"
+
+    @field_validator("template")
+    @classmethod
+    def _has_src(cls, v: str) -> str:
+        if "{src}" not in v:
+            raise ValueError("the prompt template must contain {src}")
+        return v
+
+
+class TrainConfig(_Strict):
+    method: Literal["full", "lora"] = "full"
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = 32
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    lora_target_modules: list[str] | None = None  # default: every linear layer
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1)  # overrides epochs
+    batch_size: int = Field(default=8, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    lr: float = Field(default=2e-5, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    bf16: Literal["auto", True, False] = "auto"
+    save_every: int = Field(default=200, ge=1)  # optimizer steps between resumable checkpoints
+
+
+class PoolFinetuneConfig(TrainConfig):
+    """Step 1 of the method: the model whose gradients drive selection."""
+
+    enabled: bool = False  # train on the candidate pool first
+    checkpoint: str | None = None  # or take a checkpoint the user already has
+
+
+class ModuleSelection(_Strict):
+    preset: Literal["auto", "llama", "bloom", "gpt2", "none"] = "auto"
+    include: list[str] = Field(default_factory=list)  # regexes over module names
+    exclude: list[str] = Field(default_factory=list)
+    layers: list[int] | None = None  # keep only these layer indices (negative = from the end)
+    lora_only: bool = False  # only LoRA adapter weights (peft models)
+
+
+class CurvatureConfig(_Strict):
+    strategy: Literal["kfac", "ekfac"] = "ekfac"
+    granularity: Literal["token", "sequence"] = "sequence"
+    damping: float = Field(default=0.5, gt=0)  # lambda
+    ekfac_damping: Literal["absolute", "mean_eigenvalue"] = "absolute"
+    sample: int | None = Field(default=None, ge=1)  # fit on this many pool examples
+    fp64: bool = True
+    batch_size: int = Field(default=8, ge=1)
+
+
+class SeedConfig(_Strict):
+    batch_size: int = Field(default=1, ge=1)  # seeds averaged per product (reference: 2)
+    low_rank: int | None = Field(default=None, ge=1)
+
+
+class ScoringConfig(_Strict):
+    batch_size: int = Field(default=8, ge=1)
+    shard_size: int = Field(default=4096, ge=1)  # candidates per shard / task
+    sketch: bool = True
+    sketch_dim_g: int = Field(default=16, ge=1)
+    sketch_dim_a: int = Field(default=16, ge=1)
+    sketch_seed: int = 0
+
+
+class InfluenceConfig(_Strict):
+    modules: ModuleSelection = Field(default_factory=ModuleSelection)
+    loss: Literal["mean", "sum"] = "mean"  # per-example reduction over target tokens
+    curvature: CurvatureConfig = Field(default_factory=CurvatureConfig)
+    seed: SeedConfig = Field(default_factory=SeedConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+
+
+Strategy = Literal["gdig", "random", "quality", "diversity", "full"]
+
+
+class SelectionConfig(_Strict):
+    budgets: list[int] = Field(default_factory=lambda: [1000])
+    strategies: list[Strategy] = Field(default_factory=lambda: ["gdig", "random"])
+    gamma: float = Field(default=1.0, ge=0.0, le=1.0)
+    n_clusters: int | None = Field(default=None, ge=1)  # default: a function of the budget
+    normalize: bool = True  # L2-normalise sketches before K-means
+    within_cluster: Literal["random", "quality"] = "random"
+    seed: int = 0
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if not v or any(b < 1 for b in v):
+            raise ValueError("budgets must be a non-empty list of positive integers")
+        return v
+
+
+class CometConfig(_Strict):
+    model: str | None = None  # checkpoint path or downloadable name; None: no COMET
+    batch_size: int = 16
+
+
+class EvaluateConfig(_Strict):
+    batch_size: int = Field(default=8, ge=1)
+    num_beams: int = Field(default=1, ge=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+    length_ratio: float = Field(default=2.0, gt=0)  # cap new tokens at ratio * source tokens + 8
+    comet: CometConfig = Field(default_factory=CometConfig)
+
+
+class OrchestrationConfig(_Strict):
+    task_runner: Literal["local", "dask", "ray"] = "local"
+    address: str | None = None  # dask scheduler / ray address; None: a local cluster
+    workers: int = Field(default=1, ge=1)
+    devices: list[str] = Field(default_factory=list)  # one per worker, e.g. ["cuda:0", "cuda:1"]
+    retries: int = Field(default=2, ge=0)
+    retry_delay_seconds: list[float] = Field(default_factory=lambda: [5.0, 30.0])
+
+
+class GdigConfig(_Strict):
+    workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
+    languages: LanguagePair
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    pool_finetune: PoolFinetuneConfig = Field(default_factory=PoolFinetuneConfig)
+    influence: InfluenceConfig = Field(default_factory=InfluenceConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    finetune: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
+    demo: dict[str, Any] | None = None  # demo-only knobs (corpus size, noise rate), see configs/demo.yaml
+
+    @model_validator(mode="after")
+    def _normalise_languages(self) -> "GdigConfig":
+        from gdig.data.languages import normalize_lang
+
+        src, tgt = normalize_lang(self.languages.src), normalize_lang(self.languages.tgt)
+        if src == tgt:
+            raise ValueError(f"languages.src and languages.tgt are both {src!r}")
+        object.__setattr__(self.languages, "src", src)
+        object.__setattr__(self.languages, "tgt", tgt)
+        return self
+
+    def section_hash(self, *sections: str) -> str:
+        """Content hash of some config sections: the cache key part a stage depends on."""
+        dump = self.model_dump(mode="json")
+        blob = json.dumps({s: dump[s] for s in sections}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {key}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def _resolve_paths(cfg: GdigConfig, base: Path) -> GdigConfig:
+    def res(p: str | None) -> str | None:
+        if p is None or p.startswith("hf:") or Path(p).is_absolute():
+            return p
+        return str((base / p).resolve())
+
+    cfg.workspace.db = res(cfg.workspace.db)
+    cfg.workspace.dir = res(cfg.workspace.dir)
+    for role in (cfg.data.candidates, cfg.data.seed, cfg.data.eval):
+        for src in role:
+            src.path = res(src.path)
+    # a model path that exists relative to the config is a local dir; otherwise a hub id
+    local = base / cfg.model.name_or_path
+    if local.exists():
+        cfg.model.name_or_path = str(local.resolve())
+    if cfg.pool_finetune.checkpoint and (base / cfg.pool_finetune.checkpoint).exists():
+        cfg.pool_finetune.checkpoint = str((base / cfg.pool_finetune.checkpoint).resolve())
+    return cfg
+
+
+def parse_config(data: dict[str, Any], *, source: str = "<config>", base_dir: Path | None = None) -> GdigConfig:
+    """Validate a config dict; errors name the source and each bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        cfg = GdigConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: invalid config\n{_format_errors(err)}") from None
+    return _resolve_paths(cfg, base_dir or Path.cwd())
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides (value parsed as YAML) to a config dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. selection.budgets=[100,200]")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> GdigConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    data = apply_overrides(data or {}, overrides or [])
+    return parse_config(data, source=str(path), base_dir=path.parent.resolve())

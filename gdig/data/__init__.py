@@ -1,0 +1,1 @@
+"""Data: readers, validation, prompts and loss masks, the demo corpus and noise injection."""

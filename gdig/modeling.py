@@ -1,0 +1,188 @@
+"""Load a causal LM + tokenizer (hub id, local dir or GGUF file), and build tiny ones.
+
+Tiny models (random init from a config, a BPE tokenizer trained on the given
+texts) let the demo and the tests run the real loading path offline:
+they are written with save_pretrained and read back with from_pretrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; one of {', '.join(DTYPES)}") from None
+
+
+def load_tokenizer(name_or_path: str, gguf_file: str | None = None, revision: str | None = None,
+                   trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    from gdig.data.prompts import ensure_pad_token
+
+    kw = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if gguf_file:
+        kw["gguf_file"] = gguf_file
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path, **kw)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(_explain(name_or_path, err)) from None
+    ensure_pad_token(tok)
+    return tok
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    gguf_file: str | None = None,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    tokenizer: str | None = None,
+):
+    """(model, tokenizer) in eval mode on `device`.  GGUF weights are dequantised by transformers."""
+    from transformers import AutoModelForCausalLM
+
+    kw = {"revision": revision, "trust_remote_code": trust_remote_code, "dtype": resolve_dtype(dtype)}
+    if gguf_file:
+        kw["gguf_file"] = gguf_file
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kw)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(_explain(name_or_path, err)) from None
+    tok = load_tokenizer(tokenizer or name_or_path, None if tokenizer else gguf_file, revision, trust_remote_code)
+    model.to(device)
+    model.eval()
+    return model, tok
+
+
+def load_from_config(model_cfg, checkpoint: str | None = None):
+    """Load the model a config names (or a checkpoint directory in its place)."""
+    if checkpoint:
+        return load_model(checkpoint, dtype=model_cfg.dtype, device=model_cfg.device,
+                          trust_remote_code=model_cfg.trust_remote_code)
+    return load_model(
+        model_cfg.name_or_path, gguf_file=model_cfg.gguf_file, dtype=model_cfg.dtype,
+        device=model_cfg.device, revision=model_cfg.revision,
+        trust_remote_code=model_cfg.trust_remote_code, tokenizer=model_cfg.tokenizer,
+    )
+
+
+def _explain(name: str, err: Exception) -> str:
+    local = Path(name)
+    if local.exists():
+        return f"cannot load model/tokenizer from {name}: {err}"
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    return (
+        f"cannot load {name!r}: it is not a local directory, and loading it from the Hugging Face hub "
+        f"failed{' (HF_HUB_OFFLINE=1)' if offline else ' (no network?)'}: {err}"
+    )
+
+
+def checkpoint_hash(path: str | Path, gguf_file: str | None = None) -> str:
+    """Content hash of a checkpoint: weights + config files (or the hub id when not local)."""
+    p = Path(path)
+    if not p.exists():
+        return hashlib.sha256(f"hub:{path}:{gguf_file}".encode()).hexdigest()[:16]
+    h = hashlib.sha256()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    if gguf_file:
+        files = [p / gguf_file]
+    for f in files:
+        if f.name.startswith("trainer_state") or "optimizer" in f.name or f.parent.name.startswith("resume"):
+            continue
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+# -- tiny models -------------------------------------------------------------------------------
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 512):
+    """A byte-level BPE tokenizer trained on `texts`, wrapped for transformers (no pad on purpose
+    in `pad=False` callers; here <pad> exists)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+    )
+
+
+def build_tiny_model(
+    texts: Iterable[str],
+    out_dir: str | Path,
+    *,
+    arch: str = "llama",
+    vocab_size: int = 512,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    intermediate: int = 128,
+    max_positions: int = 512,
+    seed: int = 0,
+    pad_token: bool = True,
+) -> Path:
+    """Random-init a tiny causal LM with a tokenizer trained on `texts`; save_pretrained to out_dir.
+
+    arch: "llama" (mlp.*_proj), "bloom" (mlp.dense_h_to_4h) or "gpt2" (Conv1D mlp.c_fc).
+    pad_token=False saves a tokenizer without a pad token (as Llama's ships).
+    """
+    from transformers import BloomConfig, GPT2Config, LlamaConfig, AutoModelForCausalLM
+
+    tok = train_tokenizer(texts, vocab_size)
+    if not pad_token:
+        tok.pad_token = None
+    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+               pad_token_id=tok.pad_token_id if pad_token else None)
+    n_vocab = len(tok)
+    if arch == "llama":
+        cfg = LlamaConfig(vocab_size=n_vocab, hidden_size=hidden, intermediate_size=intermediate,
+                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                          max_position_embeddings=max_positions, tie_word_embeddings=False, **ids)
+    elif arch == "bloom":
+        cfg = BloomConfig(vocab_size=n_vocab, hidden_size=hidden, n_layer=layers, n_head=heads, **ids)
+    elif arch == "gpt2":
+        cfg = GPT2Config(vocab_size=n_vocab, n_embd=hidden, n_layer=layers, n_head=heads,
+                         n_positions=max_positions, n_inner=intermediate, **ids)
+    else:
+        raise ValueError(f"unknown tiny arch {arch!r}: llama, bloom or gpt2")
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny causal LMs built, saved and loaded back the normal way."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+import pytest
+
+from gdig.modeling import build_tiny_model
+
+TEXTS = [
+    "the cat sat on the mat", "der Hund lief schnell nach Hause", "a small test sentence",
+    "ein kleiner Satz zum Testen", "Translate the following German text into English.",
+    "German: English: Aldric: Borish:", "das Haus ist rot und gross", "the house is red and big",
+] * 10
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """Directory of a tiny Llama-style model + tokenizer WITHOUT a pad token."""
+    return build_tiny_model(TEXTS, tmp_path_factory.mktemp("tiny-llama"), arch="llama", pad_token=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_bloom_dir(tmp_path_factory):
+    return build_tiny_model(TEXTS, tmp_path_factory.mktemp("tiny-bloom"), arch="bloom")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory):
+    return build_tiny_model(TEXTS, tmp_path_factory.mktemp("tiny-gpt2"), arch="gpt2")
+
+
+@pytest.fixture()
+def store(tmp_path):
+    from gdig.store import Store
+
+    with Store(tmp_path / "test.duckdb") as s:
+        yield s
