@@ -1,0 +1,32 @@
+"""Baselines of the same size as a G-DIG selection: random, diversity-only, full pool.
+
+Each returns row indices into the pool (pool order) in pick order; `gdig.selection.select`
+turns them into a selection the same way it does for G-DIG, so comparisons are fair.
+Quality-only is `quality.select_top` (top-N of the Eq. 4 ranking, no clustering).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gdig.selection.diversity import Clustering, cluster_sketches, default_n_clusters, round_robin
+
+
+def random_pick(n_pool: int, budget: int, seed: int = 0) -> np.ndarray:
+    """A seeded uniform sample without replacement.  Smaller budgets are prefixes of larger ones
+    for the same seed (one permutation), so random baselines are nested across budgets."""
+    return np.random.default_rng(seed).permutation(n_pool)[: min(budget, n_pool)].astype(np.int64)
+
+
+def full_pick(n_pool: int) -> np.ndarray:
+    return np.arange(n_pool, dtype=np.int64)
+
+
+def diversity_pick(
+    sketches: np.ndarray, budget: int, *, n_clusters: int | None = None, normalize: bool = True, seed: int = 0,
+) -> tuple[np.ndarray, Clustering]:
+    """K-means over the whole pool (no quality filter), then the same even round-robin resampling
+    as G-DIG, members drawn at random within each cluster (quality is not used at all)."""
+    k = n_clusters or default_n_clusters(budget, len(sketches))
+    clustering = cluster_sketches(sketches, k, normalize=normalize, seed=seed)
+    return round_robin(clustering.labels, budget, within="random", seed=seed), clustering

@@ -1,0 +1,145 @@
+"""One entry point for every strategy: `select(strategy, budget, influence, sketches, ...)`.
+
+G-DIG = Eq. 4 quality filter (D_hq) -> K-means over the sketches of D_hq -> even round-robin
+resampling across clusters; when |D_hq| <= budget all of D_hq is taken and the rest is
+filled from the next-ranked candidates (reason "filled").  The baselines (random, quality,
+diversity, full) go through the same function and produce the same output frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from gdig.selection.baselines import diversity_pick, full_pick, random_pick
+from gdig.selection.diversity import Clustering, cluster_sketches, default_n_clusters, round_robin
+from gdig.selection.quality import rank_by_quality, select_top
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("gdig", "random", "quality", "diversity", "full")
+NEEDS_SKETCHES = ("gdig", "diversity")
+
+OUTPUT_COLUMNS = ["example_id", "position", "rank", "reason", "cluster", "helped_fraction", "mean_influence", "label"]
+
+
+@dataclass
+class Selection:
+    strategy: str
+    budget: int  # the requested budget ("full": the pool size)
+    rows: pd.DataFrame  # OUTPUT_COLUMNS, in rank order (rank 0 = first pick)
+    n_pool: int
+    n_high_quality: int | None = None  # |D_hq| (strategies that use the quality filter)
+    clustering: Clustering | None = None
+    clustered_ids: list[str] = field(default_factory=list)  # example ids the clustering was fit on
+    warnings: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return self.rows["reason"].value_counts().to_dict()
+
+    def cluster_frame(self) -> pd.DataFrame | None:
+        """example_id, cluster, distance of the clustered points (for Store.add_clusters)."""
+        if self.clustering is None:
+            return None
+        return pd.DataFrame({
+            "example_id": self.clustered_ids,
+            "cluster": self.clustering.labels.astype(np.int64),
+            "distance": self.clustering.distances,
+        })
+
+
+def _frame(pool: pd.DataFrame, rows: np.ndarray, reasons, clusters=None) -> pd.DataFrame:
+    """Selection frame from pool row indices in pick order."""
+    picked = pool.iloc[rows]
+    return pd.DataFrame({
+        "example_id": picked["example_id"].to_numpy(),
+        "position": picked["position"].to_numpy().astype(np.int64),
+        "rank": np.arange(len(rows), dtype=np.int64),
+        "reason": reasons if not np.isscalar(reasons) else [reasons] * len(rows),
+        "cluster": pd.array(clusters if clusters is not None else [None] * len(rows), dtype="Int64"),
+        "helped_fraction": picked["helped_fraction"].to_numpy() if "helped_fraction" in picked else np.nan,
+        "mean_influence": picked["mean"].to_numpy() if "mean" in picked else np.nan,
+        "label": picked["label"].to_numpy() if "label" in picked else None,
+    })[OUTPUT_COLUMNS]
+
+
+def select(
+    strategy: str,
+    budget: int,
+    influence: pd.DataFrame,
+    sketches: np.ndarray | None = None,
+    *,
+    gamma: float = 1.0,
+    n_clusters: int | None = None,
+    normalize: bool = True,
+    within_cluster: str = "random",
+    seed: int = 0,
+) -> Selection:
+    """Select `budget` candidates from the pool with `strategy`.
+
+    influence: one row per candidate in pool order, columns example_id, position,
+      helped_fraction, mean (and optionally label).  sketches: [n, d] rows aligned with
+      `influence` (needed by "gdig" and "diversity").
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
+    if budget < 1:
+        raise ValueError(f"budget must be a positive integer, got {budget}")
+    pool = influence.reset_index(drop=True)
+    n = len(pool)
+    if n == 0:
+        raise ValueError("the candidate pool is empty")
+    if strategy in NEEDS_SKETCHES:
+        if sketches is None or len(sketches) != n:
+            got = "none" if sketches is None else f"{len(sketches)}"
+            raise ValueError(
+                f"strategy {strategy!r} needs one gradient sketch per candidate ({n}); got {got} "
+                "(enable influence.scoring.sketch)"
+            )
+    warnings: list[str] = []
+    if budget > n and strategy != "full":
+        warnings.append(f"budget {budget} exceeds the pool ({n} candidates): selecting all {n}")
+
+    if strategy == "full":
+        return Selection("full", n, _frame(pool, full_pick(n), "full"), n_pool=n)
+    if strategy == "random":
+        rows = random_pick(n, budget, seed)
+        return Selection("random", budget, _frame(pool, rows, "random"), n_pool=n, warnings=warnings)
+    if strategy == "diversity":
+        rows, clustering = diversity_pick(sketches, budget, n_clusters=n_clusters, normalize=normalize, seed=seed)
+        frame = _frame(pool, rows, "diversity", clustering.labels[rows])
+        return Selection("diversity", budget, frame, n_pool=n, clustering=clustering,
+                         clustered_ids=list(pool["example_id"]), warnings=warnings)
+
+    ranked = rank_by_quality(pool, gamma)
+    n_hq = int(ranked["high_quality"].sum())
+    if strategy == "quality":
+        top, warn = select_top(ranked, budget)
+        frame = _frame(pool, top["row"].to_numpy(), top["reason"].to_numpy())
+        return Selection("quality", budget, frame, n_pool=n, n_high_quality=n_hq, warnings=warn)
+
+    # gdig: cluster D_hq (in quality order, so cluster 0 holds the best candidate) and resample
+    hq_rows = ranked.loc[ranked["high_quality"], "row"].to_numpy()
+    clustering = None
+    if n_hq:
+        k = n_clusters or default_n_clusters(budget, n_hq)
+        clustering = cluster_sketches(sketches[hq_rows], k, normalize=normalize, seed=seed)
+        picks = round_robin(clustering.labels, budget, within=within_cluster, seed=seed)
+        rows, clusters = hq_rows[picks], clustering.labels[picks]
+    else:
+        rows, clusters = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    reasons = ["quality"] * len(rows)
+    if n_hq < budget:
+        top, warn = select_top(ranked, budget)  # D_hq is the prefix of the ranking: the rest fills
+        warnings = warn
+        fill = top.loc[~top["high_quality"], "row"].to_numpy()
+        rows = np.concatenate([rows, fill])
+        clusters = np.concatenate([clusters, np.full(len(fill), -1)])
+        reasons += ["filled"] * len(fill)
+    cluster_col = [None if c < 0 else int(c) for c in clusters]
+    frame = _frame(pool, rows, np.asarray(reasons, dtype=object), cluster_col)
+    return Selection("gdig", budget, frame, n_pool=n, n_high_quality=n_hq, clustering=clustering,
+                     clustered_ids=list(pool["example_id"].to_numpy()[hq_rows]), warnings=warnings)

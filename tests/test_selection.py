@@ -1,0 +1,209 @@
+"""Selection math on hand-built score tables: Eq. 4, tie-breaks, resampling quotas, baselines, AUROC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gdig.selection.diversity import cluster_sketches, default_n_clusters, quotas, round_robin
+from gdig.selection.metrics import auroc, noise_removal
+from gdig.selection.quality import quality_key, rank_by_quality, select_top
+from gdig.selection.select import select
+
+
+def influence_from_matrix(M: np.ndarray, labels=None) -> pd.DataFrame:
+    """Aggregates as the engine defines them, from a candidate x seed matrix."""
+    n = len(M)
+    return pd.DataFrame({
+        "example_id": [f"e{i}" for i in range(n)],
+        "position": np.arange(n),
+        "helped_fraction": (M < 0).mean(1),
+        "mean": M.mean(1),
+        "label": labels if labels is not None else [None] * n,
+    })
+
+
+# 6 candidates x 4 seeds
+M = np.array([
+    [-1.0, -1.0, -1.0, -1.0],  # e0: helps all, mean -1
+    [-2.0, -2.0, -2.0, 0.5],  # e1: 3/4, mean -1.375
+    [-0.5, -0.5, -0.5, -0.5],  # e2: helps all, mean -0.5
+    [-1.0, -1.0, -1.0, -1.0],  # e3: ties e0 exactly -> position breaks the tie
+    [1.0, 1.0, -0.1, 1.0],  # e4: 1/4
+    [-3.0, -3.0, -3.0, -3.0],  # e5: helps all, mean -3 (best)
+])
+
+
+def test_gamma_threshold_and_tie_breaks_exact():
+    ranked = rank_by_quality(influence_from_matrix(M), gamma=1.0)
+    assert list(ranked["example_id"]) == ["e5", "e0", "e3", "e2", "e1", "e4"]
+    assert list(ranked["high_quality"]) == [True, True, True, True, False, False]
+    ranked = rank_by_quality(influence_from_matrix(M), gamma=0.75)  # 3/4 passes at gamma = 0.75 exactly
+    assert ranked["high_quality"].sum() == 5
+    ranked = rank_by_quality(influence_from_matrix(M), gamma=0.76)
+    assert ranked["high_quality"].sum() == 4
+    with pytest.raises(ValueError, match="gamma"):
+        rank_by_quality(influence_from_matrix(M), gamma=1.5)
+
+
+def test_gamma_exact_on_fractions_of_odd_seed_counts():
+    # 7/10 computed as a mean of booleans must pass gamma=0.7 (float rounding)
+    M10 = np.where(np.arange(10) < 7, -1.0, 1.0)[None, :].repeat(2, 0)
+    assert rank_by_quality(influence_from_matrix(M10), gamma=0.7)["high_quality"].all()
+
+
+def test_quality_fill_when_dhq_smaller_than_budget():
+    ranked = rank_by_quality(influence_from_matrix(M), gamma=1.0)
+    top, warnings = select_top(ranked, 5)
+    assert list(top["example_id"]) == ["e5", "e0", "e3", "e2", "e1"]
+    assert list(top["reason"]) == ["quality"] * 4 + ["filled"]
+    assert "only 4 high-quality" in warnings[0]
+    sel = select("quality", 5, influence_from_matrix(M))
+    assert sel.counts() == {"quality": 4, "filled": 1}
+    assert list(sel.rows["rank"]) == [0, 1, 2, 3, 4]
+
+
+def test_missing_scores_are_an_error():
+    df = influence_from_matrix(M)
+    df.loc[2, "mean"] = np.nan
+    with pytest.raises(ValueError, match="no influence score.*e2"):
+        rank_by_quality(df)
+
+
+def test_quality_key_orders_like_ranking_and_keeps_ties():
+    df = influence_from_matrix(M)
+    key = quality_key(df)
+    assert key[0] == key[3]  # e0, e3 identical scores
+    assert key[5] > key[0] > key[2] > key[1] > key[4]
+
+
+@pytest.mark.parametrize("sizes,budget,expected", [
+    ([4, 4, 4], 6, [2, 2, 2]),
+    ([5, 3, 1], 7, [3, 3, 1]),  # cluster 2 exhausted after 1: its share goes round-robin to 0 and 1
+    ([10, 3, 1, 6], 12, [4, 3, 1, 4]),
+    ([3, 3, 3], 4, [2, 1, 1]),  # leftover slot goes to the first cluster in order
+    ([2, 1], 10, [2, 1]),  # budget larger than everything: all of it
+    ([1, 7], 5, [1, 4]),
+])
+def test_round_robin_quotas_exact(sizes, budget, expected):
+    assert quotas(sizes, budget) == expected
+
+
+def test_round_robin_pick_order_and_determinism():
+    labels = np.array([1, 0, 1, 0, 2, 1])
+    assert round_robin(labels, 6, within="quality").tolist() == [1, 0, 4, 3, 2, 5]
+    a = round_robin(labels, 4, within="random", seed=3)
+    assert a.tolist() == round_robin(labels, 4, within="random", seed=3).tolist()
+    assert sorted(np.bincount(labels[a]).tolist()) == [1, 1, 2]
+    assert len(set(a.tolist())) == 4
+
+
+def test_default_n_clusters():
+    assert default_n_clusters(100, 1000) == 10
+    assert default_n_clusters(1, 1000) == 2
+    assert default_n_clusters(10_000, 50) == 50
+    assert default_n_clusters(10, 1) == 1
+
+
+def blobs(n_per: list[int], d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = np.eye(d)[: len(n_per)] * 10
+    X = np.concatenate([centers[i] + rng.normal(scale=0.1, size=(k, d)) for i, k in enumerate(n_per)])
+    return X, np.repeat(np.arange(len(n_per)), n_per)
+
+
+def test_clustering_recovers_blobs_numbered_by_first_appearance():
+    X, truth = blobs([5, 8, 3])
+    order = np.random.default_rng(1).permutation(len(X))
+    c = cluster_sketches(X[order], 3, normalize=False, seed=0)
+    # renumbered: the first point is in cluster 0, and the partition matches the truth
+    assert c.labels[0] == 0
+    t = truth[order]
+    for k in range(3):
+        assert len(set(t[c.labels == k])) == 1
+    assert (c.assign(X[order]) == c.labels).all()
+    np.testing.assert_allclose(c.distances, np.linalg.norm(X[order] - c.centroids[c.labels], axis=1))
+
+
+def test_gdig_spreads_over_clusters_and_beats_quality_only_coverage():
+    # D_hq: three gradient directions; the best 6 by mean influence all sit in blob 0
+    X, truth = blobs([8, 4, 4, 4])
+    n = len(X)
+    M = -np.ones((n, 3)) * np.where(truth == 0, 5.0, 1.0)[:, None]
+    M[truth == 3] = 1.0  # blob 3 hurts every seed: not in D_hq
+    infl = influence_from_matrix(M)
+    sel = select("gdig", 6, infl, X, n_clusters=3, normalize=False, seed=0)
+    assert sel.n_high_quality == 16
+    assert sel.counts() == {"quality": 6}
+    picked = truth[sel.rows["position"].to_numpy()]
+    assert np.bincount(picked, minlength=4).tolist() == [2, 2, 2, 0]
+    q = select("quality", 6, infl)
+    assert set(truth[q.rows["position"].to_numpy()]) == {0}
+    # same seed -> same selection; different seed -> still 2/2/2
+    again = select("gdig", 6, infl, X, n_clusters=3, normalize=False, seed=0)
+    assert again.rows["example_id"].tolist() == sel.rows["example_id"].tolist()
+    other = select("gdig", 6, infl, X, n_clusters=3, normalize=False, seed=7)
+    assert np.bincount(truth[other.rows["position"].to_numpy()], minlength=4).tolist() == [2, 2, 2, 0]
+
+
+def test_gdig_budget_larger_than_dhq_fills_in_rank_order():
+    X, truth = blobs([3, 3, 3])
+    M = np.where(truth[:, None] == 2, 1.0, -1.0) * np.ones((9, 2))
+    M[6:, :] += np.arange(3)[:, None] * 0.1  # blob 2 ranked e6 (best) < e7 < e8 ... (less harmful first)
+    infl = influence_from_matrix(M)
+    sel = select("gdig", 8, infl, X, normalize=False)
+    assert sel.n_high_quality == 6
+    assert sel.counts() == {"quality": 6, "filled": 2}
+    assert sel.rows["reason"].tolist()[-2:] == ["filled", "filled"]
+    assert sel.rows["example_id"].tolist()[-2:] == ["e6", "e7"]
+    assert sel.rows["cluster"].isna().sum() == 2
+    assert any("only 6 high-quality" in w for w in sel.warnings)
+
+
+def test_baselines_share_the_output_shape():
+    X, truth = blobs([10, 10])
+    infl = influence_from_matrix(-np.ones((20, 2)))
+    r = select("random", 5, infl, seed=1)
+    assert len(set(r.rows["example_id"])) == 5 and set(r.rows["reason"]) == {"random"}
+    assert r.rows["example_id"].tolist() == select("random", 5, infl, seed=1).rows["example_id"].tolist()
+    assert select("random", 8, infl, seed=1).rows["example_id"].tolist()[:5] == r.rows["example_id"].tolist()
+    d = select("diversity", 4, infl, X, n_clusters=2, normalize=False)
+    assert np.bincount(truth[d.rows["position"].to_numpy()]).tolist() == [2, 2]
+    f = select("full", 5, infl)
+    assert f.budget == 20 and f.rows["position"].tolist() == list(range(20))
+    for s in (r, d, f):
+        assert list(s.rows.columns) == list(select("quality", 3, infl).rows.columns)
+    with pytest.raises(ValueError, match="needs one gradient sketch"):
+        select("gdig", 4, infl)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        select("best", 4, infl)
+
+
+def test_auroc_matches_hand_count():
+    scores = [0.9, 0.8, 0.8, 0.3, 0.1]
+    pos = [True, False, True, False, False]
+    # positives 0.9, 0.8 vs negatives 0.8, 0.3, 0.1: pairs won 3 + (0.5 + 1 + 1) = 5.5 of 6
+    assert auroc(scores, pos) == pytest.approx(5.5 / 6)
+    assert auroc([1, 2, 3], [False, False, True]) == 1.0
+    assert auroc([1, 1, 1], [True, False, True]) == 0.5
+    rng = np.random.default_rng(0)
+    s, y = rng.normal(size=200).round(1), rng.random(200) < 0.3
+    from sklearn.metrics import roc_auc_score
+
+    assert auroc(s, y) == pytest.approx(roc_auc_score(y, s))
+    with pytest.raises(ValueError, match="both classes"):
+        auroc([1, 2], [True, True])
+
+
+def test_noise_removal_counts():
+    labels = [None, "clean", "misaligned", "misaligned", "copy", None]
+    selected = [True, True, False, True, False, False]
+    r = noise_removal(labels, selected)
+    assert r["n_noisy"] == 3
+    assert r["removal_precision"] == pytest.approx(2 / 3)  # removed: misaligned, copy, clean
+    assert r["removal_recall"] == pytest.approx(2 / 3)
+    assert r["selected_clean_fraction"] == pytest.approx(2 / 3)
+    assert r["per_type"]["misaligned"] == {"n_pool": 2, "n_selected": 1, "removal_rate": 0.5,
+                                           "removal_precision": pytest.approx(1 / 3)}
+    assert r["per_type"]["copy"]["removal_rate"] == 1.0
