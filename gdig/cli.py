@@ -42,5 +42,33 @@ def main(
 # --- commands are registered below, one section per concern ---------------------------------
 
 
+# -- ingest (gdig.data.ingest) ------------------------------------------------------------------
+@app.command("ingest")
+def ingest_cmd(
+    paths: list[str] = typer.Argument(..., help="Files, Moses prefixes (x for x.de + x.en), save_to_disk directories or hf:<dataset>."),
+    db: Path = typer.Option(..., "--db", help="The DuckDB store (created if missing)."),
+    role: str = typer.Option(..., "--role", help="candidates | seed | eval."),
+    name: str = typer.Option(..., "--name", help="Dataset name in the store (rows are appended to it)."),
+    src_lang: str | None = typer.Option(None, "--src-lang", help="Source language (ISO 639-1 code or name); needed for HF translation rows, Moses pairs, TSV."),
+    tgt_lang: str | None = typer.Option(None, "--tgt-lang", help="Target language (ISO 639-1 code or name)."),
+    fmt: str = typer.Option("auto", "--format", help="auto | jsonl | json | gdig | hf | tsv | moses | disk | hub."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Load the valid rows and record invalid ones in the rejects table instead of stopping."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Read at most this many rows from each path."),
+    split: str | None = typer.Option(None, "--split", help="Split of a save_to_disk / hub dataset with several splits."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Load parallel data into the store; invalid rows stop the ingest (exit 2) unless --skip-invalid."""
+    from gdig.data.ingest import IngestError, ingest
+    from gdig.store import Store, StoreError
+
+    try:
+        with Store(db) as store:
+            result = ingest(store, paths, role=role, name=name, src_lang=src_lang, tgt_lang=tgt_lang,
+                            fmt=fmt, skip_invalid=skip_invalid, limit=limit, split=split, progress=progress)
+    except (IngestError, StoreError) as err:
+        fail(str(err), 2)
+    typer.echo(result.summary())
+
+
 if __name__ == "__main__":  # pragma: no cover
     app(sys.argv[1:])

@@ -1,0 +1,265 @@
+"""Ingestion: read sources, validate every row, load them into the store in one transaction.
+
+Default: any invalid row stops the ingest with a summary and nothing is written.
+With skip_invalid the valid rows are loaded and each rejected row (raw text and
+reason) lands in the `rejects` table.  A source whose content was already ingested
+into the dataset is skipped, so re-running an ingest is a no-op, and appending a new
+file to a dataset appends its rows (new positions at the end).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from gdig.data import validate as V
+from gdig.data.languages import UnknownLanguage, normalize_lang
+from gdig.data.readers import ReadError, content_hash, open_source, read_rows
+
+ROLES = ("candidates", "seed", "eval")
+POOL = "pool"  # the dataset all data.candidates sources go into
+SEED = "seed"  # the dataset all data.seed sources go into
+MAX_EXAMPLES = 5  # rejected rows quoted in an error summary
+
+
+class IngestError(ValueError):
+    """Invalid input; the message is a summary (file, row, reason; counts; first examples)."""
+
+    def __init__(self, message: str, rejects: list[tuple[str, int, str, str]] | None = None):
+        super().__init__(message)
+        self.rejects = rejects or []
+
+
+@dataclass
+class IngestResult:
+    dataset: str
+    role: str
+    src_lang: str | None
+    tgt_lang: str | None
+    read: int = 0  # rows read (= added + duplicates + rejected)
+    added: int = 0
+    duplicates: int = 0  # exact duplicates (within the input or already in the dataset), kept once
+    rejected: int = 0
+    skipped_files: int = 0  # sources whose content was already ingested into this dataset
+    files: list[str] = field(default_factory=list)  # sources loaded by this call
+
+    def summary(self) -> str:
+        pair = f"{self.src_lang}-{self.tgt_lang}" if self.src_lang else "?"
+        return (
+            f"{self.dataset} ({self.role}, {pair}): read {self.read}, added {self.added}, "
+            f"duplicates {self.duplicates}, rejected {self.rejected}, "
+            f"skipped files {self.skipped_files} (already ingested)"
+        )
+
+
+@dataclass
+class SourceSpec:
+    """One input and how to read it (a config DataSource, or a CLI path + options)."""
+
+    path: str
+    fmt: str = "auto"
+    split: str | None = None
+    limit: int | None = None
+
+
+def example_id(src_lang: str, tgt_lang: str, src: str, tgt: str) -> str:
+    """Content hash of a pair: the same text in the same direction is the same example."""
+    blob = "\x1f".join((src_lang, tgt_lang, src, tgt))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+
+
+def summarize_rejects(rejects: Sequence[tuple[str, int, str, str]], skipped_hint: bool = True) -> str:
+    """Text summary of rejected rows: totals, count per reason, first examples (file:row: reason)."""
+    files = {r[0] for r in rejects}
+    lines = [f"{len(rejects)} invalid row(s) in {len(files)} file(s)"]
+    if skipped_hint:
+        lines[0] += (
+            "; nothing was written. Fix the input, or load the valid rows and record the rest "
+            "in the rejects table with --skip-invalid (skip_invalid=True)"
+        )
+    lines.append("count per reason:")
+    for reason, n in Counter(r[2] for r in rejects).most_common():
+        lines.append(f"  {n:6d}  {reason}")
+    lines.append(f"first {min(MAX_EXAMPLES, len(rejects))} example(s):")
+    for file, row, reason, raw in rejects[:MAX_EXAMPLES]:
+        where = f"{file}:{row}" if row else f"{file}"
+        shown = raw if len(raw) <= 120 else raw[:117] + "..."
+        lines.append(f"  {where}: {reason}: {shown!r}")
+    return "\n".join(lines)
+
+
+def _pair(src_lang: str | None, tgt_lang: str | None) -> tuple[str, str] | None:
+    if (src_lang is None) != (tgt_lang is None):
+        raise IngestError("give both the source and the target language, or neither")
+    if src_lang is None:
+        return None
+    try:
+        pair = normalize_lang(src_lang), normalize_lang(tgt_lang)
+    except UnknownLanguage as err:
+        raise IngestError(str(err)) from None
+    if pair[0] == pair[1]:
+        raise IngestError(f"source and target language are both {pair[0]!r}")
+    return pair
+
+
+def ingest(
+    store,
+    paths: str | Path | Iterable[str | Path],
+    *,
+    role: str,
+    name: str,
+    src_lang: str | None = None,
+    tgt_lang: str | None = None,
+    fmt: str = "auto",
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    split: str | None = None,
+    progress: bool = True,
+) -> IngestResult:
+    """Ingest files into dataset `name` (role candidates | seed | eval), all in one transaction.
+
+    limit: read at most this many rows from each path.  Raises IngestError (nothing
+    written) on invalid rows unless skip_invalid.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    specs = [SourceSpec(str(p), fmt, split, limit) for p in paths]
+    return ingest_sources(store, specs, role=role, name=name, src_lang=src_lang, tgt_lang=tgt_lang,
+                          skip_invalid=skip_invalid, progress=progress)
+
+
+def ingest_sources(
+    store,
+    specs: Sequence[SourceSpec],
+    *,
+    role: str,
+    name: str,
+    src_lang: str | None = None,
+    tgt_lang: str | None = None,
+    skip_invalid: bool = False,
+    progress: bool = True,
+) -> IngestResult:
+    """Like `ingest`, with per-source format/split/limit."""
+    from gdig.store import StoreError
+
+    if role not in ROLES:
+        raise IngestError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    if not name or not name.strip():
+        raise IngestError("a dataset name is required")
+    expected = _pair(src_lang, tgt_lang)
+    existing = store.get_dataset(name)
+    if expected is None and existing is not None:
+        expected = (existing["src_lang"], existing["tgt_lang"])
+    result = IngestResult(name, role, *(expected or (None, None)))
+
+    cols: dict[str, list] = {k: [] for k in ("src", "tgt", "src_lang", "tgt_lang", "source_file", "source_row", "label")}
+    raws: list[str] = []
+    rejects: list[tuple[str, int, str, str]] = []
+    files: list[tuple[str, str, int]] = []
+    seen_hashes: set[str] = set()
+    for spec in specs:
+        direction = expected or (None, None)
+        try:
+            source = open_source(spec.path, spec.fmt, split=spec.split, limit=spec.limit,
+                                 src_lang=direction[0], tgt_lang=direction[1])
+            chash = content_hash(source)
+        except (ReadError, UnknownLanguage) as err:
+            raise IngestError(str(err)) from None
+        if chash in seen_hashes or store.file_ingested(name, chash):
+            result.skipped_files += 1
+            continue
+        seen_hashes.add(chash)
+        n_before = len(raws) + len(rejects)
+        try:
+            rows = read_rows(source, *direction)
+            for row in tqdm(rows, desc=f"read {Path(source.label).name}", unit=" rows",
+                            disable=not progress, leave=False):
+                reason = row.reason or V.check_text(row.src, row.tgt)
+                if reason:
+                    rejects.append((row.file, row.row, reason, row.raw))
+                    continue
+                if expected is None and row.src_lang and row.tgt_lang:
+                    expected = (row.src_lang, row.tgt_lang)  # first row that names its languages
+                for key, value in (("src", row.src), ("tgt", row.tgt), ("src_lang", row.src_lang),
+                                   ("tgt_lang", row.tgt_lang), ("source_file", row.file),
+                                   ("source_row", row.row), ("label", row.label)):
+                    cols[key].append(value)
+                raws.append(row.raw)
+        except (ReadError, UnknownLanguage) as err:
+            raise IngestError(str(err)) from None
+        files.append((source.label, chash, len(raws) + len(rejects) - n_before))
+        result.files.append(source.label)
+
+    if not files:
+        return result  # every source was already ingested: a no-op
+    if expected is None:
+        raise IngestError(
+            f"no language pair for dataset {name!r}: the input does not name its languages; "
+            "give them (--src-lang/--tgt-lang, or languages: in the config)"
+        )
+    rows = pd.DataFrame(cols)
+    rows["source_row"] = rows["source_row"].astype("int64")
+    # rows that name their own languages must match the dataset's pair
+    rows["src_lang"] = rows["src_lang"].fillna(expected[0])
+    rows["tgt_lang"] = rows["tgt_lang"].fillna(expected[1])
+    bad = (rows["src_lang"] != expected[0]) | (rows["tgt_lang"] != expected[1])
+    for i in rows.index[bad]:
+        r = rows.loc[i]
+        rejects.append((r["source_file"], int(r["source_row"]),
+                        V.wrong_pair((r["src_lang"], r["tgt_lang"]), expected), raws[i]))
+    rows = rows[~bad].reset_index(drop=True)
+    rejects.sort(key=lambda r: (r[0], r[1]))
+    result.src_lang, result.tgt_lang = expected
+    result.read = len(rows) + len(rejects)
+    if rejects and not skip_invalid:
+        raise IngestError(summarize_rejects(rejects), rejects)
+
+    rows["example_id"] = [example_id(expected[0], expected[1], s, t) for s, t in zip(rows["src"], rows["tgt"])]
+    rej = pd.DataFrame(rejects, columns=["source_file", "source_row", "reason", "raw"])
+    try:
+        counts = store.add_rows(dataset=name, role=role, src_lang=expected[0], tgt_lang=expected[1],
+                                rows=rows, rejects=rej, files=files)
+    except StoreError as err:
+        raise IngestError(str(err)) from None
+    result.added, result.duplicates, result.rejected = counts["added"], counts["duplicates"], counts["rejected"]
+    return result
+
+
+def _source_name(src) -> str:
+    if src.name:
+        return src.name
+    try:
+        return open_source(src.path, "hub" if src.path.startswith("hf:") else "auto").stem
+    except ReadError:
+        return Path(src.path).stem or Path(src.path).name
+
+
+def ingest_config(cfg, store, progress: bool = True) -> dict[str, list[str]]:
+    """Ingest every source of a GdigConfig: candidates -> "pool", seed -> "seed", each eval
+    source -> its own dataset (source.name or file stem).  Returns role -> dataset names.
+    Re-running is a no-op for content already in the store."""
+    pair = dict(src_lang=cfg.languages.src, tgt_lang=cfg.languages.tgt)
+    opts = dict(skip_invalid=cfg.data.skip_invalid, progress=progress, **pair)
+    spec = lambda s: SourceSpec(s.path, s.format, s.split, s.limit)  # noqa: E731
+    out: dict[str, list[str]] = {"candidates": [], "seed": [], "eval": []}
+    if cfg.data.candidates:
+        ingest_sources(store, [spec(s) for s in cfg.data.candidates], role="candidates", name=POOL, **opts)
+        out["candidates"].append(POOL)
+    if cfg.data.seed:
+        ingest_sources(store, [spec(s) for s in cfg.data.seed], role="seed", name=SEED, **opts)
+        out["seed"].append(SEED)
+    for s in cfg.data.eval:
+        name = _source_name(s)
+        if name in (POOL, SEED) or name in out["eval"]:
+            raise IngestError(
+                f"eval source {s.path}: dataset name {name!r} is taken; give the source a distinct name:"
+            )
+        ingest_sources(store, [spec(s)], role="eval", name=name, **opts)
+        out["eval"].append(name)
+    return out
