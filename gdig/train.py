@@ -1,0 +1,494 @@
+"""Instruction finetuning of a causal LM for translation (full or LoRA), resumable and seeded.
+
+One plain torch loop.  The data order is a pure function of (seed, micro-batch index):
+examples are grouped into length buckets (gdig.data.prompts.length_batches) and the bucket
+order is reshuffled each epoch with a generator seeded by (seed, epoch).  So a run that
+crashed resumes from its last saved step with nothing but the step counter, and ends with
+the same weights as an uninterrupted run (model, optimizer, scheduler and RNG states are
+restored from ``<out>/resume/state.pt``).
+
+The loss is the target-only token mean over a whole optimizer step (all micro-batches of
+the gradient accumulation together), so grad_accum=2 x batch 4 equals batch 8.
+
+Output directory of a finished run: a plain ``save_pretrained`` model + tokenizer (LoRA:
+adapters merged into the base weights, so every other stage loads it like any model; the
+unmerged adapter is kept in ``<out>/adapter``) and ``gdig_train.json`` (the done marker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from gdig.config import GdigConfig, ModelConfig, PromptConfig, TrainConfig
+from gdig.data.prompts import IGNORE, Encoded, collate, encode_examples, length_batches
+
+DONE_FILE = "gdig_train.json"
+RESUME_DIR = "resume"
+_TRAIN_FIELDS = set(TrainConfig.model_fields)
+
+
+class TrainError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    path: str
+    steps: int
+    n_examples: int
+    losses: list[float] = field(default_factory=list)  # mean target-token loss per optimizer step
+    resumed_from: int = 0  # step the run resumed from (0: fresh)
+    reused: bool = False  # a finished run with the same fingerprint was found
+    encode_summary: str = "all rows fit"
+    seconds: float = 0.0
+
+
+# -- data -------------------------------------------------------------------------------------
+
+def load_training_frame(data: Any, src_lang: str | None = None, tgt_lang: str | None = None) -> pd.DataFrame:
+    """A DataFrame (src, tgt, src_lang, tgt_lang) from a DataFrame, a list of dicts or a JSONL path.
+
+    Rows without src_lang/tgt_lang take the given defaults; a row missing text is an error
+    that names the file and line.
+    """
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if not path.is_file():
+            raise TrainError(f"{path}: training file not found")
+        rows = []
+        with open(path, encoding="utf-8") as fh:
+            for i, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise TrainError(f"{path}:{i}: not valid JSON ({err})") from None
+                if not isinstance(obj, dict):
+                    raise TrainError(f"{path}:{i}: expected a JSON object with src and tgt")
+                obj["_where"] = f"{path}:{i}"
+                rows.append(obj)
+        df = pd.DataFrame(rows)
+    elif isinstance(data, pd.DataFrame):
+        df = data.copy()
+    else:
+        df = pd.DataFrame(list(data))
+    if len(df) == 0:
+        raise TrainError("no training examples")
+    if "_where" not in df:
+        df["_where"] = [f"row {i}" for i in range(len(df))]
+    for col, default in (("src_lang", src_lang), ("tgt_lang", tgt_lang)):
+        if col not in df:
+            df[col] = default
+        df[col] = df[col].where(df[col].notna(), default)
+    for col in ("src", "tgt", "src_lang", "tgt_lang"):
+        if col not in df:
+            raise TrainError(f"training data has no {col!r} column (columns: {', '.join(map(str, df.columns))})")
+        bad = df[col].isna() | (df[col].astype(str).str.strip() == "")
+        if bad.any():
+            raise TrainError(f"{df.loc[bad, '_where'].iloc[0]}: empty or missing {col!r}")
+    return df.reset_index(drop=True)
+
+
+def encode_frame(tokenizer, df: pd.DataFrame, prompt: PromptConfig) -> tuple[list[Encoded], str]:
+    """Encode rows with the project prompt; returns (encoded rows, what the length policy did)."""
+    rows = zip(df["src"], df["tgt"], df["src_lang"], df["tgt_lang"])
+    enc, report = encode_examples(tokenizer, rows, prompt.template, prompt.max_length, prompt.too_long)
+    kept = [e for e in enc if e is not None]
+    if report.skipped or report.truncated:
+        warnings.warn(f"training data: {report.summary()}", stacklevel=2)
+    if not kept:
+        raise TrainError(f"no training example fits prompt.max_length={prompt.max_length}: {report.summary()}")
+    return kept, report.summary()
+
+
+class BatchSchedule:
+    """Micro-batch k of the run = a pure function of (seed, k): length buckets, shuffled per epoch."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.batches = length_batches(lengths, batch_size)
+        self.seed = seed
+        self._orders: dict[int, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def micro_batch(self, k: int) -> list[int]:
+        epoch, i = divmod(k, len(self.batches))
+        if epoch not in self._orders:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._orders[epoch] = torch.randperm(len(self.batches), generator=g).tolist()
+        return self.batches[self._orders[epoch][i]]
+
+
+def total_steps(n_batches: int, tcfg: TrainConfig, max_steps: int | None = None) -> int:
+    if max_steps is not None:
+        return int(max_steps)
+    if tcfg.max_steps is not None:
+        return tcfg.max_steps
+    return max(1, math.ceil(tcfg.epochs * n_batches / tcfg.grad_accum))
+
+
+def steps_for_budget(budget: int, tcfg: TrainConfig) -> int:
+    """Optimizer steps for every strategy of a budget (equal compute): the steps `tcfg`
+    gives a dataset of exactly `budget` examples; finetune.max_steps, when set, wins."""
+    if budget < 1:
+        raise ValueError(f"budget must be positive, got {budget}")
+    return total_steps(math.ceil(budget / tcfg.batch_size), tcfg)
+
+
+# -- schedule, precision, RNG -----------------------------------------------------------------
+
+def make_scheduler(optimizer, kind: str, warmup: int, total: int):
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / (warmup + 1)
+        if kind == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        if kind == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def use_bf16(setting: Any, device: str) -> bool:
+    """bf16 autocast: 'auto' only on a CUDA device that supports it; True forces it (CPU has it)."""
+    dev = torch.device(device)
+    if setting == "auto":
+        return dev.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if setting and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise TrainError(f"bf16=true but {device} does not support bfloat16; set finetune.bf16: false")
+    return bool(setting)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# -- LoRA -------------------------------------------------------------------------------------
+
+def wrap_lora(model, tcfg: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lcfg = LoraConfig(
+        r=tcfg.lora_r, lora_alpha=tcfg.lora_alpha, lora_dropout=tcfg.lora_dropout,
+        target_modules=tcfg.lora_target_modules or "all-linear", task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lcfg)
+
+
+# -- the loop ---------------------------------------------------------------------------------
+
+def _fingerprint(**parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _save_resume(out: Path, step: int, model, optimizer, scheduler, losses: list[float], fp: str) -> None:
+    rdir = out / RESUME_DIR
+    rdir.mkdir(parents=True, exist_ok=True)
+    params = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+    state = {
+        "step": step, "fingerprint": fp, "params": params, "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "rng": _rng_state(), "losses": list(losses),
+    }
+    tmp = rdir / "state.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, rdir / "state.pt")  # atomic: a crash mid-save keeps the previous state
+
+
+def _load_resume(out: Path, fp: str) -> dict[str, Any] | None:
+    path = out / RESUME_DIR / "state.pt"
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("fingerprint") != fp:
+        raise TrainError(
+            f"{path}: resume state of a different run (other data, model or finetune settings); "
+            f"delete {out / RESUME_DIR} or use another output directory"
+        )
+    return state
+
+
+def train_model(
+    model,
+    tokenizer,
+    encoded: list[Encoded],
+    tcfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    steps: int,
+    device: str = "cpu",
+    fingerprint: str = "",
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+) -> tuple[Any, list[float], int]:
+    """Train `model` in place for `steps` optimizer steps; resumable under out_dir/resume.
+
+    Returns (trained model — a peft model for LoRA, losses per step, step resumed from).
+    `on_step(step, loss)` runs after each optimizer step (and after a due resume save).
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    seed_everything(tcfg.seed)
+    if tcfg.method == "lora":
+        model = wrap_lora(model, tcfg)  # LoRA init draws from the seeded RNG
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tcfg.lr,
+    )
+    scheduler = make_scheduler(optimizer, tcfg.scheduler, int(tcfg.warmup_ratio * steps), steps)
+    schedule = BatchSchedule([len(e.input_ids) for e in encoded], tcfg.batch_size, tcfg.seed)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    autocast = (
+        torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+        if use_bf16(tcfg.bf16, device) else nullcontext()
+    )
+
+    start, losses = 0, []
+    state = _load_resume(out, fingerprint)
+    if state is not None:
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, t in state["params"].items():
+                named[n].copy_(t.to(named[n].device))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        start, losses = int(state["step"]), list(state["losses"])
+
+    model.train()
+    bar = tqdm(range(start, steps), total=steps, initial=start, desc="finetune", disable=not progress)
+    for step in bar:
+        micro = [schedule.micro_batch(step * tcfg.grad_accum + j) for j in range(tcfg.grad_accum)]
+        batches = [collate([encoded[i] for i in mb], pad_id) for mb in micro]
+        n_tok = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+        step_loss = 0.0
+        for b in batches:
+            b = {k: v.to(device) for k, v in b.items()}
+            with autocast:
+                logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+            loss_sum = F.cross_entropy(
+                logits[:, :-1].float().reshape(-1, logits.size(-1)), b["labels"][:, 1:].reshape(-1),
+                ignore_index=IGNORE, reduction="sum",
+            )
+            (loss_sum / n_tok).backward()
+            step_loss += loss_sum.item()
+        if tcfg.max_grad_norm and tcfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, tcfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(step_loss / n_tok)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if (step + 1) % tcfg.save_every == 0 and step + 1 < steps:
+            _save_resume(out, step + 1, model, optimizer, scheduler, losses, fingerprint)
+        if on_step is not None:
+            on_step(step + 1, losses[-1])
+    bar.close()
+    model.eval()
+    return model, losses, start
+
+
+def _load_tokenizer(model_cfg: ModelConfig, base: str | None):
+    from gdig.modeling import load_tokenizer
+
+    if base:
+        return load_tokenizer(base, trust_remote_code=model_cfg.trust_remote_code)
+    return load_tokenizer(
+        model_cfg.tokenizer or model_cfg.name_or_path, None if model_cfg.tokenizer else model_cfg.gguf_file,
+        model_cfg.revision, model_cfg.trust_remote_code,
+    )
+
+
+def _save_final(model, tokenizer, out: Path, method: str) -> None:
+    if method == "lora":
+        model.save_pretrained(out / "adapter")  # the unmerged adapter, for users who want it
+        model = model.merge_and_unload()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def finetune(
+    model_cfg: ModelConfig,
+    prompt: PromptConfig,
+    tcfg: TrainConfig,
+    data: Any,
+    out_dir: str | Path,
+    *,
+    base: str | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+    src_lang: str | None = None,
+    tgt_lang: str | None = None,
+) -> TrainResult:
+    """Finetune the model of `model_cfg` (or the checkpoint dir `base`) on `data` into out_dir.
+
+    data: DataFrame / list of dicts (src, tgt, src_lang, tgt_lang) or a JSONL path.
+    A finished run with the same fingerprint in out_dir is reused; an interrupted one resumes.
+    """
+    from gdig.modeling import checkpoint_hash, load_from_config
+
+    t0 = time.time()
+    out = Path(out_dir)
+    df = load_training_frame(data, src_lang, tgt_lang)
+    tcfg = TrainConfig(**{k: v for k, v in tcfg.model_dump().items() if k in _TRAIN_FIELDS})
+    tok = _load_tokenizer(model_cfg, base)
+    encoded, summary = encode_frame(tok, df, prompt)
+    n_batches = math.ceil(len(encoded) / tcfg.batch_size)
+    steps = total_steps(n_batches, tcfg, max_steps)
+    base_id = checkpoint_hash(base) if base else checkpoint_hash(model_cfg.name_or_path, model_cfg.gguf_file)
+    fp = _fingerprint(
+        base=base_id, dtype=model_cfg.dtype, train=tcfg.model_dump(mode="json"), steps=steps,
+        prompt=prompt.model_dump(mode="json"),
+        data=hashlib.sha256(json.dumps([e.input_ids + e.labels for e in encoded]).encode()).hexdigest(),
+    )
+    done = out / DONE_FILE
+    if done.exists():
+        info = json.loads(done.read_text())
+        if info.get("fingerprint") == fp:
+            return TrainResult(str(out), info["steps"], info["n_examples"], info["losses"], 0, True,
+                               info.get("encode_summary", summary), time.time() - t0)
+        raise TrainError(f"{out} holds a finished run of different data/settings; choose another output directory")
+    out.mkdir(parents=True, exist_ok=True)
+    model, _ = load_from_config(model_cfg, checkpoint=base)
+    model, losses, start = train_model(
+        model, tok, encoded, tcfg, out, steps=steps, device=model_cfg.device, fingerprint=fp,
+        progress=progress, on_step=on_step,
+    )
+    _save_final(model, tok, out, tcfg.method)
+    info = {"fingerprint": fp, "steps": steps, "n_examples": len(encoded), "losses": losses,
+            "encode_summary": summary, "base": base or model_cfg.name_or_path, "base_hash": base_id,
+            "finetune": tcfg.model_dump(mode="json")}
+    tmp = out / (DONE_FILE + ".tmp")
+    tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
+    os.replace(tmp, done)
+    shutil.rmtree(out / RESUME_DIR, ignore_errors=True)
+    return TrainResult(str(out), steps, len(encoded), losses, start, False, summary, time.time() - t0)
+
+
+# -- stages (wrapped one-to-one by tasks/) ---------------------------------------------------
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60]
+
+
+def _record(store, path: str, kind: str, base: str | None, selection_id: str | None, meta: dict) -> dict:
+    from gdig.modeling import checkpoint_hash
+
+    ckpt_id = checkpoint_hash(path)
+    store.add_checkpoint(ckpt_id, kind, path, base=base, selection_id=selection_id, meta=meta)
+    return {"checkpoint_id": ckpt_id, "path": str(path)}
+
+
+def _train_stage_dir(cfg: GdigConfig, prefix: str, tcfg: TrainConfig, example_ids: list[str], extra: Any) -> Path:
+    from gdig.modeling import checkpoint_hash
+
+    key = _fingerprint(
+        base=checkpoint_hash(cfg.model.name_or_path, cfg.model.gguf_file), dtype=cfg.model.dtype,
+        train={k: v for k, v in tcfg.model_dump(mode="json").items() if k in _TRAIN_FIELDS},
+        prompt=cfg.prompt.model_dump(mode="json"), examples=example_ids, extra=extra,
+    )
+    return Path(cfg.workspace.dir) / "checkpoints" / f"{prefix}-{key}"
+
+
+def base_checkpoint_stage(cfg: GdigConfig, store) -> dict:
+    """The base model of the config as a store checkpoint (kind 'base'; hub ids hash by name)."""
+    from gdig.modeling import checkpoint_hash
+
+    ckpt_id = checkpoint_hash(cfg.model.name_or_path, cfg.model.gguf_file)
+    store.add_checkpoint(ckpt_id, "base", cfg.model.name_or_path, meta={"gguf_file": cfg.model.gguf_file})
+    return {"checkpoint_id": ckpt_id, "path": cfg.model.name_or_path}
+
+
+def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True) -> dict:
+    """Step 1 of the method: the checkpoint whose gradients drive selection.
+
+    pool_finetune.enabled: finetune cfg.model on the whole "pool" dataset into
+    {workspace.dir}/checkpoints/pool-<hash> (reused when already trained); elif
+    pool_finetune.checkpoint: that checkpoint; else the base model.
+    Returns {"checkpoint_id", "path"}.
+    """
+    pf = cfg.pool_finetune
+    if pf.enabled:
+        pool = store.dataset_examples("pool")
+        out = _train_stage_dir(cfg, "pool", pf, list(pool["example_id"]), None)
+        res = finetune(cfg.model, cfg.prompt, pf, pool, out, progress=progress)
+        meta = {"steps": res.steps, "n_examples": res.n_examples, "final_loss": res.losses[-1] if res.losses else None,
+                "first_loss": res.losses[0] if res.losses else None, "encode": res.encode_summary,
+                "method": pf.method}
+        base = checkpoint_hash_of_base(cfg)
+        return _record(store, res.path, "pool", base, None, meta)
+    if pf.checkpoint:
+        if not Path(pf.checkpoint).exists():
+            raise TrainError(f"pool_finetune.checkpoint {pf.checkpoint}: no such directory")
+        return _record(store, pf.checkpoint, "pool", None, None, {"source": "pool_finetune.checkpoint"})
+    return base_checkpoint_stage(cfg, store)
+
+
+def checkpoint_hash_of_base(cfg: GdigConfig) -> str:
+    from gdig.modeling import checkpoint_hash
+
+    return checkpoint_hash(cfg.model.name_or_path, cfg.model.gguf_file)
+
+
+def finetune_selection_stage(cfg: GdigConfig, store, selection_id: str, max_steps: int, progress: bool = True) -> dict:
+    """Finetune the BASE model (cfg.model) on one selection for exactly `max_steps` optimizer steps."""
+    sel = store.selection(selection_id)
+    if len(sel) == 0:
+        raise TrainError(f"selection {selection_id!r} is empty or unknown in {store.path}")
+    out = _train_stage_dir(cfg, f"sel-{_safe(selection_id)}", cfg.finetune, list(sel["example_id"]), max_steps)
+    res = finetune(cfg.model, cfg.prompt, cfg.finetune, sel, out, max_steps=max_steps, progress=progress)
+    meta = {"steps": res.steps, "n_examples": res.n_examples, "strategy": str(sel["strategy"].iloc[0]),
+            "budget": int(sel["budget"].iloc[0]), "final_loss": res.losses[-1] if res.losses else None,
+            "first_loss": res.losses[0] if res.losses else None, "encode": res.encode_summary,
+            "method": cfg.finetune.method}
+    return _record(store, res.path, "finetune", checkpoint_hash_of_base(cfg), selection_id, meta)
+
+
+__all__ = [
+    "TrainError", "TrainResult", "load_training_frame", "encode_frame", "BatchSchedule", "total_steps",
+    "steps_for_budget", "make_scheduler", "use_bf16", "train_model", "finetune", "base_checkpoint_stage",
+    "pool_checkpoint_stage", "finetune_selection_stage",
+]
