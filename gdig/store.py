@@ -347,6 +347,34 @@ class Store:
             "SELECT * FROM rejects WHERE dataset = ? ORDER BY source_file, source_row", [dataset]
         ).df()
 
+    # -- identity, key/value info and id lists (used for content-hash cache keys) ------------
+    def info(self, key: str) -> str | None:
+        """A value kept in schema_info (a small key/value table), or None."""
+        row = self.con.execute("SELECT value FROM schema_info WHERE key = ?", [key]).fetchone()
+        return None if row is None else row[0]
+
+    def set_info(self, key: str, value: str) -> None:
+        if key == "version":
+            raise StoreError("schema_info 'version' is managed by the store")
+        self.con.execute("INSERT OR REPLACE INTO schema_info VALUES (?, ?)", [key, value])
+
+    def store_id(self) -> str:
+        """A random id made the first time it is asked for: cache keys include it, so a fresh DB
+        at the same path never reuses results computed against an older one."""
+        sid = self.info("store_id")
+        if sid is None:
+            sid = uuid.uuid4().hex
+            self.set_info("store_id", sid)
+        return sid
+
+    def dataset_ids(self, name: str) -> list[str]:
+        """Example ids of a dataset in input order (no text): cheap content fingerprints."""
+        if self.get_dataset(name) is None:
+            raise StoreError(f"no dataset named {name!r} in {self.path}")
+        return self.con.execute(
+            "SELECT example_id FROM dataset_examples WHERE dataset = ? ORDER BY position", [name]
+        ).df()["example_id"].tolist()
+
     # -- checkpoints -----------------------------------------------------------------------
     def add_checkpoint(
         self, checkpoint_id: str, kind: str, path: str, base: str | None = None,
