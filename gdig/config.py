@@ -187,6 +187,10 @@ class OrchestrationConfig(_Strict):
     retry_delay_seconds: list[float] = Field(default_factory=lambda: [5.0, 30.0])
 
 
+    # appended candidates: False keeps the pool checkpoint + curvature of the reference pool
+    # (the pool as first fitted; only new shards are scored); True refits on the whole pool
+    refit_on_append: bool = False
+    dask_processes: bool = True  # local Dask cluster: a process per worker (False: threads)
 class GdigConfig(_Strict):
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     languages: LanguagePair
