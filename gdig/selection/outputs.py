@@ -1,0 +1,108 @@
+"""Selections in and out of the store: ids, store writes, JSONL export.
+
+selection_id = content hash of (scoring_id, strategy, budget, the selection settings that
+change the result), so re-running an unchanged selection rewrites the same rows.  The
+clustering a selection used is stored under the same id (clusters.clustering_id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gdig.selection.select import Selection, select
+
+
+def selection_id(scoring_id: str, strategy: str, budget: int, sel_cfg) -> str:
+    """Content hash; sel_cfg is a gdig.config.SelectionConfig (budgets/strategies lists excluded,
+    so adding a budget does not change the ids of the others)."""
+    key = {
+        "scoring_id": scoring_id, "strategy": strategy, "budget": int(budget),
+        "gamma": sel_cfg.gamma, "n_clusters": sel_cfg.n_clusters, "normalize": sel_cfg.normalize,
+        "within_cluster": sel_cfg.within_cluster, "seed": sel_cfg.seed,
+    }
+    blob = json.dumps(key, sort_keys=True)
+    return f"{strategy}-{budget}-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def load_pool(store, scoring_id: str, need_sketches: bool) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """(influence aggregates in pool order, sketches aligned with them or None)."""
+    influence = store.influence(scoring_id)
+    if len(influence) == 0:
+        raise ValueError(f"scoring {scoring_id!r} has no influence rows")
+    if not need_sketches:
+        return influence, None
+    ids, X = store.sketches(scoring_id)
+    if len(ids) != len(influence) or list(ids) != list(influence["example_id"]):
+        raise ValueError(
+            f"scoring {scoring_id!r} has sketches for {len(ids)} of {len(influence)} candidates; "
+            "the gdig and diversity strategies need one per candidate (influence.scoring.sketch: true)"
+        )
+    return influence, X
+
+
+def run_selection(store, scoring_id: str, strategy: str, budget: int, sel_cfg) -> tuple[str, Selection]:
+    """Select with the config's settings and write clusters + selection rows to the store."""
+    from gdig.selection.select import NEEDS_SKETCHES
+
+    influence, X = load_pool(store, scoring_id, strategy in NEEDS_SKETCHES)
+    sel = select(strategy, budget, influence, X, gamma=sel_cfg.gamma, n_clusters=sel_cfg.n_clusters,
+                 normalize=sel_cfg.normalize, within_cluster=sel_cfg.within_cluster, seed=sel_cfg.seed)
+    sid = selection_id(scoring_id, strategy, sel.budget, sel_cfg)
+    clusters = sel.cluster_frame()
+    if clusters is not None:
+        store.add_clusters(sid, scoring_id, clusters)
+    store.add_selection(sid, strategy=strategy, budget=sel.budget, df=sel.rows, scoring_id=scoring_id)
+    return sid, sel
+
+
+def _clean(v):
+    """JSON-safe scalar: NaN/NA -> null, numpy -> python."""
+    if v is None or v is pd.NA:
+        return None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return None if math.isnan(v) else float(v)
+    return v
+
+
+def export_selection(store, sel_id: str, path: str | Path) -> Path:
+    """Write a selection as JSONL in the input schema (src, tgt, src_lang, tgt_lang) plus score
+    fields (helped_fraction, mean_influence, cluster, rank, reason, example_id, and label when
+    the pool row carries a noise label).  `gdig ingest` reads it back (extra fields are ignored)."""
+    rows = store.selection(sel_id)
+    if len(rows) == 0:
+        raise ValueError(f"no selection {sel_id!r} in the store")
+    scoring_id = None
+    meta = store.selections()
+    match = meta[meta["selection_id"] == sel_id]
+    if len(match):
+        scoring_id = match["scoring_id"].iloc[0]
+    if scoring_id is not None and not pd.isna(scoring_id):
+        infl = store.influence(scoring_id).set_index("example_id")
+        rows = rows.join(infl[["helped_fraction", "mean", "label"]], on="example_id")
+    else:
+        rows = rows.assign(helped_fraction=np.nan, mean=np.nan, label=None)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for r in rows.itertuples(index=False):
+            rec = {
+                "src": r.src, "tgt": r.tgt, "src_lang": r.src_lang, "tgt_lang": r.tgt_lang,
+                "example_id": r.example_id, "rank": _clean(r.rank), "reason": r.reason,
+                "cluster": _clean(r.cluster), "helped_fraction": _clean(r.helped_fraction),
+                "mean_influence": _clean(r.mean),
+            }
+            label = _clean(r.label)
+            if label is not None:
+                rec["label"] = label
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    tmp.replace(path)  # never leave a half-written export behind
+    return path

@@ -1,0 +1,159 @@
+"""What a `gdig select` run produced, computed from the store alone (so any step can rebuild it).
+
+Cluster coverage: each budget's G-DIG clustering (K-means over the sketches of D_hq) is
+extended to the whole pool by nearest centroid; a selection covers the clusters its rows
+fall in.  This lets random / quality-only / diversity-only selections be compared on the
+same partition.  Noise figures appear when the pool carries noise labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from gdig.selection.diversity import _prepare
+from gdig.selection.metrics import auroc, has_noise_labels, is_noisy, noise_removal
+from gdig.selection.quality import quality_key, rank_by_quality
+
+
+@dataclass
+class SelectionReport:
+    strategy: str
+    budget: int
+    selection_id: str
+    size: int
+    counts: dict[str, int]  # reason -> rows (quality / filled / random / diversity / full)
+    n_clusters: int | None = None  # clusters of this selection's own clustering
+    clusters_covered: int | None = None  # of the G-DIG clustering at this budget
+    clusters_total: int | None = None
+    export_path: str | None = None
+    noise: dict | None = None  # metrics.noise_removal(...)
+
+
+@dataclass
+class SelectSummary:
+    scoring_id: str
+    pool_size: int
+    n_seeds: int
+    gamma: float
+    n_high_quality: int
+    selections: list[SelectionReport] = field(default_factory=list)
+    auroc: dict[str, float] | None = None  # score -> AUROC of clean (positive) vs noisy
+    noise_types: dict[str, int] | None = None  # noise type -> rows in the pool
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def render(self) -> str:
+        lines = [
+            f"scoring {self.scoring_id}: pool {self.pool_size} candidates x {self.n_seeds} seeds",
+            f"high-quality (helped fraction >= {self.gamma:g}): |D_hq| = {self.n_high_quality}"
+            f" ({self.n_high_quality / max(self.pool_size, 1):.1%} of the pool)",
+        ]
+        if self.noise_types:
+            n_noisy = sum(self.noise_types.values())
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.noise_types.items()))
+            lines.append(f"noise labels: {n_noisy} noisy of {self.pool_size} ({kinds})")
+        if self.auroc:
+            lines.append("AUROC clean vs noisy: " + ", ".join(f"{k} {v:.3f}" for k, v in self.auroc.items()))
+        lines.append("")
+        header = f"{'strategy':<10} {'budget':>7} {'size':>7}  {'reasons':<26} {'clusters':>9}"
+        if self.noise_types:
+            header += f" {'clean%':>7} {'rm-prec':>8} {'rm-rec':>7}  per-type removal rate"
+        lines.append(header)
+        for r in self.selections:
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(r.counts.items()))
+            cov = "" if r.clusters_covered is None else f"{r.clusters_covered}/{r.clusters_total}"
+            line = f"{r.strategy:<10} {r.budget:>7} {r.size:>7}  {reasons:<26} {cov:>9}"
+            if r.noise:
+                nz = r.noise
+                per = ", ".join(f"{k} {v['removal_rate']:.2f}" for k, v in sorted(nz["per_type"].items()))
+                line += (f" {nz['selected_clean_fraction']:>7.1%} {nz['removal_precision']:>8.3f}"
+                         f" {nz['removal_recall']:>7.3f}  {per}")
+            lines.append(line.rstrip())
+        if any(r.export_path for r in self.selections):
+            lines.append("")
+            lines += [f"exported {r.strategy}-{r.budget}: {r.export_path}" for r in self.selections if r.export_path]
+        if self.warnings:
+            lines.append("")
+            lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _centroids(X: np.ndarray, labels: np.ndarray, normalize: bool) -> np.ndarray:
+    Z = _prepare(X, normalize)
+    return np.stack([Z[labels == k].mean(0) for k in np.unique(labels)])
+
+
+def _nearest(X: np.ndarray, C: np.ndarray, normalize: bool) -> np.ndarray:
+    Z = _prepare(X, normalize)
+    d2 = (Z**2).sum(1)[:, None] - 2 * Z @ C.T + (C**2).sum(1)[None, :]
+    return d2.argmin(1)
+
+
+def build_summary(
+    store, scoring_id: str, selection_ids: list[str], *, gamma: float, normalize: bool,
+    exports: dict[str, str] | None = None, warnings: list[str] | None = None,
+) -> SelectSummary:
+    scoring = store.get_scoring(scoring_id)
+    influence = store.influence(scoring_id)
+    ranked = rank_by_quality(influence, gamma)
+    summary = SelectSummary(
+        scoring_id=scoring_id, pool_size=len(influence), n_seeds=int(scoring["n_seeds"] or 0),
+        gamma=gamma, n_high_quality=int(ranked["high_quality"].sum()), warnings=list(warnings or []),
+    )
+    labels = influence["label"].to_numpy()
+    noisy = is_noisy(labels) if has_noise_labels(labels) else None
+    if noisy is not None:
+        summary.noise_types = pd.Series(labels[noisy]).value_counts().sort_index().to_dict()
+        if (~noisy).any():
+            clean = ~noisy
+            summary.auroc = {
+                "quality": auroc(quality_key(influence), clean),
+                "helped_fraction": auroc(influence["helped_fraction"], clean),
+                "-mean_influence": auroc(-influence["mean"].to_numpy(), clean),
+            }
+
+    sk_ids, X = store.sketches(scoring_id)
+    have_sketches = len(sk_ids) == len(influence)
+    pos_of = {e: i for i, e in enumerate(influence["example_id"])}
+    meta = store.selections().set_index("selection_id")
+    rows = {sid: store.selection(sid) for sid in selection_ids}
+    # the G-DIG clustering per budget, extended to the whole pool by nearest centroid
+    partition: dict[int, tuple[np.ndarray, int]] = {}
+    if have_sketches:
+        sk_pos = {e: i for i, e in enumerate(sk_ids)}
+        for sid in selection_ids:
+            if meta.loc[sid, "strategy"] != "gdig":
+                continue
+            cl = store.clusters(sid)
+            if len(cl) == 0:
+                continue
+            members = np.array([sk_pos[e] for e in cl["example_id"]])
+            C = _centroids(X[members], cl["cluster"].to_numpy(), normalize)
+            partition[int(meta.loc[sid, "budget"])] = (_nearest(X, C, normalize), len(C))
+    for sid in selection_ids:
+        df = rows[sid]
+        strategy, budget = str(meta.loc[sid, "strategy"]), int(meta.loc[sid, "budget"])
+        rep = SelectionReport(
+            strategy=strategy, budget=budget, selection_id=sid, size=len(df),
+            counts={str(k): int(v) for k, v in df["reason"].value_counts().items()},
+            export_path=(exports or {}).get(sid),
+        )
+        own = store.clusters(sid)
+        if len(own):
+            rep.n_clusters = int(own["cluster"].nunique())
+        if budget in partition:
+            part, k = partition[budget]
+            picked = [sk_pos[e] for e in df["example_id"]]
+            rep.clusters_covered = int(len(np.unique(part[picked])))
+            rep.clusters_total = k
+        if noisy is not None:
+            mask = np.zeros(len(influence), dtype=bool)
+            mask[[pos_of[e] for e in df["example_id"]]] = True
+            rep.noise = noise_removal(labels, mask)
+        summary.selections.append(rep)
+    return summary

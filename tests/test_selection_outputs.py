@@ -1,0 +1,110 @@
+"""Selections through the store: ids, stored rows and clusters, JSONL export -> `gdig ingest`, summary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from gdig.cli import app
+from gdig.config import SelectionConfig
+from gdig.data.ingest import ingest
+from gdig.selection.outputs import export_selection, run_selection, selection_id
+from gdig.selection.summary import build_summary
+
+N = 40
+
+
+@pytest.fixture()
+def scored_store(store, tmp_path):
+    """A pool of N rows (every 4th labelled noisy) with a hand-made scoring: noisy rows hurt."""
+    path = tmp_path / "pool.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(N):
+            rec = {"src": f"Satz nummer {i} über Häuser", "tgt": f"sentence number {i} about houses",
+                   "src_lang": "de", "tgt_lang": "en"}
+            if i % 4 == 0:
+                rec["label"] = "misaligned" if i % 8 else "copy"
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    ingest(store, path, role="candidates", name="pool", progress=False)
+    pool = store.dataset_examples("pool")
+    noisy = (np.arange(N) % 4 == 0)
+    rng = np.random.default_rng(0)
+    n_seeds = 5
+    M = rng.normal(-1.0, 0.3, size=(N, n_seeds))
+    M[noisy] = rng.normal(1.0, 0.3, size=(noisy.sum(), n_seeds))
+    agg = pd.DataFrame({
+        "example_id": pool["example_id"], "position": pool["position"], "loss": 1.0,
+        "helped_fraction": (M < 0).mean(1), "mean": M.mean(1), "min": M.min(1), "max": M.max(1),
+    })
+    sk = rng.normal(size=(N, 8)).astype(np.float32)
+    sk[: N // 2] += 5
+    sketches = pd.DataFrame({"example_id": pool["example_id"], "sketch": list(sk)})
+    store.add_scoring("sc1", curvature_id="cv1", seed_dataset="seed", candidate_dataset="pool",
+                      aggregates=agg, sketches=sketches, matrix_path=None, n_seeds=n_seeds)
+    return store
+
+
+def test_selection_id_is_a_content_hash():
+    cfg = SelectionConfig()
+    a = selection_id("sc1", "gdig", 10, cfg)
+    assert a == selection_id("sc1", "gdig", 10, SelectionConfig(budgets=[5, 10]))  # budgets list excluded
+    assert a != selection_id("sc1", "gdig", 10, SelectionConfig(seed=1))
+    assert a != selection_id("sc2", "gdig", 10, cfg)
+    assert a != selection_id("sc1", "gdig", 11, cfg)
+
+
+def test_store_rows_export_and_round_trip_through_gdig_ingest(scored_store, tmp_path):
+    store = scored_store
+    cfg = SelectionConfig(n_clusters=3)
+    sid, sel = run_selection(store, "sc1", "gdig", 12, cfg)
+    stored = store.selection(sid)
+    assert stored["example_id"].tolist() == sel.rows["example_id"].tolist()
+    assert stored["rank"].tolist() == list(range(12))
+    assert set(stored["reason"]) == {"quality"}
+    clusters = store.clusters(sid)
+    assert len(clusters) == sel.n_high_quality and clusters["cluster"].nunique() == 3
+    out = export_selection(store, sid, tmp_path / "sel" / "gdig-12.jsonl")
+    recs = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(recs) == 12 and recs[0]["rank"] == 0
+    assert {"src", "tgt", "src_lang", "tgt_lang", "helped_fraction", "mean_influence", "cluster", "reason"} <= set(recs[0])
+    infl = store.influence("sc1").set_index("example_id")
+    assert recs[3]["mean_influence"] == pytest.approx(infl.loc[recs[3]["example_id"], "mean"])
+
+    res = CliRunner().invoke(app, ["ingest", str(out), "--db", str(tmp_path / "rt.duckdb"), "--role",
+                                   "candidates", "--name", "again", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    from gdig.store import Store
+
+    with Store(tmp_path / "rt.duckdb") as s2:
+        back = s2.dataset_examples("again")
+    assert back["example_id"].tolist() == stored["example_id"].tolist()  # same content hash, same order
+    assert back["src"].tolist() == stored["src"].tolist()
+
+
+def test_filled_rows_and_labels_survive_export(scored_store, tmp_path):
+    store = scored_store
+    sid, sel = run_selection(store, "sc1", "quality", N - 2, SelectionConfig())
+    assert sel.counts()["filled"] == N - 2 - sel.n_high_quality
+    recs = [json.loads(x) for x in export_selection(store, sid, tmp_path / "q.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in recs][-1] == "filled"
+    assert sum("label" in r for r in recs) == int(sel.rows["label"].notna().sum())
+
+
+def test_summary_noise_figures_and_coverage(scored_store):
+    store = scored_store
+    cfg = SelectionConfig(n_clusters=4)
+    ids = [run_selection(store, "sc1", s, 10, cfg)[0] for s in ("gdig", "quality", "random", "full")]
+    summ = build_summary(store, "sc1", ids, gamma=cfg.gamma, normalize=cfg.normalize)
+    assert summ.pool_size == N and summ.n_seeds == 5
+    assert summ.noise_types == {"copy": 5, "misaligned": 5}
+    assert summ.auroc["quality"] > 0.95  # the hand-made scores separate the noise
+    by = {r.strategy: r for r in summ.selections}
+    assert by["gdig"].clusters_covered == 4 and by["gdig"].clusters_total == 4
+    assert by["gdig"].noise["selected_clean_fraction"] == 1.0
+    assert by["full"].size == N and by["full"].noise["removal_recall"] == 0.0
+    text = summ.render()
+    assert "|D_hq| = " in text and "AUROC" in text and "gdig" in text
