@@ -70,5 +70,38 @@ def ingest_cmd(
     typer.echo(result.summary())
 
 
+# -- select (gdig.pipeline) ----------------------------------------------------------------------
+@app.command("select")
+def select_cmd(
+    config: Path = typer.Argument(..., help="The workspace YAML config."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set selection.budgets=[100,200] (repeatable)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Run ingest -> pool checkpoint -> curvature -> seed products -> scoring -> quality + diversity
+    selection for every configured strategy and budget; export JSONL and print a summary."""
+    from gdig.config import ConfigError, load_config
+    from gdig.pipeline import select_pipeline
+
+    try:
+        cfg = load_config(config, overrides)
+    except ConfigError as err:
+        fail(str(err), 2)
+    typer.echo(_run_select_stage(lambda: select_pipeline(cfg, progress=progress)).render())
+
+
+def _run_select_stage(fn):
+    """Run a pipeline call, turning known errors into a clean exit (2: bad input, 1: a stage failed)."""
+    from gdig.data.ingest import IngestError
+    from gdig.modeling import ModelLoadError
+    from gdig.store import StoreError
+
+    try:
+        return fn()
+    except (IngestError, ModelLoadError) as err:
+        fail(str(err), 2)
+    except (StoreError, ValueError, RuntimeError) as err:
+        fail(f"{type(err).__name__}: {err}", 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app(sys.argv[1:])

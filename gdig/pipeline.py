@@ -1,0 +1,186 @@
+"""`gdig select` as plain Python: ingest -> pool checkpoint -> curvature -> seed products ->
+sharded scoring -> merge -> (strategy x budget) selection + export -> summary.
+
+Each step is one small named function whose arguments are the config, the store and
+ids/paths, and whose result is an id or a path, so the Prefect tasks in tasks/ can wrap
+them one-to-one.  `select_pipeline` chains them in one process without any server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from gdig.selection.summary import SelectSummary
+
+log = logging.getLogger(__name__)
+
+
+# -- steps 0-3: data, model, curvature, seed side ----------------------------------------------
+def ingest_step(cfg, store, progress: bool = True) -> dict[str, list[str]]:
+    """Load data.candidates into "pool" and data.seed into "seed" (idempotent)."""
+    from gdig.data.ingest import ingest_config
+
+    return ingest_config(cfg, store, progress=progress)
+
+
+def checkpoint_step(cfg, store, progress: bool = True) -> dict:
+    """Step 1: {"checkpoint_id", "path"} of the model on the pool (finetuned, given, or the base)."""
+    from gdig.train import pool_checkpoint_stage
+
+    return pool_checkpoint_stage(cfg, store, progress=progress)
+
+
+def curvature_step(cfg, store, checkpoint_path: str, checkpoint_id: str, progress: bool = True) -> str:
+    """Step 2: K-FAC / EK-FAC factors; returns the curvature_id."""
+    from gdig.influence.stages import fit_curvature_stage
+
+    return fit_curvature_stage(cfg, store, checkpoint_path, checkpoint_id, progress=progress)
+
+
+def seed_products_step(cfg, store, checkpoint_path: str, checkpoint_id: str, curvature_id: str,
+                       progress: bool = True) -> str:
+    """Step 3: inverse-Hessian products of the seed gradients; returns the products file path."""
+    from gdig.influence.stages import seed_products_stage
+
+    return seed_products_stage(cfg, store, checkpoint_path, checkpoint_id, curvature_id, progress=progress)
+
+
+# -- step 4: scoring in shards ------------------------------------------------------------------
+def file_digest(path: str | Path) -> str:
+    """Content hash of a file (or of every file under a directory), 16 hex chars."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def shard_plan(cfg, store) -> list[tuple[int, int]]:
+    """[start, end) row ranges of the pool, influence.scoring.shard_size rows each."""
+    from gdig.influence.stages import pool_rows, shard_ranges
+
+    return [tuple(r) for r in shard_ranges(len(pool_rows(store)), cfg.influence.scoring.shard_size)]
+
+
+def shard_path(cfg, curvature_id: str, products_path: str, start: int, end: int) -> str:
+    """Where the scores of pool rows [start, end) go; the name carries everything they depend on."""
+    return str(Path(cfg.workspace.dir) / "scores" / "shards"
+               / f"{curvature_id}-{file_digest(products_path)}-{start}-{end}.parquet")
+
+
+def score_shard_step(cfg, checkpoint_path: str, products_path: str, rows_df, out_path: str,
+                     progress: bool = True) -> str:
+    """Score one shard of candidates (rows_df = pool_rows(store)[start:end]) into out_path.
+
+    A shard already on disk is reused.  The engine writes to a temporary name first and the
+    file is renamed when complete, so a crash never leaves a partial shard under out_path.
+    """
+    from gdig.influence.stages import score_shard_stage
+
+    out = Path(out_path)
+    if out.exists():
+        return str(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".partial.parquet")
+    written = Path(score_shard_stage(cfg, checkpoint_path, products_path, rows_df, str(tmp), progress=progress))
+    written.replace(out)
+    return str(out)
+
+
+def merge_step(cfg, store, shard_paths: list[str], curvature_id: str, products_path: str) -> str:
+    """Load the shards into the store (aggregates, sketches, matrix); returns the scoring_id."""
+    from gdig.influence.stages import merge_scores_stage
+
+    return merge_scores_stage(cfg, store, list(shard_paths), curvature_id, products_path)
+
+
+def score_all_step(cfg, store, checkpoint_path: str, curvature_id: str, products_path: str,
+                   progress: bool = True) -> list[str]:
+    """Every shard in this process, one after the other (the flows run them as parallel tasks)."""
+    from gdig.influence.stages import pool_rows
+
+    rows = pool_rows(store)
+    paths = []
+    plan = shard_plan(cfg, store)
+    for start, end in tqdm(plan, desc="score shards", disable=not progress or len(plan) < 2):
+        path = shard_path(cfg, curvature_id, products_path, start, end)
+        paths.append(score_shard_step(cfg, checkpoint_path, products_path,
+                                      rows.iloc[start:end].reset_index(drop=True), path, progress=progress))
+    return paths
+
+
+# -- steps 5-6: selection -----------------------------------------------------------------------
+def selection_jobs(cfg) -> list[tuple[str, int]]:
+    """(strategy, budget) pairs to run; "full" ignores the budget, so it runs once."""
+    jobs = []
+    for strategy in cfg.selection.strategies:
+        budgets = cfg.selection.budgets[:1] if strategy == "full" else cfg.selection.budgets
+        jobs += [(strategy, int(b)) for b in budgets]
+    return list(dict.fromkeys(jobs))
+
+
+def selection_step(cfg, store, scoring_id: str, strategy: str, budget: int) -> str:
+    """Select, write clusters + selection rows; returns the selection_id."""
+    from gdig.selection.outputs import run_selection
+
+    sid, sel = run_selection(store, scoring_id, strategy, budget, cfg.selection)
+    for w in sel.warnings:
+        log.warning("%s-%s: %s", strategy, budget, w)
+    return sid
+
+
+def export_step(cfg, store, selection_id: str) -> str:
+    """{workspace.dir}/selections/{strategy}-{budget}.jsonl; returns its path."""
+    from gdig.selection.outputs import export_selection
+
+    meta = store.selections()
+    row = meta[meta["selection_id"] == selection_id]
+    if len(row) == 0:
+        raise ValueError(f"no selection {selection_id!r} in {store.path}")
+    name = f"{row['strategy'].iloc[0]}-{int(row['budget'].iloc[0])}.jsonl"
+    return str(export_selection(store, selection_id, Path(cfg.workspace.dir) / "selections" / name))
+
+
+def summary_step(cfg, store, scoring_id: str, selection_ids: list[str],
+                 exports: dict[str, str] | None = None) -> SelectSummary:
+    from gdig.selection.quality import rank_by_quality
+    from gdig.selection.summary import build_summary
+
+    warnings = []
+    n_hq = int(rank_by_quality(store.influence(scoring_id), cfg.selection.gamma)["high_quality"].sum())
+    short = [b for b in cfg.selection.budgets if b > n_hq]
+    if short and any(s in ("gdig", "quality") for s in cfg.selection.strategies):
+        warnings.append(f"|D_hq| = {n_hq} is below budget(s) {short}: gdig/quality selections were filled "
+                        f"from the next-ranked candidates (reason 'filled'); consider a lower selection.gamma")
+    return build_summary(store, scoring_id, list(selection_ids), gamma=cfg.selection.gamma,
+                         normalize=cfg.selection.normalize, exports=exports, warnings=warnings)
+
+
+# -- the whole thing -------------------------------------------------------------------------------
+def select_pipeline(cfg, store=None, progress: bool = True) -> SelectSummary:
+    """Run every step of `gdig select` in this process; opens cfg.workspace.db unless given a store."""
+    if store is None:
+        from gdig.store import Store
+
+        with Store(cfg.workspace.db) as own:
+            return select_pipeline(cfg, own, progress)
+    ingest_step(cfg, store, progress)
+    ckpt = checkpoint_step(cfg, store, progress)
+    curvature_id = curvature_step(cfg, store, ckpt["path"], ckpt["checkpoint_id"], progress)
+    products = seed_products_step(cfg, store, ckpt["path"], ckpt["checkpoint_id"], curvature_id, progress)
+    shards = score_all_step(cfg, store, ckpt["path"], curvature_id, products, progress)
+    scoring_id = merge_step(cfg, store, shards, curvature_id, products)
+    ids, exports = [], {}
+    for strategy, budget in tqdm(selection_jobs(cfg), desc="select", disable=not progress):
+        sid = selection_step(cfg, store, scoring_id, strategy, budget)
+        exports[sid] = export_step(cfg, store, sid)
+        ids.append(sid)
+    return summary_step(cfg, store, scoring_id, ids, exports)
