@@ -1,0 +1,149 @@
+"""Generation (stopping, caps, left padding), sacrebleu parity with its CLI, COMET absence, the table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from gdig.config import CometConfig, GdigConfig, ModelConfig, PromptConfig, TrainConfig
+from gdig.evaluate import (
+    bleu_tokenizer, comet_score, comparison_markdown, comparison_table, corpus_bleu_chrf,
+    metrics_stage, new_token_cap, translate, write_comparison,
+)
+from gdig.modeling import load_model
+from gdig.train import finetune
+
+TEMPLATE = PromptConfig().template
+MEMO = [  # targets the tiny model memorises: one ends at a newline, one at EOS
+    {"src": "der Hund", "tgt": "the dog\nsat on the mat", "src_lang": "de", "tgt_lang": "en"},
+    {"src": "das Haus ist rot", "tgt": "the house is red", "src_lang": "de", "tgt_lang": "en"},
+    {"src": "ein kleiner Satz zum Testen", "tgt": "a small test sentence", "src_lang": "de", "tgt_lang": "en"},
+    {"src": "der Hund lief schnell nach Hause", "tgt": "the cat sat", "src_lang": "de", "tgt_lang": "en"},
+]
+
+
+@pytest.fixture(scope="module")
+def memorised(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("memo")
+    tc = TrainConfig(batch_size=4, max_steps=120, lr=1e-2, warmup_ratio=0.0, scheduler="constant", save_every=1000)
+    finetune(ModelConfig(name_or_path=str(tiny_model_dir)), PromptConfig(), tc, MEMO, out, progress=False)
+    return load_model(str(out))
+
+
+def test_generation_stops_at_newline_and_eos(memorised):
+    model, tok = memorised
+    rows = pd.DataFrame(MEMO)
+    out = translate(model, tok, rows, TEMPLATE, batch_size=4, max_new_tokens=64, progress=False)
+    assert list(out["hypothesis"]) == ["the dog", "the house is red", "a small test sentence", "the cat sat"]
+    assert list(out["stopped"]) == ["newline", "eos", "eos", "eos"]
+    # the newline row stopped generating right after the newline token, not at the cap
+    assert out["n_new_tokens"].iloc[0] < new_token_cap(len(tok("der Hund", add_special_tokens=False)["input_ids"]), 64, 2.0)
+
+
+def test_length_cap_cuts_each_row(memorised):
+    model, tok = memorised
+    assert new_token_cap(10, 256, 2.0) == 28 and new_token_cap(10, 5, 2.0) == 5 and new_token_cap(3, 256, 0.5) == 10
+    out = translate(model, tok, pd.DataFrame(MEMO[1:3]), TEMPLATE, max_new_tokens=2, progress=False)
+    assert list(out["stopped"]) == ["length", "length"]
+    assert list(out["n_new_tokens"]) == [2, 2]
+
+
+def test_left_padding_equals_unbatched(memorised):
+    model, tok = memorised
+    rows = pd.DataFrame(MEMO + [{"src": "ein Satz", "tgt": "x", "src_lang": "de", "tgt_lang": "en"}])
+    lengths = {len(tok(s)["input_ids"]) for s in rows["src"]}
+    assert len(lengths) > 2  # the batch really mixes prompt lengths
+    batched = translate(model, tok, rows, TEMPLATE, batch_size=8, max_new_tokens=20, progress=False)
+    single = translate(model, tok, rows, TEMPLATE, batch_size=1, max_new_tokens=20, progress=False)
+    pd.testing.assert_frame_equal(batched, single)
+
+
+HYPS = ["The cat sat on a mat.", "A small tests", "the house is big and red", "", "Hello, world!"]
+REFS = ["The cat sat on the mat.", "A small test.", "The house is red and big.", "nothing here", "Hello world!"]
+
+
+def test_bleu_chrf_equal_sacrebleu_cli(tmp_path):
+    (tmp_path / "hyp.txt").write_text("\n".join(HYPS) + "\n", encoding="utf-8")
+    (tmp_path / "ref.txt").write_text("\n".join(REFS) + "\n", encoding="utf-8")
+    cli = subprocess.run(
+        [sys.executable, "-m", "sacrebleu", str(tmp_path / "ref.txt"), "-i", str(tmp_path / "hyp.txt"),
+         "-m", "bleu", "chrf", "-w", "4"],
+        capture_output=True, text=True, check=True,
+    )
+    printed = json.loads(cli.stdout)
+    ours = corpus_bleu_chrf(HYPS, REFS, "en")
+    for mine, theirs in zip(ours, printed):
+        assert f"{mine.value:.4f}" == f"{theirs['score']:.4f}"
+        assert mine.signature == theirs["signature"]
+    assert ours[0].value > 0 and ours[1].value > 0
+
+
+def test_bleu_tokenizer_per_language():
+    assert bleu_tokenizer("zh") == ("zh", None)
+    assert bleu_tokenizer("de") == ("13a", None)
+    try:
+        import MeCab  # noqa: F401
+        pytest.skip("MeCab is installed here")
+    except ImportError:
+        pass
+    tok, note = bleu_tokenizer("ja")
+    assert tok == "13a" and "ja-mecab is not installed" in note
+    zh = corpus_bleu_chrf(["我爱你"], ["我爱你们"], "zh")[0]
+    assert "tok:zh" in zh.signature
+
+
+def test_comet_absence_is_reported_not_faked():
+    r = comet_score(["a"], ["b"], ["c"], CometConfig(model="Unbabel/wmt22-comet-da"))
+    assert r.value is None
+    assert r.signature.startswith("COMET: not available (unbabel-comet is not installed")
+    r = comet_score(["a"], ["b"], ["c"], CometConfig(model=None))
+    assert r.value is None and "evaluate.comet.model is not set" in r.signature
+
+
+def _eval_set(store, name="dev"):
+    df = pd.DataFrame({
+        "example_id": [f"{name}{i}" for i in range(len(REFS))], "src_lang": "de", "tgt_lang": "en",
+        "src": [f"quelle {i}" for i in range(len(REFS))], "tgt": REFS,
+        "source_file": "dev.jsonl", "source_row": range(len(REFS)),
+    })
+    store.add_rows(dataset=name, role="eval", src_lang="de", tgt_lang="en", rows=df)
+    return df
+
+
+def test_metrics_stage_writes_rows_and_table(store, tmp_path):
+    df = _eval_set(store)
+    cfg = GdigConfig(languages={"src": "de", "tgt": "en"}, model={"name_or_path": "unused"},
+                     evaluate={"comet": {"model": "Unbabel/wmt22-comet-da"}})
+    expected = corpus_bleu_chrf(HYPS, REFS, "en")
+    for strategy, budget, shift in [("random", 100, 0), ("gdig", 100, 1), ("gdig", 200, 2)]:
+        ck = {"checkpoint_id": f"ck-{strategy}-{budget}", "path": "x"}
+        hyps = HYPS[shift:] + HYPS[:shift] if shift else HYPS
+        store.add_translations(ck["checkpoint_id"], "dev", pd.DataFrame({"example_id": df["example_id"], "hypothesis": hyps}))
+        res = metrics_stage(cfg, store, ck, "dev", strategy=strategy, budget=budget, selection_id=f"s{shift}")
+        if shift == 0:
+            assert res["BLEU"] == pytest.approx(expected[0].value) and res["chrF"] == pytest.approx(expected[1].value)
+        assert res["COMET"] is None and any("not available" in n for n in res["notes"])
+    m = store.metrics()
+    assert len(m) == 9 and m.loc[m["metric"] == "COMET", "value"].isna().all()
+    table = comparison_table(store)
+    assert list(table.index) == ["gdig", "random"]
+    assert list(table.columns) == ["BLEU@100", "chrF@100", "BLEU@200", "chrF@200"]
+    assert table.loc["random", "BLEU@100"] == round(expected[0].value, 2)
+    assert pd.isna(table.loc["random", "BLEU@200"])
+    assert any("COMET: not available (unbabel-comet is not installed" in n for n in table.attrs["notes"])
+    md = comparison_markdown(table)
+    assert "COMET: not available" in md and "| gdig" in md
+    paths = write_comparison(store, tmp_path / "cmp")
+    back = pd.read_csv(paths["csv"], index_col=0)
+    assert back.loc["random", "chrF@100"] == pytest.approx(round(expected[1].value, 2))
+
+
+def test_comparison_table_several_eval_sets_and_empty(store):
+    assert comparison_table(store).empty
+    for name in ("dev", "test"):
+        store.add_metric(f"ck-{name}", name, "BLEU", 10.0, "sig", strategy="gdig", budget=50)
+    assert list(comparison_table(store).columns) == ["dev:BLEU@50", "test:BLEU@50"]
