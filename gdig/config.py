@@ -121,6 +121,7 @@ class CurvatureConfig(_Strict):
     sample: int | None = Field(default=None, ge=1)  # fit on this many pool examples
     fp64: bool = True
     batch_size: int = Field(default=8, ge=1)
+    sample_seed: int = 0  # RNG seed for drawing the `sample` examples
 
 
 class SeedConfig(_Strict):
@@ -135,6 +136,7 @@ class ScoringConfig(_Strict):
     sketch_dim_g: int = Field(default=16, ge=1)
     sketch_dim_a: int = Field(default=16, ge=1)
     sketch_seed: int = 0
+    path: Literal["auto", "per_example", "token"] = "auto"  # contraction; auto = fewer flops (token needs low_rank)
 
 
 class InfluenceConfig(_Strict):
@@ -185,12 +187,12 @@ class OrchestrationConfig(_Strict):
     devices: list[str] = Field(default_factory=list)  # one per worker, e.g. ["cuda:0", "cuda:1"]
     retries: int = Field(default=2, ge=0)
     retry_delay_seconds: list[float] = Field(default_factory=lambda: [5.0, 30.0])
-
-
     # appended candidates: False keeps the pool checkpoint + curvature of the reference pool
     # (the pool as first fitted; only new shards are scored); True refits on the whole pool
     refit_on_append: bool = False
     dask_processes: bool = True  # local Dask cluster: a process per worker (False: threads)
+
+
 class GdigConfig(_Strict):
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     languages: LanguagePair

@@ -1,0 +1,186 @@
+"""K-FAC and EK-FAC curvature of the per-example loss over the chosen modules (empirical Fisher).
+
+Per module, with a = input (+ ones column for the bias) and g = output gradient (hooks.py):
+
+granularity ``token`` (standard K-FAC of the influence literature, as kronfluence):
+    A = Σ_tokens a aᵀ / N_tokens,   G = Σ_tokens g gᵀ / N_tokens
+granularity ``sequence`` (the G-DIG reference code): per example ā = Σ_t a_t, ḡ = Σ_t g_t, then
+    A = Σ_examples ā āᵀ / N_examples,   G = Σ_examples ḡ ḡᵀ / N_examples
+Padding tokens never enter either (they are zero rows in the captured tensors).
+
+EK-FAC keeps the eigenbases A = Q_A diag(.) Q_Aᵀ, G = Q_G diag(.) Q_Gᵀ and replaces the
+Kronecker eigenvalues by corrected ones from a second pass, at the same granularity:
+    token:    Λ[o, i] = mean over tokens   of ((Q_Gᵀ g_t)[o] · (Q_Aᵀ a_t)[i])²
+    sequence: Λ[o, i] = mean over examples of (Q_Gᵀ (Σ_t g_t a_tᵀ) Q_A)[o, i]²
+i.e. the diagonal, in the Kronecker eigenbasis, of the second moment of the per-token /
+per-example gradient.  Accumulation is streaming over batches, in float64 by default.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from gdig.influence.hooks import Captured, capture_batch
+from gdig.influence.modules import ChosenModule
+
+
+@dataclass
+class ModuleFactors:
+    A: torch.Tensor  # [in', in']
+    G: torch.Tensor  # [out, out]
+    QA: torch.Tensor | None = None  # EK-FAC eigenbases
+    QG: torch.Tensor | None = None
+    eigen: torch.Tensor | None = None  # corrected eigenvalues [out, in']
+
+
+@dataclass
+class Curvature:
+    strategy: str  # kfac | ekfac
+    granularity: str  # token | sequence
+    modules: list[dict]  # ChosenModule.spec per module, model order
+    factors: dict[str, ModuleFactors]
+    n_examples: int = 0
+    n_tokens: int = 0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def module_names(self) -> list[str]:
+        return [m["name"] for m in self.modules]
+
+    def save(self, path: str | Path) -> None:
+        tensors = {}
+        for name, f in self.factors.items():
+            for key in ("A", "G", "QA", "QG", "eigen"):
+                t = getattr(f, key)
+                if t is not None:
+                    tensors[f"{name}::{key}"] = t.detach().cpu().contiguous()
+        meta = {"strategy": self.strategy, "granularity": self.granularity,
+                "modules": json.dumps(self.modules), "n_examples": str(self.n_examples),
+                "n_tokens": str(self.n_tokens), "meta": json.dumps(self.meta, sort_keys=True)}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(f"{path}.tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Curvature":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            md = fh.metadata()
+        tensors = load_file(str(path), device=str(device))
+        modules = json.loads(md["modules"])
+        factors = {}
+        for m in modules:
+            n = m["name"]
+            factors[n] = ModuleFactors(**{k: tensors.get(f"{n}::{k}") for k in ("A", "G", "QA", "QG", "eigen")})
+        return cls(md["strategy"], md["granularity"], modules, factors, int(md["n_examples"]),
+                   int(md["n_tokens"]), json.loads(md.get("meta", "{}")))
+
+
+def _check_granularity(granularity: str) -> None:
+    if granularity not in ("token", "sequence"):
+        raise ValueError(f"influence.curvature.granularity must be 'token' or 'sequence', got {granularity!r}")
+
+
+class FactorAccumulator:
+    """Streaming sums for the K-FAC factors A, G."""
+
+    def __init__(self, modules: list[ChosenModule], granularity: str, dtype: torch.dtype, device):
+        _check_granularity(granularity)
+        self.granularity, self.dtype = granularity, dtype
+        self.A = {m.name: torch.zeros(m.in_dim, m.in_dim, dtype=dtype, device=device) for m in modules}
+        self.G = {m.name: torch.zeros(m.out_features, m.out_features, dtype=dtype, device=device) for m in modules}
+        self.n_examples = 0
+        self.n_tokens = 0
+
+    def update(self, cap: Captured) -> None:
+        self.n_examples += cap.mask.shape[0]
+        self.n_tokens += int(cap.mask.sum().item())
+        for name in self.A:
+            a, g = cap.a[name].to(self.dtype), cap.g[name].to(self.dtype)
+            if self.granularity == "token":
+                a, g = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])  # padding rows are zero
+            else:
+                a, g = a.sum(1), g.sum(1)
+            self.A[name] += a.T @ a
+            self.G[name] += g.T @ g
+
+    def factors(self) -> dict[str, ModuleFactors]:
+        n = self.n_tokens if self.granularity == "token" else self.n_examples
+        if n == 0:
+            raise ValueError("curvature fitting saw no examples (or no tokens)")
+        return {k: ModuleFactors(self.A[k] / n, self.G[k] / n) for k in self.A}
+
+
+class EigenCorrectionAccumulator:
+    """Second EK-FAC pass: corrected eigenvalues in the K-FAC eigenbasis."""
+
+    def __init__(self, factors: dict[str, ModuleFactors], granularity: str, dtype: torch.dtype):
+        _check_granularity(granularity)
+        self.granularity, self.dtype = granularity, dtype
+        self.factors = factors
+        for f in factors.values():
+            f.QA = torch.linalg.eigh(f.A.to(dtype))[1]
+            f.QG = torch.linalg.eigh(f.G.to(dtype))[1]
+        self.sums = {k: torch.zeros(f.G.shape[0], f.A.shape[0], dtype=dtype, device=f.A.device)
+                     for k, f in factors.items()}
+        self.n_examples = 0
+        self.n_tokens = 0
+
+    def update(self, cap: Captured) -> None:
+        self.n_examples += cap.mask.shape[0]
+        self.n_tokens += int(cap.mask.sum().item())
+        for name, f in self.factors.items():
+            ra = cap.a[name].to(self.dtype) @ f.QA  # [B, T, in'] rotated
+            rg = cap.g[name].to(self.dtype) @ f.QG  # [B, T, out]
+            if self.granularity == "token":
+                self.sums[name] += torch.einsum("bto,bti->oi", rg.square(), ra.square())
+            else:
+                self.sums[name] += torch.einsum("bto,bti->boi", rg, ra).square().sum(0)
+
+    def finalize(self) -> dict[str, ModuleFactors]:
+        n = self.n_tokens if self.granularity == "token" else self.n_examples
+        for k, f in self.factors.items():
+            f.eigen = self.sums[k] / n
+        return self.factors
+
+
+def fit_curvature(
+    model: torch.nn.Module,
+    modules: list[ChosenModule],
+    batches: Callable[[], Iterable[dict[str, torch.Tensor]]],
+    *,
+    strategy: str = "ekfac",
+    granularity: str = "sequence",
+    loss_reduction: str = "mean",
+    fp64: bool = True,
+    progress: bool = False,
+    n_batches: int | None = None,
+) -> Curvature:
+    """Fit K-FAC (one pass) or EK-FAC (two passes) factors; ``batches()`` yields collated batches
+    and is called once per pass, so it must replay the same data."""
+    if strategy not in ("kfac", "ekfac"):
+        raise ValueError(f"influence.curvature.strategy must be 'kfac' or 'ekfac', got {strategy!r}")
+    dtype = torch.float64 if fp64 else torch.float32
+    device = next(model.parameters()).device
+    acc = FactorAccumulator(modules, granularity, dtype, device)
+    for batch in tqdm(batches(), total=n_batches, desc="curvature: factors", disable=not progress):
+        acc.update(capture_batch(model, modules, batch, loss_reduction=loss_reduction))
+    factors = acc.factors()
+    if strategy == "ekfac":
+        corr = EigenCorrectionAccumulator(factors, granularity, dtype)
+        for batch in tqdm(batches(), total=n_batches, desc="curvature: eigenvalues", disable=not progress):
+            corr.update(capture_batch(model, modules, batch, loss_reduction=loss_reduction))
+        if (corr.n_examples, corr.n_tokens) != (acc.n_examples, acc.n_tokens):
+            raise RuntimeError("the two EK-FAC passes saw different data; batches() must replay the same batches")
+        factors = corr.finalize()
+    return Curvature(strategy, granularity, [m.spec for m in modules], factors, acc.n_examples, acc.n_tokens,
+                     {"loss": loss_reduction, "dtype": str(dtype).replace("torch.", "")})

@@ -1,0 +1,147 @@
+"""Capture, in ONE forward+backward over a padded batch, what influence needs per chosen module:
+
+- ``a`` [B, T, in(+1)]: the module's input per token; when the module has a bias, a ones
+  column is appended, so the weight gradient [out, in] and the bias gradient [out] come out
+  together as one [out, in+1] matrix (last column = bias);
+- ``g`` [B, T, out]: the gradient of the per-example loss L_z w.r.t. the module's output.
+
+The batch loss is Σ_z L_z, and examples never interact in a causal LM forward, so ``g`` of a
+token of example z is ∂L_z/∂y_t: one backward gives every per-example gradient
+Σ_t g_t a_tᵀ without ever forming it for the full model.
+
+L_z is the cross-entropy over z's target tokens (labels -100 on prompt and padding), reduced
+by ``mean`` (reference code) or ``sum``.  Positions: every non-padding token enters the sums.
+Prompt tokens carry no loss, but the target loss flows back to their hidden states through
+attention, so their g_t is non-zero inside the network and part of the exact gradient;
+padding positions are zeroed in both a and g (they never reach the factors either).
+
+Nothing is kept for modules that are not chosen, and no weight gradient is computed: all
+parameters are frozen while capturing; each chosen module's output that does not already
+require grad is turned into a leaf that does, so the autograd graph starts at the first
+chosen module and only activation gradients flow.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from gdig.data.prompts import IGNORE
+from gdig.influence.modules import ChosenModule
+
+
+@dataclass
+class Captured:
+    a: dict[str, torch.Tensor]  # [B, T, in(+1)], padding rows zero, acc dtype
+    g: dict[str, torch.Tensor]  # [B, T, out], padding rows zero, acc dtype
+    loss: torch.Tensor  # [B] per-example loss (float32, detached)
+    mask: torch.Tensor  # [B, T] 1.0 on real tokens
+    n_target: torch.Tensor  # [B] number of target tokens per example
+
+    def per_example_grads(self) -> dict[str, torch.Tensor]:
+        """{module: [B, out, in(+1)]} = Σ_t g_t a_tᵀ (Linear layout; transpose for Conv1D)."""
+        return {n: torch.einsum("bto,bti->boi", self.g[n], self.a[n]) for n in self.a}
+
+
+def per_example_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"):
+    """(loss [B], n_target [B]): next-token CE over target tokens, in float32."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"influence.loss must be 'mean' or 'sum', got {reduction!r}")
+    logits = logits[:, :-1].float()
+    target = labels[:, 1:]
+    b, t, v = logits.shape
+    ce = F.cross_entropy(logits.reshape(b * t, v), target.reshape(b * t), ignore_index=IGNORE,
+                         reduction="none").view(b, t)
+    n = (target != IGNORE).sum(1)
+    total = ce.sum(1)
+    if reduction == "mean":
+        total = total / n.clamp(min=1)
+    return total, n
+
+
+@contextmanager
+def frozen(model: torch.nn.Module) -> Iterator[None]:
+    """All parameters requires_grad=False inside the block (restored after)."""
+    saved = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in saved:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, rg in saved:
+            p.requires_grad_(rg)
+
+
+class ModuleCapture:
+    """Forward hooks on the chosen modules; use as a context manager around forward+backward."""
+
+    def __init__(self, modules: list[ChosenModule]):
+        self.modules = modules
+        self._handles = []
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.grads: dict[str, torch.Tensor] = {}
+        self.leaves: list[torch.Tensor] = []
+
+    def _hook(self, name: str):
+        def fwd(module, inputs, output):
+            if name in self.inputs:
+                raise RuntimeError(f"module {name} ran twice in one forward; influence hooks need one call")
+            self.inputs[name] = inputs[0].detach()
+            if not output.requires_grad:
+                output = output.detach().requires_grad_(True)
+                self.leaves.append(output)
+
+            def bwd(grad, name=name):
+                self.grads[name] = grad.detach()
+
+            output.register_hook(bwd)
+            return output
+
+        return fwd
+
+    def __enter__(self) -> "ModuleCapture":
+        for cm in self.modules:
+            self._handles.append(cm.module.register_forward_hook(self._hook(cm.name)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+def capture_batch(
+    model: torch.nn.Module,
+    modules: list[ChosenModule],
+    batch: dict[str, torch.Tensor],
+    *,
+    loss_reduction: str = "mean",
+    acc_dtype: torch.dtype = torch.float32,
+) -> Captured:
+    """One forward+backward over a collated batch; returns masked a, g per chosen module."""
+    device = next(model.parameters()).device
+    ids = batch["input_ids"].to(device)
+    attn = batch["attention_mask"].to(device)
+    labels = batch["labels"].to(device)
+    with frozen(model), torch.enable_grad(), ModuleCapture(modules) as cap:
+        logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
+        loss, n_target = per_example_loss(logits, labels, loss_reduction)
+        del logits
+        if cap.leaves:
+            torch.autograd.grad(loss.sum(), cap.leaves, allow_unused=True)
+    mask = attn.to(acc_dtype)
+    a_out, g_out = {}, {}
+    for cm in modules:
+        x = cap.inputs[cm.name].to(acc_dtype)
+        if cm.has_bias:
+            x = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)
+        a_out[cm.name] = x * mask[..., None]
+        g = cap.grads.get(cm.name)
+        if g is None:  # output does not reach the loss
+            g = torch.zeros(*x.shape[:-1], cm.out_features, dtype=acc_dtype, device=device)
+        g_out[cm.name] = g.to(acc_dtype) * mask[..., None]
+    return Captured(a_out, g_out, loss.detach().float(), mask, n_target)

@@ -1,0 +1,164 @@
+"""Which linear modules enter the influence computation.
+
+A module is picked by regexes over its qualified name (``re.search``), optionally
+restricted to some transformer layers, from a preset per architecture family:
+
+- ``llama``  (Llama, Qwen, Mistral, Gemma...): ``mlp.gate_proj``, ``mlp.up_proj``, ``mlp.down_proj``
+- ``bloom``: ``mlp.dense_h_to_4h`` (as the G-DIG reference code)
+- ``gpt2``: ``mlp.c_fc``, ``mlp.c_proj`` (HF ``Conv1D``: the weight is stored [in, out])
+- ``auto``: from ``model.config.model_type``, else the first preset that matches anything
+- ``none``: only the ``include`` patterns
+
+All gradients in gdig.influence use the ``nn.Linear`` layout [out, in]: for a ``Conv1D``
+the weight gradient is the transpose of what we compute.  With ``lora_only`` (peft models)
+the chosen modules are the ``lora_A``/``lora_B`` linears of the adapted modules matched by
+the patterns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+PRESETS: dict[str, list[str]] = {
+    "llama": [r"mlp\.(gate|up|down)_proj$"],
+    "bloom": [r"mlp\.dense_h_to_4h$"],
+    "gpt2": [r"mlp\.c_(fc|proj)$"],
+}
+
+# model_type -> preset for ``auto``
+MODEL_TYPE_PRESET = {
+    "llama": "llama", "mistral": "llama", "mixtral": "llama", "qwen2": "llama", "qwen3": "llama",
+    "gemma": "llama", "gemma2": "llama", "gemma3_text": "llama", "phi3": "llama", "olmo": "llama",
+    "olmo2": "llama", "bloom": "bloom", "gpt2": "gpt2",
+}
+
+_LORA_LEAF = re.compile(r"\.lora_[AB]\.[^.]+$")
+_LAYER = re.compile(r"\.(\d+)\.")
+
+
+class ModuleSelectionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ChosenModule:
+    name: str
+    module: nn.Module
+    kind: str  # "linear" | "conv1d"
+    in_features: int
+    out_features: int
+    has_bias: bool
+
+    @property
+    def in_dim(self) -> int:
+        """Width of the captured input a: one extra ones column when the module has a bias."""
+        return self.in_features + int(self.has_bias)
+
+    @property
+    def spec(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "in": self.in_features,
+                "out": self.out_features, "bias": self.has_bias}
+
+
+def _is_conv1d(m: nn.Module) -> bool:
+    return type(m).__name__ == "Conv1D" and hasattr(m, "nf") and m.weight.dim() == 2
+
+
+def _describe(name: str, m: nn.Module) -> ChosenModule | None:
+    if isinstance(m, nn.Linear):
+        return ChosenModule(name, m, "linear", m.in_features, m.out_features, m.bias is not None)
+    if _is_conv1d(m):
+        n_in, n_out = m.weight.shape  # Conv1D stores [in, out]
+        return ChosenModule(name, m, "conv1d", n_in, n_out, m.bias is not None)
+    return None
+
+
+def layer_index(name: str) -> int | None:
+    """The first integer path component (``model.layers.3.mlp.up_proj`` -> 3)."""
+    m = _LAYER.search(f".{name}.")
+    return int(m.group(1)) if m else None
+
+
+def resolve_preset(model: nn.Module, preset: str) -> list[str]:
+    if preset == "none":
+        return []
+    if preset != "auto":
+        if preset not in PRESETS:
+            raise ModuleSelectionError(f"unknown module preset {preset!r}; one of auto, none, {', '.join(PRESETS)}")
+        return PRESETS[preset]
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in MODEL_TYPE_PRESET:
+        return PRESETS[MODEL_TYPE_PRESET[model_type]]
+    names = [n for n, _ in model.named_modules()]
+    for pats in PRESETS.values():
+        if any(re.search(p, n) for p in pats for n in names):
+            return pats
+    raise ModuleSelectionError(
+        f"influence.modules.preset=auto: no preset fits model_type {model_type!r}; "
+        "set influence.modules.include to regexes over module names"
+    )
+
+
+def select_modules(
+    model: nn.Module,
+    preset: str = "auto",
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    layers: list[int] | None = None,
+    lora_only: bool = False,
+) -> list[ChosenModule]:
+    """The chosen linear modules, in model order.  Raises when nothing matches (naming examples)."""
+    pats = resolve_preset(model, preset) + list(include or [])
+    if not pats:
+        raise ModuleSelectionError("no module patterns: set influence.modules.preset or include")
+    excl = list(exclude or [])
+    candidates: list[tuple[str, str, nn.Module]] = []  # (name to match, real name, module)
+    for name, m in model.named_modules():
+        if lora_only:
+            if not _LORA_LEAF.search(name):
+                continue
+            candidates.append((_LORA_LEAF.sub("", name), name, m))
+        else:
+            if ".lora_" in name:
+                continue
+            candidates.append((name, name, m))
+    if lora_only and not candidates:
+        raise ModuleSelectionError("influence.modules.lora_only: the model has no LoRA adapter modules")
+
+    all_layers = [i for _, n, _ in candidates if (i := layer_index(n)) is not None]
+    n_layers = max(all_layers) + 1 if all_layers else 0
+    wanted = None
+    if layers is not None:
+        wanted = set()
+        for i in layers:
+            j = i + n_layers if i < 0 else i
+            if not 0 <= j < n_layers:
+                raise ModuleSelectionError(f"influence.modules.layers: index {i} out of range for {n_layers} layers")
+            wanted.add(j)
+
+    chosen: list[ChosenModule] = []
+    for match_name, name, m in candidates:
+        if not any(re.search(p, match_name) for p in pats):
+            continue
+        if any(re.search(p, match_name) or re.search(p, name) for p in excl):
+            continue
+        if wanted is not None and layer_index(name) not in wanted:
+            continue
+        desc = _describe(name, m)
+        if desc is not None:
+            chosen.append(desc)
+    if not chosen:
+        sample = [n for n, m in model.named_modules() if _describe(n, m) is not None][:8]
+        raise ModuleSelectionError(
+            f"no linear module matches patterns {pats} (exclude {excl}, layers {layers}); "
+            f"linear modules look like: {sample}"
+        )
+    return chosen
+
+
+def select_from_config(model: nn.Module, modules_cfg) -> list[ChosenModule]:
+    return select_modules(model, modules_cfg.preset, modules_cfg.include, modules_cfg.exclude,
+                          modules_cfg.layers, modules_cfg.lora_only)

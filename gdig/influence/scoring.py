@@ -1,0 +1,191 @@
+"""Fused batched scoring: I(z, s) = -Σ_modules Σ_t g_tᵀ M_s a_t for all seeds s at once.
+
+One forward+backward per candidate batch (hooks.py) gives a, g per chosen module; then per
+module one of two contractions, whichever costs fewer multiply-adds for the batch's shapes
+(B candidates, T tokens, S seeds, module out × in', product rank r):
+
+- ``per_example``: form the module's per-example gradients DW_b = Σ_t g_t a_tᵀ (B·T·out·in')
+  and contract them with all products in one GEMM, I = -DW·Mᵀ (B·S·out·in').  Always the
+  cheaper choice for dense products (the token form would cost B·T·S·out·in').
+- ``token`` (low-rank products M_s = U_s V_sᵀ only): project every token on every seed's
+  factors, I = -Σ_t Σ_r (U_sᵀ g_t)_r (V_sᵀ a_t)_r, costing B·T·S·r·(out+in').  Wins for
+  wide modules and small r, and never needs the dense products in memory.
+
+Only per-module [B, out, in'] gradients exist at any time, never the full-model one.
+The optional gradient sketch is Σ_t (P_g g_t)(P_a a_t)ᵀ per module (a Kronecker-structured
+Gaussian projection of the per-example gradient, P entries N(0, 1/k), seeded per module
+name), flattened and concatenated in module order: length Σ_modules k_g·k_a.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gdig.data.prompts import Encoded, collate, length_batches
+from gdig.influence.hooks import capture_batch
+from gdig.influence.modules import ChosenModule
+from gdig.influence.seeds import SeedProducts
+
+
+@dataclass(frozen=True)
+class SketchSpec:
+    dim_g: int = 16
+    dim_a: int = 16
+    seed: int = 0
+
+
+def sketch_projections(modules: list[ChosenModule], spec: SketchSpec, device, dtype=torch.float32):
+    """{name: (P_g [k_g, out], P_a [k_a, in'])}: fixed Gaussian matrices, same on every machine."""
+    out = {}
+    for m in modules:
+        gen = torch.Generator().manual_seed((spec.seed * 1_000_003 + zlib.crc32(m.name.encode())) % (2**63))
+        pg = torch.randn(spec.dim_g, m.out_features, generator=gen, dtype=torch.float64) / math.sqrt(spec.dim_g)
+        pa = torch.randn(spec.dim_a, m.in_dim, generator=gen, dtype=torch.float64) / math.sqrt(spec.dim_a)
+        out[m.name] = (pg.to(device=device, dtype=dtype), pa.to(device=device, dtype=dtype))
+    return out
+
+
+def contraction_costs(b: int, t: int, s: int, out: int, inn: int, rank: int | None) -> dict[str, float]:
+    costs = {"per_example": float(b * t * out * inn + b * s * out * inn)}
+    if rank is not None:
+        costs["token"] = float(b * t * s * rank * (out + inn))
+    return costs
+
+
+def plan_batches(lengths: list[int], positions: list[int], batch_size: int, block_size: int) -> list[list[int]]:
+    """Length-bucketed batches decided WITHIN aligned position blocks [k·block, (k+1)·block).
+
+    A candidate's batch depends only on the rows of its own block, so scoring any union of
+    whole blocks (a shard from ``shard_ranges``) reproduces the unsharded batches exactly.
+    """
+    blocks: dict[int, list[int]] = {}
+    for i, p in enumerate(positions):
+        blocks.setdefault(int(p) // block_size, []).append(i)
+    plan = []
+    for k in sorted(blocks):
+        idx = blocks[k]
+        for b in length_batches([lengths[i] for i in idx], batch_size):
+            plan.append([idx[j] for j in b])
+    return plan
+
+
+@dataclass
+class ScoreResult:
+    scores: np.ndarray  # [N, S] float32
+    loss: np.ndarray  # [N] float32
+    sketch: np.ndarray | None  # [N, D] float32
+
+    def aggregates(self) -> dict[str, np.ndarray]:
+        return aggregate(self.scores)
+
+
+def aggregate(scores: np.ndarray) -> dict[str, np.ndarray]:
+    """helped_fraction = share of seeds with I < 0 (training on z lowers that seed's loss)."""
+    s = scores.astype(np.float64)
+    return {"helped_fraction": (s < 0).mean(1), "mean": s.mean(1), "min": s.min(1), "max": s.max(1)}
+
+
+class Scorer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        modules: list[ChosenModule],
+        products: SeedProducts,
+        *,
+        loss_reduction: str = "mean",
+        sketch: SketchSpec | None = None,
+        path: str = "auto",
+    ):
+        names = [m.name for m in modules]
+        if names != products.module_names:
+            raise ValueError(
+                f"seed products were computed for modules {products.module_names}, "
+                f"but the model selection gives {names}; recompute the seed products"
+            )
+        if path not in ("auto", "per_example", "token"):
+            raise ValueError(f"scoring path must be auto, per_example or token, got {path!r}")
+        if path == "token" and products.full:
+            raise ValueError("the token path needs low-rank seed products (influence.seed.low_rank)")
+        self.model, self.modules, self.loss_reduction, self.path = model, modules, loss_reduction, path
+        self.device = next(model.parameters()).device
+        self.products = products.to(self.device)
+        self.n_seeds = products.n_seeds
+        self._dense: dict[str, torch.Tensor] = {}  # flattened [S, out·in'] products, built on demand
+        self._stacked: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # [out, S·r], [in', S·r]
+        for name, (u, v) in self.products.low.items():
+            s, o, r = u.shape
+            self._stacked[name] = (u.permute(1, 0, 2).reshape(o, s * r), v.permute(1, 0, 2).reshape(v.shape[1], s * r))
+        self.proj = sketch_projections(modules, sketch, self.device) if sketch else None
+        self.paths_used: dict[str, set[str]] = {n: set() for n in names}
+
+    def _choose(self, m: ChosenModule, b: int, t: int) -> str:
+        if self.path != "auto":
+            return self.path
+        rank = self.products.low[m.name][0].shape[-1] if m.name in self.products.low else None
+        costs = contraction_costs(b, t, self.n_seeds, m.out_features, m.in_dim, rank)
+        return min(costs, key=costs.get)
+
+    def _dense_flat(self, name: str) -> torch.Tensor:
+        if name not in self._dense:
+            self._dense[name] = self.products.dense(name).reshape(self.n_seeds, -1)
+        return self._dense[name]
+
+    @torch.no_grad()
+    def _contract(self, cap) -> tuple[torch.Tensor, torch.Tensor | None]:
+        b, t = cap.mask.shape
+        total = torch.zeros(b, self.n_seeds, dtype=torch.float32, device=self.device)
+        sketches = []
+        for m in self.modules:
+            a, g = cap.a[m.name], cap.g[m.name]
+            path = self._choose(m, b, t)
+            self.paths_used[m.name].add(path)
+            if path == "per_example":
+                dw = torch.einsum("bto,bti->boi", g, a).reshape(b, -1)
+                total += dw @ self._dense_flat(m.name).T
+            else:
+                us, vs = self._stacked[m.name]
+                r = self.products.low[m.name][0].shape[-1]
+                total += ((g @ us) * (a @ vs)).reshape(b, t, self.n_seeds, r).sum(dim=(1, 3))
+            if self.proj is not None:
+                pg, pa = self.proj[m.name]
+                sketches.append(torch.einsum("btk,btl->bkl", g @ pg.T, a @ pa.T).reshape(b, -1))
+        return -total, (torch.cat(sketches, dim=1) if sketches else None)
+
+    def score_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(scores [B, S], loss [B], sketch [B, D] or None) for one collated batch."""
+        cap = capture_batch(self.model, self.modules, batch, loss_reduction=self.loss_reduction)
+        scores, sketch = self._contract(cap)
+        return scores, cap.loss, sketch
+
+    def score_encoded(
+        self,
+        encoded: list[Encoded],
+        *,
+        pad_id: int,
+        batch_size: int = 8,
+        positions: list[int] | None = None,
+        block_size: int | None = None,
+        progress: bool = False,
+    ) -> ScoreResult:
+        """Score examples in input order; batches are length-bucketed within position blocks."""
+        n = len(encoded)
+        positions = list(range(n)) if positions is None else list(positions)
+        plan = plan_batches([len(e.input_ids) for e in encoded], positions, batch_size, block_size or max(n, 1))
+        scores = np.zeros((n, self.n_seeds), dtype=np.float32)
+        loss = np.zeros(n, dtype=np.float32)
+        sketch = None
+        for idx in tqdm(plan, desc="scoring", disable=not progress):
+            sc, ls, sk = self.score_batch(collate([encoded[i] for i in idx], pad_id))
+            scores[idx] = sc.cpu().numpy()
+            loss[idx] = ls.cpu().numpy()
+            if sk is not None:
+                if sketch is None:
+                    sketch = np.zeros((n, sk.shape[1]), dtype=np.float32)
+                sketch[idx] = sk.float().cpu().numpy()
+        return ScoreResult(scores, loss, sketch)

@@ -1,0 +1,146 @@
+"""Seed side: per module M_s = H⁻¹ Grad_s for every seed (or seed batch).
+
+A seed "batch" groups ``group_size`` consecutive seed examples and averages their per-example
+gradients (the reference code averages 2); group size 1 = one product per seed.  Gradients
+are computed in length-bucketed batches (the grouping is by seed order, not by batch).
+
+Optional low-rank compression keeps, per module and seed, the best rank-r factorisation
+M_s ≈ U_s V_sᵀ (truncated SVD, singular values folded into U), cutting memory from
+out·in to r·(out+in) per seed; r >= min(out, in) reproduces M_s exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from gdig.data.prompts import Encoded, collate, length_batches
+from gdig.influence.hooks import capture_batch
+from gdig.influence.inverse import InverseHessian
+from gdig.influence.modules import ChosenModule
+
+
+@dataclass
+class SeedProducts:
+    seed_ids: list[str]  # one label per product (a seed id, or "id1+id2" for a group)
+    modules: list[dict]  # ChosenModule.spec
+    full: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [S, out, in']
+    low: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # name -> U [S,out,r], V [S,in',r]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seed_ids)
+
+    @property
+    def module_names(self) -> list[str]:
+        return [m["name"] for m in self.modules]
+
+    def dense(self, name: str) -> torch.Tensor:
+        if name in self.full:
+            return self.full[name]
+        u, v = self.low[name]
+        return u @ v.transpose(1, 2)
+
+    def to(self, device, dtype=torch.float32) -> "SeedProducts":
+        return SeedProducts(
+            self.seed_ids, self.modules,
+            {k: t.to(device=device, dtype=dtype) for k, t in self.full.items()},
+            {k: (u.to(device=device, dtype=dtype), v.to(device=device, dtype=dtype)) for k, (u, v) in self.low.items()},
+            self.meta,
+        )
+
+    def save(self, path: str | Path) -> None:
+        tensors = {f"{k}::M": t.contiguous().cpu() for k, t in self.full.items()}
+        for k, (u, v) in self.low.items():
+            tensors[f"{k}::U"], tensors[f"{k}::V"] = u.contiguous().cpu(), v.contiguous().cpu()
+        md = {"seed_ids": json.dumps(self.seed_ids), "modules": json.dumps(self.modules),
+              "meta": json.dumps(self.meta, sort_keys=True)}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(f"{path}.tmp")
+        save_file(tensors, str(tmp), metadata=md)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, device="cpu") -> "SeedProducts":
+        with safe_open(str(path), framework="pt") as fh:
+            md = fh.metadata()
+        t = load_file(str(path), device=str(device))
+        modules = json.loads(md["modules"])
+        full, low = {}, {}
+        for m in modules:
+            n = m["name"]
+            if f"{n}::M" in t:
+                full[n] = t[f"{n}::M"]
+            else:
+                low[n] = (t[f"{n}::U"], t[f"{n}::V"])
+        return cls(json.loads(md["seed_ids"]), modules, full, low, json.loads(md.get("meta", "{}")))
+
+
+def seed_gradients(
+    model: torch.nn.Module,
+    modules: list[ChosenModule],
+    encoded: list[Encoded],
+    *,
+    pad_id: int,
+    group_size: int = 1,
+    batch_size: int = 8,
+    loss_reduction: str = "mean",
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """{module: [n_groups, out, in']} float32: per-example gradients averaged per seed group."""
+    if not encoded:
+        raise ValueError("no seed examples: the seed set is empty")
+    n = len(encoded)
+    n_groups = (n + group_size - 1) // group_size
+    sums = {m.name: None for m in modules}
+    group_of = torch.arange(n) // group_size
+    counts = torch.bincount(group_of, minlength=n_groups).to(torch.float32)
+    batches = length_batches([len(e.input_ids) for e in encoded], batch_size)
+    for idx in tqdm(batches, desc="seed gradients", disable=not progress):
+        cap = capture_batch(model, modules, collate([encoded[i] for i in idx], pad_id), loss_reduction=loss_reduction)
+        grads = cap.per_example_grads()
+        gi = group_of[idx].to(cap.mask.device)
+        for name, pg in grads.items():
+            if sums[name] is None:
+                sums[name] = torch.zeros(n_groups, *pg.shape[1:], dtype=torch.float32, device=pg.device)
+            sums[name].index_add_(0, gi, pg.float())
+    return {k: v / counts.to(v.device)[:, None, None] for k, v in sums.items()}
+
+
+def low_rank(m: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best rank-r factors (U·diag(S), V) of a batch of matrices [S, out, in]."""
+    u, s, vh = torch.linalg.svd(m, full_matrices=False)
+    r = min(rank, s.shape[-1])
+    return u[..., :r] * s[..., None, :r], vh[..., :r, :].transpose(-1, -2)
+
+
+def seed_products(
+    grads: dict[str, torch.Tensor],
+    inverse: InverseHessian,
+    modules: list[ChosenModule],
+    seed_ids: list[str],
+    *,
+    rank: int | None = None,
+    meta: dict | None = None,
+) -> SeedProducts:
+    """M_s = H⁻¹ Grad_s per module (float32 storage; the inverse runs in the factors' dtype)."""
+    out = SeedProducts(list(seed_ids), [m.spec for m in modules], meta=dict(meta or {}))
+    for m in modules:
+        prod = inverse.apply(m.name, grads[m.name])
+        if rank is None:
+            out.full[m.name] = prod.float()
+        else:
+            u, v = low_rank(prod, rank)
+            out.low[m.name] = (u.float(), v.float())
+    return out
+
+
+def group_labels(seed_ids: list[str], group_size: int) -> list[str]:
+    return ["+".join(seed_ids[i : i + group_size]) for i in range(0, len(seed_ids), group_size)]

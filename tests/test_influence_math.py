@@ -1,0 +1,139 @@
+"""Hooks, K-FAC/EK-FAC factors and damped inverses against direct dense computations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from _influence_util import direct_capture, encode, micro_model
+from conftest import TEXTS
+
+from gdig.data.prompts import collate, length_batches
+from gdig.influence.curvature import Curvature, ModuleFactors, fit_curvature
+from gdig.influence.hooks import capture_batch
+from gdig.influence.inverse import InverseHessian
+from gdig.influence.modules import select_modules
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    model, tok = micro_model(tmp_path_factory.mktemp("micro-llama"), TEXTS, "llama")
+    mods = select_modules(model, "llama", include=[], exclude=["gate_proj", "down_proj"], layers=[0]) + \
+        select_modules(model, "llama", exclude=["gate_proj", "up_proj"], layers=[-1])
+    return model, tok, mods
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory):
+    model, tok = micro_model(tmp_path_factory.mktemp("micro-gpt2"), TEXTS, "gpt2")
+    return model, tok, select_modules(model, "gpt2", layers=[1], exclude=["c_proj"])
+
+
+@pytest.fixture(scope="module")
+def llama_direct(llama):
+    model, tok, mods = llama
+    enc = encode(tok)
+    return enc, direct_capture(model, mods, enc)
+
+
+def test_hook_per_example_grads_match_autograd(llama, llama_direct):
+    model, tok, mods = llama
+    assert [m.name for m in mods] == ["model.layers.0.mlp.up_proj", "model.layers.1.mlp.down_proj"]
+    enc, direct = llama_direct
+    cap = capture_batch(model, mods, collate(enc, tok.pad_token_id))  # one padded batch of 5
+    assert cap.mask.sum(1).tolist() == [len(e.input_ids) for e in enc]
+    peg = cap.per_example_grads()
+    for i in range(len(enc)):
+        for m in mods:
+            ref = direct[i][m.name][2]
+            assert torch.allclose(peg[m.name][i].double(), ref, rtol=1e-4, atol=1e-7 * ref.abs().max().item())
+    # parameters are left as they were (frozen only inside the capture)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_hook_grads_conv1d_with_bias(gpt2):
+    model, tok, mods = gpt2
+    assert [(m.name, m.kind, m.has_bias, m.in_dim) for m in mods] == [("transformer.h.1.mlp.c_fc", "conv1d", True, 17)]
+    enc = encode(tok)
+    direct = direct_capture(model, mods, enc)
+    peg = capture_batch(model, mods, collate(enc, tok.pad_token_id)).per_example_grads()
+    for i in range(len(enc)):
+        ref = direct[i][mods[0].name][2]  # [out, in+1]: transposed Conv1D weight grad | bias grad
+        assert peg[mods[0].name][i].shape == ref.shape == (24, 17)
+        assert torch.allclose(peg[mods[0].name][i].double(), ref, rtol=1e-4, atol=1e-7 * ref.abs().max().item())
+
+
+def _direct_factors(direct, name, granularity):
+    if granularity == "token":
+        a = torch.cat([d[name][0] for d in direct])
+        g = torch.cat([d[name][1] for d in direct])
+        return a.T @ a / len(a), g.T @ g / len(g)
+    a = torch.stack([d[name][0].sum(0) for d in direct])
+    g = torch.stack([d[name][1].sum(0) for d in direct])
+    return a.T @ a / len(a), g.T @ g / len(g)
+
+
+def _fit(model, tok, mods, enc, strategy, granularity):
+    plan = length_batches([len(e.input_ids) for e in enc], 2)  # padded batches of mixed lengths
+    return fit_curvature(model, mods, lambda: (collate([enc[i] for i in b], tok.pad_token_id) for b in plan),
+                         strategy=strategy, granularity=granularity, fp64=True)
+
+
+@pytest.mark.parametrize("granularity", ["token", "sequence"])
+def test_kfac_and_ekfac_factors_match_direct(llama, llama_direct, granularity):
+    model, tok, mods = llama
+    enc, direct = llama_direct
+    curv = _fit(model, tok, mods, enc, "ekfac", granularity)
+    n_tokens = sum(len(e.input_ids) for e in enc)
+    assert (curv.n_examples, curv.n_tokens) == (len(enc), n_tokens)
+    for m in mods:
+        A, G = _direct_factors(direct, m.name, granularity)
+        f = curv.factors[m.name]
+        assert torch.allclose(f.A, A, rtol=1e-5, atol=1e-6 * A.abs().max().item())
+        assert torch.allclose(f.G, G, rtol=1e-5, atol=1e-6 * G.abs().max().item())
+        # corrected eigenvalues: diagonal of the per-token / per-example gradient 2nd moment in the eigenbasis
+        if granularity == "token":
+            per = [torch.outer(gt, at) for d in direct for at, gt in zip(d[m.name][0], d[m.name][1])]
+        else:
+            per = [d[m.name][2] for d in direct]
+        lam = torch.stack([(f.QG.T @ x @ f.QA) ** 2 for x in per]).mean(0)
+        assert torch.allclose(f.eigen, lam, rtol=1e-4, atol=1e-6 * lam.max().item())
+
+
+def _spd(n, gen):
+    x = torch.randn(n, n + 3, generator=gen, dtype=torch.float64)
+    return x @ x.T / n
+
+
+def test_damped_inverse_matches_dense_kronecker_solve(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    out, inn = 5, 7
+    A, G = _spd(inn, gen) * 3.0, _spd(out, gen) * 0.01  # unequal scales: π matters
+    QA, QG = torch.linalg.eigh(A)[1], torch.linalg.eigh(G)[1]
+    eigen = torch.rand(out, inn, generator=gen, dtype=torch.float64) * 0.2
+    V = torch.randn(3, out, inn, generator=gen, dtype=torch.float64)
+    spec = [{"name": "m", "kind": "linear", "in": inn, "out": out, "bias": False}]
+    lam = 0.5
+    # K-FAC: (A ⊗ G + factored damping)⁻¹ with π = sqrt((trA/dimA)/(trG/dimG))
+    kfac = Curvature("kfac", "token", spec, {"m": ModuleFactors(A, G)})
+    pi = math.sqrt((torch.trace(A) / inn) / (torch.trace(G) / out))
+    H = torch.kron(G + math.sqrt(lam) / pi * torch.eye(out, dtype=torch.float64),
+                   A + pi * math.sqrt(lam) * torch.eye(inn, dtype=torch.float64))  # row-major vec
+    got = InverseHessian(kfac, lam).apply("m", V)
+    ref = torch.linalg.solve(H, V.reshape(3, -1).T).T.reshape(3, out, inn)
+    assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12)
+    # EK-FAC: (Q_G ⊗ Q_A) diag(Λ + δ) (Q_G ⊗ Q_A)ᵀ, δ absolute or λ·mean(Λ)
+    ek = Curvature("ekfac", "token", spec, {"m": ModuleFactors(A, G, QA, QG, eigen)})
+    # the saved/loaded factors give the same operator
+    ek.save(tmp_path / "f.safetensors")
+    ek_loaded = Curvature.load(tmp_path / "f.safetensors")
+    K = torch.kron(QG, QA)
+    for mode, delta in [("absolute", lam), ("mean_eigenvalue", lam * eigen.mean().item())]:
+        H = K @ torch.diag(eigen.reshape(-1) + delta) @ K.T
+        ref = torch.linalg.solve(H, V.reshape(3, -1).T).T.reshape(3, out, inn)
+        for c in (ek, ek_loaded):
+            got = InverseHessian(c, lam, mode).apply("m", V)
+            assert torch.allclose(got, ref, rtol=1e-9, atol=1e-11)
+    with pytest.raises(ValueError, match="ekfac_damping"):
+        InverseHessian(ek, lam, "relative")
