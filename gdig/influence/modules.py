@@ -12,7 +12,8 @@ restricted to some transformer layers, from a preset per architecture family:
 All gradients in gdig.influence use the ``nn.Linear`` layout [out, in]: for a ``Conv1D``
 the weight gradient is the transpose of what we compute.  With ``lora_only`` (peft models)
 the chosen modules are the ``lora_A``/``lora_B`` linears of the adapted modules matched by
-the patterns.
+the patterns; without it, an adapted module's frozen ``base_layer`` is matched under the
+adapted module's name.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ MODEL_TYPE_PRESET = {
 
 _LORA_LEAF = re.compile(r"\.lora_[AB]\.[^.]+$")
 _LAYER = re.compile(r"\.(\d+)\.")
+_BASE_LAYER = re.compile(r"\.base_layer$")
 
 
 class ModuleSelectionError(ValueError):
@@ -124,7 +126,8 @@ def select_modules(
         else:
             if ".lora_" in name:
                 continue
-            candidates.append((name, name, m))
+            # peft wraps an adapted linear as <name>.base_layer: match it under <name>
+            candidates.append((_BASE_LAYER.sub("", name), name, m))
     if lora_only and not candidates:
         raise ModuleSelectionError("influence.modules.lora_only: the model has no LoRA adapter modules")
 
