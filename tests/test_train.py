@@ -1,0 +1,173 @@
+"""Finetuning: loss goes down, save/load round trip, exact resume, equal compute, stages."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from gdig.config import GdigConfig, ModelConfig, PromptConfig, TrainConfig
+from gdig.data.prompts import IGNORE, collate
+from gdig.modeling import checkpoint_hash, load_model
+from gdig.train import (
+    DONE_FILE, RESUME_DIR, BatchSchedule, TrainError, encode_frame, finetune, finetune_selection_stage,
+    load_training_frame, make_scheduler, pool_checkpoint_stage, steps_for_budget, total_steps,
+)
+
+ROWS = [
+    {"src": "der Hund lief", "tgt": "the dog ran", "src_lang": "de", "tgt_lang": "en"},
+    {"src": "das Haus ist rot", "tgt": "the house is red", "src_lang": "de", "tgt_lang": "en"},
+    {"src": "ein kleiner Satz", "tgt": "a small sentence", "src_lang": "de", "tgt_lang": "en"},
+    {"src": "die Katze sass", "tgt": "the cat sat on the mat", "src_lang": "de", "tgt_lang": "en"},
+    {"src": "gross und rot", "tgt": "big and red", "src_lang": "de", "tgt_lang": "en"},
+]
+
+
+def _state(path):
+    model, _ = load_model(str(path))
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _target_loss(model, tok, rows):
+    enc, _ = encode_frame(tok, load_training_frame(rows), PromptConfig())
+    b = collate(enc, tok.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.size(-1)), b["labels"][:, 1:].reshape(-1), ignore_index=IGNORE
+    ).item()
+
+
+def test_training_lowers_loss_and_saves_loadable_checkpoint(tiny_model_dir, tmp_path):
+    mc = ModelConfig(name_or_path=str(tiny_model_dir))
+    before = _target_loss(*load_model(str(tiny_model_dir)), ROWS)
+    tc = TrainConfig(batch_size=2, grad_accum=2, lr=5e-3, epochs=6, warmup_ratio=0.1, save_every=1000)
+    res = finetune(mc, PromptConfig(), tc, pd.DataFrame(ROWS), tmp_path / "out", progress=False)
+    assert res.steps == total_steps(3, tc) == 9  # 3 length buckets, 6 epochs, 2 per step
+    assert len(res.losses) == 9 and res.losses[-1] < res.losses[0]
+    model, tok = load_model(res.path)  # a plain save_pretrained checkpoint
+    after = _target_loss(model, tok, ROWS)
+    assert after < before - 0.5
+    info = json.loads((tmp_path / "out" / DONE_FILE).read_text())
+    assert info["steps"] == 9 and not (tmp_path / "out" / RESUME_DIR).exists()
+    # a second call with the same inputs reuses the finished run
+    again = finetune(mc, PromptConfig(), tc, pd.DataFrame(ROWS), tmp_path / "out", progress=False)
+    assert again.reused and again.losses == res.losses
+    with pytest.raises(TrainError, match="finished run of different data"):
+        finetune(mc, PromptConfig(), tc, pd.DataFrame(ROWS[:3]), tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_resume_after_crash_gives_identical_weights(tiny_model_dir, tmp_path, method):
+    mc = ModelConfig(name_or_path=str(tiny_model_dir))
+    tc = TrainConfig(method=method, lora_r=4, lora_dropout=0.1, batch_size=2, grad_accum=2, lr=5e-3,
+                     max_steps=7, save_every=3, warmup_ratio=0.2, scheduler="cosine", seed=3)
+    ref = finetune(mc, PromptConfig(), tc, ROWS, tmp_path / "ref", progress=False)
+
+    seen = []
+
+    def crash(step, loss):
+        seen.append(step)
+        if step == 5:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        finetune(mc, PromptConfig(), tc, ROWS, tmp_path / "run", progress=False, on_step=crash)
+    assert seen == [1, 2, 3, 4, 5]
+    assert (tmp_path / "run" / RESUME_DIR / "state.pt").exists() and not (tmp_path / "run" / DONE_FILE).exists()
+    resumed = finetune(mc, PromptConfig(), tc, ROWS, tmp_path / "run", progress=False,
+                       on_step=lambda step, loss: seen.append(step))
+    assert resumed.resumed_from == 3 and seen[5:] == [4, 5, 6, 7]  # continues after the last save
+    assert resumed.losses == ref.losses
+    a, b = _state(ref.path), _state(resumed.path)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    base = _state(tiny_model_dir)
+    assert any(not torch.equal(a[k], base[k]) for k in a)  # training changed the (merged) weights
+    if method == "lora":
+        assert (tmp_path / "ref" / "adapter" / "adapter_config.json").exists()
+        assert set(a) == set(base)  # merged: a plain model with the base's parameter names
+    assert checkpoint_hash(ref.path) == checkpoint_hash(resumed.path)
+
+
+def test_resume_state_of_other_settings_is_refused(tiny_model_dir, tmp_path):
+    mc = ModelConfig(name_or_path=str(tiny_model_dir))
+    tc = TrainConfig(batch_size=2, max_steps=4, save_every=2)
+    with pytest.raises(RuntimeError):
+        finetune(mc, PromptConfig(), tc, ROWS, tmp_path, progress=False,
+                 on_step=lambda s, l: (_ for _ in ()).throw(RuntimeError("x")) if s == 3 else None)
+    with pytest.raises(TrainError, match="resume state of a different run"):
+        finetune(mc, PromptConfig(), tc.model_copy(update={"lr": 1e-3}), ROWS, tmp_path, progress=False)
+
+
+def test_batch_schedule_is_deterministic_and_covers_each_epoch():
+    lengths = [5, 3, 9, 4, 7, 3, 8]
+    s1, s2 = BatchSchedule(lengths, 2, seed=1), BatchSchedule(lengths, 2, seed=1)
+    seq1 = [s1.micro_batch(k) for k in range(12)]
+    assert seq1 == [s2.micro_batch(k) for k in range(12)]
+    assert sorted(i for b in seq1[:4] for i in b) == list(range(7))  # one epoch = every row once
+    assert seq1[:4] != seq1[4:8]  # reshuffled per epoch
+    assert seq1 != [BatchSchedule(lengths, 2, seed=2).micro_batch(k) for k in range(12)]
+
+
+def test_steps_for_budget_and_schedule():
+    tc = TrainConfig(batch_size=8, grad_accum=2, epochs=3)
+    assert steps_for_budget(100, tc) == 20  # ceil(3 * ceil(100/8) / 2) = ceil(19.5)
+    assert steps_for_budget(1, tc) == 2
+    assert steps_for_budget(100, tc.model_copy(update={"max_steps": 7})) == 7
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sch = make_scheduler(opt, "linear", warmup=2, total=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sch.step()
+    assert lrs[:3] == pytest.approx([1 / 3, 2 / 3, 1.0]) and lrs[-1] == pytest.approx(1 / 8)
+
+
+def test_training_frame_errors_name_the_row(tmp_path):
+    p = tmp_path / "train.jsonl"
+    p.write_text('{"src": "a", "tgt": "b"}\n{"src": "c", "tgt": ""}\n')
+    with pytest.raises(TrainError, match=r"train.jsonl:2: empty or missing 'tgt'"):
+        load_training_frame(p, "de", "en")
+    p.write_text('{"src": "a", "tgt": "b"}\nnot json\n')
+    with pytest.raises(TrainError, match=r"train.jsonl:2: not valid JSON"):
+        load_training_frame(p, "de", "en")
+    df = load_training_frame([{"src": "a", "tgt": "b"}], "de", "en")
+    assert (df["src_lang"].iloc[0], df["tgt_lang"].iloc[0]) == ("de", "en")
+
+
+def _pool_store(store, n=6):
+    df = pd.DataFrame({
+        "example_id": [f"p{i}" for i in range(n)], "src_lang": "de", "tgt_lang": "en",
+        "src": [ROWS[i % 5]["src"] + f" {i}" for i in range(n)], "tgt": [ROWS[i % 5]["tgt"] for i in range(n)],
+        "source_file": "pool.jsonl", "source_row": range(n),
+    })
+    store.add_rows(dataset="pool", role="candidates", src_lang="de", tgt_lang="en", rows=df)
+    return df
+
+
+def test_pool_and_selection_stages(tiny_model_dir, store, tmp_path):
+    pool = _pool_store(store)
+    cfg = GdigConfig(
+        workspace={"dir": str(tmp_path / "ws")}, languages={"src": "de", "tgt": "en"},
+        model={"name_or_path": str(tiny_model_dir)},
+        pool_finetune={"enabled": False}, finetune={"batch_size": 2, "save_every": 1000},
+    )
+    base = pool_checkpoint_stage(cfg, store, progress=False)
+    assert base["path"] == str(tiny_model_dir) and store.get_checkpoint(base["checkpoint_id"])["kind"] == "base"
+    cfg.pool_finetune = cfg.pool_finetune.model_copy(update={"enabled": True, "max_steps": 2, "batch_size": 3})
+    ck = pool_checkpoint_stage(cfg, store, progress=False)
+    assert "checkpoints/pool-" in ck["path"] and ck["checkpoint_id"] == checkpoint_hash(ck["path"])
+    row = store.get_checkpoint(ck["checkpoint_id"])
+    assert row["kind"] == "pool" and row["meta"]["steps"] == 2 and row["meta"]["n_examples"] == 6
+    assert pool_checkpoint_stage(cfg, store, progress=False) == ck  # idempotent
+    sel = pd.DataFrame({"example_id": list(pool["example_id"][:3]), "rank": [0, 1, 2], "reason": "random"})
+    store.add_selection("sel-r", strategy="random", budget=3, df=sel, scoring_id=None)
+    out = finetune_selection_stage(cfg, store, "sel-r", max_steps=steps_for_budget(3, cfg.finetune), progress=False)
+    row = store.get_checkpoint(out["checkpoint_id"])
+    assert row["kind"] == "finetune" and row["selection_id"] == "sel-r"
+    assert row["meta"]["steps"] == 2 and row["meta"]["strategy"] == "random" and row["meta"]["budget"] == 3
+    with pytest.raises(TrainError, match="selection 'nope' is empty or unknown"):
+        finetune_selection_stage(cfg, store, "nope", max_steps=1, progress=False)
