@@ -1,0 +1,82 @@
+"""The report: every plot from a synthetic store; a partial store says what is missing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gdig.report import pca_2d, write_report
+
+N = 60
+
+
+def _fill(store):
+    rng = np.random.default_rng(0)
+    labels = [None] * 40 + ["misaligned"] * 10 + ["untranslated"] * 10
+    pool = pd.DataFrame({
+        "example_id": [f"e{i}" for i in range(N)], "src_lang": "xa", "tgt_lang": "xb",
+        "src": [f"s {i}" for i in range(N)], "tgt": [f"t {i}" for i in range(N)],
+        "source_file": "pool.jsonl", "source_row": range(N), "label": labels,
+    })
+    store.add_rows(dataset="pool", role="candidates", src_lang="xa", tgt_lang="xb", rows=pool)
+    mean = np.where(pd.isna(pd.Series(labels)), -1.0, 1.0) + rng.normal(0, 0.3, N)
+    agg = pd.DataFrame({
+        "example_id": pool["example_id"], "position": range(N), "loss": rng.uniform(1, 3, N),
+        "helped_fraction": np.clip(0.5 - mean / 3, 0, 1), "mean": mean, "min": mean - 1, "max": mean + 1,
+    })
+    sk = pd.DataFrame({"example_id": pool["example_id"], "sketch": list(rng.normal(size=(N, 8)).astype(np.float32))})
+    store.add_scoring("sc1", curvature_id="cv", seed_dataset="seed", candidate_dataset="pool",
+                      aggregates=agg, sketches=sk, matrix_path=None, n_seeds=5)
+    for budget in (10, 20):
+        hq = pool["example_id"][:30]
+        sid = f"gdig-{budget}"
+        store.add_clusters(sid, "sc1", pd.DataFrame({"example_id": hq, "cluster": np.arange(30) % 4, "distance": 0.1}))
+        sel = pd.DataFrame({"example_id": hq[:budget], "rank": range(budget), "reason": "quality",
+                            "cluster": np.arange(budget) % 4})
+        store.add_selection(sid, strategy="gdig", budget=budget, df=sel, scoring_id="sc1")
+        rnd = pd.DataFrame({"example_id": pool["example_id"][-budget:], "rank": range(budget), "reason": "random"})
+        store.add_selection(f"random-{budget}", strategy="random", budget=budget, df=rnd, scoring_id="sc1")
+        for strategy, bleu in (("gdig", 20.0 + budget), ("random", 10.0 + budget)):
+            ck = f"ck-{strategy}-{budget}"
+            store.add_metric(ck, "dev", "BLEU", bleu, "nrefs:1|tok:13a", strategy, budget, f"{strategy}-{budget}")
+            store.add_metric(ck, "dev", "chrF", bleu + 5, "nrefs:1|nc:6", strategy, budget, f"{strategy}-{budget}")
+            store.add_metric(ck, "dev", "COMET", None, "COMET: not available (unbabel-comet is not installed)",
+                             strategy, budget, f"{strategy}-{budget}")
+
+
+def test_report_with_every_section(store, tmp_path):
+    _fill(store)
+    paths = write_report(store, tmp_path / "rep")
+    for key in ("plot_influence_hist", "plot_helped_fraction", "plot_cluster_sizes", "plot_sketch_pca",
+                "plot_metric_vs_budget"):
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = paths["html"].read_text()
+    assert page.count("<img ") == 5 and "data:image/png;base64," in page
+    assert "Not available" not in page
+    assert "misaligned" in page and "COMET: not available (unbabel-comet is not installed)" in page
+    md = paths["markdown"].read_text()
+    assert "![Influence scores](influence_hist.png)" in md and "| gdig" in md
+    table = pd.read_csv(paths["comparison_csv"], index_col=0)
+    assert list(table.index) == ["gdig", "random"]
+    assert table.loc["gdig", "BLEU@20"] == 40.0 and table.loc["random", "chrF@10"] == 25.0
+
+
+def test_report_of_partial_store_says_what_is_missing(store, tmp_path):
+    paths = write_report(store, tmp_path / "empty")
+    page = paths["html"].read_text()
+    assert "<img " not in page
+    assert page.count("Not available") == 6  # influence, helped, clusters, projection, metrics, comparison
+    assert "No datasets in this store yet" in page
+    assert not any(k.startswith("plot_") for k in paths)
+
+
+def test_pca_matches_sklearn():
+    from sklearn.decomposition import PCA
+
+    X = np.random.default_rng(1).normal(size=(50, 6)) @ np.diag([5, 3, 1, 0.5, 0.2, 0.1])
+    ours = pca_2d(X)
+    ref = PCA(n_components=2).fit_transform(X)
+    for k in range(2):  # equal up to the sign of each component
+        sign = np.sign(ours[:, k] @ ref[:, k])
+        np.testing.assert_allclose(ours[:, k] * sign, ref[:, k], atol=1e-10)
