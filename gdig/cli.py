@@ -103,5 +103,27 @@ def _run_select_stage(fn):
         fail(f"{type(err).__name__}: {err}", 1)
 
 
+# -- report (gdig.report) --------------------------------------------------------------------------
+@app.command("report")
+def report_cmd(
+    db: Path = typer.Option(..., "--db", help="The DuckDB store to report on (opened read-only)."),
+    out: Path = typer.Option(..., "--out", help="Directory for report.html, report.md, the plots and comparison.csv/.md."),
+    title: str = typer.Option("gdig report", "--title", help="Title of the page."),
+) -> None:
+    """Write an HTML + markdown report: influence histograms, helped fraction, clusters, sketch
+    projection, metric vs budget and the comparison table (missing sections say so)."""
+    from gdig.report import write_report
+    from gdig.store import Store, StoreError
+
+    if not db.exists():
+        fail(f"{db}: no gdig store here", 2)
+    try:
+        with Store(db, read_only=True) as store:
+            paths = write_report(store, out, title=title)
+    except StoreError as err:
+        fail(str(err), 2)
+    typer.echo(f"report: {paths['html']}\nmarkdown: {paths['markdown']}\ntable: {paths['comparison_csv']}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app(sys.argv[1:])

@@ -80,3 +80,18 @@ def test_pca_matches_sklearn():
     for k in range(2):  # equal up to the sign of each component
         sign = np.sign(ours[:, k] @ ref[:, k])
         np.testing.assert_allclose(ours[:, k] * sign, ref[:, k], atol=1e-10)
+
+
+def test_report_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from gdig.cli import app
+    from gdig.store import Store
+
+    with Store(tmp_path / "s.duckdb") as s:
+        _fill(s)
+    res = CliRunner().invoke(app, ["report", "--db", str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / "report.html").exists() and "report.html" in res.output
+    res = CliRunner().invoke(app, ["report", "--db", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "no gdig store here" in res.output
