@@ -179,6 +179,7 @@ class Store:
             return
         cols = ", ".join(f'"{c}"' for c in df.columns)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
+        self.con.complete()  # DuckDB 2 refuses register() while a fetchone() result is pending
         self.con.register("_gdig_df", df)
         try:
             self.con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _gdig_df")
@@ -332,6 +333,7 @@ class Store:
 
     def examples_by_id(self, example_ids: list[str]) -> pd.DataFrame:
         ids = pd.DataFrame({"example_id": list(example_ids), "_order": range(len(example_ids))})
+        self.con.complete()  # see _insert_df
         self.con.register("_gdig_ids", ids)
         try:
             return self.con.execute(
