@@ -281,8 +281,14 @@ def render_markdown(title: str, sections: list[Section]) -> str:
 def write_report(store, out_dir: str | Path, title: str = "gdig report") -> dict[str, Path]:
     """report.html (self-contained), report.md + PNGs, comparison.csv/.md in out_dir.
 
+    store: an open Store, or the path of a store DB (opened for the call).
     Returns paths by key: html, markdown, comparison_csv, comparison_markdown, and plot_<name>.
     """
+    if isinstance(store, (str, Path)):
+        from gdig.store import Store
+
+        with Store(store) as own:
+            return write_report(own, out_dir, title)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scoring_id = latest_scoring(store)

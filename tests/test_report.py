@@ -95,3 +95,12 @@ def test_report_command(tmp_path):
     assert (tmp_path / "r" / "report.html").exists() and "report.html" in res.output
     res = CliRunner().invoke(app, ["report", "--db", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and "no gdig store here" in res.output
+
+
+def test_report_from_a_db_path(tmp_path):
+    from gdig.store import Store
+
+    with Store(tmp_path / "s.duckdb") as s:
+        _fill(s)
+    paths = write_report(str(tmp_path / "s.duckdb"), tmp_path / "r")
+    assert paths["html"].read_text().count("<img ") == 5
