@@ -8,7 +8,6 @@ them one-to-one.  `select_pipeline` chains them in one process without any serve
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -50,19 +49,6 @@ def seed_products_step(cfg, store, checkpoint_path: str, checkpoint_id: str, cur
 
 
 # -- step 4: scoring in shards ------------------------------------------------------------------
-def file_digest(path: str | Path) -> str:
-    """Content hash of a file (or of every file under a directory), 16 hex chars."""
-    p = Path(path)
-    h = hashlib.sha256()
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    for f in files:
-        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def shard_plan(cfg, store) -> list[tuple[int, int]]:
     """[start, end) row ranges of the pool, influence.scoring.shard_size rows each."""
     from gdig.influence.stages import pool_rows, shard_ranges
@@ -71,9 +57,14 @@ def shard_plan(cfg, store) -> list[tuple[int, int]]:
 
 
 def shard_path(cfg, curvature_id: str, products_path: str, start: int, end: int) -> str:
-    """Where the scores of pool rows [start, end) go; the name carries everything they depend on."""
+    """Where the scores of pool rows [start, end) go; the name carries everything they depend on.
+
+    The products file is named by its products id, a content hash of (curvature, checkpoint,
+    seed examples, influence + prompt config), so its stem identifies the products without
+    re-reading a possibly large file.
+    """
     return str(Path(cfg.workspace.dir) / "scores" / "shards"
-               / f"{curvature_id}-{file_digest(products_path)}-{start}-{end}.parquet")
+               / f"{curvature_id}-{Path(products_path).stem}-{start}-{end}.parquet")
 
 
 def score_shard_step(cfg, checkpoint_path: str, products_path: str, rows_df, out_path: str,
@@ -86,13 +77,27 @@ def score_shard_step(cfg, checkpoint_path: str, products_path: str, rows_df, out
     from gdig.influence.stages import score_shard_stage
 
     out = Path(out_path)
-    if out.exists():
+    if out.exists() and _shard_matches(out, rows_df):
         return str(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".partial.parquet")
     written = Path(score_shard_stage(cfg, checkpoint_path, products_path, rows_df, str(tmp), progress=progress))
     written.replace(out)
     return str(out)
+
+
+def _shard_matches(path: Path, rows_df) -> bool:
+    """A shard on disk is reused only if it holds these rows: every (id, position) it has is one of
+    them (rows the engine skipped as too long are legitimately absent)."""
+    import pyarrow.parquet as pq
+
+    try:
+        t = pq.read_table(path, columns=["example_id", "position"])
+    except Exception:  # unreadable (e.g. truncated by a crash outside the engine): recompute
+        return False
+    wanted = set(zip(map(str, rows_df["example_id"]), map(int, rows_df["position"])))
+    have = list(zip(t.column("example_id").to_pylist(), t.column("position").to_pylist()))
+    return bool(have or not wanted) and all(pair in wanted for pair in have)
 
 
 def merge_step(cfg, store, shard_paths: list[str], curvature_id: str, products_path: str) -> str:

@@ -1,0 +1,107 @@
+"""End to end: `select_pipeline` on a tiny model and a small noisy demo pool, then `gdig select`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from gdig.config import parse_config
+
+
+@pytest.fixture(scope="module")
+def demo_model_dir(tmp_path_factory):
+    """A tiny llama whose tokenizer knows the demo language pair (so prompts stay short)."""
+    from gdig.data.demo import generate_pairs
+    from gdig.modeling import build_tiny_model
+
+    pairs = generate_pairs(400, seed=5)
+    texts = list(pairs["src"]) + list(pairs["tgt"]) + ["Translate the following Aldric text into Borish. Aldric: Borish:"] * 20
+    return build_tiny_model(texts, tmp_path_factory.mktemp("tiny-demo"), arch="llama", pad_token=False, hidden=32, layers=1, intermediate=64, vocab_size=384)
+
+
+def demo_config(tmp_path, model_dir, **selection) -> dict:
+    from gdig.data.demo import write_demo_data
+
+    files = write_demo_data(tmp_path / "data", n_pool=120, n_seed=6, n_eval=4, n_general=4, noise_rate=0.3, seed=1)
+    return {
+        "workspace": {"db": str(tmp_path / "ws.duckdb"), "dir": str(tmp_path / "artifacts")},
+        "languages": {"src": "xa", "tgt": "xb"},
+        "data": {"candidates": [{"path": str(files["pool"])}], "seed": [{"path": str(files["seed"])}]},
+        "model": {"name_or_path": str(model_dir)},
+        "prompt": {"max_length": 192},
+        "influence": {
+            "curvature": {"strategy": "kfac", "batch_size": 16, "sample": 32},
+            "scoring": {"batch_size": 32, "shard_size": 80, "sketch_dim_g": 4, "sketch_dim_a": 4},
+        },
+        "selection": {"budgets": [20, 60], "strategies": ["gdig", "quality", "random", "diversity", "full"],
+                      "gamma": 0.5, **selection},
+    }
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, demo_model_dir):
+    """One pipeline run shared by the tests: (tmp dir, config dict, summary)."""
+    from gdig.pipeline import select_pipeline
+
+    tmp_path = tmp_path_factory.mktemp("select-e2e")
+    data = demo_config(tmp_path, demo_model_dir)
+    return tmp_path, data, select_pipeline(parse_config(data), progress=False)
+
+
+def test_select_pipeline_end_to_end(workspace):
+    from gdig.pipeline import select_pipeline
+    from gdig.selection.explain import explain
+    from gdig.store import Store
+
+    tmp_path, data, summary = workspace
+    cfg = parse_config(data)
+    assert summary.pool_size == 120 and summary.n_seeds == 6
+    assert summary.noise_types and sum(summary.noise_types.values()) == 36
+    assert 0.0 <= summary.auroc["quality"] <= 1.0
+    got = {(r.strategy, r.budget): r for r in summary.selections}
+    assert set(got) == {(s, b) for s in ("gdig", "quality", "random", "diversity") for b in (20, 60)} | {("full", 120)}
+    for (strategy, budget), r in got.items():
+        assert r.size == min(budget, 120)
+        lines = (tmp_path / "artifacts" / "selections" / f"{strategy}-{budget}.jsonl").read_text().splitlines()
+        assert len(lines) == r.size and json.loads(lines[0])["rank"] == 0
+    assert got[("gdig", 20)].n_clusters == round(20 ** 0.5)
+    text = summary.render()
+    assert "|D_hq|" in text and "gdig" in text
+
+    shards = sorted((tmp_path / "artifacts" / "scores" / "shards").glob("*.parquet"))
+    assert [p.name.rsplit("-", 2)[1:] for p in shards] == [["0", "80.parquet"], ["80", "120.parquet"]]
+    mtimes = [p.stat().st_mtime_ns for p in shards]
+    again = select_pipeline(cfg, progress=False)  # everything reused: same ids, shards untouched
+    assert [r.selection_id for r in again.selections] == [r.selection_id for r in summary.selections]
+    assert [p.stat().st_mtime_ns for p in shards] == mtimes
+
+    with Store(cfg.workspace.db) as store:
+        sel = store.selection(got[("gdig", 20)].selection_id)
+        ex = explain(store, summary.scoring_id, sel["example_id"].iloc[0], k=3)
+    import pyarrow.parquet as pq
+
+    with Store(cfg.workspace.db) as store:
+        matrix = pq.read_table(store.get_scoring(summary.scoring_id)["matrix_path"]).to_pandas()
+    row = matrix.set_index("example_id").loc[ex.example_id, "scores"]
+    assert [e.influence for e in ex.helps] == pytest.approx(sorted(v for v in row if v < 0)[:3])
+    assert len(ex.helps) + len(ex.hurts) <= 6
+
+
+def test_gdig_select_command(workspace):
+    """Same workspace: scoring is reused, only the selections are new."""
+    from typer.testing import CliRunner
+
+    from gdig.cli import app
+
+    tmp_path, data, _ = workspace
+    cfg_path = tmp_path / "gdig.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(app, ["select", str(cfg_path), "--no-progress", "--set", "selection.budgets=[30]",
+                                   "--set", "selection.strategies=[gdig,random]"])
+    assert res.exit_code == 0, res.output
+    assert "gdig" in res.output and "AUROC" in res.output
+    assert (tmp_path / "artifacts" / "selections" / "gdig-30.jsonl").exists()
+    bad = CliRunner().invoke(app, ["select", str(cfg_path), "--set", "selection.gama=1"])
+    assert bad.exit_code == 2 and "selection.gama" in bad.output
