@@ -89,6 +89,24 @@ def select_cmd(
     typer.echo(_run_select_stage(lambda: select_pipeline(cfg, progress=progress)).render())
 
 
+@app.command("explain")
+def explain_cmd(
+    example_id: str = typer.Argument(..., help="The candidate's example id (the example_id field of an exported selection)."),
+    db: Path = typer.Option(..., "--db", help="The DuckDB store a `gdig select` run wrote."),
+    scoring: str | None = typer.Option(None, "--scoring", help="Scoring id; default: the most recent scoring in the store."),
+    k: int = typer.Option(5, "-k", min=1, help="How many seeds to list on each side."),
+) -> None:
+    """Show the seeds a candidate helps most (influence < 0) and hurts most (> 0)."""
+    from gdig.selection.explain import explain, latest_scoring
+    from gdig.store import Store, StoreError
+
+    try:
+        with Store(db, read_only=True) as store:
+            typer.echo(explain(store, scoring or latest_scoring(store), example_id, k).render())
+    except (StoreError, ValueError) as err:
+        fail(str(err), 2)
+
+
 def _run_select_stage(fn):
     """Run a pipeline call, turning known errors into a clean exit (2: bad input, 1: a stage failed)."""
     from gdig.data.ingest import IngestError

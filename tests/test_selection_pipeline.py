@@ -105,3 +105,19 @@ def test_gdig_select_command(workspace):
     assert (tmp_path / "artifacts" / "selections" / "gdig-30.jsonl").exists()
     bad = CliRunner().invoke(app, ["select", str(cfg_path), "--set", "selection.gama=1"])
     assert bad.exit_code == 2 and "selection.gama" in bad.output
+
+
+def test_gdig_explain_command(workspace):
+    from typer.testing import CliRunner
+
+    from gdig.cli import app
+    from gdig.store import Store
+
+    tmp_path, data, summary = workspace
+    with Store(data["workspace"]["db"]) as store:
+        eid = store.influence(summary.scoring_id)["example_id"].iloc[0]
+    res = CliRunner().invoke(app, ["explain", eid, "--db", data["workspace"]["db"], "-k", "2"])
+    assert res.exit_code == 0, res.output
+    assert eid in res.output and "helps most" in res.output and "hurts most" in res.output
+    res = CliRunner().invoke(app, ["explain", "nope", "--db", data["workspace"]["db"]])
+    assert res.exit_code == 2 and "'nope' is not in scoring" in res.output

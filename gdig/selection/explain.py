@@ -91,3 +91,11 @@ def explain(store, scoring_id: str, example_id: str, k: int = 5) -> Explanation:
     label = h["label"] if isinstance(h["label"], str) else None
     return Explanation(example_id, ex["src"], ex["tgt"], label, float(h["helped_fraction"]), float(h["mean"]),
                        len(row), helps, hurts)
+
+
+def latest_scoring(store) -> str:
+    """The most recently merged scoring in the store."""
+    t = store.table("scorings")
+    if len(t) == 0:
+        raise ValueError(f"{store.path}: no scoring yet; run `gdig select` first")
+    return str(t.sort_values("created_at")["scoring_id"].iloc[-1])
