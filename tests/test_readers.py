@@ -315,3 +315,11 @@ def test_validate_checks():
     assert V.check_pair((None, None), ("de", "en")) is None
     assert V.split_lines(b"a\r\nb\x85c\nd") == [b"a", b"b\x85c", b"d"]
     assert isinstance(Source("x", "jsonl"), Source)
+
+
+def test_moses_prefix_with_dots(tmp_path):
+    (tmp_path / "newstest2019.de-en.de").write_text("Hallo\n", encoding="utf-8")
+    (tmp_path / "newstest2019.de-en.en").write_text("Hello\n", encoding="utf-8")
+    source, rows = rows_of(tmp_path / "newstest2019.de-en", src_lang="de", tgt_lang="en")
+    assert source.fmt == "moses" and source.stem == "newstest2019.de-en"
+    assert (rows[0].src, rows[0].tgt) == ("Hallo", "Hello")

@@ -81,10 +81,10 @@ class Source:
         """A default dataset name for this source."""
         if self.fmt == "hub":
             return (self.hub_name or self.path).rstrip("/").split("/")[-1]
+        if self.fmt == "moses":
+            return self.files[0].stem  # x.de -> x
         p = Path(self.path)
-        if self.fmt == "moses" and len(self.files) == 2 and p.name == self.files[0].name:
-            return p.stem
-        return p.name if self.fmt in ("disk",) else (p.stem if p.suffix else p.name)
+        return p.name if self.fmt == "disk" else p.stem
 
 
 # -- resolving a path to a Source --------------------------------------------------------------
