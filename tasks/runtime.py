@@ -1,0 +1,107 @@
+"""What every gdig task shares: config loading, the store handle, stage errors, the
+workspace's result storage and retry settings, task runners and device assignment."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from prefect import Task
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from gdig.config import GdigConfig, load_config
+
+PROGRESS = True  # tqdm bars inside tasks (they land in the worker's stderr)
+
+
+class StageError(RuntimeError):
+    """A stage failed; the message starts with the stage name and gives the cause."""
+
+    @classmethod
+    def of(cls, stage: str, cause: BaseException) -> "StageError":
+        return cls(f"{stage}: {type(cause).__name__}: {cause}")
+
+    @property
+    def stage(self) -> str:
+        return str(self).split(":", 1)[0]
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Run a stage body: any failure becomes StageError(name, cause) (Prefect retries it)."""
+    try:
+        yield
+    except StageError:
+        raise
+    except Exception as err:
+        raise StageError.of(name, err) from err
+
+
+def load_settings(config: str | Path, overrides: list[str] | None = None) -> GdigConfig:
+    """The flow parameters (config path + KEY=VALUE overrides) as a validated config."""
+    return load_config(config, list(overrides or []))
+
+
+@contextmanager
+def open_store(cfg: GdigConfig) -> Iterator[Any]:
+    """The workspace store; only tasks that run in the flow's driver process open it."""
+    from gdig.store import Store
+
+    with Store(cfg.workspace.db) as store:
+        yield store
+
+
+def results_dir(cfg: GdigConfig) -> Path:
+    """Prefect results (the cache) live in the workspace, beside the artifacts they refer to."""
+    return Path(cfg.workspace.dir) / "prefect-results"
+
+
+def configure(task: Task, cfg: GdigConfig) -> Task:
+    """The task with this workspace's retries, backoff and persisted result storage."""
+    path = results_dir(cfg)
+    path.mkdir(parents=True, exist_ok=True)
+    delays = list(cfg.orchestration.retry_delay_seconds) or [0.0]
+    return task.with_options(
+        retries=cfg.orchestration.retries,
+        retry_delay_seconds=delays if len(delays) > 1 else delays[0],
+        persist_result=True,
+        result_storage=path.resolve(),  # a Path: a LocalFileSystem there, no saved block needed
+    )
+
+
+def task_runner_for(cfg: GdigConfig) -> TaskRunner:
+    """The task runner named by cfg.orchestration.task_runner (used for the sharded stages).
+
+    local: threads in this process (one model per worker); dask: prefect-dask on the
+    scheduler at `address`, else a LocalCluster of `workers`; ray: prefect-ray (not a
+    dependency of gdig: `pip install prefect-ray`), at `address` or a local Ray.
+    """
+    orch = cfg.orchestration
+    if orch.task_runner == "local":
+        return ThreadPoolTaskRunner(max_workers=orch.workers)
+    if orch.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if orch.address:
+            return DaskTaskRunner(address=orch.address)
+        return DaskTaskRunner(
+            cluster_class="distributed.LocalCluster",
+            cluster_kwargs={"n_workers": orch.workers, "threads_per_worker": 1,
+                            "processes": orch.dask_processes, "dashboard_address": None},
+        )
+    if orch.task_runner == "ray":
+        try:
+            from prefect_ray import RayTaskRunner
+        except ImportError:
+            raise StageError(
+                "task_runner: orchestration.task_runner=ray needs prefect-ray: pip install prefect-ray"
+            ) from None
+        return RayTaskRunner(address=orch.address) if orch.address else RayTaskRunner()
+    raise StageError(f"task_runner: unknown task runner {orch.task_runner!r}")
+
+
+def device_for(cfg: GdigConfig, shard_index: int) -> str | None:
+    """Shard i runs on devices[i % len(devices)]; None: the model's configured device."""
+    devices = cfg.orchestration.devices
+    return devices[shard_index % len(devices)] if devices else None
