@@ -76,6 +76,7 @@ def select_cmd(
     config: Path = typer.Argument(..., help="The workspace YAML config."),
     overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set selection.budgets=[100,200] (repeatable)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="Run as the Prefect flow (cached, retried stages, visible in the Prefect UI; default) or as plain Python in this process (no Prefect)."),
 ) -> None:
     """Run ingest -> pool checkpoint -> curvature -> seed products -> scoring -> quality + diversity
     selection for every configured strategy and budget; export JSONL and print a summary."""
@@ -86,6 +87,11 @@ def select_cmd(
         cfg = load_config(config, overrides)
     except ConfigError as err:
         fail(str(err), 2)
+    if prefect:
+        out = _run_flow("select", config=str(config), overrides=list(overrides))
+        typer.echo(out["result"]["summary"]["text"])
+        _echo_flow_run(out)
+        return
     typer.echo(_run_select_stage(lambda: select_pipeline(cfg, progress=progress)).render())
 
 
@@ -119,6 +125,110 @@ def _run_select_stage(fn):
         fail(str(err), 2)
     except (StoreError, ValueError, RuntimeError) as err:
         fail(f"{type(err).__name__}: {err}", 1)
+
+
+# -- run and demo (Prefect flows via the "gdig.flows" entry points; gdig never imports Prefect) --
+def _run_flow(name: str, **params):
+    """Run the Prefect flow registered as `name` in the gdig.flows entry-point group."""
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="gdig.flows") if ep.name == name]
+    if not found:
+        fail(f"no Prefect flow {name!r} installed (entry-point group gdig.flows): reinstall gdig "
+             f"(pip install -e .) or pass --no-prefect", 2)
+    out = found[0].load()(**params)
+    if not out["ok"]:
+        _echo_flow_run(out)
+        fail(f"flow {name} {out['state']}: {out['error']}", 1)
+    return out
+
+
+def _echo_flow_run(out: dict) -> None:
+    typer.echo(f"prefect flow run: {out['flow_run_id']} ({out['state']}, {out['seconds']:.0f} s)")
+    typer.echo(f"  UI: {out['ui']}" if out.get("ui") else f"  {out.get('note', '')}")
+
+
+def _echo_run_result(result: dict) -> None:
+    report = result["report"]
+    typer.echo(result["summary"]["text"])
+    typer.echo("")
+    typer.echo(_comparison_text(report["table"], report["notes"]))
+    for key in ("html", "markdown", "comparison_csv"):
+        if key in report["paths"]:
+            typer.echo(f"{key}: {report['paths'][key]}")
+
+
+def _comparison_text(rows: list[dict], notes: list[str]) -> str:
+    import pandas as pd
+
+    if not rows:
+        return "no metrics" + "".join(f"\n  {n}" for n in notes)
+    text = pd.DataFrame(rows).set_index("strategy").to_string(float_format=lambda v: f"{v:.2f}")
+    return text + "".join(f"\n  note: {n}" for n in notes)
+
+
+def _run_plain(cfg, progress: bool) -> dict:
+    """`run` without Prefect: gdig.pipeline.run_pipeline, then the report."""
+    from gdig.pipeline import run_pipeline
+    from gdig.report import write_report
+
+    result = run_pipeline(cfg, progress=progress)
+    paths = write_report(cfg.workspace.db, Path(cfg.workspace.dir) / "report")
+    return {"result": result, "paths": {k: str(v) for k, v in paths.items()}}
+
+
+@app.command("run")
+def run_cmd(
+    config: Path = typer.Argument(..., help="The workspace YAML config."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set selection.budgets=[100,200] (repeatable)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="Run as the Prefect flow (default) or as plain Python in this process."),
+) -> None:
+    """Select (every strategy x budget), finetune the base model on each selection with equal
+    steps per budget, translate and score every eval set, and write the comparison report."""
+    from gdig.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config, overrides)
+    except ConfigError as err:
+        fail(str(err), 2)
+    if prefect:
+        out = _run_flow("run", config=str(config), overrides=list(overrides))
+        _echo_run_result(out["result"])
+        _echo_flow_run(out)
+        return
+    plain = _run_select_stage(lambda: _run_plain(cfg, progress))
+    typer.echo(f"report: {plain['paths'].get('html')}")
+
+
+@app.command("demo")
+def demo_cmd(
+    workdir: Path | None = typer.Option(None, "--workdir", help="Directory for the demo workspace (default: a new ./gdig-demo-<timestamp>)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generated corpus, noise and model."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a key of the generated config (repeatable)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="Run as the Prefect flow (default) or as plain Python in this process."),
+) -> None:
+    """Offline end to end: generate an invented language pair with injected noise and a tiny
+    model, select with G-DIG and baselines, finetune, evaluate, and write the report."""
+    import time
+
+    if workdir is None:
+        workdir = Path.cwd() / f"gdig-demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    typer.echo(f"demo workspace: {workdir}")
+    if prefect:
+        out = _run_flow("demo", workdir=str(workdir), seed=seed, overrides=list(overrides))
+        _echo_run_result(out["result"])
+        typer.echo(f"config: {out['result']['config']}")
+        _echo_flow_run(out)
+        return
+    from gdig.config import load_config
+    from gdig.demo import prepare_demo
+
+    config = prepare_demo(workdir, seed=seed, progress=progress)
+    cfg = load_config(config, overrides)
+    plain = _run_select_stage(lambda: _run_plain(cfg, progress))
+    typer.echo(f"config: {config}\nreport: {plain['paths'].get('html')}")
 
 
 # -- report (gdig.report) --------------------------------------------------------------------------

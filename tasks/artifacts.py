@@ -55,5 +55,7 @@ def publish_comparison(cfg, report: dict) -> None:
     else:
         create_markdown_artifact("_No metrics._ " + "; ".join(report["notes"]), key="gdig-comparison")
     for name, path in sorted(report["paths"].items()):
+        if name.startswith("plot_"):
+            continue
         create_link_artifact(Path(path).resolve().as_uri(), link_text=Path(path).name,
                              key=_key(f"gdig-report-{name}"), description=f"report file ({name})")

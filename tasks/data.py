@@ -9,7 +9,7 @@ from pathlib import Path
 from prefect import task
 
 from gdig.config import GdigConfig
-from tasks.keys import ids_hash, own_key, sha, stage_policy
+from tasks.keys import file_digest, ids_hash, own_key, sha, stage_policy
 from tasks.runtime import PROGRESS, open_store, stage
 
 REFERENCE_INFO = "orchestration.reference_pool"
@@ -17,8 +17,6 @@ REFERENCE_INFO = "orchestration.reference_pool"
 
 def source_fingerprints(cfg: GdigConfig) -> dict[str, str]:
     """Content hash of every data source the config names (so an edited file re-ingests)."""
-    from gdig.pipeline import file_digest
-
     out = {}
     for role in ("candidates", "seed", "eval"):
         for i, src in enumerate(getattr(cfg.data, role)):

@@ -44,25 +44,15 @@ def report_dir(cfg: GdigConfig) -> Path:
 
 
 @task(name="report", cache_policy=stage_policy(
-    "report", sections=("selection",), modules=("gdig.evaluate", "gdig.report"),
+    "report", sections=("selection", "evaluate"), modules=("gdig.evaluate", "gdig.report"),
 ))
 def report(cfg: GdigConfig, summary: dict, metrics: list[dict]) -> dict:
-    """The comparison table (CSV + markdown) and the HTML/markdown report with plots."""
-    from gdig.evaluate import comparison_table, write_comparison
+    """The HTML + markdown report with plots and the comparison table (CSV + markdown)."""
+    from gdig.evaluate import comparison_table
+    from gdig.report import write_report
 
-    out = report_dir(cfg)
     with stage("report"), open_store(cfg) as store:
-        paths = {k: str(v) for k, v in write_comparison(store, out).items()}
+        paths = {k: str(v) for k, v in write_report(store, report_dir(cfg)).items()}
         table = comparison_table(store)
-    with stage("report"):
-        paths.update(write_report(cfg, out))
     rows = table.reset_index().to_dict(orient="records") if not table.empty else []
     return {"paths": paths, "table": rows, "notes": list(table.attrs.get("notes", [])), "key": own_key()}
-
-
-def write_report(cfg: GdigConfig, out: Path) -> dict[str, str]:
-    """gdig.report's HTML + markdown page (another module; called the way `gdig report` calls it)."""
-    from gdig import report as gdig_report
-
-    result = gdig_report.write_report(cfg.workspace.db, out)
-    return {k: str(v) for k, v in (result or {}).items()}

@@ -48,6 +48,19 @@ def config_hash(cfg: GdigConfig, sections: Iterable[str]) -> str:
     return sha(json.dumps(picked, sort_keys=True))
 
 
+def file_digest(path: str | Path) -> str:
+    """Content hash of a file, or of every file under a directory (names included)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:32]
+
+
 def module_source_hash(module: str) -> str:
     """Hash of a module's source file (any edit to a wrapped stage invalidates its cache)."""
     spec = importlib.util.find_spec(module)
