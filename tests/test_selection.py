@@ -207,3 +207,12 @@ def test_noise_removal_counts():
     assert r["per_type"]["misaligned"] == {"n_pool": 2, "n_selected": 1, "removal_rate": 0.5,
                                            "removal_precision": pytest.approx(1 / 3)}
     assert r["per_type"]["copy"]["removal_rate"] == 1.0
+
+
+def test_random_streams_are_salted_apart_from_plain_default_rng():
+    # the demo injects noise with default_rng(seed).permutation: the random baseline must not
+    # reproduce that permutation, or at seed 0 it would select exactly the noisy rows
+    infl = influence_from_matrix(-np.ones((400, 2)))
+    picked = select("random", 100, infl, seed=0).rows["position"].to_numpy()
+    plain = np.random.default_rng(0).permutation(400)[:100]
+    assert len(set(picked) & set(plain)) < 50  # ~25 expected by chance; equal sets before the fix

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from gdig.selection.diversity import Clustering, cluster_sketches, default_n_clusters, round_robin
+from gdig.selection.diversity import Clustering, cluster_sketches, default_n_clusters, round_robin, selection_rng
 
 
 def random_pick(n_pool: int, budget: int, seed: int = 0) -> np.ndarray:
     """A seeded uniform sample without replacement.  Smaller budgets are prefixes of larger ones
     for the same seed (one permutation), so random baselines are nested across budgets."""
-    return np.random.default_rng(seed).permutation(n_pool)[: min(budget, n_pool)].astype(np.int64)
+    return selection_rng(seed, "random-baseline").permutation(n_pool)[: min(budget, n_pool)].astype(np.int64)
 
 
 def full_pick(n_pool: int) -> np.ndarray:

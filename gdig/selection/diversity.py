@@ -16,12 +16,20 @@ in the given order ("quality").
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 # above this many points MiniBatchKMeans (bounded memory, one pass per batch) replaces KMeans
 MINIBATCH_THRESHOLD = 20_000
+
+
+def selection_rng(seed: int, purpose: str) -> np.random.Generator:
+    """A generator for one use of the selection seed.  Salting with the purpose keeps these
+    streams apart from every other `default_rng(seed)` in a workflow (e.g. the demo's noise
+    injection: an unsalted seed-0 permutation there and here would pick exactly the noisy rows)."""
+    return np.random.default_rng([int(seed), zlib.crc32(purpose.encode())])
 
 
 def default_n_clusters(budget: int, n_points: int) -> int:
@@ -95,7 +103,7 @@ def round_robin(labels: np.ndarray, budget: int, *, within: str = "random", seed
         raise ValueError(f"budget must be non-negative, got {budget}")
     if within not in ("random", "quality"):
         raise ValueError(f"within must be 'random' or 'quality', got {within!r}")
-    rng = np.random.default_rng(seed)
+    rng = selection_rng(seed, "within-cluster")
     cluster_ids = np.unique(labels)  # ascending cluster id = the fixed visiting order
     depth = np.empty(len(labels), dtype=np.int64)  # a member's turn inside its cluster
     for c in cluster_ids:
