@@ -189,3 +189,87 @@ def select_pipeline(cfg, store=None, progress: bool = True) -> SelectSummary:
         exports[sid] = export_step(cfg, store, sid)
         ids.append(sid)
     return summary_step(cfg, store, scoring_id, ids, exports)
+
+
+# -- gdig run: selection + its proof (finetune, translate, score, report) -----------------------
+# (appended by the finetuning/evaluation helper; uses gdig.train, gdig.evaluate, gdig.report)
+from dataclasses import dataclass, field  # noqa: E402
+
+
+@dataclass
+class RunJob:
+    strategy: str
+    budget: int
+    selection_id: str
+    steps: int  # optimizer steps: steps_for_budget(budget), equal for every strategy of a budget
+    checkpoint_id: str = ""
+    checkpoint_path: str = ""
+    metrics: dict = field(default_factory=dict)  # eval set -> metrics_stage result
+
+
+@dataclass
+class RunSummary:
+    select: SelectSummary
+    eval_sets: list[str]
+    jobs: list[RunJob]
+    table: object  # pandas DataFrame: gdig.evaluate.comparison_table
+    paths: dict[str, str]  # report / comparison files
+    timings: dict[str, float]  # stage -> wall seconds (summed over jobs)
+    warnings: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        from gdig.evaluate import comparison_markdown
+
+        lines = [self.select.render(), "", "Comparison (rows: strategy; columns: metric@budget):", ""]
+        lines.append(comparison_markdown(self.table).rstrip())
+        lines.append("")
+        lines.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
+        lines += [f"{k}: {v}" for k, v in self.paths.items() if k in ("html", "comparison_csv", "comparison_markdown")]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def run_pipeline(cfg, store=None, progress: bool = True) -> RunSummary:
+    """`gdig run` without Prefect: select_pipeline, then for every strategy x budget finetune the
+    BASE model (cfg.model) on the selection for steps_for_budget(budget) optimizer steps, translate
+    each eval set, score it (BLEU/chrF/COMET-or-reason), and write the comparison table + report
+    to {workspace.dir}/report.  Finished checkpoints and complete translations are reused."""
+    import time
+
+    from gdig.evaluate import comparison_table, metrics_stage, translate_stage, write_comparison
+    from gdig.report import write_report
+    from gdig.train import finetune_selection_stage, steps_for_budget
+
+    if store is None:
+        from gdig.store import Store
+
+        with Store(cfg.workspace.db) as own:
+            return run_pipeline(cfg, own, progress)
+    timings: dict[str, float] = {}
+
+    def timed(stage: str, fn, *args, **kw):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kw)
+        finally:
+            timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
+
+    summary = timed("select", select_pipeline, cfg, store, progress)
+    eval_sets = ingest_step(cfg, store, progress=False)["eval"]  # a no-op re-ingest that names them
+    warnings = [] if eval_sets else ["no data.eval sources: nothing to translate or score"]
+    jobs = []
+    for r in summary.selections:
+        job = RunJob(r.strategy, int(r.budget), r.selection_id, steps_for_budget(int(r.budget), cfg.finetune))
+        ck = timed("finetune", finetune_selection_stage, cfg, store, r.selection_id, job.steps, progress)
+        job.checkpoint_id, job.checkpoint_path = ck["checkpoint_id"], ck["path"]
+        for ev in eval_sets:
+            n_rows = len(store.dataset_examples(ev))
+            if len(store.translations(ck["checkpoint_id"], ev)) != n_rows:
+                timed("translate", translate_stage, cfg, store, ck, ev, progress)
+            job.metrics[ev] = timed("metrics", metrics_stage, cfg, store, ck, ev, strategy=r.strategy,
+                                    budget=int(r.budget), selection_id=r.selection_id)
+        jobs.append(job)
+    out = Path(cfg.workspace.dir) / "report"
+    paths = {k: str(v) for k, v in timed("report", write_comparison, store, out).items()}
+    paths.update({k: str(v) for k, v in timed("report", write_report, store, out).items()})
+    return RunSummary(summary, eval_sets, jobs, comparison_table(store), paths, timings, warnings)
