@@ -98,12 +98,12 @@ def test_gdig_select_command(workspace):
     tmp_path, data, _ = workspace
     cfg_path = tmp_path / "gdig.yaml"
     cfg_path.write_text(yaml.safe_dump(data))
-    res = CliRunner().invoke(app, ["select", str(cfg_path), "--no-progress", "--set", "selection.budgets=[30]",
+    res = CliRunner().invoke(app, ["select", str(cfg_path), "--no-progress", "--no-prefect", "--set", "selection.budgets=[30]",
                                    "--set", "selection.strategies=[gdig,random]"])
     assert res.exit_code == 0, res.output
     assert "gdig" in res.output and "AUROC" in res.output
     assert (tmp_path / "artifacts" / "selections" / "gdig-30.jsonl").exists()
-    bad = CliRunner().invoke(app, ["select", str(cfg_path), "--set", "selection.gama=1"])
+    bad = CliRunner().invoke(app, ["select", str(cfg_path), "--no-prefect", "--set", "selection.gama=1"])
     assert bad.exit_code == 2 and "selection.gama" in bad.output
 
 

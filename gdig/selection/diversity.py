@@ -52,9 +52,17 @@ class Clustering:
 
     def assign(self, X: np.ndarray) -> np.ndarray:
         """Nearest centroid for new points (e.g. the whole pool, to measure coverage)."""
-        Z = _prepare(X, self.normalize)
-        d2 = (Z**2).sum(1)[:, None] - 2 * Z @ self.centroids.T + (self.centroids**2).sum(1)[None, :]
-        return d2.argmin(1)
+        return nearest_centroid(X, self.centroids, self.normalize)
+
+
+def nearest_centroid(X: np.ndarray, centroids: np.ndarray, normalize: bool, block: int = 65536) -> np.ndarray:
+    """Index of the nearest centroid per row, in blocks so a large pool never builds an [n, k] matrix."""
+    out = np.empty(len(X), dtype=np.int64)
+    c2 = (centroids**2).sum(1)[None, :]
+    for start in range(0, len(X), block):
+        Z = _prepare(X[start:start + block], normalize)
+        out[start:start + block] = (c2 - 2 * Z @ centroids.T).argmin(1)  # |z|^2 is constant per row
+    return out
 
 
 def _prepare(X: np.ndarray, normalize: bool) -> np.ndarray:
@@ -104,13 +112,17 @@ def round_robin(labels: np.ndarray, budget: int, *, within: str = "random", seed
     if within not in ("random", "quality"):
         raise ValueError(f"within must be 'random' or 'quality', got {within!r}")
     rng = selection_rng(seed, "within-cluster")
-    cluster_ids = np.unique(labels)  # ascending cluster id = the fixed visiting order
+    # members grouped by ascending cluster id (= the fixed visiting order), index order inside
+    grouped = np.argsort(labels, kind="stable")
+    _, counts = np.unique(labels, return_counts=True)
     depth = np.empty(len(labels), dtype=np.int64)  # a member's turn inside its cluster
-    for c in cluster_ids:
-        members = np.flatnonzero(labels == c)
+    start = 0
+    for n in counts:
+        members = grouped[start:start + n]
         if within == "random":
             members = rng.permutation(members)
-        depth[members] = np.arange(len(members))
+        depth[members] = np.arange(n)
+        start += n
     # round r takes the r-th member of every cluster that has one, clusters in id order
     order = np.lexsort((labels, depth))
     return order[: min(budget, len(labels))].astype(np.int64)

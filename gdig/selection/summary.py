@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from gdig.selection.diversity import _prepare
+from gdig.selection.diversity import _prepare, nearest_centroid
 from gdig.selection.metrics import auroc, has_noise_labels, is_noisy, noise_removal
 from gdig.selection.quality import quality_key, rank_by_quality
 
@@ -88,12 +88,6 @@ def _centroids(X: np.ndarray, labels: np.ndarray, normalize: bool) -> np.ndarray
     return np.stack([Z[labels == k].mean(0) for k in np.unique(labels)])
 
 
-def _nearest(X: np.ndarray, C: np.ndarray, normalize: bool) -> np.ndarray:
-    Z = _prepare(X, normalize)
-    d2 = (Z**2).sum(1)[:, None] - 2 * Z @ C.T + (C**2).sum(1)[None, :]
-    return d2.argmin(1)
-
-
 def build_summary(
     store, scoring_id: str, selection_ids: list[str], *, gamma: float, normalize: bool,
     exports: dict[str, str] | None = None, warnings: list[str] | None = None,
@@ -134,7 +128,7 @@ def build_summary(
                 continue
             members = np.array([sk_pos[e] for e in cl["example_id"]])
             C = _centroids(X[members], cl["cluster"].to_numpy(), normalize)
-            partition[int(meta.loc[sid, "budget"])] = (_nearest(X, C, normalize), len(C))
+            partition[int(meta.loc[sid, "budget"])] = (nearest_centroid(X, C, normalize), len(C))
     for sid in selection_ids:
         df = rows[sid]
         strategy, budget = str(meta.loc[sid, "strategy"]), int(meta.loc[sid, "budget"])
