@@ -35,6 +35,16 @@ def tiny_gpt2_dir(tmp_path_factory):
     return build_tiny_model(TEXTS, tmp_path_factory.mktemp("tiny-gpt2"), arch="gpt2")
 
 
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """ONE temporary Prefect server + DB for the whole session (starting one takes ~25 s).
+    Tests that run flows are marked @pytest.mark.prefect and use this fixture."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
 @pytest.fixture()
 def store(tmp_path):
     from gdig.store import Store

@@ -1,0 +1,316 @@
+"""Orchestration: cached, retryable Prefect flows over the gdig stages.
+
+One Prefect test server for the session (conftest.prefect_harness).  One small workspace
+(96 noisy demo candidates, 6 seeds, 8 eval rows, a tiny Llama trained on the demo text,
+shard_size 32 -> 3 shards) is shared by the tests below, which run in file order: each
+reads the task-run states of its flow run from the Prefect API.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
+
+SELECT_STAGES = {"ingest", "finetune-pool", "fit-curvature", "seed-products", "plan-shards", "score-shard",
+                 "merge-scores", "quality", "cluster-resample", "export", "summarize-selection"}
+EVAL_STAGES = {"finetune-selection", "translate", "metrics", "report"}
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def build_workspace(root: Path) -> Path:
+    """Demo data + a tiny model trained on its text + a config; returns the config path."""
+    from gdig.data.demo import generate_pairs, write_demo_data
+    from gdig.modeling import build_tiny_model
+
+    files = write_demo_data(root / "data", n_pool=96, n_seed=6, n_eval=8, n_general=60, noise_rate=0.3, seed=0)
+    general = [json.loads(line) for line in open(files["general"], encoding="utf-8")]
+    build_tiny_model([g["src"] + " " + g["tgt"] for g in general], root / "model", arch="llama",
+                     hidden=32, intermediate=64, layers=2, heads=2)
+    extra = generate_pairs(400, seed=7).iloc[-40:]  # disjoint from the files above
+    for name, part in (("new_candidates", extra.iloc[:32]), ("eval2", extra.iloc[32:])):
+        with open(root / "data" / f"{name}.jsonl", "w", encoding="utf-8") as fh:
+            for rec in part.to_dict("records"):
+                fh.write(json.dumps({"src_lang": "xa", "tgt_lang": "xb", **rec}) + "\n")
+    cfg = {
+        "workspace": {"db": "ws/gdig.duckdb", "dir": "ws/artifacts"},
+        "languages": {"src": "xa", "tgt": "xb"},
+        "data": {"candidates": [{"path": "data/pool.jsonl"}], "seed": [{"path": "data/seed.jsonl"}],
+                 "eval": [{"path": "data/eval.jsonl"}]},
+        "model": {"name_or_path": "model"},
+        "prompt": {"template": "{src}\n=", "max_length": 256},
+        "pool_finetune": {"enabled": True, "max_steps": 2, "batch_size": 16},
+        "influence": {"curvature": {"strategy": "kfac", "batch_size": 16},
+                      "scoring": {"shard_size": 32, "batch_size": 16, "sketch_dim_g": 4, "sketch_dim_a": 4}},
+        "selection": {"budgets": [16], "strategies": ["gdig", "random"], "gamma": 0.5},
+        "finetune": {"max_steps": 2, "batch_size": 8},
+        "evaluate": {"batch_size": 8, "max_new_tokens": 6},
+        "orchestration": {"retries": 0, "retry_delay_seconds": [0]},
+    }
+    path = root / "gdig.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def task_states(flow_run_id) -> list[tuple[str, str, int]]:
+    """(stage, state name, run count) of every task run of a flow run and its subflows."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+
+    with get_client(sync_client=True) as client:
+        ids = [flow_run_id]
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
+            limit=50, sort=FlowRunSort.START_TIME_ASC)
+        ids += [c.id for c in children]
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
+                                     limit=200, sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+    return [(r.name.rsplit("-", 1)[0], r.state.name, r.run_count) for r in runs]
+
+
+def states_by_stage(states) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for stage, state, _ in states:
+        out.setdefault(stage, []).append(state)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def run(flow, config: Path, overrides: list[str] | None = None, ok: bool = True):
+    state = flow(str(config), list(overrides or []), return_state=True)
+    assert state.is_completed() is ok, state.message
+    return state, task_states(state.state_details.flow_run_id)
+
+
+def influence_of(config: Path, overrides: list[str] | None = None) -> pd.DataFrame:
+    from gdig.config import load_config
+    from gdig.store import Store
+
+    cfg = load_config(config, overrides)
+    with Store(cfg.workspace.db) as store:
+        sid = store.table("scorings").sort_values("created_at")["scoring_id"].iloc[-1]
+        return store.influence(sid)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def frozen_code_hashes():
+    """Other work may edit gdig/ while these tests run; a module's source hash is read once per
+    session here so the cache assertions see one version of the code (invalidation on a code
+    change is tested on stage_key directly)."""
+    import functools
+
+    import tasks.keys
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tasks.keys, "module_source_hash", functools.lru_cache(None)(tasks.keys.module_source_hash))
+        yield
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return build_workspace(tmp_path_factory.mktemp("flows"))
+
+
+@pytest.fixture(scope="module")
+def first_select(workspace):
+    """The first select run on the workspace: everything computed."""
+    from flows.select import select_flow
+
+    state, states = run(select_flow, workspace)
+    return state.result(), states, influence_of(workspace)
+
+
+# -- caching ---------------------------------------------------------------------------------------
+
+def test_first_run_computes_every_stage_once(first_select):
+    result, states, scores = first_select
+    by_stage = states_by_stage(states)
+    assert set(by_stage) == SELECT_STAGES
+    assert all(s == "Completed" for _, s, _ in states), by_stage
+    assert by_stage["score-shard"] == ["Completed"] * 3  # 96 rows / shard_size 32
+    assert len(scores) == 96 and list(scores["position"]) == list(range(96))
+    assert [(s["strategy"], s["budget"], s["size"]) for s in result["selections"]] == [("gdig", 16, 16), ("random", 16, 16)]
+
+
+def test_second_identical_run_has_every_task_cached(workspace, first_select):
+    from flows.select import select_flow
+
+    _, states = run(select_flow, workspace)
+    assert states and all(s == "Cached" for _, s, _ in states), states_by_stage(states)
+    assert set(states_by_stage(states)) == SELECT_STAGES
+
+
+def test_run_flow_then_changed_eval_set_recomputes_only_evaluation(workspace, first_select):
+    from flows.run import run_flow
+
+    state, states = run(run_flow, workspace)
+    by_stage = states_by_stage(states)
+    assert {k: set(v) for k, v in by_stage.items() if k in SELECT_STAGES} == {k: {"Cached"} for k in SELECT_STAGES}
+    assert by_stage["finetune-selection"] == ["Completed"] * 2
+    assert by_stage["translate"] == ["Completed"] * 2 and by_stage["metrics"] == ["Completed"] * 2
+    report = state.result()["report"]
+    assert Path(report["paths"]["html"]).is_file()
+    assert {r["strategy"] for r in report["table"]} == {"gdig", "random"}
+
+    eval2 = ["data.eval=[{path: data/eval2.jsonl}]"]
+    state, states = run(run_flow, workspace, eval2)
+    by_stage = states_by_stage(states)
+    assert by_stage["ingest"] == ["Completed"]  # new eval data ingested
+    unchanged = SELECT_STAGES - {"ingest"} | {"finetune-selection"}
+    assert {k: set(v) for k, v in by_stage.items() if k in unchanged} == {k: {"Cached"} for k in unchanged}
+    assert by_stage["translate"] == ["Completed"] * 2 and by_stage["metrics"] == ["Completed"] * 2
+    assert by_stage["report"] == ["Completed"]
+    assert {m["eval_set"] for m in state.result()["metrics"]} == {"eval2"}
+
+
+def test_appended_candidates_score_only_the_new_shard(workspace, first_select):
+    from flows.select import select_flow
+
+    _, _, before = first_select
+    more = ["data.candidates=[{path: data/pool.jsonl}, {path: data/new_candidates.jsonl}]"]
+    _, states = run(select_flow, workspace, more)
+    by_stage = states_by_stage(states)
+    for reused in ("finetune-pool", "fit-curvature", "seed-products"):
+        assert by_stage[reused] == ["Cached"], (reused, by_stage)
+    assert by_stage["score-shard"] == ["Cached"] * 3 + ["Completed"]  # 128 rows: only [96, 128) is new
+    assert by_stage["merge-scores"] == ["Completed"]
+    after = influence_of(workspace, more)
+    assert len(after) == 128
+    cols = ["example_id", "position", "loss", "helped_fraction", "mean", "min", "max"]
+    pd.testing.assert_frame_equal(after.iloc[:96][cols].reset_index(drop=True), before[cols].reset_index(drop=True))
+
+
+def test_stage_key_depends_on_content_not_identity(workspace):
+    from gdig.config import load_config
+    from tasks.keys import stage_key
+
+    cfg = load_config(workspace)
+    frame = pd.DataFrame({"example_id": ["a", "b"], "position": [0, 1], "src": ["x", "y"]})
+    key = lambda **kw: stage_key("s", kw.pop("cfg", cfg), {"rows": kw.pop("rows", frame), "x": {"k": 1}},  # noqa: E731
+                                 sections=kw.pop("sections", ("influence.curvature",)),
+                                 source=kw.pop("source", "def f(): pass"), uses_store=False)
+    assert key() == key(cfg=load_config(workspace), rows=frame.copy())  # equal content, new objects
+    assert key() == key(cfg=load_config(workspace, ["selection.gamma=0.3"]))  # a section it does not read
+    assert key() != key(cfg=load_config(workspace, ["influence.curvature.damping=0.1"]))
+    assert key() != key(rows=frame.assign(position=[1, 2]))
+    assert key() != key(rows=frame.iloc[::-1])
+    assert key() != key(source="def f(): return 1")  # the task's code
+
+
+# -- failures ---------------------------------------------------------------------------------------
+
+def test_stage_error_names_the_stage_and_cause():
+    from tasks.runtime import StageError, stage
+
+    with pytest.raises(StageError, match=r"^fit-curvature: ValueError: dataset 'pool' is empty$") as info:
+        with stage("fit-curvature"):
+            raise ValueError("dataset 'pool' is empty")
+    assert info.value.stage == "fit-curvature"
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_task_failing_once_succeeds_on_retry(workspace, first_select, monkeypatch):
+    import gdig.selection.quality as quality_mod
+    from flows.select import select_flow
+
+    real, calls = quality_mod.rank_by_quality, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("transient")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(quality_mod, "rank_by_quality", flaky)
+    # a new gamma: quality and everything after it must run; one retry without delay
+    overrides = ["selection.gamma=0.4", "orchestration.retries=1", "orchestration.retry_delay_seconds=[0]"]
+    _, states = run(select_flow, workspace, overrides)
+    quality = [(s, n) for stage, s, n in states if stage == "quality"]
+    assert quality == [("Completed", 2)]  # failed once, retried, succeeded
+    assert len(calls) >= 2
+
+
+def test_killed_flow_rerun_recomputes_only_the_failed_stage_and_after(workspace, first_select, monkeypatch):
+    import gdig.influence.stages as engine
+    from flows.select import select_flow
+
+    real = engine.score_shard_stage
+
+    def crash_on_second_shard(cfg, checkpoint_path, products_path, rows, out_path, **kw):
+        if int(rows["position"].iloc[0]) == 32:
+            raise MemoryError("worker killed")
+        return real(cfg, checkpoint_path, products_path, rows, out_path, **kw)
+
+    overrides = ["influence.scoring.sketch_seed=1"]  # new sketches: scoring and after must run
+    monkeypatch.setattr(engine, "score_shard_stage", crash_on_second_shard)
+    state, states = run(select_flow, workspace, overrides, ok=False)
+    with pytest.raises(Exception, match=r"score-shard \[32, 64\): MemoryError: worker killed"):
+        state.result()
+    by_stage = states_by_stage(states)
+    assert by_stage["score-shard"] == ["Completed", "Completed", "Failed"]
+    assert "merge-scores" not in by_stage
+
+    monkeypatch.setattr(engine, "score_shard_stage", real)
+    _, states = run(select_flow, workspace, overrides)
+    by_stage = states_by_stage(states)
+    before = {"ingest", "finetune-pool", "fit-curvature", "seed-products", "plan-shards"}
+    assert {k: set(v) for k, v in by_stage.items() if k in before} == {k: {"Cached"} for k in before}
+    assert by_stage["score-shard"] == ["Cached", "Cached", "Completed"]
+    after = SELECT_STAGES - before - {"score-shard"}
+    assert {k: set(v) for k, v in by_stage.items() if k in after} == {k: {"Completed"} for k in after}
+
+
+# -- scale -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("processes", [False, True], ids=["dask-threads", "dask-processes"])
+def test_dask_task_runner_gives_the_local_scores(workspace, first_select, processes):
+    """LocalCluster with 2 workers.  Threads: bit-identical to the local run.  Processes: Dask
+    starts each worker with OMP_NUM_THREADS=1 (the local run used 2 torch threads), so float32
+    sums are ordered differently: same helped fractions and selections, scores to 1e-4."""
+    from gdig.influence.stages import read_score_matrix
+    from flows.select import select_flow
+
+    result, _, local = first_select
+    name = "processes" if processes else "threads"
+    dask = ["orchestration.task_runner=dask", "orchestration.workers=2",
+            f"orchestration.dask_processes={str(processes).lower()}",
+            f"workspace.db=dask-{name}/gdig.duckdb", f"workspace.dir=dask-{name}/artifacts"]
+    state, states = run(select_flow, workspace, dask)
+    assert states_by_stage(states)["score-shard"] == ["Completed"] * 3
+    remote = influence_of(workspace, dask)
+    ids_local, seeds_local, m_local = read_score_matrix(_matrix(workspace, [], result["scoring"]["scoring_id"]))
+    ids_dask, seeds_dask, m_dask = read_score_matrix(_matrix(workspace, dask, state.result()["scoring"]["scoring_id"]))
+    assert ids_local == ids_dask and seeds_local == seeds_dask
+    assert list(remote["example_id"]) == list(local["example_id"])
+    np.testing.assert_array_equal(remote["helped_fraction"], local["helped_fraction"])
+    picked = lambda r: [(s["strategy"], s["size"], s["path"].split("/")[-1]) for s in r["selections"]]  # noqa: E731
+    assert picked(state.result()) == picked(result)
+    if processes:
+        np.testing.assert_allclose(m_dask, m_local, rtol=1e-4, atol=1e-9)
+    else:
+        np.testing.assert_array_equal(m_dask, m_local)
+        pd.testing.assert_frame_equal(remote, local, check_exact=True)
+
+
+def _matrix(config: Path, overrides: list[str], scoring_id: str) -> str:
+    from gdig.config import load_config
+    from gdig.store import Store
+
+    with Store(load_config(config, overrides).workspace.db) as store:
+        return store.get_scoring(scoring_id)["matrix_path"]
+
+
+def test_devices_are_assigned_round_robin(workspace):
+    from gdig.config import load_config
+    from tasks.runtime import device_for
+
+    cfg = load_config(workspace, ["orchestration.devices=[cuda:0, cuda:1]"])
+    assert [device_for(cfg, i) for i in range(5)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
+    assert device_for(load_config(workspace), 3) is None
