@@ -1,0 +1,1 @@
+"""Prefect deployments of gdig: prefect.yaml (work pool + worker) and serve.py (served locally)."""

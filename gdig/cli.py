@@ -167,14 +167,11 @@ def _comparison_text(rows: list[dict], notes: list[str]) -> str:
     return text + "".join(f"\n  note: {n}" for n in notes)
 
 
-def _run_plain(cfg, progress: bool) -> dict:
-    """`run` without Prefect: gdig.pipeline.run_pipeline, then the report."""
+def _run_plain(cfg, progress: bool):
+    """`run` without Prefect: gdig.pipeline.run_pipeline (it writes the report too)."""
     from gdig.pipeline import run_pipeline
-    from gdig.report import write_report
 
-    result = run_pipeline(cfg, progress=progress)
-    paths = write_report(cfg.workspace.db, Path(cfg.workspace.dir) / "report")
-    return {"result": result, "paths": {k: str(v) for k, v in paths.items()}}
+    return run_pipeline(cfg, progress=progress)
 
 
 @app.command("run")
@@ -197,8 +194,7 @@ def run_cmd(
         _echo_run_result(out["result"])
         _echo_flow_run(out)
         return
-    plain = _run_select_stage(lambda: _run_plain(cfg, progress))
-    typer.echo(f"report: {plain['paths'].get('html')}")
+    typer.echo(_run_select_stage(lambda: _run_plain(cfg, progress)).render())
 
 
 @app.command("demo")
@@ -227,8 +223,8 @@ def demo_cmd(
 
     config = prepare_demo(workdir, seed=seed, progress=progress)
     cfg = load_config(config, overrides)
-    plain = _run_select_stage(lambda: _run_plain(cfg, progress))
-    typer.echo(f"config: {config}\nreport: {plain['paths'].get('html')}")
+    typer.echo(_run_select_stage(lambda: _run_plain(cfg, progress)).render())
+    typer.echo(f"config: {config}")
 
 
 # -- report (gdig.report) --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ reads the task-run states of its flow run from the Prefect API.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +315,54 @@ def test_devices_are_assigned_round_robin(workspace):
     cfg = load_config(workspace, ["orchestration.devices=[cuda:0, cuda:1]"])
     assert [device_for(cfg, i) for i in range(5)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
     assert device_for(load_config(workspace), 3) is None
+
+
+# -- deployments -----------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_prefect_yaml_deployments_load_and_schedules_parse():
+    from prefect.cli.deploy._models import PrefectYamlModel
+    from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
+    from prefect.flows import load_flow_from_entrypoint
+
+    raw = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text(encoding="utf-8"))
+    model = PrefectYamlModel.model_validate(raw)
+    assert [d.name for d in model.deployments] == ["nightly-select", "weekly-run"]
+    for dep, dep_raw in zip(model.deployments, raw["deployments"]):
+        path, func = dep.entrypoint.split(":")
+        flow = load_flow_from_entrypoint(f"{ROOT / path}:{func}")
+        assert flow.name in ("gdig-select", "gdig-run")
+        assert set(dep.parameters) == set(flow.parameters.properties) == {"config", "overrides"}
+        assert dep.work_pool.name == "gdig-local"
+        for sched in dep_raw["schedules"]:
+            built = _schedule_config_to_deployment_schedule(sched)["schedule"]
+            assert built.cron == sched["cron"] and str(built.timezone) == "UTC"
+    nightly = raw["deployments"][0]["schedules"][0]
+    assert nightly["active"] is True
+    assert next_run(nightly) == datetime(2026, 1, 2, 2, 0, tzinfo=timezone.utc)  # from Thu 2026-01-01 12:00
+    weekly = raw["deployments"][1]["schedules"][0]
+    assert weekly["active"] is False
+    assert next_run(weekly) == datetime(2026, 1, 4, 4, 0, tzinfo=timezone.utc)  # the next Sunday
+
+
+def next_run(sched: dict):
+    """The first date the Prefect scheduler service would create a run for, after 2026-01-01 12:00 UTC."""
+    import asyncio
+
+    from prefect.server.schemas.schedules import CronSchedule
+
+    cron = CronSchedule(cron=sched["cron"], timezone=sched["timezone"])
+    (first,) = asyncio.run(cron.get_dates(n=1, start=datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)))
+    return first
+
+
+def test_serve_builds_deployments_without_serving(workspace):
+    from deployments.serve import build_deployments
+
+    deps = build_deployments(str(workspace), ["selection.budgets=[8]"], nightly="30 1 * * *")
+    assert [(d.name, d.flow_name) for d in deps] == [("nightly-select", "gdig-select"), ("weekly-run", "gdig-run")]
+    for d in deps:
+        assert d.parameters == {"config": str(workspace.resolve()), "overrides": ["selection.budgets=[8]"]}
+    assert [(s.schedule.cron, s.active) for d in deps for s in d.schedules] == [("30 1 * * *", True), ("0 4 * * SUN", False)]
