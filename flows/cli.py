@@ -21,6 +21,51 @@ def _where(flow_run_id) -> dict[str, Any]:
                     f"{db} (see it with `prefect server start`, then open the UI's Runs page)"}
 
 
+def task_runs(flow_run_id) -> list:
+    """Every task run of a flow run and of its subflows (any depth), in start order."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+
+    with get_client(sync_client=True) as client:
+        ids, frontier = [flow_run_id], [flow_run_id]
+        while frontier:
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier)),
+                limit=200, sort=FlowRunSort.START_TIME_ASC)
+            frontier = [c.id for c in children]
+            ids += frontier
+        runs, offset = [], 0
+        while True:
+            page = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
+                                         limit=200, offset=offset, sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+            runs += page
+            offset += len(page)
+            if len(page) < 200:
+                return runs
+
+
+def stage_timings(flow_run_id) -> list[dict[str, Any]]:
+    """Per stage: task runs, how many were cached, summed run time and wall span (seconds)."""
+    stages: dict[str, dict[str, Any]] = {}
+    for tr in task_runs(flow_run_id):
+        name = tr.name.rsplit("-", 1)[0]
+        st = stages.setdefault(name, {"stage": name, "runs": 0, "cached": 0, "run_seconds": 0.0,
+                                      "start": None, "end": None})
+        st["runs"] += 1
+        st["cached"] += int(tr.state is not None and tr.state.name == "Cached")
+        st["run_seconds"] += tr.total_run_time.total_seconds() if tr.total_run_time else 0.0
+        if tr.start_time is not None:
+            st["start"] = tr.start_time if st["start"] is None else min(st["start"], tr.start_time)
+        if tr.end_time is not None:
+            st["end"] = tr.end_time if st["end"] is None else max(st["end"], tr.end_time)
+    out = []
+    for st in stages.values():
+        span = (st["end"] - st["start"]).total_seconds() if st["start"] and st["end"] else 0.0
+        out.append({k: v for k, v in st.items() if k not in ("start", "end")} | {"wall_seconds": span})
+    return out
+
+
 def _run(flow, **params) -> dict[str, Any]:
     t0 = time.time()
     state = flow(**params, return_state=True)
@@ -32,7 +77,13 @@ def _run(flow, **params) -> dict[str, Any]:
             return {"ok": False, "error": str(err), "state": state.name, **where, "seconds": time.time() - t0}
         return {"ok": False, "error": state.message or state.name, "state": state.name, **where,
                 "seconds": time.time() - t0}
-    return {"ok": True, "result": state.result(), "state": state.name, **where, "seconds": time.time() - t0}
+    seconds = time.time() - t0
+    try:
+        timings = stage_timings(state.state_details.flow_run_id)
+    except Exception:  # timings are a nicety; never fail a finished run over them
+        timings = []
+    return {"ok": True, "result": state.result(), "state": state.name, **where, "seconds": seconds,
+            "timings": timings}
 
 
 def select(config: str, overrides: list[str] | None = None) -> dict[str, Any]:

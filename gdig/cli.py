@@ -144,6 +144,10 @@ def _run_flow(name: str, **params):
 
 
 def _echo_flow_run(out: dict) -> None:
+    if out.get("timings"):
+        typer.echo("\nstage                 runs  cached  run s   wall s")
+        for t in out["timings"]:
+            typer.echo(f"{t['stage']:<20} {t['runs']:>5} {t['cached']:>7} {t['run_seconds']:>6.1f} {t['wall_seconds']:>8.1f}")
     typer.echo(f"prefect flow run: {out['flow_run_id']} ({out['state']}, {out['seconds']:.0f} s)")
     typer.echo(f"  UI: {out['ui']}" if out.get("ui") else f"  {out.get('note', '')}")
 
