@@ -97,11 +97,11 @@ def translate(
         ids, mask = _left_pad([prompts[i] for i in idx], pad)
         gen_cfg = GenerationConfig(
             max_new_tokens=max(caps[i] for i in idx), num_beams=num_beams, do_sample=False,
-            eos_token_id=eos, pad_token_id=pad, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=eos, pad_token_id=pad, bos_token_id=tokenizer.bos_token_id, stop_strings=["\n"],
         )
         gen = model.generate(
             input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen_cfg,
-            stop_strings=["\n"], tokenizer=tokenizer,
+            tokenizer=tokenizer,
         )
         new = gen[:, ids.shape[1]:].tolist()
         for row, i in enumerate(idx):
