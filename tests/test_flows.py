@@ -317,6 +317,46 @@ def test_devices_are_assigned_round_robin(workspace):
     assert device_for(load_config(workspace), 3) is None
 
 
+# -- command line ------------------------------------------------------------------------------------
+
+def test_gdig_select_runs_the_flow_and_says_where(workspace, first_select):
+    from typer.testing import CliRunner
+
+    from gdig.cli import app
+
+    res = CliRunner().invoke(app, ["select", str(workspace), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "pool 96 candidates x 6 seeds" in res.output
+    assert "prefect flow run: " in res.output and "/runs/flow-run/" in res.output
+    assert "score-shard              3       3" in res.output  # stage timings: 3 runs, all cached
+
+
+def test_gdig_select_reports_the_failed_stage(workspace, first_select, monkeypatch):
+    from typer.testing import CliRunner
+
+    import gdig.selection.quality as quality_mod
+    from gdig.cli import app
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no seeds helped")
+
+    monkeypatch.setattr(quality_mod, "rank_by_quality", broken)
+    res = CliRunner().invoke(app, ["select", str(workspace), "--no-progress", "--set", "selection.gamma=0.35"])
+    assert res.exit_code == 1
+    assert "flow select Failed: quality: RuntimeError: no seeds helped" in res.output
+    assert "prefect flow run: " in res.output
+
+
+def test_gdig_package_does_not_import_prefect():
+    import subprocess
+    import sys
+
+    code = ("import sys, gdig.cli, gdig.pipeline, gdig.store, gdig.train, gdig.evaluate, gdig.report; "
+            "print(sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 # -- deployments -----------------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]
