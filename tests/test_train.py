@@ -171,3 +171,26 @@ def test_pool_and_selection_stages(tiny_model_dir, store, tmp_path):
     assert row["meta"]["steps"] == 2 and row["meta"]["strategy"] == "random" and row["meta"]["budget"] == 3
     with pytest.raises(TrainError, match="selection 'nope' is empty or unknown"):
         finetune_selection_stage(cfg, store, "nope", max_steps=1, progress=False)
+
+
+def test_prepare_demo_small(tmp_path):
+    import yaml
+
+    from gdig.config import load_config
+    from gdig.demo import _EMBEDDED, _REPO_CONFIG, prepare_demo
+    from gdig.store import Store
+    from gdig.data.ingest import ingest_config
+
+    assert yaml.safe_load(_EMBEDDED) == yaml.safe_load(_REPO_CONFIG.read_text())  # the copy is current
+    small = {"n_pool": 40, "n_seed": 4, "n_eval": 5, "n_general": 30, "pretrain_steps": 2, "hidden": 32,
+             "intermediate": 64, "vocab_size": 300}
+    path = prepare_demo(tmp_path / "demo", progress=False, demo_overrides=small)
+    cfg = load_config(path)
+    assert cfg.model.name_or_path == str(tmp_path / "demo" / "models" / "base") and cfg.pool_finetune.enabled
+    assert json.loads((tmp_path / "demo" / "models" / "base" / DONE_FILE).read_text())["steps"] == 2
+    with Store(cfg.workspace.db) as s:
+        names = ingest_config(cfg, s, progress=False)
+        pool = s.dataset_examples("pool")
+        assert names["eval"] == ["eval"] and len(pool) == 40 and pool["label"].ne("clean").sum() == 12
+    with pytest.raises(ValueError, match="unknown demo setting"):
+        prepare_demo(tmp_path / "x", progress=False, demo_overrides={"n_pol": 3})
