@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,8 +86,20 @@ def main() -> None:
     from gdig.selection.quality import rank_by_quality
     from gdig.store import Store
 
+    from gdig.selection.diversity import cluster_sketches
+    from gdig.selection.summary import evenness
+
     with Store(cfg.workspace.db, read_only=True) as store:
         infl = store.influence(summary.scoring_id)
+        sk_ids, X = store.sketches(summary.scoring_id)
+        picked = {(r.strategy, r.budget): list(store.selection(r.selection_id)["example_id"])
+                  for r in summary.selections}
+    # a finer, strategy-neutral partition: K-means over the whole pool with K = budget / 4
+    row_of = {e: i for i, e in enumerate(sk_ids)}
+    fine = {}
+    for b in args.budgets:
+        part = cluster_sketches(X, max(2, b // 4), normalize=True, seed=args.seed)
+        fine[b] = (part.labels, part.n_clusters)
     sizes = {g: int(rank_by_quality(infl, g)["high_quality"].sum()) for g in (1.0, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)}
     print("|D_hq| by gamma: " + ", ".join(f"{g:g}: {n}" for g, n in sizes.items()))
     by = {(r.strategy, r.budget): r for r in summary.selections}
@@ -98,9 +112,13 @@ def main() -> None:
             kept = "  ".join(f"{r.noise['per_type'][t]['n_selected'] / r.noise['per_type'][t]['n_pool']:>{len(t) + 2 + len(str(summary.noise_types[t]))}.2f}" for t in types)
             print(f"  {s:<10} {r.noise['selected_clean_fraction']:>6.1%}  {kept}")
         g, q = by[("gdig", b)], by[("quality", b)]
-        print(f"  clusters covered (gdig K-means of D_hq, K={g.clusters_total}): gdig {g.clusters_covered}, "
-              f"quality-only {q.clusters_covered}, random {by[('random', b)].clusters_covered}, "
-              f"diversity {by[('diversity', b)].clusters_covered}")
+        print(f"  gdig partition (K-means of D_hq, K={g.clusters_total}): covered / evenness  " + ", ".join(
+            f"{st} {by[(st, b)].clusters_covered} / {by[(st, b)].cluster_evenness or float('nan'):.3f}"
+            for st in ("gdig", "quality", "random", "diversity")))
+        labels, k = fine[b]
+        cov = {st: labels[[row_of[e] for e in picked[(st, b)]]] for st in ("gdig", "quality", "random", "diversity")}
+        print(f"  fine pool partition (K-means of all sketches, K={k}): covered / evenness  " + ", ".join(
+            f"{st} {len(np.unique(v))} / {evenness(v, k):.3f}" for st, v in cov.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(summary.to_dict(), indent=2, default=str))
     print(f"\nworkspace: {out}")

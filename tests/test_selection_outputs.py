@@ -104,7 +104,17 @@ def test_summary_noise_figures_and_coverage(scored_store):
     assert summ.auroc["quality"] > 0.95  # the hand-made scores separate the noise
     by = {r.strategy: r for r in summ.selections}
     assert by["gdig"].clusters_covered == 4 and by["gdig"].clusters_total == 4
+    assert by["gdig"].cluster_evenness == pytest.approx(-(0.6 * np.log(0.3) + 0.4 * np.log(0.2)) / np.log(4))  # 3,3,2,2
     assert by["gdig"].noise["selected_clean_fraction"] == 1.0
     assert by["full"].size == N and by["full"].noise["removal_recall"] == 0.0
     text = summ.render()
     assert "|D_hq| = " in text and "AUROC" in text and "gdig" in text
+
+
+def test_evenness():
+    from gdig.selection.summary import evenness
+
+    assert evenness(np.array([0, 1, 2, 3]), 4) == pytest.approx(1.0)
+    assert evenness(np.array([2, 2, 2]), 4) == pytest.approx(0.0)
+    assert evenness(np.array([0, 0, 1, 1]), 4) == pytest.approx(0.5)  # log 2 / log 4
+    assert evenness(np.array([0]), 1) is None

@@ -28,6 +28,7 @@ class SelectionReport:
     n_clusters: int | None = None  # clusters of this selection's own clustering
     clusters_covered: int | None = None  # of the G-DIG clustering at this budget
     clusters_total: int | None = None
+    cluster_evenness: float | None = None  # entropy of its rows over those clusters / log(K); 1 = even
     export_path: str | None = None
     noise: dict | None = None  # metrics.noise_removal(...)
 
@@ -60,14 +61,15 @@ class SelectSummary:
         if self.auroc:
             lines.append("AUROC clean vs noisy: " + ", ".join(f"{k} {v:.3f}" for k, v in self.auroc.items()))
         lines.append("")
-        header = f"{'strategy':<10} {'budget':>7} {'size':>7}  {'reasons':<26} {'clusters':>9}"
+        header = f"{'strategy':<10} {'budget':>7} {'size':>7}  {'reasons':<26} {'clusters':>9} {'even':>5}"
         if self.noise_types:
             header += f" {'clean%':>7} {'rm-prec':>8} {'rm-rec':>7}  per-type removal rate"
         lines.append(header)
         for r in self.selections:
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(r.counts.items()))
             cov = "" if r.clusters_covered is None else f"{r.clusters_covered}/{r.clusters_total}"
-            line = f"{r.strategy:<10} {r.budget:>7} {r.size:>7}  {reasons:<26} {cov:>9}"
+            even = "" if r.cluster_evenness is None else f"{r.cluster_evenness:.2f}"
+            line = f"{r.strategy:<10} {r.budget:>7} {r.size:>7}  {reasons:<26} {cov:>9} {even:>5}"
             if r.noise:
                 nz = r.noise
                 per = ", ".join(f"{k} {v['removal_rate']:.2f}" for k, v in sorted(nz["per_type"].items()))
@@ -77,6 +79,10 @@ class SelectSummary:
         if any(r.export_path for r in self.selections):
             lines.append("")
             lines += [f"exported {r.strategy}-{r.budget}: {r.export_path}" for r in self.selections if r.export_path]
+        if any(r.clusters_total for r in self.selections):
+            lines.append("")
+            lines.append("clusters: covered / K of the G-DIG clustering at that budget (K-means of D_hq, "
+                         "pool assigned by nearest centroid); even: entropy of the rows over them / log K")
         if self.warnings:
             lines.append("")
             lines += [f"warning: {w}" for w in self.warnings]
@@ -86,6 +92,16 @@ class SelectSummary:
 def _centroids(X: np.ndarray, labels: np.ndarray, normalize: bool) -> np.ndarray:
     Z = _prepare(X, normalize)
     return np.stack([Z[labels == k].mean(0) for k in np.unique(labels)])
+
+
+def evenness(labels: np.ndarray, k: int) -> float | None:
+    """Normalised Shannon entropy of a cluster histogram: 1.0 = every cluster equally used,
+    0.0 = one cluster.  None when there is nothing to compare (k < 2 or no rows)."""
+    if k < 2 or len(labels) == 0:
+        return None
+    p = np.bincount(labels, minlength=k) / len(labels)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum() / np.log(k))
 
 
 def build_summary(
@@ -145,6 +161,7 @@ def build_summary(
             picked = [sk_pos[e] for e in df["example_id"]]
             rep.clusters_covered = int(len(np.unique(part[picked])))
             rep.clusters_total = k
+            rep.cluster_evenness = evenness(part[picked], k)
         if noisy is not None:
             mask = np.zeros(len(influence), dtype=bool)
             mask[[pos_of[e] for e in df["example_id"]]] = True
