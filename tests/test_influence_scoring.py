@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -172,3 +174,19 @@ def test_plan_batches_stays_within_blocks():
     plan = plan_batches(lengths, positions, batch_size=2, block_size=4)  # blocks [8,12), [12,16), [16,20)
     assert plan == [[1, 0], [3, 4], [2, 5], [6, 7]]
     assert aggregate(np.array([[-1.0, 2.0, -3.0, 0.0]], np.float32))["helped_fraction"][0] == 0.5
+
+
+def test_bfloat16_model_scores_in_float32_close_to_float32(setup, tmp_path):
+    model, tok, mods, cands, seeds, curv, dc, ds = setup
+    inv = InverseHessian(curv["kfac"], 0.5)
+    prods = seed_products(seed_gradients(model, mods, seeds, pad_id=tok.pad_token_id), inv, mods, ["a", "b", "c"])
+    ref = Scorer(model, mods, prods).score_encoded(cands, pad_id=tok.pad_token_id).scores
+    m16 = copy.deepcopy(model).to(torch.bfloat16)
+    mods16 = select_modules(m16, "llama", exclude=["gate_proj", "down_proj"], layers=[0]) + \
+        select_modules(m16, "llama", exclude=["gate_proj", "up_proj"], layers=[1])
+    res = Scorer(m16, mods16, prods, sketch=SketchSpec(2, 2)).score_encoded(cands, pad_id=tok.pad_token_id)
+    assert res.scores.dtype == np.float32 and res.sketch.dtype == np.float32
+    # bf16 activations (8 mantissa bits): same scores to a few percent, same signs where not tiny
+    np.testing.assert_allclose(res.scores, ref, rtol=0.1, atol=0.05 * np.abs(ref).max())
+    big = np.abs(ref) > 0.2 * np.abs(ref).max()
+    assert (np.sign(res.scores[big]) == np.sign(ref[big])).all()

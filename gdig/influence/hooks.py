@@ -23,6 +23,7 @@ chosen module and only activation gradients flow.
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -58,6 +59,39 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str 
                          reduction="none").view(b, t)
     n = (target != IGNORE).sum(1)
     total = ce.sum(1)
+    if reduction == "mean":
+        total = total / n.clamp(min=1)
+    return total, n
+
+
+def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def forward_loss(model, ids, attn, labels, reduction: str = "mean"):
+    """(per-example loss [B], n_target [B]) of one forward.
+
+    When the model supports ``logits_to_keep`` (HF causal LMs), the LM head runs only on the
+    positions that predict a target token: the same loss, without vocabulary-wide logits for
+    prompt and padding positions."""
+    if not _accepts_logits_to_keep(model):
+        return per_example_loss(model(input_ids=ids, attention_mask=attn, use_cache=False).logits, labels, reduction)
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"influence.loss must be 'mean' or 'sum', got {reduction!r}")
+    target = labels[:, 1:]
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = target != IGNORE
+    logits = model(input_ids=ids, attention_mask=attn, use_cache=False, logits_to_keep=keep).logits
+    n_keep = int(keep.sum())
+    if logits.dim() != 2 or logits.shape[0] != n_keep:  # a model that ignores the mask form
+        return per_example_loss(logits, labels, reduction)
+    ce = F.cross_entropy(logits.float(), target[keep[:, :-1]], reduction="none")
+    row = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(keep)[keep]
+    total = torch.zeros(labels.shape[0], dtype=ce.dtype, device=ce.device).index_add(0, row, ce)
+    n = keep.sum(1)
     if reduction == "mean":
         total = total / n.clamp(min=1)
     return total, n
@@ -121,16 +155,18 @@ def capture_batch(
     *,
     loss_reduction: str = "mean",
     acc_dtype: torch.dtype = torch.float32,
+    mask_inputs: bool = True,
 ) -> Captured:
-    """One forward+backward over a collated batch; returns masked a, g per chosen module."""
+    """One forward+backward over a collated batch; returns masked a, g per chosen module.
+
+    mask_inputs=False leaves padding rows of ``a`` as they are (g is zero there, so every
+    Σ_t g_t a_tᵀ is unchanged): scoring skips a copy; the curvature factors need the mask."""
     device = next(model.parameters()).device
     ids = batch["input_ids"].to(device)
     attn = batch["attention_mask"].to(device)
     labels = batch["labels"].to(device)
     with frozen(model), torch.enable_grad(), ModuleCapture(modules) as cap:
-        logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
-        loss, n_target = per_example_loss(logits, labels, loss_reduction)
-        del logits
+        loss, n_target = forward_loss(model, ids, attn, labels, loss_reduction)
         if cap.leaves:
             torch.autograd.grad(loss.sum(), cap.leaves, allow_unused=True)
     mask = attn.to(acc_dtype)
@@ -139,7 +175,7 @@ def capture_batch(
         x = cap.inputs[cm.name].to(acc_dtype)
         if cm.has_bias:
             x = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)
-        a_out[cm.name] = x * mask[..., None]
+        a_out[cm.name] = x * mask[..., None] if mask_inputs else x
         g = cap.grads.get(cm.name)
         if g is None:  # output does not reach the loss
             g = torch.zeros(*x.shape[:-1], cm.out_features, dtype=acc_dtype, device=device)

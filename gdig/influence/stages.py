@@ -57,8 +57,14 @@ def _load(cfg, checkpoint_path: str, device: str | None):
                       trust_remote_code=cfg.model.trust_remote_code)
 
 
+ROW_COLUMNS = ("example_id", "position", "src", "tgt", "src_lang", "tgt_lang")
+
+
 def _encode(cfg, tok, rows: pd.DataFrame, what: str) -> tuple[list[Encoded], pd.DataFrame, list[str]]:
     """Encoded rows (skipped ones removed, with a warning naming them), kept rows, skipped ids."""
+    missing = [c for c in ROW_COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(f"{what}: rows lack column(s) {missing}; expected those of pool_rows()")
     tuples = list(zip(rows["src"], rows["tgt"], rows["src_lang"], rows["tgt_lang"]))
     enc, report = encode_examples(tok, tuples, cfg.prompt.template, cfg.prompt.max_length, cfg.prompt.too_long)
     keep = [i for i, e in enumerate(enc) if e is not None]

@@ -1,0 +1,215 @@
+"""Influence engine throughput on a tiny model, side by side with plain training steps.
+
+    python benchmarks/influence_throughput.py [--n 256] [--seeds 64] [--hidden 128] [--layers 4]
+
+Measures, in one run on the same model and the same length-bucketed candidates:
+  - training step (forward + backward of the mean target loss, all weights trainable,
+    no optimizer step) examples/s, at each batch size; its best is the reference;
+  - curvature fitting examples/s (K-FAC one pass; EK-FAC two passes);
+  - scoring examples/s against --seeds seed products, with and without gradient sketches;
+  - peak memory of a scoring run on N and 2N candidates, each in a fresh process: the peak
+    resident set size (getrusage ru_maxrss) of that process, which includes the model and
+    the Python/torch runtime; equal peaks = memory independent of the number of candidates.
+The last line is ``scoring/training throughput ratio: X.XX`` (best scoring over best training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+WORDS = ("the cat sat on a mat and the house is red big small test sentence der Hund lief schnell nach Hause "
+         "ein kleiner Satz zum Testen das Haus ist rot und gross").split()
+TEMPLATE = "Translate the following English text into German.\nEnglish: {src}\nGerman: "
+
+
+def make_rows(n: int, seed: int) -> list[tuple[str, str, str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        k = rng.randint(4, 40)
+        src = " ".join(rng.choice(WORDS) for _ in range(k))
+        tgt = " ".join(rng.choice(WORDS) for _ in range(max(2, int(k * rng.uniform(0.7, 1.3)))))
+        rows.append((src, tgt, "en", "de"))
+    return rows
+
+
+def build(args, model_dir: str):
+    from gdig.modeling import build_tiny_model
+
+    texts = [" ".join(WORDS)] * 20 + [TEMPLATE]
+    build_tiny_model(texts, model_dir, arch="llama", hidden=args.hidden, layers=args.layers, heads=4,
+                     intermediate=args.intermediate, vocab_size=512)
+
+
+def setup(args, model_dir: str):
+    import torch
+
+    from gdig.data.prompts import encode_examples
+    from gdig.influence.modules import select_modules
+    from gdig.modeling import load_model
+
+    torch.manual_seed(0)
+    model, tok = load_model(model_dir, dtype=args.dtype)
+    layers = None if args.module_layers is None else [int(x) for x in args.module_layers.split(",")]
+    mods = select_modules(model, args.preset, layers=layers)
+    cands, _ = encode_examples(tok, make_rows(args.n, 1), TEMPLATE, 256)
+    seeds, _ = encode_examples(tok, make_rows(args.seeds, 2), TEMPLATE, 256)
+    return model, tok, mods, cands, seeds
+
+
+REPEATS = 3
+
+
+def timed(fn) -> float:
+    """Best of REPEATS timed runs after one warm-up: the least disturbed by other load on the box."""
+    fn()  # warm-up (allocator, kernels)
+    best = float("inf")
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def train_throughput(model, tok, cands, bs: int) -> float:
+    from gdig.data.prompts import collate, length_batches
+
+    plan = length_batches([len(e.input_ids) for e in cands], bs)
+    batches = [collate([cands[i] for i in b], tok.pad_token_id) for b in plan]
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+    def run():
+        for b in batches:
+            out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"], use_cache=False)
+            out.loss.backward()
+            model.zero_grad(set_to_none=True)
+
+    return len(cands) / timed(run)
+
+
+def products(model, tok, mods, cands, seeds, strategy="ekfac"):
+    from gdig.data.prompts import collate, length_batches
+    from gdig.influence.curvature import fit_curvature
+    from gdig.influence.inverse import InverseHessian
+    from gdig.influence.seeds import seed_gradients, seed_products
+
+    plan = length_batches([len(e.input_ids) for e in cands], 8)
+    curv = fit_curvature(model, mods, lambda: (collate([cands[i] for i in b], tok.pad_token_id) for b in plan),
+                         strategy=strategy, granularity="sequence")
+    grads = seed_gradients(model, mods, seeds, pad_id=tok.pad_token_id, batch_size=8)
+    return seed_products(grads, InverseHessian(curv, 0.5), mods, [str(i) for i in range(len(seeds))])
+
+
+def score_throughput(model, tok, mods, cands, prods, bs: int, sketch: bool) -> float:
+    from gdig.influence.scoring import Scorer, SketchSpec
+
+    scorer = Scorer(model, mods, prods, sketch=SketchSpec() if sketch else None)
+    return len(cands) / timed(lambda: scorer.score_encoded(cands, pad_id=tok.pad_token_id, batch_size=bs))
+
+
+def fit_throughput(model, tok, mods, cands, strategy: str, bs: int) -> float:
+    from gdig.data.prompts import collate, length_batches
+    from gdig.influence.curvature import fit_curvature
+
+    plan = length_batches([len(e.input_ids) for e in cands], bs)
+    batches = [collate([cands[i] for i in b], tok.pad_token_id) for b in plan]
+    return len(cands) / timed(lambda: fit_curvature(model, mods, lambda: iter(batches), strategy=strategy,
+                                                    granularity="sequence"))
+
+
+def _memory_child(args, model_dir: str, n: int, bs: int, queue) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    args.n = n
+    model, tok, mods, cands, seeds = setup(args, model_dir)
+    prods = products(model, tok, mods, cands[:64], seeds)
+    from gdig.influence.scoring import Scorer, SketchSpec
+
+    Scorer(model, mods, prods, sketch=SketchSpec()).score_encoded(cands, pad_id=tok.pad_token_id, batch_size=bs)
+    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB -> MiB on Linux
+
+
+def peak_memory_mib(args, model_dir: str, n: int, bs: int) -> float:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_memory_child, args=(args, model_dir, n, bs, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=128, help="candidates (and training examples)")
+    ap.add_argument("--seeds", type=int, default=64, help="seed products scored against")
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--intermediate", type=int, default=352)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--preset", default="llama", help="module preset (influence.modules.preset)")
+    ap.add_argument("--module-layers", default=None, help="comma-separated layer indices (default: all)")
+    ap.add_argument("--batch-sizes", default="1,8,16,32")
+    ap.add_argument("--no-memory", action="store_true", help="skip the two peak-memory subprocesses")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best is kept)")
+    args = ap.parse_args()
+    import torch
+
+    global REPEATS
+    REPEATS = args.repeats
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        build(args, tmp)
+        model, tok, mods, cands, seeds = setup(args, tmp)
+        n_tok = sum(len(e.input_ids) for e in cands)
+        print(f"model: llama hidden={args.hidden} layers={args.layers} intermediate={args.intermediate} "
+              f"dtype={args.dtype}; torch threads={torch.get_num_threads()}")
+        print(f"modules ({len(mods)}): {', '.join(m.name.replace('model.layers.', 'L') for m in mods)}", flush=True)
+        print(f"candidates: {len(cands)} ({n_tok / len(cands):.1f} tokens on average), seeds: {len(seeds)}", flush=True)
+
+        print("\nbatch  train ex/s  score ex/s  score+sketch ex/s", flush=True)
+        prods = products(model, tok, mods, cands, seeds)
+        train, score, score_sk = {}, {}, {}
+        for bs in batch_sizes:
+            train[bs] = train_throughput(model, tok, cands, bs)
+            score[bs] = score_throughput(model, tok, mods, cands, prods, bs, sketch=False)
+            score_sk[bs] = score_throughput(model, tok, mods, cands, prods, bs, sketch=True)
+            print(f"{bs:5d}  {train[bs]:10.1f}  {score[bs]:10.1f}  {score_sk[bs]:17.1f}", flush=True)
+        bt, bsc, bsk = max(train, key=train.get), max(score, key=score.get), max(score_sk, key=score_sk.get)
+        fit_bs = bsc
+        fit_k = fit_throughput(model, tok, mods, cands, "kfac", fit_bs)
+        fit_e = fit_throughput(model, tok, mods, cands, "ekfac", fit_bs)
+        print(f"\ntraining step (fwd+bwd), best batch {bt}: {train[bt]:.1f} ex/s", flush=True)
+        print(f"curvature fitting, batch {fit_bs}: K-FAC {fit_k:.1f} ex/s, EK-FAC (2 passes) {fit_e:.1f} ex/s", flush=True)
+        print(f"scoring, {len(seeds)} seeds, best batch {bsc}: {score[bsc]:.1f} ex/s; "
+              f"with sketches (batch {bsk}): {score_sk[bsk]:.1f} ex/s")
+        if not args.no_memory:
+            m1 = peak_memory_mib(args, tmp, args.n, bsc)
+            m2 = peak_memory_mib(args, tmp, 2 * args.n, bsc)
+            print(f"peak RSS of a scoring process (model + runtime, ru_maxrss): "
+                  f"{m1:.0f} MiB for {args.n} candidates, {m2:.0f} MiB for {2 * args.n}")
+        print(f"fitting/training throughput ratio: K-FAC {fit_k / train[bt]:.2f}, EK-FAC {fit_e / train[bt]:.2f}", flush=True)
+        print(f"scoring+sketch/training throughput ratio: {score_sk[bsk] / train[bt]:.2f}", flush=True)
+        print(f"scoring/training throughput ratio: {score[bsc] / train[bt]:.2f}", flush=True)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
