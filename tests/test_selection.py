@@ -216,3 +216,12 @@ def test_random_streams_are_salted_apart_from_plain_default_rng():
     picked = select("random", 100, infl, seed=0).rows["position"].to_numpy()
     plain = np.random.default_rng(0).permutation(400)[:100]
     assert len(set(picked) & set(plain)) < 50  # ~25 expected by chance; equal sets before the fix
+
+
+def test_gdig_within_cluster_by_quality_takes_each_clusters_best():
+    X, truth = blobs([4, 4, 4])
+    M = -np.arange(1, 13, dtype=float)[:, None] * np.ones((12, 2))  # e11 best, e0 worst; all in D_hq
+    sel = select("gdig", 3, influence_from_matrix(M), X, n_clusters=3, normalize=False, within_cluster="quality")
+    # cluster 0 holds the best candidate (e11, blob 2), then clusters in first-appearance order
+    assert sel.rows["example_id"].tolist() == ["e11", "e7", "e3"]
+    assert sel.rows["cluster"].tolist() == [0, 1, 2]
