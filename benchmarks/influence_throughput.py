@@ -162,7 +162,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--preset", default="llama", help="module preset (influence.modules.preset)")
     ap.add_argument("--module-layers", default=None, help="comma-separated layer indices (default: all)")
-    ap.add_argument("--batch-sizes", default="1,8,16,32")
+    ap.add_argument("--train-batch-sizes", default="1,4,8,16,32", help="training batch sizes tried")
+    ap.add_argument("--score-batch-sizes", default="8,16,32,64", help="scoring batch sizes tried")
     ap.add_argument("--no-memory", action="store_true", help="skip the two peak-memory subprocesses")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best is kept)")
@@ -174,7 +175,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
+    train_bs = [int(x) for x in args.train_batch_sizes.split(",")]
+    score_bs = [int(x) for x in args.score_batch_sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         build(args, tmp)
         model, tok, mods, cands, seeds = setup(args, tmp)
@@ -184,14 +186,17 @@ def main() -> None:
         print(f"modules ({len(mods)}): {', '.join(m.name.replace('model.layers.', 'L') for m in mods)}", flush=True)
         print(f"candidates: {len(cands)} ({n_tok / len(cands):.1f} tokens on average), seeds: {len(seeds)}", flush=True)
 
-        print("\nbatch  train ex/s  score ex/s  score+sketch ex/s", flush=True)
         prods = products(model, tok, mods, cands, seeds)
         train, score, score_sk = {}, {}, {}
-        for bs in batch_sizes:
+        print("\nbatch  train ex/s", flush=True)
+        for bs in train_bs:
             train[bs] = train_throughput(model, tok, cands, bs)
+            print(f"{bs:5d}  {train[bs]:10.1f}", flush=True)
+        print("\nbatch  score ex/s  score+sketch ex/s", flush=True)
+        for bs in score_bs:
             score[bs] = score_throughput(model, tok, mods, cands, prods, bs, sketch=False)
             score_sk[bs] = score_throughput(model, tok, mods, cands, prods, bs, sketch=True)
-            print(f"{bs:5d}  {train[bs]:10.1f}  {score[bs]:10.1f}  {score_sk[bs]:17.1f}", flush=True)
+            print(f"{bs:5d}  {score[bs]:10.1f}  {score_sk[bs]:17.1f}", flush=True)
         bt, bsc, bsk = max(train, key=train.get), max(score, key=score.get), max(score_sk, key=score_sk.get)
         fit_bs = bsc
         fit_k = fit_throughput(model, tok, mods, cands, "kfac", fit_bs)

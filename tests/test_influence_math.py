@@ -137,3 +137,12 @@ def test_damped_inverse_matches_dense_kronecker_solve(tmp_path):
             assert torch.allclose(got, ref, rtol=1e-9, atol=1e-11)
     with pytest.raises(ValueError, match="ekfac_damping"):
         InverseHessian(ek, lam, "relative")
+
+
+def test_zero_padding_right_left_and_holes():
+    from gdig.influence.hooks import zero_padding_
+
+    x = torch.randn(4, 5, 3)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 0, 1, 0, 1]])
+    got = zero_padding_(x.clone(), mask)
+    assert torch.equal(got, x * mask[..., None])
