@@ -182,9 +182,11 @@ def score_shard_stage(cfg, checkpoint_path: str, products_path: str, rows: pd.Da
     sc = cfg.influence.scoring
     model, tok = _load(cfg, checkpoint_path, device)
     modules = _modules(cfg, model)
-    products = SeedProducts.load(products_path)
     sketch = SketchSpec(sc.sketch_dim_g, sc.sketch_dim_a, sc.sketch_seed) if sc.sketch else None
-    scorer = Scorer(model, modules, products, loss_reduction=cfg.influence.loss, sketch=sketch, path=sc.path)
+    # no other reference to the loaded products: the scorer keeps the only (GEMM-ready) copy
+    scorer = Scorer(model, modules, SeedProducts.load(products_path), loss_reduction=cfg.influence.loss,
+                    sketch=sketch, path=sc.path)
+    products = scorer.products
     enc, rows, skipped = _encode(cfg, tok, rows, f"scoring shard {out_path}")
     res = scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=sc.batch_size,
                                positions=list(rows["position"]), block_size=sc.shard_size, progress=progress)
