@@ -26,31 +26,29 @@ from pathlib import Path
 import numpy as np
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=None, help="Working directory (default: a new temp dir).")
-    ap.add_argument("--pool", type=int, default=1000, help="Candidate pool size.")
-    ap.add_argument("--seeds", type=int, default=60, help="Clean seed examples.")
-    ap.add_argument("--noise", type=float, default=0.3, help="Fraction of the pool made noisy.")
-    ap.add_argument("--budgets", type=int, nargs="+", default=[200, 400])
-    ap.add_argument("--gamma", type=float, default=1.0, help="Eq. 4 helped-fraction threshold.")
-    ap.add_argument("--epochs", type=float, default=6.0, help="Pool finetuning epochs of the tiny model.")
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--curvature", default="ekfac", choices=["kfac", "ekfac"])
-    ap.add_argument("--seed-batch", type=int, default=1, help="Seeds averaged per product (reference: 2).")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", default=None, help="Also write the summary as JSON here.")
-    args = ap.parse_args()
+STRATEGIES = ["gdig", "quality", "random", "diversity"]
 
+
+def demo_setup(args, out: Path):
+    """`gdig demo`'s workspace: tiny model pretrained briefly on clean text, 1 epoch on the pool."""
+    from gdig.config import load_config
+    from gdig.demo import prepare_demo
+
+    cfg_path = out / "gdig.yaml"
+    if not cfg_path.exists():
+        prepare_demo(out, seed=args.seed, demo_overrides={"n_pool": args.pool, "n_seed": args.seeds,
+                                                           "noise_rate": args.noise})
+    sets = [f"selection.strategies=[{','.join(STRATEGIES)}]", f"selection.budgets={args.budgets}",
+            f"selection.gamma={args.gamma}", f"selection.seed={args.seed}"]
+    return load_config(cfg_path, sets)
+
+
+def scratch_setup(args, out: Path):
+    """A tiny model trained from scratch on the noisy pool only (long default prompt)."""
     from gdig.config import parse_config
     from gdig.data.demo import generate_pairs, write_demo_data
     from gdig.modeling import build_tiny_model
-    from gdig.pipeline import select_pipeline
 
-    out = Path(args.out or tempfile.mkdtemp(prefix="gdig-noise-"))
-    out.mkdir(parents=True, exist_ok=True)
     files = write_demo_data(out / "data", n_pool=args.pool, n_seed=args.seeds, n_eval=10, n_general=10,
                             noise_rate=args.noise, seed=args.seed)
     model_dir = out / "tiny-model"
@@ -59,7 +57,7 @@ def main() -> None:
         texts = list(pairs["src"]) + list(pairs["tgt"]) + ["Translate the following Aldric text into Borish."] * 50
         build_tiny_model(texts, model_dir, arch="llama", hidden=args.hidden, layers=args.layers,
                          intermediate=4 * args.hidden, vocab_size=512, pad_token=False, seed=args.seed)
-    cfg = parse_config({
+    return parse_config({
         "workspace": {"db": str(out / "gdig.duckdb"), "dir": str(out / "artifacts")},
         "languages": {"src": "xa", "tgt": "xb"},
         "data": {"candidates": [{"path": str(files["pool"])}], "seed": [{"path": str(files["seed"])}]},
@@ -72,9 +70,43 @@ def main() -> None:
             "seed": {"batch_size": args.seed_batch},
             "scoring": {"batch_size": 32, "shard_size": 1000},
         },
-        "selection": {"budgets": args.budgets, "strategies": ["gdig", "quality", "random", "diversity"],
-                      "gamma": args.gamma, "seed": args.seed},
+        "selection": {"budgets": args.budgets, "strategies": STRATEGIES, "gamma": args.gamma, "seed": args.seed},
     })
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--setup", default="demo", choices=["demo", "scratch"],
+                    help="demo: gdig demo's workspace (pretrained tiny model, 1 pool epoch); scratch: a tiny "
+                         "model trained from scratch on the pool for --epochs.")
+    ap.add_argument("--out", default=None, help="Working directory (default: a new temp dir).")
+    ap.add_argument("--pool", type=int, default=1000, help="Candidate pool size.")
+    ap.add_argument("--seeds", type=int, default=60, help="Clean seed examples.")
+    ap.add_argument("--noise", type=float, default=0.3, help="Fraction of the pool made noisy.")
+    ap.add_argument("--budgets", type=int, nargs="+", default=[200, 400])
+    ap.add_argument("--gamma", type=float, default=0.9, help="Eq. 4 helped-fraction threshold.")
+    ap.add_argument("--epochs", type=float, default=6.0, help="Pool finetuning epochs of the tiny model.")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--curvature", default="ekfac", choices=["kfac", "ekfac"])
+    ap.add_argument("--seed-batch", type=int, default=1, help="Seeds averaged per product (reference: 2).")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None, help="Also write the summary as JSON here.")
+    args = ap.parse_args()
+
+    from gdig.pipeline import select_pipeline
+    from gdig.selection.diversity import cluster_sketches
+    from gdig.selection.quality import rank_by_quality
+    from gdig.selection.summary import evenness
+    from gdig.store import Store
+
+    out = Path(args.out or tempfile.mkdtemp(prefix="gdig-noise-"))
+    out.mkdir(parents=True, exist_ok=True)
+    if args.setup == "demo":
+        cfg = demo_setup(args, out)
+    else:
+        cfg = scratch_setup(args, out)
     t0 = time.time()
     summary = select_pipeline(cfg, progress=True)
     elapsed = time.time() - t0
@@ -83,12 +115,6 @@ def main() -> None:
     print()
     print(f"pipeline time: {elapsed:.0f} s (pool {args.pool}, seeds {args.seeds}, noise {args.noise:.0%})")
     print("AUROC of the quality score, clean vs noisy: " + ", ".join(f"{k} {v:.3f}" for k, v in summary.auroc.items()))
-    from gdig.selection.quality import rank_by_quality
-    from gdig.store import Store
-
-    from gdig.selection.diversity import cluster_sketches
-    from gdig.selection.summary import evenness
-
     with Store(cfg.workspace.db, read_only=True) as store:
         infl = store.influence(summary.scoring_id)
         sk_ids, X = store.sketches(summary.scoring_id)
