@@ -148,21 +148,35 @@ class ModuleCapture:
         self._handles.clear()
 
 
-def zero_padding_(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Zero x[b, t] wherever mask[b, t] is 0, in place.  Right/left padding is a slice per row
-    (much cheaper than a broadcast multiply over the whole batch); other masks use where()."""
+def padding_plan(mask: torch.Tensor) -> list[tuple[int, slice]] | None:
+    """Per padded row, the slice of its padding positions (right or left padding); None when
+    some row has holes (then zero_padding_ falls back to a masked where)."""
     real = mask.bool()
-    lengths = real.sum(1).tolist()
     width = real.shape[1]
+    lengths = real.sum(1).tolist()
+    plan = []
     for b, n in enumerate(lengths):
         if n == width:
             continue
-        if n == 0 or real[b, :n].all():
-            x[b, n:] = 0
-        elif real[b, width - n:].all():
-            x[b, : width - n] = 0
+        if n == 0 or bool(real[b, :n].all()):
+            plan.append((b, slice(n, width)))
+        elif bool(real[b, width - n:].all()):
+            plan.append((b, slice(0, width - n)))
         else:
-            x[b] = torch.where(real[b, :, None], x[b], torch.zeros((), dtype=x.dtype, device=x.device))
+            return None
+    return plan
+
+
+def zero_padding_(x: torch.Tensor, mask: torch.Tensor, plan=False) -> torch.Tensor:
+    """Zero x[b, t] wherever mask[b, t] is 0, in place.  Right/left padding is one slice per row
+    (much cheaper than a broadcast multiply over the whole batch); other masks use where()."""
+    if plan is False:
+        plan = padding_plan(mask)
+    if plan is None:
+        x.copy_(torch.where(mask.bool()[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device)))
+        return x
+    for b, sl in plan:
+        x[b, sl] = 0
     return x
 
 
@@ -188,16 +202,17 @@ def capture_batch(
         if cap.leaves:
             torch.autograd.grad(loss.sum(), cap.leaves, allow_unused=True)
     mask = attn.to(acc_dtype)
+    plan = padding_plan(attn)  # once per batch, shared by every module
     a_out, g_out = {}, {}
     for cm in modules:
         x = cap.inputs[cm.name].to(acc_dtype)
         if cm.has_bias:
             x = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)
         if mask_inputs:
-            x = zero_padding_(x.clone() if x is cap.inputs[cm.name] else x, attn)
+            x = zero_padding_(x.clone() if x is cap.inputs[cm.name] else x, attn, plan)
         a_out[cm.name] = x
         g = cap.grads.get(cm.name)
         if g is None:  # output does not reach the loss
             g = torch.zeros(*x.shape[:-1], cm.out_features, dtype=acc_dtype, device=device)
-        g_out[cm.name] = zero_padding_(g.to(acc_dtype), attn)  # the backward is over: ours to edit
+        g_out[cm.name] = zero_padding_(g.to(acc_dtype), attn, plan)  # the backward is over: ours to edit
     return Captured(a_out, g_out, loss.detach().float(), mask, n_target)
