@@ -24,7 +24,7 @@ _REPO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 DEMO_DEFAULTS = {
     "n_pool": 2000, "n_seed": 100, "n_eval": 200, "n_general": 2000, "noise_rate": 0.3,
     "vocab_size": 1000, "hidden": 128, "layers": 2, "heads": 4, "intermediate": 256,
-    "pretrain_steps": 300, "pretrain_batch_size": 16, "pretrain_lr": 3.0e-3,
+    "pretrain_steps": 200, "pretrain_batch_size": 16, "pretrain_lr": 3.0e-3,
 }
 
 
@@ -45,9 +45,9 @@ def prepare_demo(workdir: str | Path, seed: int = 0, progress: bool = True, *,
     """Build the demo workspace in `workdir`; returns the path of its config (workdir/gdig.yaml).
 
     seed: corpus and model-init seed.  demo_overrides: keys of the config's `demo:` section
-    (corpus sizes, tiny-model sizes, pretrain_steps) to change, e.g. for a smaller test run.  Writes data/{pool,seed,eval,general}.jsonl,
-    models/init (random tiny model), models/base (after the short pretraining) and
-    prepare_timings.json (seconds per step).
+    (corpus sizes, tiny-model sizes, pretrain_steps) to change, e.g. for a smaller test run.
+    Writes data/{pool,seed,eval,general}.jsonl, models/init (random tiny model), models/base
+    (after the short pretraining) and prepare_timings.json (seconds per step).
     """
     from gdig.config import ModelConfig, PromptConfig, TrainConfig, parse_config
     from gdig.data.demo import SRC_LANG, TGT_LANG, write_demo_data
@@ -122,9 +122,9 @@ influence:
   curvature: {strategy: ekfac, granularity: sequence, damping: 0.5, sample: 600, batch_size: 16}
   seed: {batch_size: 1}
   scoring: {batch_size: 16, shard_size: 1000, sketch_dim_g: 8, sketch_dim_a: 8}
-selection: {budgets: [500], strategies: [gdig, random, quality], gamma: 0.9, seed: 0}
+selection: {budgets: [500], strategies: [gdig, random], gamma: 0.5, seed: 0}
 finetune: {method: full, epochs: 2, batch_size: 16, lr: 1.0e-3, scheduler: linear, warmup_ratio: 0.05, save_every: 1000}
 evaluate: {batch_size: 32, num_beams: 1, max_new_tokens: 64, length_ratio: 2.0}
 demo: {n_pool: 2000, n_seed: 100, n_eval: 200, n_general: 2000, noise_rate: 0.3, vocab_size: 1000, hidden: 128,
-       layers: 2, heads: 4, intermediate: 256, pretrain_steps: 300, pretrain_batch_size: 16, pretrain_lr: 3.0e-3}
+       layers: 2, heads: 4, intermediate: 256, pretrain_steps: 200, pretrain_batch_size: 16, pretrain_lr: 3.0e-3}
 """

@@ -168,7 +168,9 @@ def projection_section(store, out: Path, scoring_id: str | None) -> Section:
     rng = np.random.default_rng(0)
     keep = np.sort(rng.choice(len(ids), MAX_POINTS, replace=False)) if len(ids) > MAX_POINTS else np.arange(len(ids))
     ids = [ids[i] for i in keep]
-    P = pca_2d(X[keep].astype(np.float64))
+    Xk = X[keep].astype(np.float64)
+    Xk /= np.maximum(np.linalg.norm(Xk, axis=1, keepdims=True), 1e-12)  # the space K-means clusters in
+    P = pca_2d(Xk)
     gsel = _gdig_selections(store)
     cluster = pd.Series(-1, index=ids)
     selected = pd.Series(False, index=ids)
@@ -189,13 +191,14 @@ def projection_section(store, out: Path, scoring_id: str | None) -> Section:
         ax.scatter(P[c >= 0, 0], P[c >= 0, 1], s=10, c=c[c >= 0], cmap="tab20", label="clustered")
     sel = selected.to_numpy()
     if sel.any():
-        ax.scatter(P[sel, 0], P[sel, 1], s=18, marker="x", c="black", linewidths=0.8, label="selected")
+        ax.scatter(P[sel, 0], P[sel, 1], s=12, marker="x", c="black", linewidths=0.6, alpha=0.6, label="selected")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="best")
     s.plot = _save(fig, out, "sketch_pca.png")
-    s.text.append(f"{len(ids)} candidate sketches (dimension {X.shape[1]}) projected on their first two principal components.")
+    s.text.append(f"{len(ids)} candidate gradient sketches (dimension {X.shape[1]}, L2-normalised as for "
+                  "clustering) projected on their first two principal components.")
     return s
 
 

@@ -362,13 +362,16 @@ def finetune(
     on_step: Callable[[int, float], None] | None = None,
     src_lang: str | None = None,
     tgt_lang: str | None = None,
+    record: dict | None = None,
 ) -> TrainResult:
     """Finetune the model of `model_cfg` (or the checkpoint dir `base`) on `data` into out_dir.
 
     data: DataFrame / list of dicts (src, tgt, src_lang, tgt_lang) or a JSONL path.
     A finished run with the same fingerprint in out_dir is reused; an interrupted one resumes.
+    record: written into the done marker (so two strategies that picked the same rows still
+    get distinct checkpoint ids, and their metric rows do not overwrite each other).
     """
-    from gdig.modeling import checkpoint_hash, load_from_config
+    from gdig.modeling import load_from_config
 
     t0 = time.time()
     out = Path(out_dir)
@@ -378,7 +381,7 @@ def finetune(
     encoded, summary = encode_frame(tok, df, prompt)
     n_batches = math.ceil(len(encoded) / tcfg.batch_size)
     steps = total_steps(n_batches, tcfg, max_steps)
-    base_id = checkpoint_hash(base) if base else checkpoint_hash(model_cfg.name_or_path, model_cfg.gguf_file)
+    base_id = model_hash(base) if base else model_hash(model_cfg.name_or_path, model_cfg.gguf_file)
     fp = _fingerprint(
         base=base_id, dtype=model_cfg.dtype, train=tcfg.model_dump(mode="json"), steps=steps,
         prompt=prompt.model_dump(mode="json"),
@@ -400,7 +403,7 @@ def finetune(
     _save_final(model, tok, out, tcfg.method)
     info = {"fingerprint": fp, "steps": steps, "n_examples": len(encoded), "losses": losses,
             "encode_summary": summary, "base": base or model_cfg.name_or_path, "base_hash": base_id,
-            "finetune": tcfg.model_dump(mode="json")}
+            "finetune": tcfg.model_dump(mode="json"), "record": record}
     tmp = out / (DONE_FILE + ".tmp")
     tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
     os.replace(tmp, done)
@@ -410,23 +413,35 @@ def finetune(
 
 # -- stages (wrapped one-to-one by tasks/) ---------------------------------------------------
 
+_HASHES: dict[tuple, str] = {}
+
+
+def model_hash(path: str, gguf_file: str | None = None) -> str:
+    """gdig.modeling.checkpoint_hash, remembered per (path, file sizes and mtimes): a multi-GB
+    base model is read once per process, not once per stage."""
+    from gdig.modeling import checkpoint_hash
+
+    p = Path(path)
+    files = sorted(p.rglob("*")) if p.is_dir() else ([p] if p.exists() else [])
+    key = (str(p), gguf_file, tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()))
+    if key not in _HASHES:
+        _HASHES[key] = checkpoint_hash(path, gguf_file)
+    return _HASHES[key]
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60]
 
 
 def _record(store, path: str, kind: str, base: str | None, selection_id: str | None, meta: dict) -> dict:
-    from gdig.modeling import checkpoint_hash
-
-    ckpt_id = checkpoint_hash(path)
+    ckpt_id = model_hash(path)
     store.add_checkpoint(ckpt_id, kind, path, base=base, selection_id=selection_id, meta=meta)
     return {"checkpoint_id": ckpt_id, "path": str(path)}
 
 
 def _train_stage_dir(cfg: GdigConfig, prefix: str, tcfg: TrainConfig, example_ids: list[str], extra: Any) -> Path:
-    from gdig.modeling import checkpoint_hash
-
     key = _fingerprint(
-        base=checkpoint_hash(cfg.model.name_or_path, cfg.model.gguf_file), dtype=cfg.model.dtype,
+        base=model_hash(cfg.model.name_or_path, cfg.model.gguf_file), dtype=cfg.model.dtype,
         train={k: v for k, v in tcfg.model_dump(mode="json").items() if k in _TRAIN_FIELDS},
         prompt=cfg.prompt.model_dump(mode="json"), examples=example_ids, extra=extra,
     )
@@ -435,9 +450,7 @@ def _train_stage_dir(cfg: GdigConfig, prefix: str, tcfg: TrainConfig, example_id
 
 def base_checkpoint_stage(cfg: GdigConfig, store) -> dict:
     """The base model of the config as a store checkpoint (kind 'base'; hub ids hash by name)."""
-    from gdig.modeling import checkpoint_hash
-
-    ckpt_id = checkpoint_hash(cfg.model.name_or_path, cfg.model.gguf_file)
+    ckpt_id = model_hash(cfg.model.name_or_path, cfg.model.gguf_file)
     store.add_checkpoint(ckpt_id, "base", cfg.model.name_or_path, meta={"gguf_file": cfg.model.gguf_file})
     return {"checkpoint_id": ckpt_id, "path": cfg.model.name_or_path}
 
@@ -468,9 +481,7 @@ def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True) -> dict
 
 
 def checkpoint_hash_of_base(cfg: GdigConfig) -> str:
-    from gdig.modeling import checkpoint_hash
-
-    return checkpoint_hash(cfg.model.name_or_path, cfg.model.gguf_file)
+    return model_hash(cfg.model.name_or_path, cfg.model.gguf_file)
 
 
 def finetune_selection_stage(cfg: GdigConfig, store, selection_id: str, max_steps: int, progress: bool = True) -> dict:
@@ -479,7 +490,8 @@ def finetune_selection_stage(cfg: GdigConfig, store, selection_id: str, max_step
     if len(sel) == 0:
         raise TrainError(f"selection {selection_id!r} is empty or unknown in {store.path}")
     out = _train_stage_dir(cfg, f"sel-{_safe(selection_id)}", cfg.finetune, list(sel["example_id"]), max_steps)
-    res = finetune(cfg.model, cfg.prompt, cfg.finetune, sel, out, max_steps=max_steps, progress=progress)
+    res = finetune(cfg.model, cfg.prompt, cfg.finetune, sel, out, max_steps=max_steps, progress=progress,
+                   record={"selection_id": selection_id})
     meta = {"steps": res.steps, "n_examples": res.n_examples, "strategy": str(sel["strategy"].iloc[0]),
             "budget": int(sel["budget"].iloc[0]), "final_loss": res.losses[-1] if res.losses else None,
             "first_loss": res.losses[0] if res.losses else None, "encode": res.encode_summary,

@@ -169,6 +169,10 @@ def test_pool_and_selection_stages(tiny_model_dir, store, tmp_path):
     row = store.get_checkpoint(out["checkpoint_id"])
     assert row["kind"] == "finetune" and row["selection_id"] == "sel-r"
     assert row["meta"]["steps"] == 2 and row["meta"]["strategy"] == "random" and row["meta"]["budget"] == 3
+    store.add_selection("sel-q", strategy="quality", budget=3, df=sel, scoring_id=None)  # the same rows
+    other = finetune_selection_stage(cfg, store, "sel-q", max_steps=2, progress=False)
+    assert other["checkpoint_id"] != out["checkpoint_id"]  # metrics of the two strategies stay apart
+    assert _state(other["path"]).keys() == _state(out["path"]).keys()
     with pytest.raises(TrainError, match="selection 'nope' is empty or unknown"):
         finetune_selection_stage(cfg, store, "nope", max_steps=1, progress=False)
 
