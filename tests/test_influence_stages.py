@@ -125,3 +125,18 @@ def test_stages_round_trip_and_sharded_equals_unsharded(tmp_path, store, model_d
         merge_scores_stage(cfg, store, [whole, shards[0]], cid, ppath)
     with pytest.raises(ValueError, match="no curvature"):
         seed_products_stage(cfg, store, model_dir, "ck1", "nope", progress=False)
+
+
+def test_curvature_sample_is_seeded_and_in_pool_order(tmp_path, store, model_dir):
+    from gdig.influence.stages import curvature_rows
+
+    store.add_rows(dataset="pool", role="candidates", src_lang="en", tgt_lang="de", rows=_rows(10, 0))
+    cfg = _cfg(tmp_path, model_dir)
+    assert len(curvature_rows(cfg, store)) == 10
+    cfg.influence.curvature.sample = 4
+    a, b = curvature_rows(cfg, store), curvature_rows(cfg, store)
+    assert len(a) == 4 and list(a["position"]) == sorted(a["position"]) and a.equals(b)
+    cfg.influence.curvature.sample_seed = 1
+    assert list(curvature_rows(cfg, store)["position"]) != list(a["position"])
+    with pytest.raises(ValueError, match="lack column"):
+        score_shard_stage(cfg, model_dir, "unused", a.drop(columns=["tgt"]), str(tmp_path / "x.parquet"))

@@ -60,11 +60,15 @@ def _load(cfg, checkpoint_path: str, device: str | None):
 ROW_COLUMNS = ("example_id", "position", "src", "tgt", "src_lang", "tgt_lang")
 
 
-def _encode(cfg, tok, rows: pd.DataFrame, what: str) -> tuple[list[Encoded], pd.DataFrame, list[str]]:
-    """Encoded rows (skipped ones removed, with a warning naming them), kept rows, skipped ids."""
+def _check_rows(rows: pd.DataFrame, what: str) -> None:
     missing = [c for c in ROW_COLUMNS if c not in rows.columns]
     if missing:
         raise ValueError(f"{what}: rows lack column(s) {missing}; expected those of pool_rows()")
+
+
+def _encode(cfg, tok, rows: pd.DataFrame, what: str) -> tuple[list[Encoded], pd.DataFrame, list[str]]:
+    """Encoded rows (skipped ones removed, with a warning naming them), kept rows, skipped ids."""
+    _check_rows(rows, what)
     tuples = list(zip(rows["src"], rows["tgt"], rows["src_lang"], rows["tgt_lang"]))
     enc, report = encode_examples(tok, tuples, cfg.prompt.template, cfg.prompt.max_length, cfg.prompt.too_long)
     keep = [i for i, e in enumerate(enc) if e is not None]
@@ -179,6 +183,7 @@ def score_shard_stage(cfg, checkpoint_path: str, products_path: str, rows: pd.Da
     from gdig.influence.scoring import Scorer, SketchSpec
     from gdig.influence.seeds import SeedProducts
 
+    _check_rows(rows, f"scoring shard {out_path}")  # fail before loading anything
     sc = cfg.influence.scoring
     model, tok = _load(cfg, checkpoint_path, device)
     modules = _modules(cfg, model)
