@@ -50,6 +50,8 @@ def test_length_cap_cuts_each_row(memorised):
     out = translate(model, tok, pd.DataFrame(MEMO[1:3]), TEMPLATE, max_new_tokens=2, progress=False)
     assert list(out["stopped"]) == ["length", "length"]
     assert list(out["n_new_tokens"]) == [2, 2]
+    beams = translate(model, tok, pd.DataFrame(MEMO), TEMPLATE, num_beams=3, max_new_tokens=64, progress=False)
+    assert list(beams["hypothesis"]) == ["the dog", "the house is red", "a small test sentence", "the cat sat"]
 
 
 def test_left_padding_equals_unbatched(memorised):
