@@ -216,12 +216,15 @@ class RunSummary:
     paths: dict[str, str]  # report / comparison files
     timings: dict[str, float]  # stage -> wall seconds (summed over jobs)
     warnings: list[str] = field(default_factory=list)
+    base_metrics: dict = field(default_factory=dict)  # eval set -> metrics of the base model (no finetuning)
 
     def render(self) -> str:
         from gdig.evaluate import comparison_markdown
 
         lines = [self.select.render(), "", "Comparison (rows: strategy; columns: metric@budget):", ""]
         lines.append(comparison_markdown(self.table).rstrip())
+        for ev, m in self.base_metrics.items():
+            lines.append(f"base model before finetuning, {ev}: BLEU {m['BLEU']:.2f}, chrF {m['chrF']:.2f}")
         lines.append("")
         lines.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
         lines += [f"{k}: {v}" for k, v in self.paths.items() if k in ("html", "comparison_csv", "comparison_markdown")]
@@ -229,11 +232,13 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def run_pipeline(cfg, store=None, progress: bool = True) -> RunSummary:
+def run_pipeline(cfg, store=None, progress: bool = True, evaluate_base: bool = True) -> RunSummary:
     """`gdig run` without Prefect: select_pipeline, then for every strategy x budget finetune the
     BASE model (cfg.model) on the selection for steps_for_budget(budget) optimizer steps, translate
     each eval set, score it (BLEU/chrF/COMET-or-reason), and write the comparison table + report
-    to {workspace.dir}/report.  Finished checkpoints and complete translations are reused."""
+    to {workspace.dir}/report.  Finished checkpoints and complete translations are reused.
+    evaluate_base: also score the base model itself (metric rows without a strategy, so they stay
+    out of the comparison table; shown in RunSummary.base_metrics)."""
     import time
 
     from gdig.evaluate import comparison_table, metrics_stage, translate_stage, write_comparison
@@ -244,7 +249,7 @@ def run_pipeline(cfg, store=None, progress: bool = True) -> RunSummary:
         from gdig.store import Store
 
         with Store(cfg.workspace.db) as own:
-            return run_pipeline(cfg, own, progress)
+            return run_pipeline(cfg, own, progress, evaluate_base)
     timings: dict[str, float] = {}
 
     def timed(stage: str, fn, *args, **kw):
@@ -257,19 +262,27 @@ def run_pipeline(cfg, store=None, progress: bool = True) -> RunSummary:
     summary = timed("select", select_pipeline, cfg, store, progress)
     eval_sets = ingest_step(cfg, store, progress=False)["eval"]  # a no-op re-ingest that names them
     warnings = [] if eval_sets else ["no data.eval sources: nothing to translate or score"]
+    def evaluate(ck, ev, **tags):
+        if len(store.translations(ck["checkpoint_id"], ev)) != len(store.dataset_examples(ev)):
+            timed("translate", translate_stage, cfg, store, ck, ev, progress)
+        return timed("metrics", metrics_stage, cfg, store, ck, ev, **tags)
+
+    base_metrics = {}
+    if evaluate_base and eval_sets:
+        from gdig.train import base_checkpoint_stage
+
+        base = base_checkpoint_stage(cfg, store)
+        base_metrics = {ev: evaluate(base, ev) for ev in eval_sets}
     jobs = []
     for r in summary.selections:
         job = RunJob(r.strategy, int(r.budget), r.selection_id, steps_for_budget(int(r.budget), cfg.finetune))
         ck = timed("finetune", finetune_selection_stage, cfg, store, r.selection_id, job.steps, progress)
         job.checkpoint_id, job.checkpoint_path = ck["checkpoint_id"], ck["path"]
         for ev in eval_sets:
-            n_rows = len(store.dataset_examples(ev))
-            if len(store.translations(ck["checkpoint_id"], ev)) != n_rows:
-                timed("translate", translate_stage, cfg, store, ck, ev, progress)
-            job.metrics[ev] = timed("metrics", metrics_stage, cfg, store, ck, ev, strategy=r.strategy,
-                                    budget=int(r.budget), selection_id=r.selection_id)
+            job.metrics[ev] = evaluate(ck, ev, strategy=r.strategy, budget=int(r.budget),
+                                       selection_id=r.selection_id)
         jobs.append(job)
     out = Path(cfg.workspace.dir) / "report"
     paths = {k: str(v) for k, v in timed("report", write_comparison, store, out).items()}
     paths.update({k: str(v) for k, v in timed("report", write_report, store, out).items()})
-    return RunSummary(summary, eval_sets, jobs, comparison_table(store), paths, timings, warnings)
+    return RunSummary(summary, eval_sets, jobs, comparison_table(store), paths, timings, warnings, base_metrics)

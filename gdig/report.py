@@ -227,6 +227,20 @@ def metric_budget_section(store, out: Path) -> Section:
     return s
 
 
+def base_model_lines(store) -> list[str]:
+    """Scores of the base model itself (metric rows of a 'base' checkpoint, outside the table)."""
+    m, ck = store.metrics(), store.table("checkpoints")
+    if len(m) == 0 or len(ck) == 0:
+        return []
+    base_ids = set(ck.loc[ck["kind"] == "base", "checkpoint_id"])
+    rows = m[m["checkpoint_id"].isin(base_ids) & m["value"].notna()]
+    out = []
+    for ev, g in rows.groupby("eval_set"):
+        vals = ", ".join(f"{r.metric} {r.value:.2f}" for r in g.itertuples())
+        out.append(f"Base model before finetuning, {ev}: {vals}")
+    return out
+
+
 def comparison_section(store) -> Section:
     s = Section("Comparison (rows: strategy; columns: metric@budget)")
     table = comparison_table(store)
@@ -235,6 +249,10 @@ def comparison_section(store) -> Section:
         s.text.append("Not available: no metrics in this store (run `gdig run`).")
         s.table_md = None
         return s
+    base = base_model_lines(store)
+    s.text += base
+    if base:
+        s.table_md = s.table_md.rstrip() + "\n\n" + "\n".join(f"- {b}" for b in base) + "\n"
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.attrs.get("notes", []))
     sigs = "".join(f"<li><code>{html.escape(x)}</code></li>" for x in table.attrs.get("signatures", []))
     s.table_html = table.reset_index().to_html(index=False, border=0, float_format=lambda v: f"{v:.2f}", na_rep="–")

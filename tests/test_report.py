@@ -47,6 +47,8 @@ def _fill(store):
 
 def test_report_with_every_section(store, tmp_path):
     _fill(store)
+    store.add_checkpoint("ck-base", "base", "models/base")
+    store.add_metric("ck-base", "dev", "BLEU", 3.5, "nrefs:1|tok:13a")
     paths = write_report(store, tmp_path / "rep")
     for key in ("plot_influence_hist", "plot_helped_fraction", "plot_cluster_sizes", "plot_sketch_pca",
                 "plot_metric_vs_budget"):
@@ -54,6 +56,7 @@ def test_report_with_every_section(store, tmp_path):
     page = paths["html"].read_text()
     assert page.count("<img ") == 5 and "data:image/png;base64," in page
     assert "Not available" not in page
+    assert "Base model before finetuning, dev: BLEU 3.50" in page
     assert "misaligned" in page and "COMET: not available (unbabel-comet is not installed)" in page
     md = paths["markdown"].read_text()
     assert "![Influence scores](influence_hist.png)" in md and "| gdig" in md
