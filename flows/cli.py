@@ -46,24 +46,18 @@ def task_runs(flow_run_id) -> list:
 
 
 def stage_timings(flow_run_id) -> list[dict[str, Any]]:
-    """Per stage: task runs, how many were cached, summed run time and wall span (seconds)."""
+    """Per stage, in first-start order: task runs, how many were Cached, and their summed run
+    time in seconds (parallel shards overlap, so the sum can exceed the elapsed time)."""
     stages: dict[str, dict[str, Any]] = {}
     for tr in task_runs(flow_run_id):
+        if tr.state is not None and tr.state.state_details.child_flow_run_id is not None:
+            continue  # the stand-in task run of a subflow
         name = tr.name.rsplit("-", 1)[0]
-        st = stages.setdefault(name, {"stage": name, "runs": 0, "cached": 0, "run_seconds": 0.0,
-                                      "start": None, "end": None})
+        st = stages.setdefault(name, {"stage": name, "runs": 0, "cached": 0, "seconds": 0.0})
         st["runs"] += 1
         st["cached"] += int(tr.state is not None and tr.state.name == "Cached")
-        st["run_seconds"] += tr.total_run_time.total_seconds() if tr.total_run_time else 0.0
-        if tr.start_time is not None:
-            st["start"] = tr.start_time if st["start"] is None else min(st["start"], tr.start_time)
-        if tr.end_time is not None:
-            st["end"] = tr.end_time if st["end"] is None else max(st["end"], tr.end_time)
-    out = []
-    for st in stages.values():
-        span = (st["end"] - st["start"]).total_seconds() if st["start"] and st["end"] else 0.0
-        out.append({k: v for k, v in st.items() if k not in ("start", "end")} | {"wall_seconds": span})
-    return out
+        st["seconds"] += tr.total_run_time.total_seconds() if tr.total_run_time else 0.0
+    return list(stages.values())
 
 
 def _run(flow, **params) -> dict[str, Any]:

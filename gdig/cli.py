@@ -88,7 +88,7 @@ def select_cmd(
     except ConfigError as err:
         fail(str(err), 2)
     if prefect:
-        out = _run_flow("select", config=str(config), overrides=list(overrides))
+        out = _run_flow("select", config=str(config), overrides=list(overrides), progress=progress)
         typer.echo(out["result"]["summary"]["text"])
         _echo_flow_run(out)
         return
@@ -132,6 +132,9 @@ def _run_flow(name: str, **params):
     """Run the Prefect flow registered as `name` in the gdig.flows entry-point group."""
     from importlib.metadata import entry_points
 
+    import os
+
+    os.environ["GDIG_PROGRESS"] = "1" if params.pop("progress", True) else "0"  # read by the tasks
     found = [ep for ep in entry_points(group="gdig.flows") if ep.name == name]
     if not found:
         fail(f"no Prefect flow {name!r} installed (entry-point group gdig.flows): reinstall gdig "
@@ -145,9 +148,9 @@ def _run_flow(name: str, **params):
 
 def _echo_flow_run(out: dict) -> None:
     if out.get("timings"):
-        typer.echo("\nstage                 runs  cached  run s   wall s")
+        typer.echo("\nstage                 runs  cached  seconds")
         for t in out["timings"]:
-            typer.echo(f"{t['stage']:<20} {t['runs']:>5} {t['cached']:>7} {t['run_seconds']:>6.1f} {t['wall_seconds']:>8.1f}")
+            typer.echo(f"{t['stage']:<20} {t['runs']:>5} {t['cached']:>7} {t['seconds']:>8.1f}")
     typer.echo(f"prefect flow run: {out['flow_run_id']} ({out['state']}, {out['seconds']:.0f} s)")
     typer.echo(f"  UI: {out['ui']}" if out.get("ui") else f"  {out.get('note', '')}")
 
@@ -194,7 +197,7 @@ def run_cmd(
     except ConfigError as err:
         fail(str(err), 2)
     if prefect:
-        out = _run_flow("run", config=str(config), overrides=list(overrides))
+        out = _run_flow("run", config=str(config), overrides=list(overrides), progress=progress)
         _echo_run_result(out["result"])
         _echo_flow_run(out)
         return
@@ -217,7 +220,7 @@ def demo_cmd(
         workdir = Path.cwd() / f"gdig-demo-{time.strftime('%Y%m%d-%H%M%S')}"
     typer.echo(f"demo workspace: {workdir}")
     if prefect:
-        out = _run_flow("demo", workdir=str(workdir), seed=seed, overrides=list(overrides))
+        out = _run_flow("demo", workdir=str(workdir), seed=seed, overrides=list(overrides), progress=progress)
         _echo_run_result(out["result"])
         typer.echo(f"config: {out['result']['config']}")
         _echo_flow_run(out)

@@ -10,7 +10,7 @@ from prefect import task
 
 from gdig.config import GdigConfig
 from tasks.keys import file_digest, ids_hash, own_key, sha, stage_policy
-from tasks.runtime import PROGRESS, open_store, stage
+from tasks.runtime import progress_bars, open_store, stage
 
 REFERENCE_INFO = "orchestration.reference_pool"
 
@@ -66,7 +66,7 @@ def ingest(cfg: GdigConfig) -> dict:
     from gdig.pipeline import ingest_step
 
     with stage("ingest"), open_store(cfg) as store:
-        roles = ingest_step(cfg, store, progress=PROGRESS)
+        roles = ingest_step(cfg, store, progress=progress_bars())
         pool_name, seed_name = roles["candidates"][0], roles["seed"][0]
         return {
             "roles": roles,
@@ -84,4 +84,4 @@ def prepare_demo(workdir: str, seed: int = 0) -> str:
     from gdig.demo import prepare_demo as build
 
     with stage("prepare-demo"):
-        return str(build(workdir, seed=seed, progress=PROGRESS))
+        return str(build(workdir, seed=seed, progress=progress_bars()))

@@ -11,7 +11,7 @@ from prefect import task
 
 from gdig.config import GdigConfig
 from tasks.keys import ids_hash, own_key, stage_policy
-from tasks.runtime import PROGRESS, open_store, stage
+from tasks.runtime import progress_bars, open_store, stage
 
 MODEL_INPUT = ("languages", "model", "prompt", "influence.modules", "influence.loss")
 ENGINE = ("gdig.influence.stages", "gdig.influence.hooks", "gdig.influence.modules")
@@ -26,7 +26,7 @@ def fit_curvature(cfg: GdigConfig, checkpoint: dict, reference: dict) -> dict:
     from gdig.pipeline import curvature_step
 
     with stage("fit-curvature"), open_store(cfg) as store:
-        cid = curvature_step(cfg, store, checkpoint["path"], checkpoint["checkpoint_id"], progress=PROGRESS)
+        cid = curvature_step(cfg, store, checkpoint["path"], checkpoint["checkpoint_id"], progress=progress_bars())
     return {"curvature_id": cid, "key": own_key()}
 
 
@@ -40,7 +40,7 @@ def seed_products(cfg: GdigConfig, checkpoint: dict, curvature: dict, seed: dict
 
     with stage("seed-products"), open_store(cfg) as store:
         path = seed_products_step(cfg, store, checkpoint["path"], checkpoint["checkpoint_id"],
-                                  curvature["curvature_id"], progress=PROGRESS)
+                                  curvature["curvature_id"], progress=progress_bars())
     return {"products_path": path, "key": own_key()}
 
 
@@ -75,7 +75,7 @@ def score_shard(cfg: GdigConfig, checkpoint: dict, products: dict, rows, out_pat
     start, end = int(rows["position"].min()), int(rows["position"].max()) + 1
     with stage(f"score-shard [{start}, {end})"):
         path = score_shard_stage(cfg, checkpoint["path"], products["products_path"], rows, out_path,
-                                 progress=PROGRESS, device=device)
+                                 progress=progress_bars(), device=device)
     return {"path": path, "start": start, "end": end, "n_rows": len(rows), "key": own_key()}
 
 

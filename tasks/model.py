@@ -6,7 +6,7 @@ from prefect import task
 
 from gdig.config import GdigConfig
 from tasks.keys import own_key, stage_policy
-from tasks.runtime import PROGRESS, open_store, stage
+from tasks.runtime import progress_bars, open_store, stage
 
 
 @task(name="finetune-pool", cache_policy=stage_policy(
@@ -18,7 +18,7 @@ def finetune_pool(cfg: GdigConfig, reference: dict) -> dict:
     from gdig.pipeline import checkpoint_step
 
     with stage("finetune-pool"), open_store(cfg) as store:
-        ckpt = checkpoint_step(cfg, store, progress=PROGRESS)
+        ckpt = checkpoint_step(cfg, store, progress=progress_bars())
     return {**ckpt, "key": own_key()}
 
 
@@ -32,6 +32,6 @@ def finetune_selection(cfg: GdigConfig, selection: dict) -> dict:
 
     with stage(f"finetune-selection {selection['strategy']}-{selection['budget']}"), open_store(cfg) as store:
         steps = steps_for_budget(selection["budget"], cfg.finetune)
-        ckpt = finetune_selection_stage(cfg, store, selection["selection_id"], steps, progress=PROGRESS)
+        ckpt = finetune_selection_stage(cfg, store, selection["selection_id"], steps, progress=progress_bars())
     return {**ckpt, "strategy": selection["strategy"], "budget": selection["budget"],
             "selection_id": selection["selection_id"], "steps": steps, "key": own_key()}

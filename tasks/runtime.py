@@ -3,6 +3,7 @@ workspace's result storage and retry settings, task runners and device assignmen
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,7 +13,9 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from gdig.config import GdigConfig, load_config
 
-PROGRESS = True  # tqdm bars inside tasks (they land in the worker's stderr)
+def progress_bars() -> bool:
+    """tqdm bars inside tasks (in the worker's stderr); GDIG_PROGRESS=0 turns them off."""
+    return os.environ.get("GDIG_PROGRESS", "1") != "0"
 
 
 class StageError(RuntimeError):
