@@ -16,6 +16,9 @@ def run_flow(config: str, overrides: list[str] | None = None) -> dict:
     cfg = load_settings(config, overrides)
     t = stages_for(cfg)
 
+    base = t.base_model(cfg)  # the reference row: no finetuning
+    baseline = [t.metrics(cfg, base, t.translate(cfg, base, eval_set)) for eval_set in selected["data"]["eval"]]
+
     scores = []
     for selection in selected["selections"]:
         model = t.finetune_selection(cfg, selection)
@@ -25,4 +28,4 @@ def run_flow(config: str, overrides: list[str] | None = None) -> dict:
 
     report = t.report(cfg, selected["summary"], scores)
     publish_comparison(cfg, report)
-    return {**selected, "metrics": scores, "report": report}
+    return {**selected, "metrics": scores, "baseline": baseline, "report": report}

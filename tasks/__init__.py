@@ -26,6 +26,7 @@ TASKS: dict[str, Task] = {
     "cluster_resample": selection.cluster_resample,
     "export": selection.export,
     "summarize": selection.summarize,
+    "base_model": model.base_model,
     "finetune_selection": model.finetune_selection,
     "translate": evaluation.translate,
     "metrics": evaluation.metrics,

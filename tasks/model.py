@@ -22,6 +22,18 @@ def finetune_pool(cfg: GdigConfig, reference: dict) -> dict:
     return {**ckpt, "key": own_key()}
 
 
+@task(name="base-model", cache_policy=stage_policy(
+    "base_model", sections=("model",), modules=("gdig.train",),
+))
+def base_model(cfg: GdigConfig) -> dict:
+    """The base model itself as a store checkpoint: the before-finetuning reference row."""
+    from gdig.train import base_checkpoint_stage
+
+    with stage("base-model"), open_store(cfg) as store:
+        ckpt = base_checkpoint_stage(cfg, store)
+    return {**ckpt, "strategy": None, "budget": None, "selection_id": None, "key": own_key()}
+
+
 @task(name="finetune-selection", cache_policy=stage_policy(
     "finetune_selection", sections=("languages", "model", "prompt", "finetune"),
     modules=("gdig.train", "gdig.data.prompts"),

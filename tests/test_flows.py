@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
 SELECT_STAGES = {"ingest", "finetune-pool", "fit-curvature", "seed-products", "plan-shards", "score-shard",
                  "merge-scores", "quality", "cluster-resample", "export", "summarize-selection"}
-EVAL_STAGES = {"finetune-selection", "translate", "metrics", "report"}
+EVAL_STAGES = {"base-model", "finetune-selection", "translate", "metrics", "report"}
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -74,7 +74,8 @@ def task_states(flow_run_id) -> list[tuple[str, str, int]]:
         ids += [c.id for c in children]
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
                                      limit=200, sort=TaskRunSort.EXPECTED_START_TIME_ASC)
-    return [(r.name.rsplit("-", 1)[0], r.state.name, r.run_count) for r in runs]
+    return [(r.name.rsplit("-", 1)[0], r.state.name, r.run_count) for r in runs
+            if r.state.state_details.child_flow_run_id is None]  # not a subflow's stand-in
 
 
 def states_by_stage(states) -> dict[str, list[str]]:
@@ -154,8 +155,10 @@ def test_run_flow_then_changed_eval_set_recomputes_only_evaluation(workspace, fi
     state, states = run(run_flow, workspace)
     by_stage = states_by_stage(states)
     assert {k: set(v) for k, v in by_stage.items() if k in SELECT_STAGES} == {k: {"Cached"} for k in SELECT_STAGES}
+    assert set(by_stage) == SELECT_STAGES | EVAL_STAGES
     assert by_stage["finetune-selection"] == ["Completed"] * 2
-    assert by_stage["translate"] == ["Completed"] * 2 and by_stage["metrics"] == ["Completed"] * 2
+    # base model + 2 finetuned models, one eval set
+    assert by_stage["translate"] == ["Completed"] * 3 and by_stage["metrics"] == ["Completed"] * 3
     report = state.result()["report"]
     assert Path(report["paths"]["html"]).is_file()
     assert {r["strategy"] for r in report["table"]} == {"gdig", "random"}
@@ -164,9 +167,9 @@ def test_run_flow_then_changed_eval_set_recomputes_only_evaluation(workspace, fi
     state, states = run(run_flow, workspace, eval2)
     by_stage = states_by_stage(states)
     assert by_stage["ingest"] == ["Completed"]  # new eval data ingested
-    unchanged = SELECT_STAGES - {"ingest"} | {"finetune-selection"}
+    unchanged = SELECT_STAGES - {"ingest"} | {"base-model", "finetune-selection"}
     assert {k: set(v) for k, v in by_stage.items() if k in unchanged} == {k: {"Cached"} for k in unchanged}
-    assert by_stage["translate"] == ["Completed"] * 2 and by_stage["metrics"] == ["Completed"] * 2
+    assert by_stage["translate"] == ["Completed"] * 3 and by_stage["metrics"] == ["Completed"] * 3
     assert by_stage["report"] == ["Completed"]
     assert {m["eval_set"] for m in state.result()["metrics"]} == {"eval2"}
 
