@@ -24,7 +24,7 @@ _REPO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 DEMO_DEFAULTS = {
     "n_pool": 2000, "n_seed": 100, "n_eval": 200, "n_general": 2000, "noise_rate": 0.3,
     "vocab_size": 1000, "hidden": 128, "layers": 2, "heads": 4, "intermediate": 256,
-    "pretrain_steps": 200, "pretrain_batch_size": 16, "pretrain_lr": 3.0e-3,
+    "pretrain_steps": 300, "pretrain_batch_size": 16, "pretrain_lr": 3.0e-3,
 }
 
 
@@ -126,5 +126,5 @@ selection: {budgets: [500], strategies: [gdig, random], gamma: 0.5, seed: 0}
 finetune: {method: full, epochs: 2, batch_size: 16, lr: 1.0e-3, scheduler: linear, warmup_ratio: 0.05, save_every: 1000}
 evaluate: {batch_size: 32, num_beams: 1, max_new_tokens: 64, length_ratio: 2.0}
 demo: {n_pool: 2000, n_seed: 100, n_eval: 200, n_general: 2000, noise_rate: 0.3, vocab_size: 1000, hidden: 128,
-       layers: 2, heads: 4, intermediate: 256, pretrain_steps: 200, pretrain_batch_size: 16, pretrain_lr: 3.0e-3}
+       layers: 2, heads: 4, intermediate: 256, pretrain_steps: 300, pretrain_batch_size: 16, pretrain_lr: 3.0e-3}
 """
