@@ -2,14 +2,16 @@
 
     python benchmarks/influence_throughput.py [--n 256] [--seeds 64] [--hidden 128] [--layers 4]
 
+Modules: the --preset MLP projections of the --module-layers layers (default: the upper half).
 Measures, in one run on the same model and the same length-bucketed candidates:
   - training step (forward + backward of the mean target loss, all weights trainable,
     no optimizer step) examples/s, at each batch size; its best is the reference;
   - curvature fitting examples/s (K-FAC one pass; EK-FAC two passes);
   - scoring examples/s against --seeds seed products, with and without gradient sketches;
-  - peak memory of a scoring run on N and 2N candidates, each in a fresh process: the peak
-    resident set size (getrusage ru_maxrss) of that process, which includes the model and
-    the Python/torch runtime; equal peaks = memory independent of the number of candidates.
+  - peak memory while scoring N and 4N candidates, each in a fresh process: the peak resident
+    set size (VmHWM from /proc/self/status, reset with /proc/self/clear_refs after the model
+    and the seed products are loaded, so it is the peak of the scoring loop itself; the RSS
+    before scoring is printed too); equal peaks = memory independent of the number of candidates.
 The last line is ``scoring/training throughput ratio: X.XX`` (best scoring over best training).
 """
 
@@ -60,7 +62,12 @@ def setup(args, model_dir: str):
 
     torch.manual_seed(0)
     model, tok = load_model(model_dir, dtype=args.dtype)
-    layers = None if args.module_layers is None else [int(x) for x in args.module_layers.split(",")]
+    if args.module_layers == "all":
+        layers = None
+    elif args.module_layers == "upper-half":
+        layers = list(range(args.layers // 2, args.layers))
+    else:
+        layers = [int(x) for x in args.module_layers.split(",")]
     mods = select_modules(model, args.preset, layers=layers)
     cands, _ = encode_examples(tok, make_rows(args.n, 1), TEMPLATE, 256)
     seeds, _ = encode_examples(tok, make_rows(args.seeds, 2), TEMPLATE, 256)
@@ -128,6 +135,28 @@ def fit_throughput(model, tok, mods, cands, strategy: str, bs: int) -> float:
                                                     granularity="sequence"))
 
 
+def _status_mib(key: str) -> float | None:
+    """VmRSS / VmHWM of this process from /proc (Linux), in MiB."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _memory_child(args, model_dir: str, n: int, bs: int, queue) -> None:
     if args.threads:
         import torch
@@ -138,11 +167,18 @@ def _memory_child(args, model_dir: str, n: int, bs: int, queue) -> None:
     prods = products(model, tok, mods, cands[:64], seeds)
     from gdig.influence.scoring import Scorer, SketchSpec
 
-    Scorer(model, mods, prods, sketch=SketchSpec()).score_encoded(cands, pad_id=tok.pad_token_id, batch_size=bs)
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB -> MiB on Linux
+    scorer = Scorer(model, mods, prods, sketch=SketchSpec())
+    del prods
+    before = _status_mib("VmRSS")
+    if not _reset_peak():  # no /proc: whole-process peak from getrusage (KiB on Linux)
+        before = None
+    scorer.score_encoded(cands, pad_id=tok.pad_token_id, batch_size=bs)
+    peak = _status_mib("VmHWM") if before is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put((before, peak))
 
 
-def peak_memory_mib(args, model_dir: str, n: int, bs: int) -> float:
+def peak_memory_mib(args, model_dir: str, n: int, bs: int) -> tuple[float | None, float]:
+    """(RSS before scoring, peak RSS while scoring n candidates), in a fresh process."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_memory_child, args=(args, model_dir, n, bs, q))
@@ -161,7 +197,9 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--preset", default="llama", help="module preset (influence.modules.preset)")
-    ap.add_argument("--module-layers", default=None, help="comma-separated layer indices (default: all)")
+    ap.add_argument("--module-layers", default="upper-half",
+                    help="layers whose modules are scored: 'upper-half' (default; the reference code also "
+                         "scores a subset of layers), 'all', or comma-separated indices like -2,-1")
     ap.add_argument("--train-batch-sizes", default="1,4,8,16,32", help="training batch sizes tried")
     ap.add_argument("--score-batch-sizes", default="8,16,32,64", help="scoring batch sizes tried")
     ap.add_argument("--no-memory", action="store_true", help="skip the two peak-memory subprocesses")
@@ -206,10 +244,9 @@ def main() -> None:
         print(f"scoring, {len(seeds)} seeds, best batch {bsc}: {score[bsc]:.1f} ex/s; "
               f"with sketches (batch {bsk}): {score_sk[bsk]:.1f} ex/s")
         if not args.no_memory:
-            m1 = peak_memory_mib(args, tmp, args.n, bsc)
-            m2 = peak_memory_mib(args, tmp, 2 * args.n, bsc)
-            print(f"peak RSS of a scoring process (model + runtime, ru_maxrss): "
-                  f"{m1:.0f} MiB for {args.n} candidates, {m2:.0f} MiB for {2 * args.n}")
+            (r1, m1), (r2, m2) = (peak_memory_mib(args, tmp, k, bsc) for k in (args.n, 4 * args.n))
+            print(f"peak RSS while scoring (fresh process, model + products loaded = {r1:.0f} MiB before): "
+                  f"{m1:.0f} MiB for {args.n} candidates, {m2:.0f} MiB for {4 * args.n}", flush=True)
         print(f"fitting/training throughput ratio: K-FAC {fit_k / train[bt]:.2f}, EK-FAC {fit_e / train[bt]:.2f}", flush=True)
         print(f"scoring+sketch/training throughput ratio: {score_sk[bsk] / train[bt]:.2f}", flush=True)
         print(f"scoring/training throughput ratio: {score[bsc] / train[bt]:.2f}", flush=True)
