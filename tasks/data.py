@@ -7,9 +7,10 @@ from glob import escape, glob
 from pathlib import Path
 
 from prefect import task
+from prefect.cache_policies import CacheKeyFnPolicy
 
 from gdig.config import GdigConfig
-from tasks.keys import file_digest, ids_hash, own_key, sha, stage_policy
+from tasks.keys import file_digest, ids_hash, module_source_hash, own_key, sha, stage_policy
 from tasks.runtime import progress_bars, open_store, stage
 
 REFERENCE_INFO = "orchestration.reference_pool"
@@ -78,10 +79,28 @@ def ingest(cfg: GdigConfig) -> dict:
         }
 
 
-@task(name="prepare-demo")
+def _demo_key(ctx, params: dict) -> str:
+    """prepare-demo is cached by workdir, seed and the demo code, in the workdir itself (so a
+    deleted workdir is rebuilt)."""
+    import inspect
+
+    parts = {"workdir": str(Path(params["workdir"]).resolve()), "seed": params.get("seed", 0),
+             "code": [sha(inspect.getsource(ctx.task.fn))]
+             + [module_source_hash(m) for m in ("gdig.demo", "gdig.data.demo", "gdig.data.noise")]}
+    return "prepare_demo-" + sha(json.dumps(parts, sort_keys=True))
+
+
+@task(name="prepare-demo", cache_policy=CacheKeyFnPolicy(cache_key_fn=_demo_key))
 def prepare_demo(workdir: str, seed: int = 0) -> str:
     """The demo workspace (corpus with injected noise, seed and eval sets, tiny model, config)."""
     from gdig.demo import prepare_demo as build
 
     with stage("prepare-demo"):
         return str(build(workdir, seed=seed, progress=progress_bars()))
+
+
+def demo_preparation(workdir: str):
+    """The prepare-demo task with its results kept in the demo workdir."""
+    path = Path(workdir).resolve() / ".prefect-results"
+    path.mkdir(parents=True, exist_ok=True)
+    return prepare_demo.with_options(persist_result=True, result_storage=path)

@@ -174,6 +174,28 @@ def test_run_flow_then_changed_eval_set_recomputes_only_evaluation(workspace, fi
     assert {m["eval_set"] for m in state.result()["metrics"]} == {"eval2"}
 
 
+def test_demo_flow_prepares_its_workdir_once(workspace, first_select, monkeypatch, tmp_path):
+    import gdig.demo
+    from flows.demo import demo_flow
+
+    calls = []
+
+    def prepare(workdir, seed=0, progress=True):  # stands in for the slow real preparation
+        calls.append((workdir, seed))
+        return workspace
+
+    monkeypatch.setattr(gdig.demo, "prepare_demo", prepare)
+    workdir = str(tmp_path / "demo")
+    for _ in range(2):
+        state = demo_flow(workdir, 0, [], return_state=True)
+        assert state.is_completed(), state.message
+    assert calls == [(workdir, 0)]
+    assert state.result()["config"] == str(workspace)
+    states = task_states(state.state_details.flow_run_id)
+    assert [s for stage, s, _ in states if stage == "prepare-demo"] == ["Cached"]
+    assert Path(state.result()["report"]["paths"]["html"]).is_file()
+
+
 def test_appended_candidates_score_only_the_new_shard(workspace, first_select):
     from flows.select import select_flow
 
