@@ -17,7 +17,7 @@ from gdig.evaluate import (
 from gdig.modeling import load_model
 from gdig.train import finetune
 
-TEMPLATE = PromptConfig().template
+TEMPLATE = "{src_lang_name}: {src}\n{tgt_lang_name}: "  # short prompt: a cheap memorisation
 MEMO = [  # targets the tiny model memorises: one ends at a newline, one at EOS
     {"src": "der Hund", "tgt": "the dog\nsat on the mat", "src_lang": "de", "tgt_lang": "en"},
     {"src": "das Haus ist rot", "tgt": "the house is red", "src_lang": "de", "tgt_lang": "en"},
@@ -29,8 +29,9 @@ MEMO = [  # targets the tiny model memorises: one ends at a newline, one at EOS
 @pytest.fixture(scope="module")
 def memorised(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("memo")
-    tc = TrainConfig(batch_size=4, max_steps=120, lr=1e-2, warmup_ratio=0.0, scheduler="constant", save_every=1000)
-    finetune(ModelConfig(name_or_path=str(tiny_model_dir)), PromptConfig(), tc, MEMO, out, progress=False)
+    tc = TrainConfig(batch_size=4, max_steps=60, lr=1e-2, warmup_ratio=0.0, scheduler="constant", save_every=1000)
+    finetune(ModelConfig(name_or_path=str(tiny_model_dir)), PromptConfig(template=TEMPLATE), tc, MEMO, out,
+             progress=False)
     return load_model(str(out))
 
 
