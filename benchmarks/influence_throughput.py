@@ -245,8 +245,9 @@ def main() -> None:
               f"with sketches (batch {bsk}): {score_sk[bsk]:.1f} ex/s")
         if not args.no_memory:
             (r1, m1), (r2, m2) = (peak_memory_mib(args, tmp, k, bsc) for k in (args.n, 4 * args.n))
-            print(f"peak RSS while scoring (fresh process, model + products loaded = {r1:.0f} MiB before): "
-                  f"{m1:.0f} MiB for {args.n} candidates, {m2:.0f} MiB for {4 * args.n}", flush=True)
+            print(f"peak RSS while scoring, each in a fresh process (RSS with model + products loaded, "
+                  f"before scoring): {m1:.0f} MiB for {args.n} candidates ({r1:.0f} before), "
+                  f"{m2:.0f} MiB for {4 * args.n} ({r2:.0f} before)", flush=True)
         print(f"fitting/training throughput ratio: K-FAC {fit_k / train[bt]:.2f}, EK-FAC {fit_e / train[bt]:.2f}", flush=True)
         print(f"scoring+sketch/training throughput ratio: {score_sk[bsk] / train[bt]:.2f}", flush=True)
         print(f"scoring/training throughput ratio: {score[bsc] / train[bt]:.2f}", flush=True)
