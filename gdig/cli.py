@@ -160,6 +160,10 @@ def _echo_run_result(result: dict) -> None:
     typer.echo(result["summary"]["text"])
     typer.echo("")
     typer.echo(_comparison_text(report["table"], report["notes"]))
+    for m in result.get("baseline", []):
+        bleu, chrf = m.get("BLEU"), m.get("chrF")
+        if bleu is not None and chrf is not None:
+            typer.echo(f"base model before finetuning, {m['eval_set']}: BLEU {bleu:.2f}, chrF {chrf:.2f}")
     for key in ("html", "markdown", "comparison_csv"):
         if key in report["paths"]:
             typer.echo(f"{key}: {report['paths'][key]}")
