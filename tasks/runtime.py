@@ -13,6 +13,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from gdig.config import GdigConfig, load_config
 
+
 def progress_bars() -> bool:
     """tqdm bars inside tasks (in the worker's stderr); GDIG_PROGRESS=0 turns them off."""
     return os.environ.get("GDIG_PROGRESS", "1") != "0"
