@@ -3,8 +3,14 @@ a plain result with the flow run's id and where to see it."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
+
+# The temporary server Prefect starts when no PREFECT_API_URL is set runs a telemetry
+# heartbeat that can hit "database is locked" on its SQLite file and print a traceback
+# in the middle of a gdig run; gdig sends no analytics unless the user opts in.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _where(flow_run_id) -> dict[str, Any]:
