@@ -128,8 +128,9 @@ class EigenCorrectionAccumulator:
         self.granularity, self.dtype = granularity, dtype
         self.factors = factors
         for f in factors.values():
-            f.QA = torch.linalg.eigh(f.A.to(dtype))[1]
-            f.QG = torch.linalg.eigh(f.G.to(dtype))[1]
+            if f.QA is None or f.QG is None:  # bases given (sharded pass 2): keep them
+                f.QA = torch.linalg.eigh(f.A.to(dtype))[1]
+                f.QG = torch.linalg.eigh(f.G.to(dtype))[1]
         self.sums = {k: torch.zeros(f.G.shape[0], f.A.shape[0], dtype=dtype, device=f.A.device)
                      for k, f in factors.items()}
         self.n_examples = 0
@@ -184,3 +185,143 @@ def fit_curvature(
         factors = corr.finalize()
     return Curvature(strategy, granularity, [m.spec for m in modules], factors, acc.n_examples, acc.n_tokens,
                      {"loss": loss_reduction, "dtype": str(dtype).replace("torch.", "")})
+
+
+# -- sharded fitting: partial sums per shard, combined in shard order -----------------------------
+
+@dataclass
+class CurvaturePartial:
+    """Unnormalised sums of one shard: kind "factors" (A, G per module) or "eigen" (the
+    EK-FAC corrected-eigenvalue sums against given eigenbases), with the counts to divide by."""
+
+    kind: str  # factors | eigen
+    granularity: str
+    modules: list[dict]
+    sums: dict[str, dict[str, torch.Tensor]]  # module -> {"A", "G"} or {"eigen"}
+    n_examples: int = 0
+    n_tokens: int = 0
+    meta: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        tensors = {f"{n}::{k}": t.detach().cpu().contiguous() for n, d in self.sums.items() for k, t in d.items()}
+        md = {"kind": self.kind, "granularity": self.granularity, "modules": json.dumps(self.modules),
+              "n_examples": str(self.n_examples), "n_tokens": str(self.n_tokens),
+              "meta": json.dumps(self.meta, sort_keys=True)}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(f"{path}.tmp")
+        save_file(tensors, str(tmp), metadata=md)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "CurvaturePartial":
+        from safetensors import safe_open
+
+        if not Path(path).exists():
+            raise FileNotFoundError(f"curvature partial {path} does not exist")
+        with safe_open(str(path), framework="pt") as fh:
+            md = fh.metadata()
+        tensors = load_file(str(path), device=str(device))
+        modules = json.loads(md["modules"])
+        sums: dict[str, dict[str, torch.Tensor]] = {m["name"]: {} for m in modules}
+        for key, t in tensors.items():
+            name, part = key.rsplit("::", 1)
+            sums[name][part] = t
+        return cls(md["kind"], md["granularity"], modules, sums, int(md["n_examples"]), int(md["n_tokens"]),
+                   json.loads(md.get("meta", "{}")))
+
+
+def curvature_partial(
+    model: torch.nn.Module,
+    modules: list[ChosenModule],
+    batches: Iterable[dict[str, torch.Tensor]],
+    *,
+    granularity: str = "sequence",
+    loss_reduction: str = "mean",
+    fp64: bool = True,
+    eigenbases: dict[str, ModuleFactors] | None = None,
+    progress: bool = False,
+    n_batches: int | None = None,
+) -> CurvaturePartial:
+    """One shard's sums: the K-FAC factor sums, or (given ``eigenbases`` with QA, QG per module)
+    the EK-FAC corrected-eigenvalue sums.  Empty ``batches`` give zero sums and zero counts."""
+    dtype = torch.float64 if fp64 else torch.float32
+    device = next(model.parameters()).device
+    if eigenbases is None:
+        acc = FactorAccumulator(modules, granularity, dtype, device)
+        desc, kind = "curvature shard: factors", "factors"
+    else:
+        missing = [m.name for m in modules if m.name not in eigenbases or eigenbases[m.name].QA is None]
+        if missing:
+            raise ValueError(f"eigenbases lack module(s) {missing}")
+        given = {m.name: ModuleFactors(*(getattr(eigenbases[m.name], k).to(device) for k in ("A", "G", "QA", "QG")))
+                 for m in modules}
+        acc = EigenCorrectionAccumulator(given, granularity, dtype)
+        desc, kind = "curvature shard: eigenvalues", "eigen"
+    for batch in tqdm(batches, total=n_batches, desc=desc, disable=not progress):
+        acc.update(capture_batch(model, modules, batch, loss_reduction=loss_reduction))
+    if kind == "factors":
+        sums = {m.name: {"A": acc.A[m.name], "G": acc.G[m.name]} for m in modules}
+    else:
+        sums = {m.name: {"eigen": acc.sums[m.name]} for m in modules}
+    return CurvaturePartial(kind, granularity, [m.spec for m in modules], sums, acc.n_examples, acc.n_tokens,
+                            {"loss": loss_reduction, "dtype": str(dtype).replace("torch.", "")})
+
+
+def combine_partials(partials: list[CurvaturePartial]) -> CurvaturePartial:
+    """Sum the shards' partials in the order given (shard order: the sum is then reproducible)."""
+    if not partials:
+        raise ValueError("no curvature partials to combine")
+    first = partials[0]
+    for i, p in enumerate(partials[1:], 1):
+        if (p.kind, p.granularity, p.modules) != (first.kind, first.granularity, first.modules):
+            raise ValueError(f"curvature partial {i} ({p.kind}, {p.granularity}, "
+                             f"{[m['name'] for m in p.modules]}) does not match partial 0 "
+                             f"({first.kind}, {first.granularity}, {[m['name'] for m in first.modules]})")
+    sums = {n: {k: t.clone() for k, t in d.items()} for n, d in first.sums.items()}
+    for p in partials[1:]:
+        for n, d in p.sums.items():
+            for k, t in d.items():
+                sums[n][k] += t.to(sums[n][k].device)
+    return CurvaturePartial(first.kind, first.granularity, first.modules, sums,
+                            sum(p.n_examples for p in partials), sum(p.n_tokens for p in partials), dict(first.meta))
+
+
+def _count(total: CurvaturePartial) -> int:
+    n = total.n_tokens if total.granularity == "token" else total.n_examples
+    if n == 0:
+        raise ValueError("curvature fitting saw no examples (or no tokens)")
+    return n
+
+
+def factors_from_partials(partials: list[CurvaturePartial], eigenbases: bool = False) -> Curvature:
+    """K-FAC factors from the shards' factor sums; with ``eigenbases`` also QA, QG (the bases the
+    EK-FAC eigenvalue pass rotates into; strategy is then "ekfac" pending eigenvalues)."""
+    total = combine_partials(partials)
+    if total.kind != "factors":
+        raise ValueError(f"expected factor partials, got {total.kind!r}")
+    n = _count(total)
+    factors = {}
+    for name, d in total.sums.items():
+        f = ModuleFactors(d["A"] / n, d["G"] / n)
+        if eigenbases:
+            dtype = d["A"].dtype
+            f.QA = torch.linalg.eigh(f.A.to(dtype))[1]
+            f.QG = torch.linalg.eigh(f.G.to(dtype))[1]
+        factors[name] = f
+    return Curvature("ekfac" if eigenbases else "kfac", total.granularity, total.modules, factors,
+                     total.n_examples, total.n_tokens, dict(total.meta))
+
+
+def with_eigenvalues(bases: Curvature, partials: list[CurvaturePartial]) -> Curvature:
+    """EK-FAC: the corrected eigenvalues (summed over the shards' eigen partials) set on ``bases``."""
+    total = combine_partials(partials)
+    if total.kind != "eigen":
+        raise ValueError(f"expected eigenvalue partials, got {total.kind!r}")
+    if (total.n_examples, total.n_tokens) != (bases.n_examples, bases.n_tokens):
+        raise RuntimeError(f"the two EK-FAC passes saw different data: factors on {bases.n_examples} examples / "
+                           f"{bases.n_tokens} tokens, eigenvalues on {total.n_examples} / {total.n_tokens}")
+    n = _count(total)
+    for name, f in bases.factors.items():
+        f.eigen = total.sums[name]["eigen"] / n
+    bases.strategy = "ekfac"
+    return bases

@@ -1,6 +1,8 @@
 """Store-level stages of the influence engine (called by tasks/ and the CLI; no Prefect here).
 
     fit_curvature_stage  -> curvature_id   (factors: {dir}/curvature/{id}.safetensors)
+      = curvature_shard_stage per shard (no store) [+ curvature_bases_stage + a second
+        curvature_shard_stage pass for EK-FAC] + finish_curvature_stage (shard-order sums)
     seed_products_stage  -> products path  ({dir}/seeds/{id}.safetensors)
     score_shard_stage    -> shard Parquet  (no store access: runs in worker processes)
     merge_scores_stage   -> scoring_id     (matrix: {dir}/scores/{id}.matrix.parquet + store tables)
@@ -87,9 +89,14 @@ def _modules(cfg, model):
 
 # -- curvature ---------------------------------------------------------------------------------------
 
-def curvature_rows(cfg, store, dataset: str = "pool") -> pd.DataFrame:
-    """The rows the curvature is fitted on: the whole dataset or a seeded sample (position order)."""
+def curvature_rows(cfg, store, dataset: str = "pool", n_rows: int | None = None) -> pd.DataFrame:
+    """The rows the curvature is fitted on: the whole dataset (or its first ``n_rows``: the
+    reference pool, see tasks/data.py) or a seeded sample of it, in position order."""
     rows = pool_rows(store, dataset)
+    if n_rows is not None:
+        if n_rows > len(rows):
+            raise ValueError(f"dataset {dataset!r} has {len(rows)} rows, fewer than the reference's {n_rows}")
+        rows = rows.iloc[:n_rows].reset_index(drop=True)
     n = cfg.influence.curvature.sample
     if n is not None and n < len(rows):
         rng = np.random.default_rng(cfg.influence.curvature.sample_seed)
@@ -97,28 +104,108 @@ def curvature_rows(cfg, store, dataset: str = "pool") -> pd.DataFrame:
     return rows
 
 
-def fit_curvature_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, progress: bool = True,
-                        dataset: str = "pool", device: str | None = None) -> str:
-    from gdig.influence.curvature import fit_curvature
+def curvature_id_for(cfg, checkpoint_id: str, example_ids) -> str:
+    """The curvature's id: checkpoint + the ids it is fitted on (in order) + config."""
+    return _sha(checkpoint_id, _ids_hash(example_ids), cfg.section_hash("influence", "prompt"))
 
-    rows = curvature_rows(cfg, store, dataset)
-    if len(rows) == 0:
-        raise ValueError(f"dataset {dataset!r} is empty: nothing to fit the curvature on")
-    curvature_id = _sha(checkpoint_id, _ids_hash(rows["example_id"]), cfg.section_hash("influence", "prompt"))
+
+def curvature_shards(cfg, n_rows: int) -> list[tuple[int, int]]:
+    """Curvature rows are cut like the scoring pool: aligned blocks of influence.scoring.shard_size
+    (indices into curvature_rows); batches are bucketed by length only within a block, so the
+    sharded fit and the one-process fit sum the very same batches in the same order."""
+    return shard_ranges(n_rows, cfg.influence.scoring.shard_size)
+
+
+def curvature_partial_path(cfg, curvature_id: str, kind: str, start: int, end: int) -> str:
+    return str(Path(cfg.workspace.dir) / "curvature" / "partials" / f"{curvature_id}-{kind}-{start}-{end}.safetensors")
+
+
+def curvature_bases_path(cfg, curvature_id: str) -> str:
+    return str(Path(cfg.workspace.dir) / "curvature" / "partials" / f"{curvature_id}-bases.safetensors")
+
+
+def _curvature_partial(cfg, model, tok, modules, rows: pd.DataFrame, what: str, bases=None, progress=True):
+    from gdig.influence.curvature import curvature_partial
+
+    ids = [str(i) for i in rows["example_id"]]
+    enc, rows, skipped = _encode(cfg, tok, rows, what)
+    c = cfg.influence.curvature
+    plan = length_batches([len(e.input_ids) for e in enc], c.batch_size)
+    part = curvature_partial(
+        model, modules, (collate([enc[i] for i in b], tok.pad_token_id) for b in plan),
+        granularity=c.granularity, loss_reduction=cfg.influence.loss, fp64=c.fp64,
+        eigenbases=None if bases is None else bases.factors, progress=progress, n_batches=len(plan))
+    part.meta.update({"example_ids": ids, "skipped": skipped})
+    return part
+
+
+def curvature_shard_stage(cfg, checkpoint_path: str, rows: pd.DataFrame, out_path: str, *,
+                          bases_path: str | None = None, device: str | None = None, progress: bool = True) -> str:
+    """One shard of curvature rows -> a partial-sums file (factor sums; with ``bases_path`` the
+    EK-FAC eigenvalue sums in those bases).  No store access: runs in worker processes."""
+    from gdig.influence.curvature import Curvature
+
+    _check_rows(rows, f"curvature shard {out_path}")
+    bases = Curvature.load(bases_path) if bases_path is not None else None
+    model, tok = _load(cfg, checkpoint_path, device)
+    modules = _modules(cfg, model)
+    if bases is not None and [m.name for m in modules] != bases.module_names:
+        raise ValueError(f"eigenbases {bases_path} cover modules {bases.module_names}, "
+                         f"the config selects {[m.name for m in modules]}")
+    part = _curvature_partial(cfg, model, tok, modules, rows, f"curvature shard {out_path}", bases, progress)
+    part.save(out_path)
+    return str(out_path)
+
+
+def _load_partials(paths: list[str]):
+    from gdig.influence.curvature import CurvaturePartial
+
+    if not paths:
+        raise ValueError("no curvature partials")
+    return [CurvaturePartial.load(p) for p in paths]
+
+
+def curvature_bases_stage(cfg, partial_paths: list[str], out_path: str) -> str:
+    """EK-FAC between the passes: the factor partials summed (in the order given), divided and
+    eigendecomposed -> a file with A, G, QA, QG per module.  No store access."""
+    from gdig.influence.curvature import factors_from_partials
+
+    factors_from_partials(_load_partials(partial_paths), eigenbases=True).save(out_path)
+    return str(out_path)
+
+
+def finish_curvature_stage(cfg, store, checkpoint_id: str, partial_paths: list[str], *,
+                           eigen_paths: list[str] | None = None, bases_path: str | None = None,
+                           dataset: str = "pool") -> str:
+    """Combine the shards' partials (in shard order) into the curvature; record it in the store.
+    K-FAC: ``partial_paths`` (factor sums).  EK-FAC: also ``bases_path`` and ``eigen_paths``."""
+    from gdig.influence.curvature import Curvature, factors_from_partials, with_eigenvalues
+
+    parts = _load_partials(partial_paths)
+    ids = [i for p in parts for i in p.meta["example_ids"]]
+    curvature_id = curvature_id_for(cfg, checkpoint_id, ids)
     path = Path(cfg.workspace.dir) / "curvature" / f"{curvature_id}.safetensors"
     if store.get_curvature(curvature_id) is not None and path.exists():
         return curvature_id
-    model, tok = _load(cfg, checkpoint_path, device)
-    modules = _modules(cfg, model)
-    enc, rows, skipped = _encode(cfg, tok, rows, f"curvature on {dataset!r}")
+    strategy = cfg.influence.curvature.strategy
+    if strategy == "ekfac":
+        if bases_path is None or not eigen_paths:
+            raise ValueError("EK-FAC curvature needs the eigenbases file and the eigenvalue partials")
+        bases = Curvature.load(bases_path)
+        if (bases.n_examples, bases.n_tokens) != (sum(p.n_examples for p in parts), sum(p.n_tokens for p in parts)):
+            raise ValueError(f"eigenbases {bases_path} were not computed from these factor partials")
+        curv = with_eigenvalues(bases, _load_partials(eigen_paths))
+    else:
+        curv = factors_from_partials(parts)
+    skipped = [i for p in parts for i in p.meta["skipped"]]
+    _record_curvature(cfg, store, curv, curvature_id, path, checkpoint_id, dataset, ids, skipped)
+    return curvature_id
+
+
+def _record_curvature(cfg, store, curv, curvature_id, path, checkpoint_id, dataset, ids, skipped) -> None:
     c = cfg.influence.curvature
-    plan = length_batches([len(e.input_ids) for e in enc], c.batch_size)
-    curv = fit_curvature(
-        model, modules, lambda: (collate([enc[i] for i in b], tok.pad_token_id) for b in plan),
-        strategy=c.strategy, granularity=c.granularity, loss_reduction=cfg.influence.loss, fp64=c.fp64,
-        progress=progress, n_batches=len(plan),
-    )
-    curv.meta.update({"checkpoint_id": checkpoint_id, "dataset": dataset, "examples_hash": _ids_hash(rows["example_id"]),
+    kept = [i for i in ids if i not in set(skipped)]
+    curv.meta.update({"checkpoint_id": checkpoint_id, "dataset": dataset, "examples_hash": _ids_hash(kept),
                       "skipped": skipped})
     curv.save(path)
     store.add_curvature(
@@ -128,6 +215,35 @@ def fit_curvature_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, pr
               "modules": curv.modules, "loss": cfg.influence.loss, "fp64": c.fp64, "dataset": dataset,
               "n_skipped": len(skipped), "sample": c.sample},
     )
+
+
+def fit_curvature_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, progress: bool = True,
+                        dataset: str = "pool", device: str | None = None, n_rows: int | None = None) -> str:
+    """The curvature in one process: the same shards, partials and shard-order sums as the
+    mapped flow (curvature_shard_stage + curvature_bases_stage + finish), so the same numbers."""
+    from gdig.influence.curvature import factors_from_partials, with_eigenvalues
+
+    rows = curvature_rows(cfg, store, dataset, n_rows)
+    if len(rows) == 0:
+        raise ValueError(f"dataset {dataset!r} is empty: nothing to fit the curvature on")
+    curvature_id = curvature_id_for(cfg, checkpoint_id, rows["example_id"])
+    path = Path(cfg.workspace.dir) / "curvature" / f"{curvature_id}.safetensors"
+    if store.get_curvature(curvature_id) is not None and path.exists():
+        return curvature_id
+    model, tok = _load(cfg, checkpoint_path, device)
+    modules = _modules(cfg, model)
+    blocks = [rows.iloc[a:b].reset_index(drop=True) for a, b in curvature_shards(cfg, len(rows))]
+    what = f"curvature on {dataset!r}"
+    parts = [_curvature_partial(cfg, model, tok, modules, blk, what, None, progress) for blk in blocks]
+    if cfg.influence.curvature.strategy == "ekfac":
+        bases = factors_from_partials(parts, eigenbases=True)
+        eig = [_curvature_partial(cfg, model, tok, modules, blk, what, bases, progress) for blk in blocks]
+        curv = with_eigenvalues(bases, eig)
+    else:
+        curv = factors_from_partials(parts)
+    skipped = [i for p in parts for i in p.meta["skipped"]]
+    _record_curvature(cfg, store, curv, curvature_id, path, checkpoint_id, dataset,
+                      [str(i) for i in rows["example_id"]], skipped)
     return curvature_id
 
 
