@@ -1,4 +1,4 @@
-"""The `select` flow: ingest -> model on the pool -> curvature -> seed products ->
+"""The `select` flow: ingest -> model on the pool -> curvature shards (mapped) -> seed products ->
 score shards (mapped on the configured task runner) -> merge -> quality -> cluster + resample
 -> export, for every strategy x budget of the config."""
 
@@ -12,20 +12,41 @@ from tasks import (device_for, load_settings, publish_selection, selection_jobs,
                    task_runner_for)
 
 
-def score_shards(cfg, t, checkpoint: dict, products: dict, shards: list[dict]) -> list[dict]:
-    """Step 4 on the configured task runner; shard i runs on devices[i % len(devices)]."""
-    progress = create_progress_artifact(0.0, description="score shards done (%)")
+def map_shards(cfg, task, calls: list[dict], what: str) -> list[dict]:
+    """Run ``task`` once per shard's parameters on the configured task runner, in shard order;
+    shard i runs on devices[i % len(devices)]."""
+    progress = create_progress_artifact(0.0, description=f"{what} done (%)")
     with task_runner_for(cfg) as runner:
-        futures = [
-            runner.submit(t.score_shard, {
-                "cfg": cfg, "checkpoint": checkpoint, "products": products, "rows": shard["rows"],
-                "out_path": shard["out_path"], "device": device_for(cfg, shard["index"]),
-            })
-            for shard in shards
-        ]
+        futures = [runner.submit(task, {**call, "device": device_for(cfg, i)}) for i, call in enumerate(calls)]
         for done, _ in enumerate(as_completed(futures), 1):
             update_progress_artifact(progress, 100.0 * done / len(futures))
         return [f.result() for f in futures]
+
+
+def fit_curvature(cfg, t, checkpoint: dict, reference: dict) -> dict:
+    """Step 2 mapped over shards of the curvature rows: partial sums per shard on the workers,
+    summed in shard order in the driver (EK-FAC: eigenbases, then a second mapped pass)."""
+    plan = t.plan_curvature(cfg, checkpoint, reference)
+    shards = plan["shards"]
+    factors = map_shards(cfg, t.curvature_shard, [
+        {"cfg": cfg, "checkpoint": checkpoint, "rows": s["rows"], "out_path": s["factors_path"]} for s in shards
+    ], "curvature shards")
+    bases = eigen = None
+    if plan["strategy"] == "ekfac":
+        bases = t.curvature_bases(cfg, plan, factors)
+        eigen = map_shards(cfg, t.curvature_shard, [
+            {"cfg": cfg, "checkpoint": checkpoint, "rows": s["rows"], "out_path": s["eigen_path"], "bases": bases}
+            for s in shards
+        ], "curvature eigenvalue shards")
+    return t.fit_curvature(cfg, checkpoint, plan, factors, bases, eigen)
+
+
+def score_shards(cfg, t, checkpoint: dict, products: dict, shards: list[dict]) -> list[dict]:
+    """Step 4 on the configured task runner."""
+    return map_shards(cfg, t.score_shard, [
+        {"cfg": cfg, "checkpoint": checkpoint, "products": products, "rows": s["rows"], "out_path": s["out_path"]}
+        for s in shards
+    ], "score shards")
 
 
 @flow(name="gdig-select", log_prints=True)
@@ -36,7 +57,7 @@ def select_flow(config: str, overrides: list[str] | None = None) -> dict:
 
     data = t.ingest(cfg)
     checkpoint = t.finetune_pool(cfg, data["reference"])
-    curvature = t.fit_curvature(cfg, checkpoint, data["reference"])
+    curvature = fit_curvature(cfg, t, checkpoint, data["reference"])
     products = t.seed_products(cfg, checkpoint, curvature, data["seed"])
     shards = t.plan_shards(cfg, data["pool"], curvature, products)
     scored = score_shards(cfg, t, checkpoint, products, shards)

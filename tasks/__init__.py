@@ -3,7 +3,7 @@
 Each task has a content-hash cache key (tasks.keys), persisted results in the workspace
 (<workspace.dir>/prefect-results), retries with backoff from cfg.orchestration, and raises
 StageError("<stage>: <cause>") on failure.  Tasks that read or write the DuckDB store run in
-the flow's driver; only score_shard runs on the configured task runner's workers.
+the flow's driver; only curvature_shard and score_shard run on the configured task runner's workers.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from tasks.runtime import StageError, device_for, load_settings, task_runner_for
 TASKS: dict[str, Task] = {
     "ingest": data.ingest,
     "finetune_pool": model.finetune_pool,
+    "plan_curvature": influence.plan_curvature,
+    "curvature_shard": influence.curvature_shard,
+    "curvature_bases": influence.curvature_bases,
     "fit_curvature": influence.fit_curvature,
     "seed_products": influence.seed_products,
     "plan_shards": influence.plan_shards,

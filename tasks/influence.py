@@ -1,8 +1,8 @@
-"""Influence: curvature (step 2), seed products (step 3), sharded scoring + merge (step 4).
+"""Influence: sharded curvature (step 2), seed products (step 3), sharded scoring + merge (step 4).
 
-score_shard never opens the store: it gets the rows and writes Parquet, so it can run on any
-worker (thread, Dask/Ray process, another machine with the same filesystem).  The driver's
-merge task loads the shards into DuckDB (the single writer).
+curvature_shard and score_shard never open the store: they get the rows and write files
+(partial sums / Parquet), so they can run on any worker (thread, Dask/Ray process, another machine with the same filesystem).  The driver's
+fit-curvature / merge tasks sum the partials / load the shards into DuckDB (the single writer).
 """
 
 from __future__ import annotations
@@ -17,16 +17,78 @@ MODEL_INPUT = ("languages", "model", "prompt", "influence.modules", "influence.l
 ENGINE = ("gdig.influence.stages", "gdig.influence.hooks", "gdig.influence.modules")
 
 
+@task(name="plan-curvature", cache_policy=stage_policy(
+    "plan_curvature", sections=MODEL_INPUT + ("influence.curvature", "influence.scoring.shard_size"),
+    modules=("gdig.influence.stages",),
+))
+def plan_curvature(cfg: GdigConfig, checkpoint: dict, reference: dict) -> dict:
+    """The curvature rows (the reference pool, or its sample: appended candidates never enter)
+    cut in aligned shards, with the paths of their partial-sum files."""
+    from gdig.influence.stages import (curvature_bases_path, curvature_id_for, curvature_partial_path,
+                                       curvature_rows, curvature_shards)
+
+    with stage("plan-curvature"), open_store(cfg) as store:
+        rows = curvature_rows(cfg, store, reference["name"], n_rows=reference["n_rows"])
+        if len(rows) == 0:
+            raise ValueError(f"dataset {reference['name']!r} is empty: nothing to fit the curvature on")
+        cid = curvature_id_for(cfg, checkpoint["checkpoint_id"], rows["example_id"])
+        shards = []
+        for i, (start, end) in enumerate(curvature_shards(cfg, len(rows))):
+            shards.append({"index": i, "start": start, "end": end, "rows": rows.iloc[start:end].reset_index(drop=True),
+                           "factors_path": curvature_partial_path(cfg, cid, "factors", start, end),
+                           "eigen_path": curvature_partial_path(cfg, cid, "eigen", start, end)})
+    return {"curvature_id": cid, "dataset": reference["name"], "strategy": cfg.influence.curvature.strategy,
+            "shards": shards,
+            "bases_path": curvature_bases_path(cfg, cid), "key": own_key()}
+
+
+@task(name="curvature-shard", cache_policy=stage_policy(
+    "curvature_shard", sections=MODEL_INPUT + ("influence.curvature",),
+    modules=ENGINE + ("gdig.influence.curvature",), uses_store=False,
+))
+def curvature_shard(cfg: GdigConfig, checkpoint: dict, rows, out_path: str, bases: dict | None = None,
+                    device: str | None = None) -> dict:
+    """Partial curvature sums of one shard -> safetensors (no store access): the factor sums,
+    or with ``bases`` (EK-FAC) the corrected-eigenvalue sums in those eigenbases."""
+    from gdig.influence.stages import curvature_shard_stage
+
+    start, end = int(rows["position"].min()), int(rows["position"].max()) + 1
+    what = "eigenvalues" if bases else "factors"
+    with stage(f"curvature-shard {what} [{start}, {end})"):
+        path = curvature_shard_stage(cfg, checkpoint["path"], rows, out_path,
+                                     bases_path=bases["path"] if bases else None, device=device,
+                                     progress=progress_bars())
+    return {"path": path, "n_rows": len(rows), "key": own_key()}
+
+
+@task(name="curvature-bases", cache_policy=stage_policy(
+    "curvature_bases", sections=MODEL_INPUT + ("influence.curvature",),
+    modules=("gdig.influence.stages", "gdig.influence.curvature"), uses_store=False,
+))
+def curvature_bases(cfg: GdigConfig, plan: dict, factors: list[dict]) -> dict:
+    """EK-FAC between the two mapped passes: summed factors (shard order) and their eigenbases."""
+    from gdig.influence.stages import curvature_bases_stage
+
+    with stage("curvature-bases"):
+        path = curvature_bases_stage(cfg, [f["path"] for f in factors], plan["bases_path"])
+    return {"path": path, "key": own_key()}
+
+
 @task(name="fit-curvature", cache_policy=stage_policy(
     "fit_curvature", sections=MODEL_INPUT + ("influence.curvature",),
     modules=ENGINE + ("gdig.influence.curvature",),
 ))
-def fit_curvature(cfg: GdigConfig, checkpoint: dict, reference: dict) -> dict:
-    """K-FAC / EK-FAC factors at the pool checkpoint; keyed on the reference pool (see ingest)."""
-    from gdig.pipeline import curvature_step
+def fit_curvature(cfg: GdigConfig, checkpoint: dict, plan: dict, factors: list[dict],
+                  bases: dict | None = None, eigen: list[dict] | None = None) -> dict:
+    """K-FAC / EK-FAC factors at the pool checkpoint: the shards' partials summed in shard order
+    (the same numbers as the one-process gdig.pipeline.curvature_step) and recorded in the store."""
+    from gdig.influence.stages import finish_curvature_stage
 
     with stage("fit-curvature"), open_store(cfg) as store:
-        cid = curvature_step(cfg, store, checkpoint["path"], checkpoint["checkpoint_id"], progress=progress_bars())
+        cid = finish_curvature_stage(cfg, store, checkpoint["checkpoint_id"], [f["path"] for f in factors],
+                                     eigen_paths=[e["path"] for e in eigen] if eigen else None,
+                                     bases_path=bases["path"] if bases else None,
+                                     dataset=plan["dataset"])
     return {"curvature_id": cid, "key": own_key()}
 
 

@@ -19,7 +19,8 @@ import yaml
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
-SELECT_STAGES = {"ingest", "finetune-pool", "fit-curvature", "seed-products", "plan-shards", "score-shard",
+SELECT_STAGES = {"ingest", "finetune-pool", "plan-curvature", "curvature-shard", "fit-curvature", "seed-products",
+                 "plan-shards", "score-shard",
                  "merge-scores", "quality", "cluster-resample", "export", "summarize-selection"}
 EVAL_STAGES = {"base-model", "finetune-selection", "translate", "metrics", "report"}
 
@@ -137,6 +138,7 @@ def test_first_run_computes_every_stage_once(first_select):
     assert set(by_stage) == SELECT_STAGES
     assert all(s == "Completed" for _, s, _ in states), by_stage
     assert by_stage["score-shard"] == ["Completed"] * 3  # 96 rows / shard_size 32
+    assert by_stage["curvature-shard"] == ["Completed"] * 3  # K-FAC: one mapped pass over the same shards
     assert len(scores) == 96 and list(scores["position"]) == list(range(96))
     assert [(s["strategy"], s["budget"], s["size"]) for s in result["selections"]] == [("gdig", 16, 16), ("random", 16, 16)]
 
@@ -203,8 +205,9 @@ def test_appended_candidates_score_only_the_new_shard(workspace, first_select):
     more = ["data.candidates=[{path: data/pool.jsonl}, {path: data/new_candidates.jsonl}]"]
     _, states = run(select_flow, workspace, more)
     by_stage = states_by_stage(states)
-    for reused in ("finetune-pool", "fit-curvature", "seed-products"):
+    for reused in ("finetune-pool", "plan-curvature", "fit-curvature", "seed-products"):
         assert by_stage[reused] == ["Cached"], (reused, by_stage)
+    assert by_stage["curvature-shard"] == ["Cached"] * 3  # the reference pool's shards: no refit
     assert by_stage["score-shard"] == ["Cached"] * 3 + ["Completed"]  # 128 rows: only [96, 128) is new
     assert by_stage["merge-scores"] == ["Completed"]
     after = influence_of(workspace, more)
@@ -286,11 +289,41 @@ def test_killed_flow_rerun_recomputes_only_the_failed_stage_and_after(workspace,
     monkeypatch.setattr(engine, "score_shard_stage", real)
     _, states = run(select_flow, workspace, overrides)
     by_stage = states_by_stage(states)
-    before = {"ingest", "finetune-pool", "fit-curvature", "seed-products", "plan-shards"}
+    before = {"ingest", "finetune-pool", "plan-curvature", "curvature-shard", "fit-curvature", "seed-products",
+              "plan-shards"}
     assert {k: set(v) for k, v in by_stage.items() if k in before} == {k: {"Cached"} for k in before}
     assert by_stage["score-shard"] == ["Cached", "Cached", "Completed"]
     after = SELECT_STAGES - before - {"score-shard"}
     assert {k: set(v) for k, v in by_stage.items() if k in after} == {k: {"Completed"} for k in after}
+
+
+def test_ekfac_curvature_mapped_in_two_passes_equals_the_one_process_fit(workspace, first_select, tmp_path):
+    import torch
+
+    from flows.select import select_flow
+    from gdig.config import load_config
+    from gdig.influence.curvature import Curvature
+    from gdig.influence.stages import fit_curvature_stage
+    from gdig.store import Store
+
+    ekfac = ["influence.curvature.strategy=ekfac"]
+    state, states = run(select_flow, workspace, ekfac)
+    by_stage = states_by_stage(states)
+    assert by_stage["curvature-shard"] == ["Completed"] * 6  # factors, then eigenvalues, per shard
+    assert by_stage["curvature-bases"] == ["Completed"] and by_stage["fit-curvature"] == ["Completed"]
+    cid, ckpt, ref = state.result()["scoring"], state.result()["checkpoint"], state.result()["data"]["reference"]
+    cfg = load_config(workspace, ekfac)
+    with Store(cfg.workspace.db) as store:
+        cid = store.get_scoring(cid["scoring_id"])["curvature_id"]
+        mapped = Curvature.load(store.get_curvature(cid)["path"])
+        one = load_config(workspace, ekfac + [f"workspace.dir={tmp_path}"])
+        assert fit_curvature_stage(one, store, ckpt["path"], ckpt["checkpoint_id"], progress=False,
+                                   dataset=ref["name"], n_rows=ref["n_rows"]) == cid  # the reference pool
+    local = Curvature.load(tmp_path / "curvature" / f"{cid}.safetensors")
+    assert mapped.strategy == "ekfac" and (mapped.n_examples, mapped.n_tokens) == (local.n_examples, local.n_tokens)
+    for name in local.module_names:
+        for k in ("A", "G", "QA", "QG", "eigen"):
+            assert torch.equal(getattr(mapped.factors[name], k), getattr(local.factors[name], k)), (name, k)
 
 
 # -- scale -----------------------------------------------------------------------------------------
