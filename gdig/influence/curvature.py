@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
+from gdig.influence.files import save_tensors
 from gdig.influence.hooks import Captured, capture_batch
 from gdig.influence.modules import ChosenModule
 
@@ -64,10 +65,7 @@ class Curvature:
         meta = {"strategy": self.strategy, "granularity": self.granularity,
                 "modules": json.dumps(self.modules), "n_examples": str(self.n_examples),
                 "n_tokens": str(self.n_tokens), "meta": json.dumps(self.meta, sort_keys=True)}
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(f"{path}.tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(path)
+        save_tensors(tensors, path, meta)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Curvature":
@@ -207,10 +205,7 @@ class CurvaturePartial:
         md = {"kind": self.kind, "granularity": self.granularity, "modules": json.dumps(self.modules),
               "n_examples": str(self.n_examples), "n_tokens": str(self.n_tokens),
               "meta": json.dumps(self.meta, sort_keys=True)}
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(f"{path}.tmp")
-        save_file(tensors, str(tmp), metadata=md)
-        tmp.replace(path)
+        save_tensors(tensors, path, md)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "CurvaturePartial":

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from gdig.data.prompts import Encoded, collate, length_batches
+from gdig.influence.files import save_tensors
 from gdig.influence.hooks import capture_batch
 from gdig.influence.inverse import InverseHessian
 from gdig.influence.modules import ChosenModule
@@ -62,10 +63,7 @@ class SeedProducts:
             tensors[f"{k}::U"], tensors[f"{k}::V"] = u.contiguous().cpu(), v.contiguous().cpu()
         md = {"seed_ids": json.dumps(self.seed_ids), "modules": json.dumps(self.modules),
               "meta": json.dumps(self.meta, sort_keys=True)}
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(f"{path}.tmp")
-        save_file(tensors, str(tmp), metadata=md)
-        tmp.replace(path)
+        save_tensors(tensors, path, md)
 
     @classmethod
     def load(cls, path: str | Path, device="cpu") -> "SeedProducts":
