@@ -252,10 +252,15 @@ def _file_problem(source: Source, p: Path, data: bytes) -> Row | None:
     return None
 
 
+def _checked_bytes(source: Source, p: Path) -> tuple[bytes, Row | None]:
+    """A text file's bytes and its whole-file problem (None when it has none)."""
+    data = _file_bytes(p)
+    return data, _file_problem(source, p, data)
+
+
 def _read_jsonl(source: Source, direction) -> Iterator[Row]:
     p = source.files[0]
-    data = _file_bytes(p)
-    problem = _file_problem(source, p, data)
+    data, problem = _checked_bytes(source, p)
     if problem:
         yield problem
         return
@@ -277,8 +282,7 @@ def _read_jsonl(source: Source, direction) -> Iterator[Row]:
 
 def _read_json(source: Source, direction) -> Iterator[Row]:
     p = source.files[0]
-    data = _file_bytes(p)
-    problem = _file_problem(source, p, data)
+    data, problem = _checked_bytes(source, p)
     if problem:
         yield problem
         return
@@ -318,8 +322,7 @@ def _has_surrogates(text: str) -> bool:
 
 def _read_tsv(source: Source, direction) -> Iterator[Row]:
     p = source.files[0]
-    data = _file_bytes(p)
-    problem = _file_problem(source, p, data)
+    data, problem = _checked_bytes(source, p)
     if problem:
         yield problem
         return
@@ -342,12 +345,11 @@ def _read_moses(source: Source, direction) -> Iterator[Row]:
     fs, ft = source.files
     if direction is None:
         raise ReadError(f"{fs} + {ft}: a Moses pair has no direction; give src_lang/tgt_lang")
-    src_data, tgt_data = _file_bytes(fs), _file_bytes(ft)
-    for f, d in ((fs, src_data), (ft, tgt_data)):
-        problem = _file_problem(source, f, d)
-        if problem:
-            yield problem
-            return
+    (src_data, src_problem), (tgt_data, tgt_problem) = _checked_bytes(source, fs), _checked_bytes(source, ft)
+    problem = src_problem or tgt_problem
+    if problem:
+        yield problem
+        return
     src_lines, tgt_lines = V.split_lines(src_data), V.split_lines(tgt_data)
     if len(src_lines) != len(tgt_lines):
         raise ReadError(
