@@ -118,6 +118,13 @@ class FactorAccumulator:
         return {k: ModuleFactors(self.A[k] / n, self.G[k] / n) for k in self.A}
 
 
+def eigenbasis(factor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Eigenvectors of a symmetric factor, row-major.  eigh returns them column-major; a basis
+    saved and reloaded (the sharded EK-FAC pass) is row-major, and GEMM sums in an order that
+    depends on the layout, so both paths use the row-major one to give the same bits."""
+    return torch.linalg.eigh(factor.to(dtype))[1].contiguous()
+
+
 class EigenCorrectionAccumulator:
     """Second EK-FAC pass: corrected eigenvalues in the K-FAC eigenbasis."""
 
@@ -127,8 +134,7 @@ class EigenCorrectionAccumulator:
         self.factors = factors
         for f in factors.values():
             if f.QA is None or f.QG is None:  # bases given (sharded pass 2): keep them
-                f.QA = torch.linalg.eigh(f.A.to(dtype))[1]
-                f.QG = torch.linalg.eigh(f.G.to(dtype))[1]
+                f.QA, f.QG = eigenbasis(f.A, dtype), eigenbasis(f.G, dtype)
         self.sums = {k: torch.zeros(f.G.shape[0], f.A.shape[0], dtype=dtype, device=f.A.device)
                      for k, f in factors.items()}
         self.n_examples = 0
@@ -300,8 +306,7 @@ def factors_from_partials(partials: list[CurvaturePartial], eigenbases: bool = F
         f = ModuleFactors(d["A"] / n, d["G"] / n)
         if eigenbases:
             dtype = d["A"].dtype
-            f.QA = torch.linalg.eigh(f.A.to(dtype))[1]
-            f.QG = torch.linalg.eigh(f.G.to(dtype))[1]
+            f.QA, f.QG = eigenbasis(f.A, dtype), eigenbasis(f.G, dtype)
         factors[name] = f
     return Curvature("ekfac" if eigenbases else "kfac", total.granularity, total.modules, factors,
                      total.n_examples, total.n_tokens, dict(total.meta))
