@@ -84,6 +84,7 @@ class TrainConfig(_Strict):
     lora_alpha: int = 32
     lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
     lora_target_modules: list[str] | None = None  # default: every linear layer
+    lora_layers: list[int] | None = None  # adapt only these layers (negative = from the end); null: all
     epochs: float = Field(default=1.0, gt=0)
     max_steps: int | None = Field(default=None, ge=1)  # overrides epochs
     batch_size: int = Field(default=8, ge=1)

@@ -113,8 +113,6 @@ def load_checkpoint_model(cfg: GdigConfig, path: str):
     """The base model of the config (its path) or a finetuned checkpoint dir, on cfg.model.device."""
     from gdig.modeling import load_from_config
 
-    if path == cfg.model.name_or_path:
-        return load_from_config(cfg.model)
     return load_from_config(cfg.model, checkpoint=path)
 
 

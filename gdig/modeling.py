@@ -62,25 +62,54 @@ def load_model(
 
     kw = {"revision": revision, "trust_remote_code": trust_remote_code, "dtype": resolve_dtype(dtype)}
     if gguf_file:
-        kw["gguf_file"] = gguf_file
+        from transformers import GgufConfig
+
+        # dense weights: gradients, finetuning and save_pretrained need them (packed GGUF blocks
+        # are inference-only), on every device
+        kw.update(gguf_file=gguf_file, quantization_config=GgufConfig(dequantize=True))
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, **kw)
     except (OSError, ValueError) as err:
         raise ModelLoadError(_explain(name_or_path, err)) from None
+    if gguf_file:
+        _drop_gguf_quantizer(model)
     tok = load_tokenizer(tokenizer or name_or_path, None if tokenizer else gguf_file, revision, trust_remote_code)
     model.to(device)
     model.eval()
     return model, tok
 
 
-def load_from_config(model_cfg, checkpoint: str | None = None):
-    """Load the model a config names (or a checkpoint directory in its place)."""
-    if checkpoint:
-        return load_model(checkpoint, dtype=model_cfg.dtype, device=model_cfg.device,
+def _drop_gguf_quantizer(model) -> None:
+    """A GGUF file loaded dequantised is a plain dense model, but transformers still marks it
+    quantized and refuses `save_pretrained`; unmark it so checkpoints (pool finetune, LoRA
+    merges) are written as ordinary safetensors."""
+    q = getattr(model, "hf_quantizer", None)
+    if q is None:
+        return
+    if not getattr(q.quantization_config, "dequantize", False):
+        raise ModelLoadError("the GGUF weights were left packed; gdig needs them dequantised")
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def is_base(model_cfg, checkpoint: str | None) -> bool:
+    """Whether `checkpoint` stands for the config's own model (then its gguf_file, tokenizer and
+    revision apply) rather than a checkpoint directory gdig wrote."""
+    return not checkpoint or str(checkpoint) == str(model_cfg.name_or_path)
+
+
+def load_from_config(model_cfg, checkpoint: str | None = None, device: str | None = None):
+    """Load the model a config names, or a checkpoint directory in its place, on `device`
+    (default model.device).  Every stage loads through here, so a GGUF base reaches them all."""
+    device = device or model_cfg.device
+    if not is_base(model_cfg, checkpoint):
+        return load_model(checkpoint, dtype=model_cfg.dtype, device=device,
                           trust_remote_code=model_cfg.trust_remote_code)
     return load_model(
         model_cfg.name_or_path, gguf_file=model_cfg.gguf_file, dtype=model_cfg.dtype,
-        device=model_cfg.device, revision=model_cfg.revision,
+        device=device, revision=model_cfg.revision,
         trust_remote_code=model_cfg.trust_remote_code, tokenizer=model_cfg.tokenizer,
     )
 

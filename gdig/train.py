@@ -203,12 +203,32 @@ def seed_everything(seed: int) -> None:
 
 # -- LoRA -------------------------------------------------------------------------------------
 
+def lora_targets(model, tcfg: TrainConfig) -> str | list[str]:
+    """peft target_modules: the configured names (default every linear layer), restricted to
+    `lora_layers` by listing the full module names (peft takes no layer filter with "all-linear")."""
+    if tcfg.lora_layers is None:
+        return tcfg.lora_target_modules or "all-linear"
+    from gdig.influence.modules import layer_index
+
+    n = model.config.num_hidden_layers
+    layers = {i + n if i < 0 else i for i in tcfg.lora_layers}
+    if not all(0 <= i < n for i in layers):
+        raise TrainError(f"lora_layers {tcfg.lora_layers}: out of range for a model with {n} layers")
+    wanted = tcfg.lora_target_modules
+    names = [name for name, mod in model.named_modules()
+             if isinstance(mod, torch.nn.Linear) and layer_index(name) in layers
+             and (wanted is None or any(name == w or name.endswith("." + w) for w in wanted))]
+    if not names:
+        raise TrainError(f"lora_layers {tcfg.lora_layers} with lora_target_modules {wanted}: no linear module matches")
+    return names
+
+
 def wrap_lora(model, tcfg: TrainConfig):
     from peft import LoraConfig, get_peft_model
 
     lcfg = LoraConfig(
         r=tcfg.lora_r, lora_alpha=tcfg.lora_alpha, lora_dropout=tcfg.lora_dropout,
-        target_modules=tcfg.lora_target_modules or "all-linear", task_type="CAUSAL_LM",
+        target_modules=lora_targets(model, tcfg), task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lcfg)
 
@@ -331,9 +351,9 @@ def train_model(
 
 
 def _load_tokenizer(model_cfg: ModelConfig, base: str | None):
-    from gdig.modeling import load_tokenizer
+    from gdig.modeling import is_base, load_tokenizer
 
-    if base:
+    if not is_base(model_cfg, base):
         return load_tokenizer(base, trust_remote_code=model_cfg.trust_remote_code)
     return load_tokenizer(
         model_cfg.tokenizer or model_cfg.name_or_path, None if model_cfg.tokenizer else model_cfg.gguf_file,

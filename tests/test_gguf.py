@@ -102,3 +102,61 @@ def test_gguf_file_loads_with_same_logits_and_tokens(tiny_model_dir, tmp_path):
         torch.testing.assert_close(model(ids).logits, ref_model(ids).logits, rtol=0, atol=1e-5)
     h = checkpoint_hash(gguf_dir, gguf_file="tiny-f32.gguf")
     assert h == checkpoint_hash(gguf_dir, gguf_file="tiny-f32.gguf") and h != checkpoint_hash(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def gguf_demo(tmp_path_factory):
+    """The demo-language tiny Llama of the pipeline tests, as a directory holding only a GGUF file."""
+    from gdig.data.demo import generate_pairs
+    from gdig.modeling import build_tiny_model, load_model
+
+    pairs = generate_pairs(400, seed=5)
+    texts = list(pairs["src"]) + list(pairs["tgt"]) + ["Translate the following Aldric text into Borish. Aldric: Borish:"] * 20
+    src = build_tiny_model(texts, tmp_path_factory.mktemp("tiny-demo-hf"), arch="llama", hidden=32, layers=2,
+                           intermediate=64, vocab_size=384)
+    model, _ = load_model(str(src))
+    out = tmp_path_factory.mktemp("tiny-demo-gguf")
+    write_llama_gguf(model, Path(src), out / "tiny.gguf")
+    return out
+
+
+def test_gguf_model_saves_as_dense_safetensors(gguf_demo, tmp_path):
+    from gdig.modeling import load_model
+
+    model, tok = load_model(str(gguf_demo), gguf_file="tiny.gguf")
+    assert getattr(model, "hf_quantizer", None) is None and not hasattr(model.config, "quantization_config")
+    model.save_pretrained(tmp_path / "saved")  # transformers refuses this for a GGUF-marked model
+    tok.save_pretrained(tmp_path / "saved")
+    again, tok2 = load_model(str(tmp_path / "saved"))
+    ids = torch.tensor([tok("Aldric: Borish:")["input_ids"]])
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, model(ids).logits)
+    assert tok2("Aldric: Borish:")["input_ids"] == ids[0].tolist()
+
+
+def test_select_and_lora_finetune_run_on_the_gguf_file_itself(gguf_demo, tmp_path):
+    """`model.gguf_file` reaches every stage that loads the model: pool finetune (LoRA on the top
+    layer, saved as a merged dense checkpoint), curvature, seeds, scoring; then a selection finetune."""
+    from test_selection_pipeline import demo_config
+
+    from gdig.config import parse_config
+    from gdig.pipeline import select_pipeline
+    from gdig.store import Store
+    from gdig.train import finetune_selection_stage
+
+    data = demo_config(tmp_path, gguf_demo)
+    data["model"] = {"name_or_path": str(gguf_demo), "gguf_file": "tiny.gguf"}
+    data["selection"]["strategies"] = ["gdig", "random"]
+    data["pool_finetune"] = {"enabled": True, "method": "lora", "lora_layers": [-1], "lora_r": 2, "max_steps": 2,
+                             "batch_size": 16, "lr": 1e-3}
+    cfg = parse_config(data)
+    summary = select_pipeline(cfg, progress=False)
+    assert {(r.strategy, r.budget) for r in summary.selections} == {("gdig", 20), ("gdig", 60), ("random", 20), ("random", 60)}
+    with Store(cfg.workspace.db) as store:
+        pool = store.table("checkpoints")
+        pool = pool[pool["kind"] == "pool"].iloc[0]
+        adapter = json.loads((Path(pool["path"]) / "adapter" / "adapter_config.json").read_text())
+        assert adapter["target_modules"] and all(".layers.1." in m for m in adapter["target_modules"])  # top of two
+        sid = summary.selections[0].selection_id
+        ck = finetune_selection_stage(cfg, store, sid, max_steps=1, progress=False)
+    assert (Path(ck["path"]) / "model.safetensors").exists()

@@ -53,10 +53,9 @@ def shard_ranges(n_rows: int, shard_size: int) -> list[tuple[int, int]]:
 
 
 def _load(cfg, checkpoint_path: str, device: str | None):
-    from gdig.modeling import load_model
+    from gdig.modeling import load_from_config
 
-    return load_model(checkpoint_path, dtype=cfg.model.dtype, device=device or cfg.model.device,
-                      trust_remote_code=cfg.model.trust_remote_code)
+    return load_from_config(cfg.model, checkpoint_path, device)
 
 
 ROW_COLUMNS = ("example_id", "position", "src", "tgt", "src_lang", "tgt_lang")
