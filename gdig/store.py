@@ -21,7 +21,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# what an older store gains on open (version -> statements), so a workspace survives an upgrade
+_MIGRATIONS = {
+    2: ["ALTER TABLE influence ADD COLUMN IF NOT EXISTS grad_norm DOUBLE",
+        "ALTER TABLE selections ADD COLUMN IF NOT EXISTS settings JSON"],
+}
 
 
 class StoreError(RuntimeError):
@@ -75,7 +81,7 @@ CREATE TABLE IF NOT EXISTS scorings (
 
 CREATE TABLE IF NOT EXISTS influence (
     scoring_id VARCHAR, example_id VARCHAR, position INTEGER, loss DOUBLE,
-    helped_fraction DOUBLE, mean DOUBLE, min DOUBLE, max DOUBLE,
+    helped_fraction DOUBLE, mean DOUBLE, min DOUBLE, max DOUBLE, grad_norm DOUBLE,
     PRIMARY KEY (scoring_id, example_id));
 
 CREATE TABLE IF NOT EXISTS sketches (
@@ -88,7 +94,7 @@ CREATE TABLE IF NOT EXISTS clusters (
 -- reason: quality | filled | random | diversity | full
 CREATE TABLE IF NOT EXISTS selections (
     selection_id VARCHAR, strategy VARCHAR, budget INTEGER, example_id VARCHAR, rank INTEGER,
-    reason VARCHAR, cluster INTEGER, scoring_id VARCHAR, created_at TIMESTAMP,
+    reason VARCHAR, cluster INTEGER, scoring_id VARCHAR, created_at TIMESTAMP, settings JSON,
     PRIMARY KEY (selection_id, example_id));
 
 CREATE TABLE IF NOT EXISTS translations (
@@ -149,6 +155,10 @@ class Store:
             raise StoreError(f"{self.path}: not a gdig store (no schema)")
         with self.transaction():
             self.con.execute(_SCHEMA)
+            if has_info:
+                for v in range(version + 1, SCHEMA_VERSION + 1):
+                    for sql in _MIGRATIONS.get(v, []):
+                        self.con.execute(sql)
             self.con.execute(
                 "INSERT OR REPLACE INTO schema_info VALUES ('version', ?)", [str(SCHEMA_VERSION)]
             )
@@ -419,6 +429,7 @@ class Store:
             for t in ("influence", "sketches"):
                 self.con.execute(f"DELETE FROM {t} WHERE scoring_id = ?", [scoring_id])
             agg = aggregates[["example_id", "position", "loss", "helped_fraction", "mean", "min", "max"]].copy()
+            agg["grad_norm"] = aggregates["grad_norm"] if "grad_norm" in aggregates else np.nan
             agg.insert(0, "scoring_id", scoring_id)
             self._insert_df("influence", agg)
             if sketches is not None and len(sketches):
@@ -443,7 +454,7 @@ class Store:
         if sc is None:
             raise StoreError(f"no scoring {scoring_id!r} in {self.path}")
         return self.con.execute(
-            "SELECT i.example_id, i.position, i.loss, i.helped_fraction, i.mean, i.min, i.max, m.label "
+            "SELECT i.example_id, i.position, i.loss, i.helped_fraction, i.mean, i.min, i.max, i.grad_norm, m.label "
             "FROM influence i LEFT JOIN dataset_examples m "
             "ON m.example_id = i.example_id AND m.dataset = ? "
             "WHERE i.scoring_id = ? ORDER BY i.position",
@@ -481,8 +492,10 @@ class Store:
 
     def add_selection(
         self, selection_id: str, *, strategy: str, budget: int, df: pd.DataFrame, scoring_id: str | None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
-        """df: example_id, rank, reason, cluster (nullable).  Replaces a selection of the same id."""
+        """df: example_id, rank, reason, cluster (nullable).  Replaces a selection of the same id.
+        settings: what made this selection (γ used, |D_hq|, allocation, quality score ...)."""
         with self.transaction():
             self.con.execute("DELETE FROM selections WHERE selection_id = ?", [selection_id])
             out = df[["example_id", "rank", "reason"]].copy()
@@ -492,6 +505,7 @@ class Store:
             out.insert(0, "selection_id", selection_id)
             out["scoring_id"] = scoring_id
             out["created_at"] = now()
+            out["settings"] = _json(settings)
             self._insert_df("selections", out)
 
     def selection(self, selection_id: str) -> pd.DataFrame:
@@ -507,7 +521,8 @@ class Store:
         """One row per selection: id, strategy, budget, size, scoring."""
         return self.con.execute(
             "SELECT selection_id, any_value(strategy) AS strategy, any_value(budget) AS budget, "
-            "count(*) AS size, any_value(scoring_id) AS scoring_id, max(created_at) AS created_at "
+            "count(*) AS size, any_value(scoring_id) AS scoring_id, max(created_at) AS created_at, "
+            "any_value(settings) AS settings "
             "FROM selections GROUP BY selection_id ORDER BY strategy, budget"
         ).df()
 

@@ -142,6 +142,18 @@ def test_low_rank_full_rank_is_exact_and_paths_agree(setup):
         Scorer(model, mods, exact, path="token")
 
 
+def test_gradient_norm_is_the_dense_per_example_gradient_norm_on_both_paths(setup):
+    model, tok, mods, cands, seeds, curv, dc, ds = setup
+    inv = InverseHessian(curv["kfac"], 0.5)
+    grads = seed_gradients(model, mods, seeds, pad_id=tok.pad_token_id)
+    prods = seed_products(grads, inv, mods, ["a", "b", "c"], rank=2)
+    ref = np.sqrt([sum(float(d[m.name][2].square().sum()) for m in mods) for d in dc])
+    assert ref.min() > 0
+    for path in ("per_example", "token"):
+        res = Scorer(model, mods, prods, path=path).score_encoded(cands, pad_id=tok.pad_token_id, batch_size=3)
+        np.testing.assert_allclose(res.grad_norm, ref, rtol=1e-4)
+
+
 def test_contraction_choice_by_cost():
     # dense products: per-example gradients; wide module + small rank: token projections
     assert contraction_costs(8, 64, 64, 4096, 4096, 8)["token"] < contraction_costs(8, 64, 64, 4096, 4096, 8)["per_example"]

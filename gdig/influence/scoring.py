@@ -80,6 +80,7 @@ class ScoreResult:
     scores: np.ndarray  # [N, S] float32
     loss: np.ndarray  # [N] float32
     sketch: np.ndarray | None  # [N, D] float32
+    grad_norm: np.ndarray | None = None  # [N] float32: ||g_z|| over the tracked modules
 
     def aggregates(self) -> dict[str, np.ndarray]:
         return aggregate(self.scores)
@@ -138,9 +139,10 @@ class Scorer:
         return self._dense[name]
 
     @torch.no_grad()
-    def _contract(self, cap) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _contract(self, cap) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         b, t = cap.mask.shape
         total = torch.zeros(b, self.n_seeds, dtype=torch.float32, device=self.device)
+        sq_norm = torch.zeros(b, dtype=torch.float32, device=self.device)
         sketches = []
         for m in self.modules:
             a, g = cap.a[m.name], cap.g[m.name]
@@ -149,20 +151,29 @@ class Scorer:
             if path == "per_example":
                 dw = torch.einsum("bto,bti->boi", g, a).reshape(b, -1)
                 total += dw @ self._dense_flat(m.name)
+                sq_norm += dw.float().square().sum(1)
             else:
                 us, vs = self._stacked[m.name]
                 r = self.products.low[m.name][0].shape[-1]
                 total += ((g @ us) * (a @ vs)).reshape(b, t, self.n_seeds, r).sum(dim=(1, 3))
+                # ||Σ_t g_t a_tᵀ||² = Σ_{t,t'} (g_t·g_t')(a_t·a_t'), without forming the gradient
+                sq_norm += ((g @ g.transpose(1, 2)) * (a @ a.transpose(1, 2))).float().sum(dim=(1, 2))
             if self.proj is not None:
                 pg, pa = self.proj[m.name]
                 sketches.append(torch.einsum("btk,btl->bkl", g @ pg.T, a @ pa.T).reshape(b, -1))
-        return -total, (torch.cat(sketches, dim=1) if sketches else None)
+        return -total, (torch.cat(sketches, dim=1) if sketches else None), sq_norm.clamp_min(0).sqrt()
 
     def score_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(scores [B, S], loss [B], sketch [B, D] or None) for one collated batch."""
+        scores, loss, sketch, _ = self.score_batch_with_norm(batch)
+        return scores, loss, sketch
+
+    def score_batch_with_norm(self, batch: dict[str, torch.Tensor]):
+        """score_batch plus the candidates' gradient norms [B] over the tracked modules (for
+        influence on unit-normalised gradients: raw inner products favour high-norm rows)."""
         cap = capture_batch(self.model, self.modules, batch, loss_reduction=self.loss_reduction, mask_inputs=False)
-        scores, sketch = self._contract(cap)
-        return scores, cap.loss, sketch
+        scores, sketch, norm = self._contract(cap)
+        return scores, cap.loss, sketch, norm
 
     def score_encoded(
         self,
@@ -180,13 +191,15 @@ class Scorer:
         plan = plan_batches([len(e.input_ids) for e in encoded], positions, batch_size, block_size or max(n, 1))
         scores = np.zeros((n, self.n_seeds), dtype=np.float32)
         loss = np.zeros(n, dtype=np.float32)
+        norm = np.zeros(n, dtype=np.float32)
         sketch = None
         for idx in tqdm(plan, desc="scoring", disable=not progress):
-            sc, ls, sk = self.score_batch(collate([encoded[i] for i in idx], pad_id))
+            sc, ls, sk, nm = self.score_batch_with_norm(collate([encoded[i] for i in idx], pad_id))
             scores[idx] = sc.cpu().numpy()
             loss[idx] = ls.cpu().numpy()
+            norm[idx] = nm.cpu().numpy()
             if sk is not None:
                 if sketch is None:
                     sketch = np.zeros((n, sk.shape[1]), dtype=np.float32)
                 sketch[idx] = sk.float().cpu().numpy()
-        return ScoreResult(scores, loss, sketch)
+        return ScoreResult(scores, loss, sketch, norm)

@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 
 from gdig.data.prompts import Encoded, collate, encode_examples, length_batches
 
-SHARD_COLUMNS = ["example_id", "position", "loss", "helped_fraction", "mean", "min", "max", "scores", "sketch"]
+SHARD_COLUMNS = ["example_id", "position", "loss", "grad_norm", "helped_fraction", "mean", "min", "max", "scores",
+                 "sketch"]
 
 
 def _sha(*parts: str) -> str:
@@ -316,6 +317,7 @@ def score_shard_stage(cfg, checkpoint_path: str, products_path: str, rows: pd.Da
         "example_id": pa.array(rows["example_id"].astype(str), pa.string()),
         "position": pa.array(rows["position"].astype("int64"), pa.int64()),
         "loss": pa.array(res.loss.astype(np.float64)),
+        "grad_norm": pa.array(res.grad_norm.astype(np.float64)),
         **{k: pa.array(agg[k]) for k in ("helped_fraction", "mean", "min", "max")},
         "scores": pa.array(list(res.scores), f32),
         "sketch": pa.array(list(res.sketch) if res.sketch is not None else [None] * len(rows), f32),
@@ -377,7 +379,7 @@ def merge_scores_stage(cfg, store, shard_paths: list[str], curvature_id: str, pr
     matrix = table.select(["example_id", "position", "scores"]).replace_schema_metadata(
         {"gdig": json.dumps({"seed_ids": seed_ids, "scoring_id": scoring_id, "curvature_id": curvature_id})})
     pq.write_table(matrix, str(matrix_path))
-    df = table.select(["example_id", "position", "loss", "helped_fraction", "mean", "min", "max"]).to_pandas()
+    df = table.select(["example_id", "position", "loss", "grad_norm", "helped_fraction", "mean", "min", "max"]).to_pandas()
     sk = table.column("sketch")
     sketches = None
     if sk.null_count < len(table):
