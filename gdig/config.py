@@ -148,17 +148,29 @@ class InfluenceConfig(_Strict):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
 
 
-Strategy = Literal["gdig", "random", "quality", "diversity", "full"]
+Strategy = Literal["gdig", "random", "quality", "diversity", "full", "loss"]
 
 
 class SelectionConfig(_Strict):
     budgets: list[int] = Field(default_factory=lambda: [1000])
     strategies: list[Strategy] = Field(default_factory=lambda: ["gdig", "random"])
-    gamma: float = Field(default=1.0, ge=0.0, le=1.0)
+    # Eq. 4 threshold on the helped fraction; "auto": the largest γ with |D_hq| >= hq_multiple x budget
+    gamma: float | Literal["auto"] = "auto"
+    hq_multiple: float = Field(default=2.0, ge=1.0)
+    quality: Literal["paper", "influence", "normalized", "loss", "combined"] = "paper"  # ranking score
+    allocation: Literal["even", "size", "size_quality", "drop_low"] = "even"  # picks per cluster
+    drop_margin: float = Field(default=0.15, ge=0.0, le=1.0)  # drop_low: how far below D_hq's mean
     n_clusters: int | None = Field(default=None, ge=1)  # default: a function of the budget
     normalize: bool = True  # L2-normalise sketches before K-means
     within_cluster: Literal["random", "quality"] = "random"
     seed: int = 0
+
+    @field_validator("gamma")
+    @classmethod
+    def _gamma_range(cls, v):
+        if v != "auto" and not 0.0 <= v <= 1.0:
+            raise ValueError("gamma must be 'auto' or a number in [0, 1] (less than or equal to 1)")
+        return v
 
     @field_validator("budgets")
     @classmethod

@@ -132,6 +132,21 @@ def selection_jobs(cfg) -> list[tuple[str, int]]:
     return list(dict.fromkeys(jobs))
 
 
+def quality_step(cfg, store, scoring_id: str) -> dict:
+    """Step 5 at a glance: the γ used and |D_hq| per budget (the selections recompute them)."""
+    from gdig.selection.quality import GAMMA_TOL, auto_gamma, hq_target
+
+    infl = store.influence(scoring_id)
+    hf = infl["helped_fraction"].to_numpy()
+    groups = int(store.get_scoring(scoring_id)["n_seeds"] or 0)
+    sel = cfg.selection
+    per_budget = {}
+    for b in sel.budgets:
+        g = float(sel.gamma) if sel.gamma != "auto" else auto_gamma(hf, groups, hq_target(b, sel.hq_multiple))
+        per_budget[int(b)] = {"gamma": g, "n_high_quality": int((hf >= g - GAMMA_TOL).sum())}
+    return {"pool_size": len(infl), "per_budget": per_budget}
+
+
 def selection_step(cfg, store, scoring_id: str, strategy: str, budget: int) -> str:
     """Select, write clusters + selection rows; returns the selection_id."""
     from gdig.selection.outputs import run_selection
@@ -143,30 +158,29 @@ def selection_step(cfg, store, scoring_id: str, strategy: str, budget: int) -> s
 
 
 def export_step(cfg, store, selection_id: str) -> str:
-    """{workspace.dir}/selections/{strategy}-{budget}.jsonl; returns its path."""
+    """{workspace.dir}/selections/{selection_id}.jsonl (the id is strategy-budget-<hash of the
+    settings it read>, so a γ sweep keeps one file per γ); returns its path."""
     from gdig.selection.outputs import export_selection
 
     meta = store.selections()
-    row = meta[meta["selection_id"] == selection_id]
-    if len(row) == 0:
+    if not (meta["selection_id"] == selection_id).any():
         raise ValueError(f"no selection {selection_id!r} in {store.path}")
-    name = f"{row['strategy'].iloc[0]}-{int(row['budget'].iloc[0])}.jsonl"
-    return str(export_selection(store, selection_id, Path(cfg.workspace.dir) / "selections" / name))
+    return str(export_selection(store, selection_id, Path(cfg.workspace.dir) / "selections" / f"{selection_id}.jsonl"))
 
 
 def summary_step(cfg, store, scoring_id: str, selection_ids: list[str],
                  exports: dict[str, str] | None = None) -> SelectSummary:
-    from gdig.selection.quality import rank_by_quality
     from gdig.selection.summary import build_summary
 
-    warnings = []
-    n_hq = int(rank_by_quality(store.influence(scoring_id), cfg.selection.gamma)["high_quality"].sum())
-    short = [b for b in cfg.selection.budgets if b > n_hq]
-    if short and any(s in ("gdig", "quality") for s in cfg.selection.strategies):
-        warnings.append(f"|D_hq| = {n_hq} is below budget(s) {short}: gdig/quality selections were filled "
-                        f"from the next-ranked candidates (reason 'filled'); consider a lower selection.gamma")
-    return build_summary(store, scoring_id, list(selection_ids), gamma=cfg.selection.gamma,
-                         normalize=cfg.selection.normalize, exports=exports, warnings=warnings)
+    summary = build_summary(store, scoring_id, list(selection_ids), gamma=cfg.selection.gamma,
+                            normalize=cfg.selection.normalize, exports=exports, quality=cfg.selection.quality)
+    short = sorted({(r.budget, r.gamma, r.n_high_quality) for r in summary.selections
+                    if r.n_high_quality is not None and r.n_high_quality < r.budget})
+    for budget, gamma, n_hq in short:  # said once per budget, not once per strategy
+        summary.warnings.append(f"|D_hq| = {n_hq} at gamma {gamma:g} is below budget {budget}: gdig/quality "
+                                f"selections were filled from the next-ranked candidates (reason 'filled'); "
+                                f"consider a lower selection.gamma or 'auto'")
+    return summary
 
 
 # -- the whole thing -------------------------------------------------------------------------------

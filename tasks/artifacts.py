@@ -21,8 +21,9 @@ def selection_markdown(data: dict, quality: dict, summary: dict) -> str:
         f"seeds: **{data['seed']['n_rows']}**, eval sets: "
         + (", ".join(f"`{e['name']}` ({e['n_rows']})" for e in data["eval"]) or "none"),
         f"- reference pool for checkpoint + curvature: first {data['reference']['n_rows']} rows",
-        f"- D_hq (helped fraction >= {quality['gamma']:g}): **{quality['n_high_quality']}** "
-        f"of {quality['pool_size']}",
+        "- D_hq (helped fraction >= gamma): " + ", ".join(
+            f"budget {b}: gamma {v['gamma']:.4g}, **{v['n_high_quality']}** of {quality['pool_size']}"
+            for b, v in quality["per_budget"].items()),
         f"- scoring: `{s['scoring_id']}`",
         "",
         "| strategy | budget | size | reasons | clusters | covered | export |",

@@ -8,22 +8,22 @@ from gdig.config import GdigConfig
 from tasks.keys import own_key, stage_policy
 from tasks.runtime import open_store, stage
 
-SELECTION = ("gdig.pipeline", "gdig.selection.select", "gdig.selection.quality",
+SELECTION = ("gdig.pipeline", "gdig.selection.select", "gdig.selection.quality", "gdig.selection.allocation",
              "gdig.selection.diversity", "gdig.selection.baselines", "gdig.selection.outputs")
 
 
 @task(name="quality", cache_policy=stage_policy(
-    "quality", sections=("selection.gamma",), modules=("gdig.selection.quality",),
+    "quality", sections=("selection.gamma", "selection.hq_multiple", "selection.quality", "selection.budgets"),
+    modules=("gdig.selection.quality", "gdig.pipeline"),
 ))
 def quality(cfg: GdigConfig, scoring: dict) -> dict:
-    """D_hq: candidates that help at least a fraction gamma of the seeds."""
-    from gdig.selection.quality import rank_by_quality
+    """D_hq per budget: candidates that help at least a fraction gamma of the seeds (gamma fixed,
+    or the largest one that keeps hq_multiple x budget candidates)."""
+    from gdig.pipeline import quality_step
 
     with stage("quality"), open_store(cfg) as store:
-        ranked = rank_by_quality(store.influence(scoring["scoring_id"]), cfg.selection.gamma)
-        n_hq = int(ranked["high_quality"].sum())
-    return {"scoring_id": scoring["scoring_id"], "pool_size": len(ranked), "n_high_quality": n_hq,
-            "gamma": cfg.selection.gamma, "key": own_key()}
+        d_hq = quality_step(cfg, store, scoring["scoring_id"])
+    return {"scoring_id": scoring["scoring_id"], **d_hq, "key": own_key()}
 
 
 def selection_jobs(cfg: GdigConfig) -> list[tuple[str, int]]:
@@ -35,7 +35,8 @@ def selection_jobs(cfg: GdigConfig) -> list[tuple[str, int]]:
 
 @task(name="cluster-resample", cache_policy=stage_policy(
     "cluster_resample",
-    sections=("selection.gamma", "selection.n_clusters", "selection.normalize",
+    sections=("selection.gamma", "selection.hq_multiple", "selection.quality", "selection.allocation",
+              "selection.drop_margin", "selection.n_clusters", "selection.normalize",
               "selection.within_cluster", "selection.seed"),
     modules=SELECTION,
 ))

@@ -87,7 +87,7 @@ def test_store_rows_export_and_round_trip_through_gdig_ingest(scored_store, tmp_
 
 def test_filled_rows_and_labels_survive_export(scored_store, tmp_path):
     store = scored_store
-    sid, sel = run_selection(store, "sc1", "quality", N - 2, SelectionConfig())
+    sid, sel = run_selection(store, "sc1", "quality", N - 2, SelectionConfig(gamma=1.0))  # the paper's fixed rule: D_hq smaller than the budget
     assert sel.counts()["filled"] == N - 2 - sel.n_high_quality
     recs = [json.loads(x) for x in export_selection(store, sid, tmp_path / "q.jsonl").read_text().splitlines()]
     assert [r["reason"] for r in recs][-1] == "filled"

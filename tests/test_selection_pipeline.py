@@ -64,7 +64,8 @@ def test_select_pipeline_end_to_end(workspace):
     assert set(got) == {(s, b) for s in ("gdig", "quality", "random", "diversity") for b in (20, 60)} | {("full", 120)}
     for (strategy, budget), r in got.items():
         assert r.size == min(budget, 120)
-        lines = (tmp_path / "artifacts" / "selections" / f"{strategy}-{budget}.jsonl").read_text().splitlines()
+        lines = (tmp_path / "artifacts" / "selections" / f"{r.selection_id}.jsonl").read_text().splitlines()
+        assert r.selection_id.startswith(f"{strategy}-{budget}-")  # the name carries the settings' hash
         assert len(lines) == r.size and json.loads(lines[0])["rank"] == 0
     assert got[("gdig", 20)].n_clusters == round(20 ** 0.5)
     text = summary.render()
@@ -102,7 +103,7 @@ def test_gdig_select_command(workspace):
                                    "--set", "selection.strategies=[gdig,random]"])
     assert res.exit_code == 0, res.output
     assert "gdig" in res.output and "AUROC" in res.output
-    assert (tmp_path / "artifacts" / "selections" / "gdig-30.jsonl").exists()
+    assert len(list((tmp_path / "artifacts" / "selections").glob("gdig-30-*.jsonl"))) == 1
     bad = CliRunner().invoke(app, ["select", str(cfg_path), "--no-prefect", "--set", "selection.gama=1"])
     assert bad.exit_code == 2 and "selection.gama" in bad.output
 

@@ -18,6 +18,16 @@ def random_pick(n_pool: int, budget: int, seed: int = 0) -> np.ndarray:
     return selection_rng(seed, "random-baseline").permutation(n_pool)[: min(budget, n_pool)].astype(np.int64)
 
 
+def loss_pick(pool, budget: int) -> np.ndarray:
+    """The `budget` candidates with the lowest own target loss at the scoring checkpoint (the
+    same prompt and masking as scoring; ties by pool position): the simplest competitor of
+    influence, computed in the scoring pass at no extra cost."""
+    if "loss" not in pool or pool["loss"].isna().any():
+        raise ValueError("strategy 'loss' needs the candidates' own loss from the scoring pass")
+    order = np.lexsort((pool["position"].to_numpy(), pool["loss"].to_numpy()))
+    return order[: min(budget, len(order))].astype(np.int64)
+
+
 def full_pick(n_pool: int) -> np.ndarray:
     return np.arange(n_pool, dtype=np.int64)
 

@@ -18,14 +18,34 @@ import pandas as pd
 from gdig.selection.select import Selection, select
 
 
+# the selection settings each strategy reads: a change to any other leaves its id (and result) alone
+READS = {
+    "gdig": ("gamma", "hq_multiple", "quality", "allocation", "drop_margin", "n_clusters", "normalize",
+             "within_cluster", "seed"),
+    "quality": ("gamma", "hq_multiple", "quality"),
+    "diversity": ("n_clusters", "normalize", "seed"),
+    "random": ("seed",),
+    "loss": (),
+    "full": (),
+}
+
+
+def strategy_settings(strategy: str, sel_cfg) -> dict:
+    """The settings of sel_cfg (a gdig.config.SelectionConfig) that `strategy` reads."""
+    settings = {k: getattr(sel_cfg, k) for k in READS[strategy]}
+    if strategy in ("gdig", "quality") and settings["gamma"] != "auto":
+        settings.pop("hq_multiple")  # only "auto" reads it
+    if strategy == "gdig" and settings["allocation"] != "drop_low":
+        settings.pop("drop_margin")
+    return settings
+
+
 def selection_id(scoring_id: str, strategy: str, budget: int, sel_cfg) -> str:
-    """Content hash; sel_cfg is a gdig.config.SelectionConfig (budgets/strategies lists excluded,
-    so adding a budget does not change the ids of the others)."""
-    key = {
-        "scoring_id": scoring_id, "strategy": strategy, "budget": int(budget),
-        "gamma": sel_cfg.gamma, "n_clusters": sel_cfg.n_clusters, "normalize": sel_cfg.normalize,
-        "within_cluster": sel_cfg.within_cluster, "seed": sel_cfg.seed,
-    }
+    """Content hash of (scoring, strategy, budget, the settings the strategy reads): budgets and
+    strategies lists excluded, so adding a budget leaves the others' ids alone, and a γ change
+    leaves random / diversity / loss selections as they are."""
+    key = {"scoring_id": scoring_id, "strategy": strategy, "budget": int(budget),
+           **strategy_settings(strategy, sel_cfg)}
     blob = json.dumps(key, sort_keys=True)
     return f"{strategy}-{budget}-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -51,13 +71,19 @@ def run_selection(store, scoring_id: str, strategy: str, budget: int, sel_cfg) -
     from gdig.selection.select import NEEDS_SKETCHES
 
     influence, X = load_pool(store, scoring_id, strategy in NEEDS_SKETCHES)
+    n_groups = int(store.get_scoring(scoring_id)["n_seeds"] or 0)
     sel = select(strategy, budget, influence, X, gamma=sel_cfg.gamma, n_clusters=sel_cfg.n_clusters,
-                 normalize=sel_cfg.normalize, within_cluster=sel_cfg.within_cluster, seed=sel_cfg.seed)
+                 normalize=sel_cfg.normalize, within_cluster=sel_cfg.within_cluster, seed=sel_cfg.seed,
+                 quality=sel_cfg.quality, hq_multiple=sel_cfg.hq_multiple, allocation=sel_cfg.allocation,
+                 drop_margin=sel_cfg.drop_margin, n_seed_groups=n_groups)
     sid = selection_id(scoring_id, strategy, sel.budget, sel_cfg)
     clusters = sel.cluster_frame()
     if clusters is not None:
         store.add_clusters(sid, scoring_id, clusters)
-    store.add_selection(sid, strategy=strategy, budget=sel.budget, df=sel.rows, scoring_id=scoring_id)
+    settings = {**strategy_settings(strategy, sel_cfg), "gamma_used": sel.gamma, "n_high_quality": sel.n_high_quality,
+                "n_clusters_used": None if sel.clustering is None else sel.clustering.n_clusters}
+    store.add_selection(sid, strategy=strategy, budget=sel.budget, df=sel.rows, scoring_id=scoring_id,
+                        settings=settings)
     return sid, sel
 
 

@@ -1,9 +1,21 @@
 """Quality (Eq. 4 of G-DIG): candidates that lower the loss of (almost) every seed.
 
 A candidate z is high-quality when its helped fraction — the share of seeds s with
-I(z, s) < 0 — is at least γ (γ = 1.0: it helps every seed).  Candidates are ranked by
-helped fraction (descending), then mean influence (ascending: more negative = more
-helpful), then pool position (ascending) so that ties break deterministically.
+I(z, s) < 0 — is at least γ (γ = 1.0: it helps every seed); D_hq is the set of them.
+`gamma="auto"` picks the largest γ on the grid k / n_seed_groups at which D_hq holds at least
+`hq_multiple × budget` candidates (whether a fixed γ empties D_hq or keeps half the pool
+depends on the model and the number of seed groups).
+
+The order of candidates (inside D_hq first, then the rest) is a quality score, higher = better:
+
+- ``paper``: helped fraction (desc), then mean influence (asc) — the paper's ranking;
+- ``influence``: −mean influence;
+- ``normalized``: −mean influence / ||g_z||, influence on the unit-normalised candidate
+  gradient (raw inner products favour short, high-norm rows such as fragments);
+- ``loss``: −own target loss at the same checkpoint (from the scoring pass);
+- ``combined``: the mean of the percentile ranks of ``normalized`` and ``loss``.
+
+Ties break by pool position (ascending), so every order is deterministic.
 """
 
 from __future__ import annotations
@@ -19,6 +31,8 @@ log = logging.getLogger(__name__)
 GAMMA_TOL = 1e-9
 
 REQUIRED = ("example_id", "position", "helped_fraction", "mean")
+QUALITY_SCORES = ("paper", "influence", "normalized", "loss", "combined")
+_NEEDS = {"normalized": ("grad_norm",), "loss": ("loss",), "combined": ("grad_norm", "loss")}
 
 
 def _check_columns(influence: pd.DataFrame) -> None:
@@ -31,20 +45,74 @@ def _check_columns(influence: pd.DataFrame) -> None:
         raise ValueError(f"{int(bad.sum())} candidate(s) have no influence score (first: {first})")
 
 
-def rank_by_quality(influence: pd.DataFrame, gamma: float = 1.0) -> pd.DataFrame:
-    """The pool in quality order, with `high_quality` (Eq. 4) and `quality_rank` (0 = best).
+def percentile_rank(x: np.ndarray) -> np.ndarray:
+    """Average rank / n in (0, 1], ties sharing their mean rank (scale-free, for combining scores)."""
+    return pd.Series(np.asarray(x, dtype=np.float64)).rank(method="average").to_numpy() / max(len(x), 1)
+
+
+def quality_score(influence: pd.DataFrame, score: str = "paper") -> np.ndarray:
+    """One scalar per row, higher = better (see the module doc for the scores)."""
+    if score not in QUALITY_SCORES:
+        raise ValueError(f"unknown quality score {score!r}; one of {', '.join(QUALITY_SCORES)}")
+    _check_columns(influence)
+    missing = [c for c in _NEEDS.get(score, ()) if c not in influence or influence[c].isna().any()]
+    if missing:
+        raise ValueError(f"quality score {score!r} needs {missing} for every candidate; this scoring lacks it "
+                         "(scored by an older gdig? re-run the scoring stage)")
+    if score == "paper":
+        return quality_key(influence)
+    mean = influence["mean"].to_numpy(np.float64)
+    if score == "influence":
+        return -mean
+    if score == "loss":
+        return -influence["loss"].to_numpy(np.float64)
+    norm = influence["grad_norm"].to_numpy(np.float64)
+    normalized = -np.divide(mean, norm, out=np.zeros_like(mean), where=norm > 0)
+    if score == "normalized":
+        return normalized
+    return (percentile_rank(normalized) + percentile_rank(-influence["loss"].to_numpy(np.float64))) / 2
+
+
+def gamma_grid(n_groups: int) -> np.ndarray:
+    """The γ values that can make a difference: k / n_groups, descending (1.0 first)."""
+    if n_groups < 1:
+        raise ValueError(f"need at least one seed group, got {n_groups}")
+    return np.arange(n_groups, -1, -1) / n_groups
+
+
+def hq_target(budget: int, hq_multiple: float) -> int:
+    """|D_hq| that gamma "auto" asks for: ceil(hq_multiple x budget)."""
+    return int(np.ceil(hq_multiple * budget - 1e-9))
+
+
+def auto_gamma(helped_fraction: np.ndarray, n_groups: int, target: int) -> float:
+    """The largest γ on the grid at which D_hq = {helped fraction >= γ} holds >= target rows
+    (0.0, i.e. the whole pool, when even that is smaller than the target)."""
+    hf = np.asarray(helped_fraction, dtype=np.float64)
+    for g in gamma_grid(n_groups):
+        if int((hf >= g - GAMMA_TOL).sum()) >= target:
+            return float(g)
+    return 0.0
+
+
+def rank_by_quality(influence: pd.DataFrame, gamma: float = 1.0, score: str = "paper") -> pd.DataFrame:
+    """The pool in quality order, with `high_quality` (Eq. 4), `quality` (the score) and
+    `quality_rank` (0 = best): D_hq first, each part ordered by the score.
 
     The input index is kept as column `row` so callers can align sketches with it.
     """
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-    _check_columns(influence)
+    q = quality_score(influence, score)
     df = influence.reset_index(drop=True).copy()
     df["row"] = np.arange(len(df))
-    df = df.sort_values(
-        ["helped_fraction", "mean", "position"], ascending=[False, True, True], kind="mergesort"
-    ).reset_index(drop=True)
+    df["quality"] = q
     df["high_quality"] = df["helped_fraction"] >= gamma - GAMMA_TOL
+    if score == "paper":  # the paper's order already puts D_hq first
+        keys, asc = ["helped_fraction", "mean", "position"], [False, True, True]
+    else:
+        keys, asc = ["high_quality", "quality", "position"], [False, False, True]
+    df = df.sort_values(keys, ascending=asc, kind="mergesort").reset_index(drop=True)
     df["quality_rank"] = np.arange(len(df))
     return df
 
@@ -61,9 +129,10 @@ def quality_key(influence: pd.DataFrame) -> np.ndarray:
     return pairs.merge(order, on=["hf", "neg_mean"], how="left")["key"].to_numpy()
 
 
-def select_top(ranked: pd.DataFrame, budget: int) -> tuple[pd.DataFrame, list[str]]:
+def select_top(ranked: pd.DataFrame, budget: int, fitting: float | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Top-`budget` rows of a quality ranking; reason "quality" inside D_hq, "filled" beyond it.
 
+    fitting: the γ that would have held the budget (named in the warning).
     Returns (rows with columns of `ranked` + reason, warnings).
     """
     if budget < 1:
@@ -72,8 +141,9 @@ def select_top(ranked: pd.DataFrame, budget: int) -> tuple[pd.DataFrame, list[st
     n_hq = int(ranked["high_quality"].sum())
     if n_hq < budget:
         n_fill = min(budget, len(ranked)) - n_hq
+        hint = f"; gamma {fitting:.4g} would have held it" if fitting is not None else ""
         msg = (f"only {n_hq} high-quality candidates (gamma threshold) for budget {budget}: "
-               f"filling {n_fill} from the next-ranked candidates (reason 'filled')")
+               f"filling {n_fill} from the next-ranked candidates (reason 'filled'){hint}")
         warnings.append(msg)
         log.warning(msg)
     if budget > len(ranked):

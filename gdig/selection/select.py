@@ -1,8 +1,9 @@
 """One entry point for every strategy: `select(strategy, budget, influence, sketches, ...)`.
 
-G-DIG = Eq. 4 quality filter (D_hq) -> K-means over the sketches of D_hq -> even round-robin
-resampling across clusters; when |D_hq| <= budget all of D_hq is taken and the rest is
-filled from the next-ranked candidates (reason "filled").  The baselines (random, quality,
+G-DIG = Eq. 4 quality filter (D_hq, γ fixed or "auto") -> K-means over the sketches of D_hq ->
+resampling across clusters by an allocation (the paper's even round-robin, or quality-aware
+quotas: see allocation.py); when |D_hq| <= budget all of D_hq is taken and the rest is filled
+from the next-ranked candidates (reason "filled").  The baselines (random, quality, loss,
 diversity, full) go through the same function and produce the same output frame.
 """
 
@@ -14,14 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from gdig.selection.baselines import diversity_pick, full_pick, random_pick
-from gdig.selection.diversity import Clustering, cluster_sketches, default_n_clusters, round_robin
-from gdig.selection.quality import rank_by_quality, select_top
+from gdig.selection.allocation import DEFAULT_DROP_MARGIN, allocate
+from gdig.selection.baselines import diversity_pick, full_pick, loss_pick, random_pick
+from gdig.selection.diversity import Clustering, cluster_sketches, default_n_clusters
+from gdig.selection.quality import auto_gamma, hq_target, rank_by_quality, select_top
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("gdig", "random", "quality", "diversity", "full")
+STRATEGIES = ("gdig", "random", "quality", "diversity", "full", "loss")
 NEEDS_SKETCHES = ("gdig", "diversity")
+USES_QUALITY = ("gdig", "quality")  # the strategies that read γ and the quality score
 
 OUTPUT_COLUMNS = ["example_id", "position", "rank", "reason", "cluster", "helped_fraction", "mean_influence", "label"]
 
@@ -33,6 +36,7 @@ class Selection:
     rows: pd.DataFrame  # OUTPUT_COLUMNS, in rank order (rank 0 = first pick)
     n_pool: int
     n_high_quality: int | None = None  # |D_hq| (strategies that use the quality filter)
+    gamma: float | None = None  # the γ used (chosen by "auto", or the fixed one)
     clustering: Clustering | None = None
     clustered_ids: list[str] = field(default_factory=list)  # example ids the clustering was fit on
     warnings: list[str] = field(default_factory=list)
@@ -72,17 +76,24 @@ def select(
     influence: pd.DataFrame,
     sketches: np.ndarray | None = None,
     *,
-    gamma: float = 1.0,
+    gamma: float | str = 1.0,
     n_clusters: int | None = None,
     normalize: bool = True,
     within_cluster: str = "random",
     seed: int = 0,
+    quality: str = "paper",
+    hq_multiple: float = 2.0,
+    allocation: str = "even",
+    drop_margin: float = DEFAULT_DROP_MARGIN,
+    n_seed_groups: int | None = None,
 ) -> Selection:
     """Select `budget` candidates from the pool with `strategy`.
 
     influence: one row per candidate in pool order, columns example_id, position,
-      helped_fraction, mean (and optionally label).  sketches: [n, d] rows aligned with
-      `influence` (needed by "gdig" and "diversity").
+      helped_fraction, mean (and loss, grad_norm, label where present).  sketches: [n, d] rows
+      aligned with `influence` (needed by "gdig" and "diversity").
+    gamma: a number (Eq. 4's fixed threshold) or "auto" (the largest γ on the grid of
+      `n_seed_groups` at which |D_hq| >= hq_multiple × budget).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
@@ -108,32 +119,42 @@ def select(
     if strategy == "random":
         rows = random_pick(n, budget, seed)
         return Selection("random", budget, _frame(pool, rows, "random"), n_pool=n, warnings=warnings)
+    if strategy == "loss":
+        return Selection("loss", budget, _frame(pool, loss_pick(pool, budget), "loss"), n_pool=n, warnings=warnings)
     if strategy == "diversity":
         rows, clustering = diversity_pick(sketches, budget, n_clusters=n_clusters, normalize=normalize, seed=seed)
         frame = _frame(pool, rows, "diversity", clustering.labels[rows])
         return Selection("diversity", budget, frame, n_pool=n, clustering=clustering,
                          clustered_ids=list(pool["example_id"]), warnings=warnings)
 
-    ranked = rank_by_quality(pool, gamma)
+    hf = pool["helped_fraction"].to_numpy()
+    fixed = gamma != "auto"
+    if not fixed and not n_seed_groups:
+        raise ValueError("gamma 'auto' needs n_seed_groups (the number of seed products scored against)")
+    g = float(gamma) if fixed else auto_gamma(hf, n_seed_groups, hq_target(budget, hq_multiple))
+    ranked = rank_by_quality(pool, g, quality)
     n_hq = int(ranked["high_quality"].sum())
+    fitting = auto_gamma(hf, n_seed_groups, budget) if fixed and n_seed_groups and n_hq < budget else None
     if strategy == "quality":
-        top, warn = select_top(ranked, budget)
+        top, warn = select_top(ranked, budget, fitting)
         frame = _frame(pool, top["row"].to_numpy(), top["reason"].to_numpy())
-        return Selection("quality", budget, frame, n_pool=n, n_high_quality=n_hq, warnings=warn)
+        return Selection("quality", budget, frame, n_pool=n, n_high_quality=n_hq, gamma=g, warnings=warn)
 
     # gdig: cluster D_hq (in quality order, so cluster 0 holds the best candidate) and resample
-    hq_rows = ranked.loc[ranked["high_quality"], "row"].to_numpy()
+    hq = ranked[ranked["high_quality"]]
+    hq_rows = hq["row"].to_numpy()
     clustering = None
     if n_hq:
         k = n_clusters or default_n_clusters(budget, n_hq)
         clustering = cluster_sketches(sketches[hq_rows], k, normalize=normalize, seed=seed)
-        picks = round_robin(clustering.labels, budget, within=within_cluster, seed=seed)
+        picks = allocate(clustering.labels, budget, allocation=allocation, quality=hq["quality"].to_numpy(),
+                         within=within_cluster, seed=seed, drop_margin=drop_margin)
         rows, clusters = hq_rows[picks], clustering.labels[picks]
     else:
         rows, clusters = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     reasons = ["quality"] * len(rows)
     if n_hq < budget:
-        top, warn = select_top(ranked, budget)  # D_hq is the prefix of the ranking: the rest fills
+        top, warn = select_top(ranked, budget, fitting)  # D_hq is the prefix of the ranking: the rest fills
         warnings = warn
         fill = top.loc[~top["high_quality"], "row"].to_numpy()
         rows = np.concatenate([rows, fill])
@@ -141,5 +162,6 @@ def select(
         reasons += ["filled"] * len(fill)
     cluster_col = [None if c < 0 else int(c) for c in clusters]
     frame = _frame(pool, rows, np.asarray(reasons, dtype=object), cluster_col)
-    return Selection("gdig", budget, frame, n_pool=n, n_high_quality=n_hq, clustering=clustering,
+    return Selection("gdig", budget, frame, n_pool=n, n_high_quality=n_hq, gamma=g, clustering=clustering,
                      clustered_ids=list(pool["example_id"].to_numpy()[hq_rows]), warnings=warnings)
+

@@ -15,7 +15,7 @@ import pandas as pd
 
 from gdig.selection.diversity import _prepare, nearest_centroid
 from gdig.selection.metrics import auroc, has_noise_labels, is_noisy, noise_removal
-from gdig.selection.quality import quality_key, rank_by_quality
+from gdig.selection.quality import quality_key, quality_score
 
 
 @dataclass
@@ -29,6 +29,8 @@ class SelectionReport:
     clusters_covered: int | None = None  # of the G-DIG clustering at this budget
     clusters_total: int | None = None
     cluster_evenness: float | None = None  # entropy of its rows over those clusters / log(K); 1 = even
+    gamma: float | None = None  # the γ used (gdig, quality)
+    n_high_quality: int | None = None  # |D_hq| at that γ
     export_path: str | None = None
     noise: dict | None = None  # metrics.noise_removal(...)
 
@@ -38,8 +40,8 @@ class SelectSummary:
     scoring_id: str
     pool_size: int
     n_seeds: int
-    gamma: float
-    n_high_quality: int
+    gamma: float | str  # the setting (a number or "auto"; the γ used is per selection)
+    n_high_quality: int | None  # |D_hq| of the first gdig/quality selection (per selection below)
     selections: list[SelectionReport] = field(default_factory=list)
     auroc: dict[str, float] | None = None  # score -> AUROC of clean (positive) vs noisy
     noise_types: dict[str, int] | None = None  # noise type -> rows in the pool
@@ -49,11 +51,15 @@ class SelectSummary:
         return asdict(self)
 
     def render(self) -> str:
-        lines = [
-            f"scoring {self.scoring_id}: pool {self.pool_size} candidates x {self.n_seeds} seeds",
-            f"high-quality (helped fraction >= {self.gamma:g}): |D_hq| = {self.n_high_quality}"
-            f" ({self.n_high_quality / max(self.pool_size, 1):.1%} of the pool)",
-        ]
+        lines = [f"scoring {self.scoring_id}: pool {self.pool_size} candidates x {self.n_seeds} seed groups"]
+        seen = set()
+        for r in self.selections:
+            if r.gamma is None or (r.budget, r.gamma) in seen:
+                continue
+            seen.add((r.budget, r.gamma))
+            lines.append(f"budget {r.budget}: high-quality (helped fraction >= gamma {r.gamma:.4g}"
+                         f"{', auto' if self.gamma == 'auto' else ''}): |D_hq| = {r.n_high_quality}"
+                         f" ({r.n_high_quality / max(self.pool_size, 1):.1%} of the pool)")
         if self.noise_types:
             n_noisy = sum(self.noise_types.values())
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.noise_types.items()))
@@ -105,15 +111,16 @@ def evenness(labels: np.ndarray, k: int) -> float | None:
 
 
 def build_summary(
-    store, scoring_id: str, selection_ids: list[str], *, gamma: float, normalize: bool,
-    exports: dict[str, str] | None = None, warnings: list[str] | None = None,
+    store, scoring_id: str, selection_ids: list[str], *, gamma: float | str, normalize: bool,
+    exports: dict[str, str] | None = None, warnings: list[str] | None = None, quality: str = "paper",
 ) -> SelectSummary:
+    import json
+
     scoring = store.get_scoring(scoring_id)
     influence = store.influence(scoring_id)
-    ranked = rank_by_quality(influence, gamma)
     summary = SelectSummary(
         scoring_id=scoring_id, pool_size=len(influence), n_seeds=int(scoring["n_seeds"] or 0),
-        gamma=gamma, n_high_quality=int(ranked["high_quality"].sum()), warnings=list(warnings or []),
+        gamma=gamma, n_high_quality=None, warnings=list(warnings or []),
     )
     labels = influence["label"].to_numpy()
     noisy = is_noisy(labels) if has_noise_labels(labels) else None
@@ -125,7 +132,10 @@ def build_summary(
                 "quality": auroc(quality_key(influence), clean),
                 "helped_fraction": auroc(influence["helped_fraction"], clean),
                 "-mean_influence": auroc(-influence["mean"].to_numpy(), clean),
+                "-loss": auroc(-influence["loss"].to_numpy(), clean),
             }
+            if quality != "paper":
+                summary.auroc[f"quality:{quality}"] = auroc(quality_score(influence, quality), clean)
 
     sk_ids, X = store.sketches(scoring_id)
     have_sketches = len(sk_ids) == len(influence)
@@ -153,6 +163,13 @@ def build_summary(
             counts={str(k): int(v) for k, v in df["reason"].value_counts().items()},
             export_path=(exports or {}).get(sid),
         )
+        settings = meta.loc[sid, "settings"] if "settings" in meta else None
+        if isinstance(settings, str):
+            settings = json.loads(settings)
+        if settings and settings.get("gamma_used") is not None:
+            rep.gamma, rep.n_high_quality = float(settings["gamma_used"]), settings.get("n_high_quality")
+            if summary.n_high_quality is None:
+                summary.n_high_quality = rep.n_high_quality
         own = store.clusters(sid)
         if len(own):
             rep.n_clusters = int(own["cluster"].nunique())

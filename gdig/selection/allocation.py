@@ -1,0 +1,127 @@
+"""How many picks each cluster gets, and in which order the picks are made.
+
+- ``even``: the paper's resampling: clusters take turns, one member each, until the budget is
+  filled (a cluster that runs out drops out).  It hands a small cluster as many rows as a large
+  one, so small clusters of noise get the share of large clean ones.
+- ``size``: quotas proportional to cluster size (largest remainder, capped by the size).
+- ``size_quality``: proportional to size × the cluster's mean quality (percentile ranks within
+  the clustered set, so in (0, 1]).
+- ``drop_low``: clusters whose mean quality percentile is more than ``drop_margin`` below the
+  clustered set's (0.5) are left out; quotas proportional to size over the rest.  When the kept
+  clusters cannot fill the budget, the dropped ones fill it, best cluster first.
+
+Whatever the quotas, picks are interleaved: round r takes the r-th member of every cluster
+whose quota exceeds r, clusters in id order, so a selection's prefix is still spread out.
+Within a cluster, members come in the given order (``quality``: callers pass them best first)
+or in a seeded random order (``random``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gdig.selection.diversity import round_robin, selection_rng
+
+ALLOCATIONS = ("even", "size", "size_quality", "drop_low")
+DEFAULT_DROP_MARGIN = 0.15
+
+
+def proportional_quotas(weights, caps, budget: int) -> np.ndarray:
+    """Integer quotas summing to min(budget, Σ caps), proportional to `weights` where no cap
+    binds: capped clusters are fixed at their cap and the rest re-shared (water-filling);
+    remainders go by largest fractional part, ties to the lower index.  Zero-weight clusters
+    take picks only when the others cannot hold the budget, in index order."""
+    w = np.asarray(weights, dtype=np.float64)
+    caps = np.asarray(caps, dtype=np.int64)
+    if len(w) != len(caps) or (w < 0).any() or (caps < 0).any() or budget < 0:
+        raise ValueError("need non-negative weights and caps of the same length, and a non-negative budget")
+    total = int(min(budget, caps.sum()))
+    q = np.zeros(len(w), dtype=np.int64)
+    free = (caps > 0) & (w > 0)
+    remaining = total
+    while remaining > 0 and free.any():
+        share = remaining * w * free / w[free].sum()
+        over = free & (share >= caps - q)
+        if over.any():  # these hit their cap: fix them, re-share the rest
+            remaining -= int((caps[over] - q[over]).sum())
+            q[over] = caps[over]
+            free &= ~over
+            continue
+        base = np.floor(share).astype(np.int64)
+        q += base
+        left = remaining - int(base.sum())
+        frac = np.where(free, share - base, -1.0)
+        for i in np.lexsort((np.arange(len(w)), -frac))[:left]:
+            q[i] += 1
+        remaining = 0
+    for i in range(len(w)):  # zero-weight clusters fill what the others could not hold
+        if remaining <= 0:
+            break
+        take = int(min(caps[i] - q[i], remaining))
+        q[i] += take
+        remaining -= take
+    return q
+
+
+def cluster_quotas(labels, budget: int, allocation: str = "even", quality=None,
+                   drop_margin: float = DEFAULT_DROP_MARGIN) -> np.ndarray:
+    """Picks per cluster id (0..K-1) under `allocation`; `quality` (one score per member,
+    higher = better) is needed by size_quality and drop_low."""
+    labels = np.asarray(labels)
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"unknown allocation {allocation!r}; one of {', '.join(ALLOCATIONS)}")
+    sizes = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
+    if allocation == "even":
+        picked = labels[round_robin(labels, budget, within="quality")]
+        return np.bincount(picked, minlength=len(sizes)).astype(np.int64)
+    if allocation == "size":
+        return proportional_quotas(sizes, sizes, budget)
+    if quality is None or len(quality) != len(labels):
+        raise ValueError(f"allocation {allocation!r} needs one quality score per clustered candidate")
+    from gdig.selection.quality import percentile_rank
+
+    pr = percentile_rank(quality)
+    mean_q = np.bincount(labels, weights=pr, minlength=len(sizes)) / np.maximum(sizes, 1)
+    if allocation == "size_quality":
+        return proportional_quotas(sizes * mean_q, sizes, budget)
+    kept = mean_q >= pr.mean() - drop_margin
+    q = proportional_quotas(sizes * kept, sizes * kept, budget)
+    short = int(min(budget, sizes.sum())) - int(q.sum())
+    for c in np.argsort(-mean_q, kind="stable"):  # dropped clusters fill a shortfall, best first
+        if short <= 0:
+            break
+        if not kept[c]:
+            take = int(min(sizes[c], short))
+            q[c] += take
+            short -= take
+    return q
+
+
+def interleave(labels, quotas, *, within: str = "random", seed: int = 0) -> np.ndarray:
+    """Indices into `labels` that fill each cluster's quota, in pick order (see module doc)."""
+    labels = np.asarray(labels)
+    quotas = np.asarray(quotas, dtype=np.int64)
+    if within not in ("random", "quality"):
+        raise ValueError(f"within must be 'random' or 'quality', got {within!r}")
+    rng = selection_rng(seed, "within-cluster")
+    rounds, members_of = [], []
+    for c in range(len(quotas)):
+        members = np.flatnonzero(labels == c)
+        if within == "random":
+            members = rng.permutation(members)
+        members = members[: quotas[c]]
+        members_of.append(members)
+        rounds.append(np.arange(len(members)))
+    if not members_of:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.concatenate(members_of)
+    depth = np.concatenate(rounds)
+    cluster = labels[idx] if len(idx) else idx
+    return idx[np.lexsort((cluster, depth))].astype(np.int64)
+
+
+def allocate(labels, budget: int, *, allocation: str = "even", quality=None, within: str = "random",
+             seed: int = 0, drop_margin: float = DEFAULT_DROP_MARGIN) -> np.ndarray:
+    """The picks of the diversity step: quotas per cluster, then interleaved (pick order)."""
+    quotas = cluster_quotas(labels, budget, allocation, quality, drop_margin)
+    return interleave(labels, quotas, within=within, seed=seed)
