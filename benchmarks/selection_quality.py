@@ -136,8 +136,8 @@ def make_config(args, out: Path, files) -> dict:
             "scoring": {"batch_size": 8, "shard_size": 2000},
         },
         "selection": {"budgets": [args.budget], "strategies": ["gdig", "quality", "random", "diversity", "loss"]},
-        "finetune": {"method": "lora", "lora_r": 16, "lora_alpha": 32, "epochs": 1, "batch_size": 8, "lr": 2e-4,
-                     "max_steps": args.finetune_steps},
+        "finetune": {"method": "lora", "lora_r": 16, "lora_alpha": 32, "lora_layers": list(range(-6, 0)),
+                     "batch_size": 8, "lr": 2e-4, "max_steps": args.finetune_steps},
         "evaluate": {"batch_size": 8, "max_new_tokens": 128},
     }
     if args.model == "gemma":
@@ -171,6 +171,277 @@ def score_pool(cfg, store) -> dict:
     t["scoring"] = time.time() - t0
     sid = p.merge_step(cfg, store, shards, cid, products)
     return {"checkpoint": ck, "curvature_id": cid, "products": products, "scoring_id": sid, "seconds": t}
+
+
+# -- variants of the one pass ------------------------------------------------------------------------
+
+def load_scored_pool(store, scoring_id: str) -> dict:
+    """Aggregates, the candidate x seed matrix, sketches and labels of the scoring, in pool order."""
+    from gdig.influence.stages import read_score_matrix
+    from gdig.selection.metrics import is_noisy
+
+    infl = store.influence(scoring_id)
+    ids, seed_ids, M = read_score_matrix(store.get_scoring(scoring_id)["matrix_path"])
+    assert ids == list(infl["example_id"]), "matrix and aggregates disagree on the pool order"
+    sk_ids, X = store.sketches(scoring_id)
+    rows = store.dataset_examples("pool").set_index("example_id").loc[infl["example_id"]]
+    labels = infl["label"].fillna("clean").to_numpy()
+    return {"influence": infl, "matrix": M, "seed_ids": seed_ids, "sketches": X, "labels": labels,
+            "noisy": is_noisy(labels), "src": rows["src"].to_numpy(), "tgt": rows["tgt"].to_numpy(),
+            "scoring_id": scoring_id}
+
+
+def _norm_text(t: str) -> str:
+    import unicodedata
+
+    t = unicodedata.normalize("NFKC", t).casefold()
+    return "".join(c for c in t if c.isalpha())
+
+
+def copy_rule(pool) -> np.ndarray:
+    """True where the target is (after case, punctuation, digits and spaces) the source."""
+    return np.array([_norm_text(a) == _norm_text(b) for a, b in zip(pool["src"], pool["tgt"])])
+
+
+def with_aggregates(infl: pd.DataFrame, M: np.ndarray) -> pd.DataFrame:
+    """The influence table with helped fraction and mean recomputed from a (re-grouped) matrix."""
+    return infl.assign(helped_fraction=(M < 0).mean(1), mean=M.mean(1).astype(np.float64))
+
+
+def seed_pairs(M: np.ndarray) -> np.ndarray:
+    """Scores against seed pairs from scores against single seeds: influence is linear in the seed
+    gradient, so a pair's (per-example-averaged) gradient scores the mean of its two columns."""
+    n = M.shape[1] // 2 * 2
+    return (M[:, 0:n:2] + M[:, 1:n:2]) / 2
+
+
+def score_variants(pool) -> dict[str, np.ndarray]:
+    """Every quality score of the table (higher = better), all from the one pass."""
+    from gdig.selection.quality import percentile_rank, quality_score
+
+    infl = pool["influence"]
+    paired = with_aggregates(infl, seed_pairs(pool["matrix"]))
+    v = {name: quality_score(infl, name) for name in ("paper", "influence", "normalized", "loss", "combined")}
+    v["helped_fraction"] = infl["helped_fraction"].to_numpy()
+    v["paper@seed-pairs"] = quality_score(paired, "paper")
+    copy = copy_rule(pool)
+    for name in ("loss", "normalized", "combined"):
+        v[f"{name}+copy-rule"] = np.where(copy, -np.inf, percentile_rank(v[name]))
+    return v
+
+
+def aurocs(pool, variants) -> pd.DataFrame:
+    from gdig.selection.metrics import auroc
+
+    clean = ~pool["noisy"]
+    kinds = sorted(set(pool["labels"][pool["noisy"]]))
+    out = {}
+    for name, s in variants.items():
+        row = {"overall": auroc(s, clean)}
+        for k in kinds:
+            m = clean | (pool["labels"] == k)
+            row[k] = auroc(s[m], clean[m])
+        out[name] = row
+    return pd.DataFrame(out).T
+
+
+def clean_clusters(pool, k: int = 50, seed: int = 0):
+    """A K-means partition of the clean pool's gradient sketches (strategy-neutral), extended to
+    every row by nearest centroid: coverage = clusters touched by a selection's clean rows."""
+    from gdig.selection.diversity import cluster_sketches
+
+    clean = np.flatnonzero(~pool["noisy"])
+    c = cluster_sketches(pool["sketches"][clean], k, normalize=True, seed=seed)
+    return c.assign(pool["sketches"]), k
+
+
+def describe(pool, rows: np.ndarray, part, k) -> dict:
+    from gdig.selection.summary import evenness
+
+    labels = pool["labels"][rows]
+    clean_rows = rows[~pool["noisy"][rows]]
+    d = {"clean%": 100 * float((labels == "clean").mean()), "size": len(rows)}
+    for kind in sorted(set(pool["labels"]) - {"clean"}):
+        d[kind] = int((labels == kind).sum())
+    d["clusters"] = int(len(np.unique(part[clean_rows])))
+    d["even"] = evenness(part[clean_rows], k) or 0.0
+    return d
+
+
+def strategies(args) -> dict[str, dict]:
+    """name -> keyword arguments of gdig.selection.select (strategy included)."""
+    base = {"gamma": "auto", "n_seed_groups": None}
+    out = {"random": {"strategy": "random"}, "loss": {"strategy": "loss"}, "diversity": {"strategy": "diversity"}}
+    for q in ("paper", "normalized", "loss", "combined"):
+        out[f"quality[{q}]"] = {"strategy": "quality", **base, "quality": q}
+    for q in ("paper", "normalized", "loss", "combined"):
+        for alloc in ("even", "size", "size_quality", "drop_low"):
+            for within in ("random", "quality"):
+                out[f"gdig[{q},{alloc},{within}]"] = {"strategy": "gdig", **base, "quality": q,
+                                                      "allocation": alloc, "within_cluster": within}
+    out["gdig[paper,gamma=1.0]"] = {"strategy": "gdig", "gamma": 1.0, "quality": "paper"}
+    return out
+
+
+def evaluate_variants(args, cfg, pool) -> pd.DataFrame:
+    from gdig.selection.select import select
+
+    infl = pool["influence"].copy()
+    n_groups = pool["matrix"].shape[1]
+    part, k = clean_clusters(pool)
+    rows, picks = {}, {}
+    clean_idx = np.flatnonzero(~pool["noisy"])
+    picks["oracle"] = np.random.default_rng(args.seed).choice(clean_idx, size=min(args.budget, len(clean_idx)),
+                                                              replace=False)
+    rows["oracle"] = describe(pool, picks["oracle"], part, k)
+    copy = copy_rule(pool)
+    picks["loss+copy-rule"] = np.flatnonzero(~copy)[np.argsort(infl["loss"].to_numpy()[~copy], kind="stable")][: args.budget]
+    rows["loss+copy-rule"] = describe(pool, picks["loss+copy-rule"], part, k)
+    for name, kw in strategies(args).items():
+        kw = dict(kw)
+        if kw.get("gamma") == "auto":
+            kw["n_seed_groups"] = n_groups
+        strategy = kw.pop("strategy")
+        sel = select(strategy, args.budget, infl, pool["sketches"], seed=cfg.selection.seed, **kw)
+        picked = sel.rows["position"].to_numpy()
+        pos_to_row = {p: i for i, p in enumerate(infl["position"])}
+        picks[name] = np.array([pos_to_row[p] for p in picked])
+        d = describe(pool, picks[name], part, k)
+        d["gamma"] = sel.gamma
+        d["|D_hq|"] = sel.n_high_quality
+        rows[name] = d
+    table = pd.DataFrame(rows).T
+    table.attrs["picks"] = picks
+    return table
+
+
+def throughput_ratio(cfg, run, files, n_rows: int = 48) -> dict:
+    """Rows/s of gdig's scoring vs a plain full forward+backward (every weight, full logits) on the
+    same rows in the same length-bucketed batches, measured side by side now."""
+    from gdig.data.prompts import collate, encode_examples, length_batches
+    from gdig.influence.modules import select_from_config
+    from gdig.influence.scoring import Scorer, SketchSpec
+    from gdig.influence.seeds import SeedProducts
+    from gdig.modeling import load_from_config
+
+    model, tok = load_from_config(cfg.model, run["checkpoint"]["path"])
+    rows = [json.loads(x) for x in files["pool"].read_text(encoding="utf-8").splitlines()[:n_rows]]
+    enc, _ = encode_examples(tok, [(r["src"], r["tgt"], r["src_lang"], r["tgt_lang"]) for r in rows],
+                             cfg.prompt.template, cfg.prompt.max_length, "truncate_target")
+    plan = length_batches([len(e.input_ids) for e in enc], cfg.influence.scoring.batch_size)
+    sc = cfg.influence.scoring
+    scorer = Scorer(model, select_from_config(model, cfg.influence.modules), SeedProducts.load(run["products"]),
+                    sketch=SketchSpec(sc.sketch_dim_g, sc.sketch_dim_a, sc.sketch_seed))
+    t0 = time.time()
+    for idx in plan:
+        scorer.score_batch(collate([enc[i] for i in idx], tok.pad_token_id))
+    score_s = time.time() - t0
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.train()
+    t0 = time.time()
+    for idx in plan:
+        batch = collate([enc[i] for i in idx], tok.pad_token_id)
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss.backward()
+        model.zero_grad(set_to_none=True)
+    train_s = time.time() - t0
+    return {"score_rows_per_s": len(enc) / score_s, "train_rows_per_s": len(enc) / train_s}
+
+
+def print_report(args, cfg, run, pool, table, ratio) -> None:
+    n = len(pool["influence"])
+    score_rps = n / run["seconds"]["scoring"] if run["seconds"]["scoring"] > 0 else float("nan")
+    print(f"\n== gdig selection on real data: {args.pair}, model {args.model}, pool {n} "
+          f"({int(pool['noisy'].sum())} noisy), {pool['matrix'].shape[1]} seeds scored one by one, "
+          f"budget {args.budget}, {time.strftime('%Y-%m-%d')} ==")
+    inf = cfg.influence
+    print(f"influence: {inf.curvature.strategy}/{inf.curvature.granularity}, modules {inf.modules.preset} "
+          f"layers {inf.modules.layers}, curvature on {inf.curvature.sample} rows, damping {inf.curvature.damping}; "
+          f"pool adaptation: {'finetune ' + cfg.pool_finetune.method if cfg.pool_finetune.enabled else 'none'}")
+    print(f"seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in run["seconds"].items()))
+    print("\nAUROC clean vs noisy (higher = cleaner ranked higher):")
+    print(aurocs(pool, score_variants(pool)).to_string(float_format=lambda x: f"{x:.3f}"))
+    print(f"\nstrategies at budget {args.budget} (clusters: of 50 K-means clusters of the clean pool's sketches "
+          f"touched by the selection's clean rows; even: entropy / log 50):")
+    print(table.to_string(float_format=lambda x: f"{x:.3g}"))
+    print(f"\nscoring pass: {score_rps:.2f} rows/s over the pool; side by side on the same "
+          f"{cfg.influence.scoring.batch_size}-row batches: scoring {ratio['score_rows_per_s']:.2f} rows/s, "
+          f"plain full forward+backward {ratio['train_rows_per_s']:.2f} rows/s: "
+          f"scoring/training ratio {ratio['score_rows_per_s'] / ratio['train_rows_per_s']:.2f}")
+
+
+# -- downstream: finetune on each selection, translate the test slice, score ---------------------------
+
+DOWNSTREAM = ("gdig", "quality", "random", "loss+copy-rule", "oracle")
+
+
+def default_name(cfg, strategy: str) -> str:
+    """The table row of gdig's defaults for a strategy."""
+    s = cfg.selection
+    if strategy == "quality":
+        return f"quality[{s.quality}]"
+    return f"gdig[{s.quality},{s.allocation},{s.within_cluster}]"
+
+
+def target_nll(cfg, checkpoint_path: str, files) -> float:
+    """Mean target-token NLL of the test slice's references under a checkpoint."""
+    import torch
+
+    from gdig.data.prompts import collate, encode_examples, length_batches
+    from gdig.modeling import load_from_config
+
+    model, tok = load_from_config(cfg.model, checkpoint_path)
+    rows = [json.loads(x) for x in files["test"].read_text(encoding="utf-8").splitlines()]
+    enc, _ = encode_examples(tok, [(r["src"], r["tgt"], r["src_lang"], r["tgt_lang"]) for r in rows],
+                             cfg.prompt.template, 512, "truncate_target")
+    total, n_tok = 0.0, 0
+    with torch.no_grad():
+        for idx in length_batches([len(e.input_ids) for e in enc], 8):
+            b = collate([enc[i] for i in idx], tok.pad_token_id)
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1].float()
+            labels = b["labels"][:, 1:]
+            total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                       ignore_index=-100, reduction="sum").item()
+            n_tok += int((labels != -100).sum())
+    return total / n_tok
+
+
+def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
+    """gdig's own finetune / translate / metrics stages on each selection (equal steps)."""
+    from gdig.data.ingest import ingest_config
+    from gdig.evaluate import metrics_stage, translate_stage
+    from gdig.train import base_checkpoint_stage, finetune_selection_stage, steps_for_budget
+
+    ingest_config(cfg, store, progress=False)
+    files = {"test": Path(cfg.data.eval[0].path)}
+    picks = table.attrs["picks"]
+    steps = steps_for_budget(args.budget, cfg.finetune)
+    results = {}
+
+    def evaluate(name, ck):
+        if len(store.translations(ck["checkpoint_id"], "test")) != len(store.dataset_examples("test")):
+            translate_stage(cfg, store, ck, "test")
+        m = metrics_stage(cfg, store, ck, "test")
+        results[name] = {"BLEU": m["BLEU"], "chrF": m["chrF"], "target NLL": target_nll(cfg, ck["path"], files)}
+        print(f"downstream {name}: {results[name]}", flush=True)
+
+    evaluate("base model", base_checkpoint_stage(cfg, store))
+    ids = pool["influence"]["example_id"].to_numpy()
+    for strategy in DOWNSTREAM:
+        name = default_name(cfg, strategy) if strategy in ("gdig", "quality") else strategy
+        rows = picks[name]
+        sid = f"bench-{name}-{args.budget}".replace("[", "(").replace("]", ")").replace(",", "_")
+        store.add_selection(sid, strategy=name, budget=args.budget, scoring_id=run["scoring_id"],
+                            df=pd.DataFrame({"example_id": ids[rows], "rank": np.arange(len(rows)),
+                                             "reason": strategy, "cluster": None}))
+        ck = finetune_selection_stage(cfg, store, sid, steps)
+        evaluate(name, ck)
+    return pd.DataFrame(results).T
+
+
+def print_downstream(df: pd.DataFrame) -> None:
+    print("\ndownstream (LoRA on each selection, equal steps; greedy; test slice):")
+    print(df.to_string(float_format=lambda x: f"{x:.2f}"))
 
 
 def main() -> None:
@@ -208,9 +479,13 @@ def main() -> None:
     print(json.dumps({k: v for k, v in run.items() if k != "checkpoint"}, indent=1, default=str))
     if args.score_only:
         return
-    from benchmarks_selection_report import report  # noqa: E402  (second half, below)
-
-    report(args, cfg, run)
+    with Store(cfg.workspace.db) as store:
+        pool = load_scored_pool(store, run["scoring_id"])
+        ratio = throughput_ratio(cfg, run, files)
+        table = evaluate_variants(args, cfg, pool)
+        print_report(args, cfg, run, pool, table, ratio)
+        if args.downstream:
+            print_downstream(downstream(args, cfg, store, run, pool, table))
 
 
 if __name__ == "__main__":

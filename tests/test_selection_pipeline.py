@@ -70,6 +70,8 @@ def test_select_pipeline_end_to_end(workspace):
     assert got[("gdig", 20)].n_clusters == round(20 ** 0.5)
     text = summary.render()
     assert "|D_hq|" in text and "gdig" in text
+    assert summary.datasets["pool"]["rows"] == 120 and summary.datasets["seed"]["rows"] == 6
+    assert f"pool 120 rows ({summary.datasets['pool']['duplicates']} exact duplicates kept once" in text
 
     shards = sorted((tmp_path / "artifacts" / "scores" / "shards").glob("*.parquet"))
     assert [p.name.rsplit("-", 2)[1:] for p in shards] == [["0", "80.parquet"], ["80", "120.parquet"]]

@@ -46,12 +46,18 @@ class SelectSummary:
     auroc: dict[str, float] | None = None  # score -> AUROC of clean (positive) vs noisy
     noise_types: dict[str, int] | None = None  # noise type -> rows in the pool
     warnings: list[str] = field(default_factory=list)
+    datasets: dict[str, dict] = field(default_factory=dict)  # name -> rows, duplicates, rejected (ingest)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def render(self) -> str:
-        lines = [f"scoring {self.scoring_id}: pool {self.pool_size} candidates x {self.n_seeds} seed groups"]
+        lines = []
+        if self.datasets:  # nothing dropped silently: what ingest kept once or rejected, per dataset
+            lines.append("datasets: " + "; ".join(
+                f"{n} {d['rows']} rows ({d['duplicates']} exact duplicates kept once, {d['rejected']} rejected)"
+                for n, d in self.datasets.items()))
+        lines.append(f"scoring {self.scoring_id}: pool {self.pool_size} candidates x {self.n_seeds} seed groups")
         seen = set()
         for r in self.selections:
             if r.gamma is None or (r.budget, r.gamma) in seen:
@@ -121,6 +127,8 @@ def build_summary(
     summary = SelectSummary(
         scoring_id=scoring_id, pool_size=len(influence), n_seeds=int(scoring["n_seeds"] or 0),
         gamma=gamma, n_high_quality=None, warnings=list(warnings or []),
+        datasets={str(r.name): {"rows": int(r.n_rows), "duplicates": int(r.n_duplicates), "rejected": int(r.n_rejected)}
+                  for r in store.datasets().itertuples()},
     )
     labels = influence["label"].to_numpy()
     noisy = is_noisy(labels) if has_noise_labels(labels) else None
