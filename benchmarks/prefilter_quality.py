@@ -3,7 +3,8 @@
 The cs-en pool (train.cs-en.{cs,en}, 12,076 human-translated pairs) with 35% noise injected by
 gdig.data.noise.inject_noise (its six types, the wrong-language targets drawn from the Russian
 side of valid.ru-en.json), judged by gdig.prefilter.prefilter_rows under the default config
-(or --set overrides).  Prints:
+(or --set overrides); --wrong-language pool takes them from the Czech sources of other rows
+instead (the same script as English: a job for language ID alone).  Prints:
 
 - per check: the share of each noise type's rows it fails and the share of clean rows it
   fails, each check on its own (a row can fail several);
@@ -13,7 +14,7 @@ side of valid.ru-en.json), judged by gdig.prefilter.prefilter_rows under the def
   apart).
 
 Run:  python benchmarks/prefilter_quality.py [--data DIR] [--rate 0.35] [--seed 0]
-      [--set langid.min_prob=0.2 ...]  [--show RULE]  (print some rows a check rejects)
+      [--wrong-language pool] [--set langid.min_prob=0.2 ...] [--show RULE] (clean rows a check rejects)
 """
 
 from __future__ import annotations
@@ -28,17 +29,19 @@ import yaml
 
 from gdig.config import PrefilterConfig
 from gdig.data.noise import CLEAN, NOISE_TYPES, inject_noise
-from gdig.prefilter import CHECK_NAMES, prefilter_rows
+from gdig.prefilter import CHECK_NAMES, CHECKS, prefilter_rows
 
 TARGETS = {"untranslated": 0.95, "wrong_language": 0.95, "fragment": 0.80}
 MAX_CLEAN_REJECTS = 0.02
 
 
-def load_pool(data: Path, rate: float, seed: int) -> pd.DataFrame:
+def load_pool(data: Path, rate: float, seed: int, wrong_language: str) -> pd.DataFrame:
     cs = (data / "train.cs-en.cs").read_text(encoding="utf-8").splitlines()
     en = (data / "train.cs-en.en").read_text(encoding="utf-8").splitlines()
     ru = [r["translation"]["ru"] for r in json.loads((data / "valid.ru-en.json").read_text(encoding="utf-8"))]
-    pool = inject_noise(pd.DataFrame({"src": cs, "tgt": en}), rate, seed=seed, other_lang=ru)
+    # "pool": inject_noise's own default, the Czech source of another row (same script as English)
+    other = ru if wrong_language == "ru" else None
+    pool = inject_noise(pd.DataFrame({"src": cs, "tgt": en}), rate, seed=seed, other_lang=other)
     pool.insert(0, "example_id", [f"r{i}" for i in range(len(pool))])
     return pool
 
@@ -60,11 +63,13 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data/alma-cs-en"))
     ap.add_argument("--rate", type=float, default=0.35)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--wrong-language", choices=["ru", "pool"], default="ru",
+                    help="wrong-language targets: Russian sentences, or Czech sources of other rows")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="prefilter key=value")
     ap.add_argument("--show", help="print up to 10 clean rows this check fails")
     args = ap.parse_args()
     cfg = config(args.overrides)
-    pool = load_pool(args.data, args.rate, args.seed)
+    pool = load_pool(args.data, args.rate, args.seed, args.wrong_language)
 
     t0 = time.perf_counter()
     prefilter_rows(pool.head(20), cfg, "cs", "en")  # warm-up: model and character tables
@@ -80,9 +85,10 @@ def main() -> None:
     head = f"{'check':18s}" + "".join(f"{k[:12]:>13s}" for k in kinds) + f"{'clean rej':>11s}"
     print("\nshare of rows each check fails, on its own:")
     print(head)
-    for name, check in ((n, c) for n, c in zip(CHECK_NAMES, _checks())):
-        section_cfg = getattr(cfg, check.section)
-        fails = check.fails(dec[name].to_numpy(), section_cfg) if section_cfg.enabled and cfg.enabled else dec[name].isna() & False
+    for check in CHECKS:
+        # a disabled rule's figures are NaN, and NaN never fails
+        fails = check.fails(dec[check.name].to_numpy(), getattr(cfg, check.section))
+        name = check.name
         row = "".join(f"{fails[labels == k].mean():13.1%}" for k in kinds)
         print(f"{name:18s}{row}{fails[clean].mean():11.2%}")
     removed = ~dec["passed"].to_numpy()
@@ -105,11 +111,6 @@ def main() -> None:
             p = pool.loc[pool["example_id"] == r["example_id"]].iloc[0]
             print(f"  {r['figure']:.3f} | {p['src'][:100]!r} | {p['tgt'][:100]!r}")
 
-
-def _checks():
-    from gdig.prefilter import CHECKS
-
-    return CHECKS
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from rapidfuzz.process import cpdist
 from gdig.prefilter import text as tx
 from gdig.prefilter.charclass import Codepoints
 from gdig.prefilter.langid import identifier
-from gdig.prefilter.scripts import NO_SPACES, script_fraction
+from gdig.prefilter.scripts import DENSE, NO_SPACES, script_fraction
 
 
 @dataclass
@@ -113,8 +113,9 @@ def _smoothed_ratio(a: np.ndarray, b: np.ndarray, smoothing: float) -> np.ndarra
 
 
 def _ratio(p: Pairs, cfg) -> dict[str, np.ndarray]:
-    # a language without spaces packs a word into one or two characters: no ratio to a spaced one
-    mixed = (p.src_lang in NO_SPACES) != (p.tgt_lang in NO_SPACES)
+    # a syllabic or logographic script packs a word into one to three characters: no char ratio
+    # between it and an alphabet
+    mixed = (p.src_lang in DENSE) != (p.tgt_lang in DENSE)
     chars = p.nan() if mixed else _smoothed_ratio(*p.chars, cfg.smoothing_chars)
     words = p.nan() if p.words is None else _smoothed_ratio(*p.words, cfg.smoothing_words)
     return {"ratio.chars": chars, "ratio.words": words}

@@ -40,6 +40,9 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
 
 # languages written without spaces between words: word counts mean nothing for them
 NO_SPACES = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo"})
+# languages whose characters stand for syllables or words: their character counts do not
+# compare with an alphabet's (Korean has spaces, but a Hangul block is a whole syllable)
+DENSE = NO_SPACES | {"ko"}
 
 
 def _script_class(lang: str) -> str | None:
