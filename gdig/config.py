@@ -206,12 +206,97 @@ class OrchestrationConfig(_Strict):
     dask_processes: bool = True  # local Dask cluster: a process per worker (False: threads)
 
 
+# step 0 of the method: cheap rules that drop obvious noise before any gradient is taken.
+# Defaults are tuned to reject almost no clean human translation (benchmarks/prefilter_quality.py).
+class CopyRule(_Strict):
+    enabled: bool = True
+    # similarity of source and target after casefolding and dropping punctuation and digits
+    # (rapidfuzz ratio / 100); a pair at or above it is an untranslated copy
+    max_similarity: float = Field(default=0.9, gt=0.0, le=1.0)
+
+
+class LangidRule(_Strict):
+    enabled: bool = True
+    # reject a side when the identifier gives its expected language less than this probability
+    min_prob: float = Field(default=0.1, ge=0.0, le=1.0)
+    # judge only sides at least this long: on shorter ones the model guesses ("Do you care?": it)
+    min_chars: int = Field(default=20, ge=0)
+    # languages the identifier confuses and that count as one (probabilities summed)
+    equivalent: list[list[str]] = Field(default_factory=lambda: [
+        ["bs", "hr", "sr", "sh"], ["no", "nb", "nn"], ["ms", "id"],
+    ])
+
+    @field_validator("equivalent")
+    @classmethod
+    def _groups(cls, v: list[list[str]]) -> list[list[str]]:
+        if any(len(g) < 2 for g in v):
+            raise ValueError("each group of equivalent languages needs at least two codes")
+        return v
+
+
+class LengthRule(_Strict):
+    enabled: bool = True
+    min_chars: int = Field(default=1, ge=0)  # each side, characters after stripping outer spaces
+    max_chars: int = Field(default=1000, ge=1)  # each side
+    # the LONGER side: a pair whose sides are both shorter is a fragment (a short source with
+    # a long target is the ratio rule's business); not judged for languages without spaces
+    min_words: int = Field(default=3, ge=0)
+    max_words: int = Field(default=250, ge=1)  # each side
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LengthRule":
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) is above max_chars ({self.max_chars})")
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words ({self.min_words}) is above max_words ({self.max_words})")
+        return self
+
+
+class RatioRule(_Strict):
+    enabled: bool = True
+    # (longer side + smoothing) / (shorter side + smoothing): smoothing keeps short pairs,
+    # whose plain ratio swings widely ("Ano." / "Yes, it is."), from failing
+    max_chars: float = Field(default=2.0, ge=1.0)
+    max_words: float = Field(default=3.0, ge=1.0)  # word counts vary more across languages
+    smoothing_chars: float = Field(default=5.0, ge=0.0)
+    smoothing_words: float = Field(default=1.0, ge=0.0)
+
+
+class ScriptRule(_Strict):
+    enabled: bool = True
+    # share of a side's letters that are in its language's script(s)
+    min_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class NonAlphaRule(_Strict):
+    enabled: bool = True
+    # share of a side's non-space characters that are not letters (digits, punctuation, symbols)
+    max_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class RepeatRule(_Strict):
+    enabled: bool = True
+    max_run: int = Field(default=4, ge=1)  # longest run of one token repeated back to back
+
+
+class PrefilterConfig(_Strict):
+    enabled: bool = True  # false: the pure paper pipeline (no rule drops anything)
+    length: LengthRule = Field(default_factory=LengthRule)
+    copies: CopyRule = Field(default_factory=CopyRule)
+    non_alpha: NonAlphaRule = Field(default_factory=NonAlphaRule)
+    repeats: RepeatRule = Field(default_factory=RepeatRule)
+    script: ScriptRule = Field(default_factory=ScriptRule)
+    ratio: RatioRule = Field(default_factory=RatioRule)
+    langid: LangidRule = Field(default_factory=LangidRule)
+
+
 class GdigConfig(_Strict):
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     languages: LanguagePair
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig
     prompt: PromptConfig = Field(default_factory=PromptConfig)
+    prefilter: PrefilterConfig = Field(default_factory=PrefilterConfig)
     pool_finetune: PoolFinetuneConfig = Field(default_factory=PoolFinetuneConfig)
     influence: InfluenceConfig = Field(default_factory=InfluenceConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)

@@ -21,9 +21,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 2  # 2: prefilter verdicts, influence.grad_norm, selections.settings
 
-# what an older store gains on open (version -> statements), so a workspace survives an upgrade
+# what an older store gains on open (version -> statements), so a workspace survives an upgrade;
+# new tables come from the CREATE TABLE IF NOT EXISTS schema itself
 _MIGRATIONS = {
     2: ["ALTER TABLE influence ADD COLUMN IF NOT EXISTS grad_norm DOUBLE",
         "ALTER TABLE selections ADD COLUMN IF NOT EXISTS settings JSON"],
@@ -63,6 +64,12 @@ CREATE TABLE IF NOT EXISTS dataset_examples (
 CREATE TABLE IF NOT EXISTS rejects (
     dataset VARCHAR, source_file VARCHAR, source_row INTEGER, reason VARCHAR, raw VARCHAR,
     created_at TIMESTAMP);
+
+-- prefilter verdicts: one row per dataset row and config signature; rule = first failing
+-- check (NULL: passed), figure = its measured value, figures = every check's value (JSON)
+CREATE TABLE IF NOT EXISTS prefilter (
+    dataset VARCHAR, signature VARCHAR, example_id VARCHAR, passed BOOLEAN, rule VARCHAR,
+    figure DOUBLE, figures JSON, created_at TIMESTAMP, PRIMARY KEY (dataset, signature, example_id));
 
 CREATE TABLE IF NOT EXISTS checkpoints (
     checkpoint_id VARCHAR PRIMARY KEY, kind VARCHAR, path VARCHAR, base VARCHAR,
@@ -108,7 +115,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 """
 
 TABLES = (
-    "runs", "datasets", "ingested_files", "examples", "dataset_examples", "rejects",
+    "runs", "datasets", "ingested_files", "examples", "dataset_examples", "rejects", "prefilter",
     "checkpoints", "curvature", "scorings", "influence", "sketches", "clusters",
     "selections", "translations", "metrics",
 )
@@ -357,6 +364,65 @@ class Store:
             return self.con.execute("SELECT * FROM rejects ORDER BY dataset, source_file, source_row").df()
         return self.con.execute(
             "SELECT * FROM rejects WHERE dataset = ? ORDER BY source_file, source_row", [dataset]
+        ).df()
+
+    # -- prefilter --------------------------------------------------------------------------
+    def add_prefilter(self, dataset: str, signature: str, decisions: pd.DataFrame) -> None:
+        """Load the verdicts of one prefilter run (replaces an earlier load of the same signature).
+
+        decisions: example_id, passed, rule, figure, and one column per check (its figure;
+        NaN = not judged), as gdig.prefilter.prefilter_rows returns them.
+        """
+        if self.get_dataset(dataset) is None:
+            raise StoreError(f"no dataset named {dataset!r} in {self.path}")
+        checks = [c for c in decisions.columns if c not in ("example_id", "passed", "rule", "figure")]
+        values = decisions[checks].astype(float).to_numpy()
+        figures = [  # NaN is not JSON: a check that did not judge the row is left out
+            json.dumps({c: float(v) for c, v in zip(checks, row) if v == v}, sort_keys=True) for row in values
+        ]
+        out = pd.DataFrame({
+            "dataset": dataset, "signature": signature,
+            "example_id": decisions["example_id"].astype(str),
+            "passed": decisions["passed"].astype(bool),
+            "rule": decisions["rule"].astype(object).where(~decisions["passed"].astype(bool), None),
+            "figure": decisions["figure"].astype(float),
+            "figures": figures, "created_at": now(),
+        })
+        with self.transaction():
+            self.con.execute("DELETE FROM prefilter WHERE dataset = ? AND signature = ?", [dataset, signature])
+            self._insert_df("prefilter", out)
+            stray = self.con.execute(
+                "SELECT count(*) FROM prefilter p ANTI JOIN dataset_examples m "
+                "ON m.dataset = p.dataset AND m.example_id = p.example_id "
+                "WHERE p.dataset = ? AND p.signature = ?", [dataset, signature],
+            ).fetchone()[0]
+            if stray:
+                raise StoreError(f"prefilter verdicts for {stray} example(s) that are not in dataset {dataset!r}")
+
+    def prefilter_signatures(self, dataset: str) -> list[str]:
+        """Signatures under which the dataset's verdicts are stored, newest first."""
+        return self.con.execute(
+            "SELECT signature FROM prefilter WHERE dataset = ? GROUP BY signature ORDER BY max(created_at) DESC",
+            [dataset],
+        ).df()["signature"].tolist()
+
+    def prefilter(self, dataset: str, signature: str) -> pd.DataFrame:
+        """Verdicts in dataset order: example_id, position, label, passed, rule, figure, figures (dict)."""
+        df = self.con.execute(
+            "SELECT p.example_id, m.position, m.label, p.passed, p.rule, p.figure, p.figures "
+            "FROM prefilter p JOIN dataset_examples m ON m.dataset = p.dataset AND m.example_id = p.example_id "
+            "WHERE p.dataset = ? AND p.signature = ? ORDER BY m.position",
+            [dataset, signature],
+        ).df()
+        df["figures"] = [json.loads(f) if isinstance(f, str) else {} for f in df["figures"]]
+        return df
+
+    def prefilter_counts(self, dataset: str, signature: str) -> pd.DataFrame:
+        """Rejected rows per rule (most first): rule, n."""
+        return self.con.execute(
+            "SELECT rule, count(*) AS n FROM prefilter WHERE dataset = ? AND signature = ? AND NOT passed "
+            "GROUP BY rule ORDER BY n DESC, rule",
+            [dataset, signature],
         ).df()
 
     # -- identity, key/value info and id lists (used for content-hash cache keys) ------------

@@ -1,0 +1,163 @@
+"""The prefilter's rules: what each one measures per pair, and the threshold it holds it to.
+
+A rule (a config section under `prefilter:`) measures one or more *checks*; each check
+yields one figure per pair and fails the pair when the figure crosses the section's
+threshold.  A figure of NaN means "not judged" (rule disabled, language unknown to the
+check, text too short for it) and never fails.  CHECKS is in the order that decides which
+rule a rejected pair is reported under: the cheapest, least ambiguous first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable, Literal
+
+import numpy as np
+from rapidfuzz import fuzz
+from rapidfuzz.process import cpdist
+
+from gdig.prefilter import text as tx
+from gdig.prefilter.charclass import Codepoints
+from gdig.prefilter.langid import identifier
+from gdig.prefilter.scripts import DENSE, NO_SPACES, script_fraction
+
+
+@dataclass
+class Pairs:
+    src: list[str]
+    tgt: list[str]
+    src_lang: str
+    tgt_lang: str
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    @cached_property
+    def codepoints(self) -> tuple[Codepoints, Codepoints]:
+        return Codepoints(self.src), Codepoints(self.tgt)
+
+    @cached_property
+    def chars(self) -> tuple[np.ndarray, np.ndarray]:
+        return tx.char_lengths(self.src), tx.char_lengths(self.tgt)
+
+    @cached_property
+    def words(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Word counts, or None when a side's language has no spaces between words."""
+        if self.src_lang in NO_SPACES or self.tgt_lang in NO_SPACES:
+            return None
+        return tx.word_counts(self.src), tx.word_counts(self.tgt)
+
+    def nan(self) -> np.ndarray:
+        return np.full(len(self), np.nan)
+
+
+def _length(p: Pairs, cfg) -> dict[str, np.ndarray]:
+    (cs, ct), words = p.chars, p.words
+    ws, wt = words if words is not None else (p.nan(), p.nan())
+    return {
+        "length.min_chars": np.minimum(cs, ct), "length.max_chars": np.maximum(cs, ct),
+        # min_words holds the longer side to it: one short side is for the ratio rule
+        "length.min_words": np.maximum(ws, wt), "length.max_words": np.maximum(ws, wt),
+    }
+
+
+def _copies(p: Pairs, cfg) -> dict[str, np.ndarray]:
+    src = [tx.normalise_for_copy(t) for t in p.src]
+    tgt = [tx.normalise_for_copy(t) for t in p.tgt]
+    sim = cpdist(src, tgt, scorer=fuzz.ratio, dtype=np.float64, workers=1) / 100.0
+    # two sides with no words at all ("2:1" / "2:1") are the non-alphabetic rule's business
+    empty = np.array([not (a or b) for a, b in zip(src, tgt)], dtype=bool)
+    return {"copies": np.where(empty, np.nan, sim)}
+
+
+def _non_alpha(p: Pairs, cfg) -> dict[str, np.ndarray]:
+    cs, ct = p.codepoints
+    return {"non_alpha": np.maximum(tx.non_alpha_fraction(p.src, cs), tx.non_alpha_fraction(p.tgt, ct))}
+
+
+def _repeats(p: Pairs, cfg) -> dict[str, np.ndarray]:
+    return {"repeats": np.maximum(tx.longest_token_run(p.src), tx.longest_token_run(p.tgt))}
+
+
+def _script(p: Pairs, cfg) -> dict[str, np.ndarray]:
+    cs, ct = p.codepoints
+    return {"script.src": script_fraction(p.src, p.src_lang, cs), "script.tgt": script_fraction(p.tgt, p.tgt_lang, ct)}
+
+
+def _group(lang: str, cfg) -> frozenset[str]:
+    for group in cfg.equivalent:
+        if lang in group:
+            return frozenset(group)
+    return frozenset({lang})
+
+
+def _langid_side(texts: list[str], lang: str, cfg) -> np.ndarray:
+    ident = identifier()
+    langs = _group(lang, cfg)
+    if not langs & ident.labels:  # a language the model does not know: no verdict
+        return np.full(len(texts), np.nan)
+    out = ident.prob_of(texts, langs)
+    if cfg.min_chars:
+        out[tx.char_lengths(texts) < cfg.min_chars] = np.nan
+    return out
+
+
+def _langid(p: Pairs, cfg) -> dict[str, np.ndarray]:
+    return {"langid.src": _langid_side(p.src, p.src_lang, cfg), "langid.tgt": _langid_side(p.tgt, p.tgt_lang, cfg)}
+
+
+def _smoothed_ratio(a: np.ndarray, b: np.ndarray, smoothing: float) -> np.ndarray:
+    lo, hi = np.minimum(a, b) + smoothing, np.maximum(a, b) + smoothing
+    return np.divide(hi, lo, out=np.full_like(hi, np.inf), where=lo > 0)
+
+
+def _ratio(p: Pairs, cfg) -> dict[str, np.ndarray]:
+    # a syllabic or logographic script packs a word into one to three characters: no char ratio
+    # between it and an alphabet
+    mixed = (p.src_lang in DENSE) != (p.tgt_lang in DENSE)
+    chars = p.nan() if mixed else _smoothed_ratio(*p.chars, cfg.smoothing_chars)
+    words = p.nan() if p.words is None else _smoothed_ratio(*p.words, cfg.smoothing_words)
+    return {"ratio.chars": chars, "ratio.words": words}
+
+
+Measure = Callable[[Pairs, object], dict[str, np.ndarray]]
+MEASURES: dict[str, Measure] = {
+    "length": _length, "copies": _copies, "non_alpha": _non_alpha, "repeats": _repeats,
+    "script": _script, "langid": _langid, "ratio": _ratio,
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # the rule reported for a pair it fails, e.g. "langid.tgt"
+    section: str  # its config section under prefilter: (and the measure that computes it)
+    threshold: str  # the key of that section holding its threshold
+    fails_when: Literal["below", "above", "at_least"]
+
+    def fails(self, figure: np.ndarray, section_cfg) -> np.ndarray:
+        limit = getattr(section_cfg, self.threshold)
+        with np.errstate(invalid="ignore"):  # NaN compares False: not judged, not failed
+            if self.fails_when == "below":
+                return figure < limit
+            if self.fails_when == "above":
+                return figure > limit
+            return figure >= limit
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("length.min_chars", "length", "min_chars", "below"),
+    Check("length.min_words", "length", "min_words", "below"),
+    Check("length.max_chars", "length", "max_chars", "above"),
+    Check("length.max_words", "length", "max_words", "above"),
+    Check("copies", "copies", "max_similarity", "at_least"),
+    Check("non_alpha", "non_alpha", "max_fraction", "above"),
+    Check("repeats", "repeats", "max_run", "above"),
+    Check("script.src", "script", "min_fraction", "below"),
+    Check("script.tgt", "script", "min_fraction", "below"),
+    Check("langid.src", "langid", "min_prob", "below"),
+    Check("langid.tgt", "langid", "min_prob", "below"),
+    Check("ratio.chars", "ratio", "max_chars", "above"),
+    Check("ratio.words", "ratio", "max_words", "above"),
+)
+CHECK_NAMES = tuple(c.name for c in CHECKS)
