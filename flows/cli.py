@@ -97,13 +97,10 @@ def quiet_console(debug: bool = False) -> None:
 def _failure(err: BaseException) -> dict[str, Any]:
     """What the CLI prints for a failed run: a BadInput's own message (as --no-prefect prints
     it; exit 2), else the stage error ("fit-curvature: ValueError: ..."; exit 1)."""
-    from gdig.errors import bad_input_cause
-    from tasks.runtime import BadInputError
+    from tasks.runtime import describe_failure
 
-    if isinstance(err, BadInputError):
-        return {"bad_input": True, "error": err.cause}
-    bad = bad_input_cause(err)
-    return {"bad_input": bad is not None, "error": str(bad if bad is not None else err)}
+    bad_input, message = describe_failure(err)
+    return {"bad_input": bad_input, "error": message}
 
 
 def _run(flow, debug: bool = False, **params) -> dict[str, Any]:

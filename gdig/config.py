@@ -283,7 +283,9 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>", base_dir: Pa
     try:
         cfg = GdigConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{source}: invalid config\n{_format_errors(err)}") from None
+        lines = _format_errors(err)
+        sep = ": " if "\n" not in lines else "\n  "  # one bad key: one line
+        raise ConfigError(f"{source}: invalid config{sep}{lines.strip()}") from None
     return _resolve_paths(cfg, base_dir or Path.cwd())
 
 

@@ -56,6 +56,17 @@ def stage(name: str) -> Iterator[None]:
         raise StageError.of(name, err) from err
 
 
+def describe_failure(err: BaseException) -> tuple[bool, str]:
+    """(is it bad input, the line to print) for what a failed flow raised: a BadInput's own
+    message (what --no-prefect prints), else the stage error."""
+    from gdig.errors import bad_input_cause
+
+    if isinstance(err, BadInputError):
+        return True, err.cause
+    bad = bad_input_cause(err)
+    return bad is not None, str(bad if bad is not None else err)
+
+
 def retry_unless_bad_input(task: Task, task_run: Any, state: Any) -> bool:
     """Prefect retry condition: retry transient failures, never a BadInputError."""
     try:
@@ -231,6 +242,12 @@ def watch_this_run(cfg: GdigConfig) -> None:
     from prefect.context import FlowRunContext
 
     crash_ghost_runs(cfg)
+    try:
+        ensure_ghost_automation()
+    except Exception as err:  # e.g. a server without automations: the workspace check still holds
+        import logging
+
+        logging.getLogger(__name__).warning("gdig: no heartbeat automation on this Prefect server: %s", err)
     ctx = FlowRunContext.get()
     if ctx is None or ctx.flow_run is None:
         return
@@ -242,3 +259,48 @@ def watch_this_run(cfg: GdigConfig) -> None:
     tmp = folder / f".{ctx.flow_run.id}.tmp"
     tmp.write_text(json.dumps(record), encoding="utf-8")
     tmp.replace(folder / f"{ctx.flow_run.id}.json")
+
+
+GHOST_AUTOMATION = "gdig: crash flow runs whose heartbeats stopped"
+GDIG_FLOWS = ("gdig-select", "gdig-run", "gdig-demo")
+
+
+def ensure_ghost_automation() -> str | None:
+    """Prefect's own zombie-run detection, for gdig's flows: every flow run sends a heartbeat
+    event (settings.flows.heartbeat_frequency, 180 s by default); this automation, created once
+    per server, marks a gdig flow run Crashed when no heartbeat (nor a final state) follows the
+    last one within 3 heartbeat periods.  It catches runs killed on any host, without gdig
+    starting again.  Returns the automation's id (None: heartbeats are off)."""
+    from datetime import timedelta
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.settings import get_current_settings
+
+    period = get_current_settings().flows.heartbeat_frequency
+    if period is None:
+        return None
+    with get_client(sync_client=True) as client:
+        existing = client.read_automations_by_name(name=GHOST_AUTOMATION)
+        if existing:
+            return str(existing[0].id)
+        window = 3 * max(period, 30)
+        return str(client.create_automation(AutomationCore(
+            name=GHOST_AUTOMATION,
+            description="Created by gdig (tasks/runtime.py): a gdig flow run that stopped sending heartbeats "
+                        "(its process was killed) is marked Crashed.",
+            trigger=EventTrigger(
+                after={"prefect.flow-run.heartbeat"},
+                expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                        "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
+                match={"prefect.resource.id": ["prefect.flow-run.*"]},
+                match_related={"prefect.resource.role": "flow", "prefect.resource.name": list(GDIG_FLOWS)},
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive, threshold=1, within=timedelta(seconds=window)),
+            actions=[ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"no heartbeat for {window} s: the process running this gdig flow run is gone "
+                        f"(killed?); marked Crashed by the automation {GHOST_AUTOMATION!r}")],
+        )))
