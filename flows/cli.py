@@ -3,6 +3,7 @@ a plain result with the flow run's id and where to see it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -66,17 +67,54 @@ def stage_timings(flow_run_id) -> list[dict[str, Any]]:
     return list(stages.values())
 
 
-def _run(flow, **params) -> dict[str, Any]:
+class _NoTraceback(logging.Filter):
+    """On the console only (the API log handler, i.e. the UI, keeps them): log records without
+    their tracebacks; the CLI prints the one-line cause itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def quiet_console(debug: bool = False) -> None:
+    """Prefect's console log goes to stdout (stderr is for gdig's error line), without
+    tracebacks unless `debug`."""
+    import sys
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(v, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler) and handler.stream is sys.stderr:
+                handler.setStream(sys.stdout)
+                handler.console.file = sys.stdout
+                if not debug and not any(isinstance(f, _NoTraceback) for f in handler.filters):
+                    handler.addFilter(_NoTraceback())
+
+
+def _failure(err: BaseException) -> dict[str, Any]:
+    """What the CLI prints for a failed run: a BadInput's own message (as --no-prefect prints
+    it; exit 2), else the stage error ("fit-curvature: ValueError: ..."; exit 1)."""
+    from tasks.runtime import describe_failure
+
+    bad_input, message = describe_failure(err)
+    return {"bad_input": bad_input, "error": message}
+
+
+def _run(flow, debug: bool = False, **params) -> dict[str, Any]:
     t0 = time.time()
+    quiet_console(debug)
     state = flow(**params, return_state=True)
     where = _where(state.state_details.flow_run_id)
     if not state.is_completed():
         try:
             state.result()
         except Exception as err:  # the stage error (e.g. "fit-curvature: ValueError: ...")
-            return {"ok": False, "error": str(err), "state": state.name, **where, "seconds": time.time() - t0}
-        return {"ok": False, "error": state.message or state.name, "state": state.name, **where,
-                "seconds": time.time() - t0}
+            return {"ok": False, **_failure(err), "state": state.name, **where, "seconds": time.time() - t0}
+        return {"ok": False, "bad_input": False, "error": state.message or state.name, "state": state.name,
+                **where, "seconds": time.time() - t0}
     seconds = time.time() - t0
     try:
         timings = stage_timings(state.state_details.flow_run_id)
@@ -86,19 +124,19 @@ def _run(flow, **params) -> dict[str, Any]:
             "timings": timings}
 
 
-def select(config: str, overrides: list[str] | None = None) -> dict[str, Any]:
+def select(config: str, overrides: list[str] | None = None, debug: bool = False) -> dict[str, Any]:
     from flows.select import select_flow
 
-    return _run(select_flow, config=str(config), overrides=list(overrides or []))
+    return _run(select_flow, debug, config=str(config), overrides=list(overrides or []))
 
 
-def run(config: str, overrides: list[str] | None = None) -> dict[str, Any]:
+def run(config: str, overrides: list[str] | None = None, debug: bool = False) -> dict[str, Any]:
     from flows.run import run_flow
 
-    return _run(run_flow, config=str(config), overrides=list(overrides or []))
+    return _run(run_flow, debug, config=str(config), overrides=list(overrides or []))
 
 
-def demo(workdir: str, seed: int = 0, overrides: list[str] | None = None) -> dict[str, Any]:
+def demo(workdir: str, seed: int = 0, overrides: list[str] | None = None, debug: bool = False) -> dict[str, Any]:
     from flows.demo import demo_flow
 
-    return _run(demo_flow, workdir=str(workdir), seed=seed, overrides=list(overrides or []))
+    return _run(demo_flow, debug, workdir=str(workdir), seed=seed, overrides=list(overrides or []))

@@ -12,8 +12,8 @@ from tasks import load_settings, publish_comparison, stages_for
 @flow(name="gdig-run", log_prints=True)
 def run_flow(config: str, overrides: list[str] | None = None) -> dict:
     """Selection and its proof: strategies x budgets finetuned and evaluated."""
-    selected = select_flow(config, overrides)
     cfg = load_settings(config, overrides)
+    selected = select_flow(config, overrides)
     t = stages_for(cfg)
 
     base = t.base_model(cfg)  # the reference row: no finetuning

@@ -54,6 +54,7 @@ def ingest_cmd(
     fmt: str = typer.Option("auto", "--format", help="auto | jsonl | json | gdig | hf | tsv | moses | disk | hub."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Load the valid rows and record invalid ones in the rejects table instead of stopping."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Read at most this many rows from each path."),
+    max_chars: int = typer.Option(20_000, "--max-chars", min=0, help="A row whose source or target is longer (in characters) is invalid; 0: no limit."),
     split: str | None = typer.Option(None, "--split", help="Split of a save_to_disk / hub dataset with several splits."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -64,7 +65,8 @@ def ingest_cmd(
     try:
         with Store(db) as store:
             result = ingest(store, paths, role=role, name=name, src_lang=src_lang, tgt_lang=tgt_lang,
-                            fmt=fmt, skip_invalid=skip_invalid, limit=limit, split=split, progress=progress)
+                            fmt=fmt, skip_invalid=skip_invalid, limit=limit, split=split, progress=progress,
+                            max_chars=max_chars or None)
     except (IngestError, StoreError) as err:
         fail(str(err), 2)
     typer.echo(result.summary())
@@ -77,22 +79,23 @@ def select_cmd(
     overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set selection.budgets=[100,200] (repeatable)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="Run as the Prefect flow (cached, retried stages, visible in the Prefect UI; default) or as plain Python in this process (no Prefect)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of a failure (default: one line on stderr)."),
 ) -> None:
     """Run ingest -> pool checkpoint -> curvature -> seed products -> scoring -> quality + diversity
     selection for every configured strategy and budget; export JSONL and print a summary."""
-    from gdig.config import ConfigError, load_config
+    from gdig.config import ConfigError, load_config, require_data
     from gdig.pipeline import select_pipeline
 
     try:
-        cfg = load_config(config, overrides)
+        cfg = require_data(load_config(config, overrides))
     except ConfigError as err:
         fail(str(err), 2)
     if prefect:
-        out = _run_flow("select", config=str(config), overrides=list(overrides), progress=progress)
+        out = _run_flow("select", config=str(config), overrides=list(overrides), progress=progress, debug=debug)
         typer.echo(out["result"]["summary"]["text"])
         _echo_flow_run(out)
         return
-    typer.echo(_run_select_stage(lambda: select_pipeline(cfg, progress=progress)).render())
+    typer.echo(_run_select_stage(lambda: select_pipeline(cfg, progress=progress), debug).render())
 
 
 @app.command("explain")
@@ -113,17 +116,21 @@ def explain_cmd(
         fail(str(err), 2)
 
 
-def _run_select_stage(fn):
-    """Run a pipeline call, turning known errors into a clean exit (2: bad input, 1: a stage failed)."""
-    from gdig.data.ingest import IngestError
-    from gdig.modeling import ModelLoadError
+def _run_select_stage(fn, debug: bool = False):
+    """Run a pipeline call, turning known errors into a clean exit (2: bad input or config, a
+    missing model or dataset; 1: a stage failed); `debug` lets the traceback through."""
+    from gdig.errors import BadInput
     from gdig.store import StoreError
 
     try:
         return fn()
-    except (IngestError, ModelLoadError) as err:
+    except BadInput as err:
+        if debug:
+            raise
         fail(str(err), 2)
-    except (StoreError, ValueError, RuntimeError) as err:
+    except (StoreError, ValueError, RuntimeError, OSError) as err:
+        if debug:
+            raise
         fail(f"{type(err).__name__}: {err}", 1)
 
 
@@ -142,6 +149,8 @@ def _run_flow(name: str, **params):
     out = found[0].load()(**params)
     if not out["ok"]:
         _echo_flow_run(out)
+        if out.get("bad_input"):  # the very line --no-prefect prints
+            fail(out["error"], 2)
         fail(f"flow {name} {out['state']}: {out['error']}", 1)
     return out
 
@@ -191,21 +200,22 @@ def run_cmd(
     overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set selection.budgets=[100,200] (repeatable)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="Run as the Prefect flow (default) or as plain Python in this process."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of a failure (default: one line on stderr)."),
 ) -> None:
     """Select (every strategy x budget), finetune the base model on each selection with equal
     steps per budget, translate and score every eval set, and write the comparison report."""
-    from gdig.config import ConfigError, load_config
+    from gdig.config import ConfigError, load_config, require_data
 
     try:
-        cfg = load_config(config, overrides)
+        cfg = require_data(load_config(config, overrides))
     except ConfigError as err:
         fail(str(err), 2)
     if prefect:
-        out = _run_flow("run", config=str(config), overrides=list(overrides), progress=progress)
+        out = _run_flow("run", config=str(config), overrides=list(overrides), progress=progress, debug=debug)
         _echo_run_result(out["result"])
         _echo_flow_run(out)
         return
-    typer.echo(_run_select_stage(lambda: _run_plain(cfg, progress)).render())
+    typer.echo(_run_select_stage(lambda: _run_plain(cfg, progress), debug).render())
 
 
 @app.command("demo")
@@ -215,6 +225,7 @@ def demo_cmd(
     overrides: list[str] = typer.Option([], "--set", help="Override a key of the generated config (repeatable)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="Run as the Prefect flow (default) or as plain Python in this process."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of a failure (default: one line on stderr)."),
 ) -> None:
     """Offline end to end: generate an invented language pair with injected noise and a tiny
     model, select with G-DIG and baselines, finetune, evaluate, and write the report."""
@@ -224,7 +235,8 @@ def demo_cmd(
         workdir = Path.cwd() / f"gdig-demo-{time.strftime('%Y%m%d-%H%M%S')}"
     typer.echo(f"demo workspace: {workdir}")
     if prefect:
-        out = _run_flow("demo", workdir=str(workdir), seed=seed, overrides=list(overrides), progress=progress)
+        out = _run_flow("demo", workdir=str(workdir), seed=seed, overrides=list(overrides), progress=progress,
+                        debug=debug)
         _echo_run_result(out["result"])
         typer.echo(f"config: {out['result']['config']}")
         _echo_flow_run(out)
@@ -233,8 +245,8 @@ def demo_cmd(
     from gdig.demo import prepare_demo
 
     config = prepare_demo(workdir, seed=seed, progress=progress)
-    cfg = load_config(config, overrides)
-    typer.echo(_run_select_stage(lambda: _run_plain(cfg, progress)).render())
+    cfg = _run_select_stage(lambda: load_config(config, overrides), debug)
+    typer.echo(_run_select_stage(lambda: _run_plain(cfg, progress), debug).render())
     typer.echo(f"config: {config}")
 
 

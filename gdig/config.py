@@ -15,8 +15,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gdig.errors import BadInput
 
-class ConfigError(ValueError):
+
+class ConfigError(BadInput, ValueError):
     """A config file that cannot be used; the message names the file and the key."""
 
 
@@ -47,6 +49,7 @@ class DataConfig(_Strict):
     seed: list[DataSource] = Field(default_factory=list)
     eval: list[DataSource] = Field(default_factory=list)
     skip_invalid: bool = False  # load valid rows, record the rest in `rejects`
+    max_chars: int | None = Field(default=20_000, ge=1)  # longest source/target; longer rows are invalid
 
 
 class ModelConfig(_Strict):
@@ -323,12 +326,31 @@ class GdigConfig(_Strict):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def require_data(cfg: GdigConfig, roles: tuple[str, ...] = ("candidates", "seed")) -> GdigConfig:
+    """`gdig select|run` need these data sections: an empty or missing one is a config error (the
+    store may hold an older dataset under that role; it is never used in its place)."""
+    for role in roles:
+        if not getattr(cfg.data, role):
+            raise ConfigError(f"data.{role}: empty or missing; a selection needs at least one source here "
+                              f"(data.{role}: [{{path: ...}}])")
+    return cfg
+
+
 def _format_errors(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         lines.append(f"  {key}: {e['msg']}")
     return "\n".join(lines)
+
+
+def looks_local(name: str, base: Path | None = None) -> bool:
+    """A model name that is clearly a local path, not a hub id: absolute, starting with ./ ../
+    or ~, more than one '/', or one whose parent directory exists (relative to `base`)."""
+    if name in (".", "..") or name.startswith(("/", "./", "../", "~", ".\\", "..\\")) or name.count("/") > 1:
+        return True
+    p = (base or Path.cwd()) / name
+    return p.exists() or (len(Path(name).parts) > 1 and p.parent.is_dir())
 
 
 def _resolve_paths(cfg: GdigConfig, base: Path) -> GdigConfig:
@@ -342,9 +364,10 @@ def _resolve_paths(cfg: GdigConfig, base: Path) -> GdigConfig:
     for role in (cfg.data.candidates, cfg.data.seed, cfg.data.eval):
         for src in role:
             src.path = res(src.path)
-    # a model path that exists relative to the config is a local dir; otherwise a hub id
-    local = base / cfg.model.name_or_path
-    if local.exists():
+    # a model path that exists, or looks like a path, relative to the config is a local dir
+    # (resolved against it, never looked up on the hub); otherwise a hub id
+    local = base / Path(cfg.model.name_or_path).expanduser()
+    if local.exists() or looks_local(cfg.model.name_or_path, base):
         cfg.model.name_or_path = str(local.resolve())
     if cfg.pool_finetune.checkpoint and (base / cfg.pool_finetune.checkpoint).exists():
         cfg.pool_finetune.checkpoint = str((base / cfg.pool_finetune.checkpoint).resolve())
@@ -358,7 +381,9 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>", base_dir: Pa
     try:
         cfg = GdigConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{source}: invalid config\n{_format_errors(err)}") from None
+        lines = _format_errors(err)
+        sep = ": " if "\n" not in lines else "\n  "  # one bad key: one line
+        raise ConfigError(f"{source}: invalid config{sep}{lines.strip()}") from None
     return _resolve_paths(cfg, base_dir or Path.cwd())
 
 

@@ -14,10 +14,12 @@ from typing import Iterable
 
 import torch
 
+from gdig.errors import BadInput
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(BadInput, RuntimeError):
     pass
 
 
@@ -30,11 +32,47 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
         raise ValueError(f"unknown dtype {dtype!r}; one of {', '.join(DTYPES)}") from None
 
 
+def require_local(name_or_path: str) -> None:
+    """A name that is clearly a local path (gdig.config.looks_local) must exist: fail at once
+    instead of asking the Hugging Face hub (and its retries) for it."""
+    from gdig.config import looks_local
+
+    if looks_local(name_or_path) and not Path(name_or_path).expanduser().exists():
+        raise ModelLoadError(f"model {name_or_path}: no such file or directory (a local path, so not "
+                             f"looked up on the Hugging Face hub)")
+
+
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def position_limit(name_or_path: str, *, gguf_file: str | None = None, revision: str | None = None,
+                   trust_remote_code: bool = False) -> int | None:
+    """The longest sequence the model's config admits (None when it names none, e.g. ALiBi models).
+    Reading the config is also the cheap check that the model exists and is readable."""
+    from transformers import AutoConfig
+
+    require_local(name_or_path)
+    kw = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if gguf_file:
+        kw["gguf_file"] = gguf_file
+    try:
+        conf = AutoConfig.from_pretrained(name_or_path, **kw)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(_explain(name_or_path, err)) from None
+    for key in POSITION_KEYS:
+        value = getattr(conf, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def load_tokenizer(name_or_path: str, gguf_file: str | None = None, revision: str | None = None,
                    trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     from gdig.data.prompts import ensure_pad_token
+
+    require_local(name_or_path)
 
     kw = {"revision": revision, "trust_remote_code": trust_remote_code}
     if gguf_file:
@@ -60,6 +98,7 @@ def load_model(
     """(model, tokenizer) in eval mode on `device`.  GGUF weights are dequantised by transformers."""
     from transformers import AutoModelForCausalLM
 
+    require_local(name_or_path)
     kw = {"revision": revision, "trust_remote_code": trust_remote_code, "dtype": resolve_dtype(dtype)}
     if gguf_file:
         from transformers import GgufConfig

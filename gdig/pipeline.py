@@ -20,10 +20,12 @@ log = logging.getLogger(__name__)
 
 # -- steps 0-3: data, model, curvature, seed side ----------------------------------------------
 def ingest_step(cfg, store, progress: bool = True) -> dict[str, list[str]]:
-    """Load data.candidates into "pool" and data.seed into "seed" (idempotent)."""
+    """Load data.candidates into "pool" and data.seed into "seed" (idempotent); both must be
+    given (ConfigError), and each dataset holds exactly what the config names."""
+    from gdig.config import require_data
     from gdig.data.ingest import ingest_config
 
-    return ingest_config(cfg, store, progress=progress)
+    return ingest_config(require_data(cfg), store, progress=progress)
 
 
 def checkpoint_step(cfg, store, progress: bool = True) -> dict:

@@ -141,7 +141,11 @@ class Store:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as err:
             raise StoreError(f"{self.path}: cannot open the store ({err}); another process may hold it") from None
-        self._check_or_create_schema(read_only)
+        try:
+            self._check_or_create_schema(read_only)
+        except BaseException:
+            self.close()
+            raise
 
     # -- lifecycle ---------------------------------------------------------------------
     def _check_or_create_schema(self, read_only: bool) -> None:
@@ -171,7 +175,11 @@ class Store:
             )
 
     def close(self) -> None:
-        self.con.close()
+        """Close the connection and drop it: a Store still referenced after a failure (by a
+        traceback, a Prefect state) then holds no DuckDB object, so none is alive at exit."""
+        con, self.con = getattr(self, "con", None), None
+        if con is not None:
+            con.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -257,6 +265,13 @@ class Store:
             [dataset, content_hash],
         ).fetchone()[0])
 
+    def ingested_hashes(self, dataset: str) -> list[str]:
+        """Content hashes of the files loaded into a dataset, in the order they were loaded."""
+        return list(self.con.execute(
+            "SELECT content_hash FROM ingested_files WHERE dataset = ? ORDER BY ingested_at, rowid",
+            [dataset],
+        ).df()["content_hash"])
+
     def add_rows(
         self,
         *,
@@ -267,8 +282,10 @@ class Store:
         rows: pd.DataFrame,
         rejects: pd.DataFrame | None = None,
         files: list[tuple[str, str, int]] = (),
+        replace: bool = False,
     ) -> dict[str, int]:
-        """Append rows to a dataset in ONE transaction.
+        """Append rows to a dataset in ONE transaction (replace: the dataset's rows, rejects and
+        file records are dropped first, so it holds exactly these rows).
 
         rows: columns example_id, src_lang, tgt_lang, src, tgt, source_file, source_row,
         label (optional).  Rows whose example is already in the dataset count as
@@ -286,6 +303,11 @@ class Store:
                 f"{existing['src_lang']}-{existing['tgt_lang']}; cannot add {role} {src_lang}-{tgt_lang} rows"
             )
         with self.transaction():
+            if replace and existing:
+                for table in ("dataset_examples", "rejects", "ingested_files"):
+                    self.con.execute(f"DELETE FROM {table} WHERE dataset = ?", [dataset])
+                self.con.execute("DELETE FROM datasets WHERE name = ?", [dataset])
+                existing = None
             start = 0
             if existing:
                 start = self.con.execute(

@@ -468,8 +468,26 @@ def _train_stage_dir(cfg: GdigConfig, prefix: str, tcfg: TrainConfig, example_id
     return Path(cfg.workspace.dir) / "checkpoints" / f"{prefix}-{key}"
 
 
+def check_model(cfg: GdigConfig, path: str | None = None) -> None:
+    """Before a model is recorded or trained on: it exists and is readable (ModelLoadError), and
+    prompt.max_length fits its position limit (ConfigError).  path: a checkpoint dir in place of
+    cfg.model."""
+    from gdig.config import ConfigError
+    from gdig.modeling import position_limit
+
+    name = path or cfg.model.name_or_path
+    limit = position_limit(name, gguf_file=None if path else cfg.model.gguf_file,
+                           revision=None if path else cfg.model.revision,
+                           trust_remote_code=cfg.model.trust_remote_code)
+    if limit is not None and cfg.prompt.max_length > limit:
+        raise ConfigError(f"prompt.max_length {cfg.prompt.max_length} is above the position limit {limit} of "
+                          f"the model {name}; lower prompt.max_length to at most {limit}")
+
+
 def base_checkpoint_stage(cfg: GdigConfig, store) -> dict:
-    """The base model of the config as a store checkpoint (kind 'base'; hub ids hash by name)."""
+    """The base model of the config as a store checkpoint (kind 'base'; hub ids hash by name),
+    recorded only once the model is known to load (check_model)."""
+    check_model(cfg)
     ckpt_id = model_hash(cfg.model.name_or_path, cfg.model.gguf_file)
     store.add_checkpoint(ckpt_id, "base", cfg.model.name_or_path, meta={"gguf_file": cfg.model.gguf_file})
     return {"checkpoint_id": ckpt_id, "path": cfg.model.name_or_path}
@@ -485,6 +503,7 @@ def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True) -> dict
     """
     pf = cfg.pool_finetune
     if pf.enabled:
+        check_model(cfg)
         pool = store.dataset_examples("pool")
         out = _train_stage_dir(cfg, "pool", pf, list(pool["example_id"]), None)
         res = finetune(cfg.model, cfg.prompt, pf, pool, out, progress=progress)
@@ -495,7 +514,10 @@ def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True) -> dict
         return _record(store, res.path, "pool", base, None, meta)
     if pf.checkpoint:
         if not Path(pf.checkpoint).exists():
-            raise TrainError(f"pool_finetune.checkpoint {pf.checkpoint}: no such directory")
+            from gdig.modeling import ModelLoadError
+
+            raise ModelLoadError(f"pool_finetune.checkpoint {pf.checkpoint}: no such directory")
+        check_model(cfg, pf.checkpoint)
         return _record(store, pf.checkpoint, "pool", None, None, {"source": "pool_finetune.checkpoint"})
     return base_checkpoint_stage(cfg, store)
 

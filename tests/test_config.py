@@ -39,7 +39,8 @@ def test_errors_name_the_key(data, key, msg):
         parse_config(data, source="my.yaml")
     text = str(err.value)
     assert text.startswith("my.yaml: invalid config")
-    line = next(ln for ln in text.splitlines() if ln.strip().startswith(key + ":"))
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith(key + ":")
+                or ln.startswith(f"my.yaml: invalid config: {key}:"))
     assert msg in line
 
 

@@ -10,6 +10,7 @@ file to a dataset appends its rows (new positions at the end).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +22,17 @@ from tqdm.auto import tqdm
 from gdig.data import validate as V
 from gdig.data.languages import UnknownLanguage, normalize_lang
 from gdig.data.readers import ReadError, content_hash, open_source, read_rows
+from gdig.errors import BadInput
 
 ROLES = ("candidates", "seed", "eval")
 POOL = "pool"  # the dataset all data.candidates sources go into
 SEED = "seed"  # the dataset all data.seed sources go into
+log = logging.getLogger(__name__)
 MAX_EXAMPLES = 5  # rejected rows quoted in an error summary
+MAX_CHARS = 20_000  # default longest source or target accepted (data.max_chars, --max-chars)
 
 
-class IngestError(ValueError):
+class IngestError(BadInput, ValueError):
     """Invalid input; the message is a summary (file, row, reason; counts; first examples)."""
 
     def __init__(self, message: str, rejects: list[tuple[str, int, str, str]] | None = None):
@@ -48,6 +52,7 @@ class IngestResult:
     rejected: int = 0
     skipped_files: int = 0  # sources whose content was already ingested into this dataset
     files: list[str] = field(default_factory=list)  # sources loaded by this call
+    rebuilt: bool = False  # exact ingest: the old rows were dropped (the sources changed)
 
     def summary(self) -> str:
         pair = f"{self.src_lang}-{self.tgt_lang}" if self.src_lang else "?"
@@ -55,6 +60,7 @@ class IngestResult:
             f"{self.dataset} ({self.role}, {pair}): read {self.read}, added {self.added}, "
             f"duplicates {self.duplicates}, rejected {self.rejected}, "
             f"skipped files {self.skipped_files} (already ingested)"
+            + ("; rebuilt: its sources changed since the last ingest" if self.rebuilt else "")
         )
 
 
@@ -75,8 +81,15 @@ def example_id(src_lang: str, tgt_lang: str, src: str, tgt: str) -> str:
 
 
 def summarize_rejects(rejects: Sequence[tuple[str, int, str, str]], skipped_hint: bool = True) -> str:
-    """Text summary of rejected rows: totals, count per reason, first examples (file:row: reason)."""
+    """Text summary of rejected rows: totals, count per reason, first examples (file:row: reason);
+    a single rejected row is one line (file:row: reason: raw text)."""
     files = {r[0] for r in rejects}
+    if len(rejects) == 1:  # one line: where, why, what was read
+        file, row, reason, raw = rejects[0]
+        shown = "" if not raw else f": {raw!r}" if len(raw) <= 120 else f": {raw[:117] + '...'!r}"
+        line = f"{file}:{row}: {reason}{shown}" if row else f"{file}: {reason}{shown}"
+        return line + ("; nothing was written (fix the input, or load the valid rows and record the rest "
+                       "in the rejects table with --skip-invalid)" if skipped_hint else "")
     lines = [f"{len(rejects)} invalid row(s) in {len(files)} file(s)"]
     if skipped_hint:
         lines[0] += (
@@ -121,6 +134,7 @@ def ingest(
     limit: int | None = None,
     split: str | None = None,
     progress: bool = True,
+    max_chars: int | None = MAX_CHARS,
 ) -> IngestResult:
     """Ingest files into dataset `name` (role candidates | seed | eval), all in one transaction.
 
@@ -131,7 +145,7 @@ def ingest(
         paths = [paths]
     specs = [SourceSpec(str(p), fmt, split, limit) for p in paths]
     return ingest_sources(store, specs, role=role, name=name, src_lang=src_lang, tgt_lang=tgt_lang,
-                          skip_invalid=skip_invalid, progress=progress)
+                          skip_invalid=skip_invalid, progress=progress, max_chars=max_chars)
 
 
 def ingest_sources(
@@ -144,8 +158,17 @@ def ingest_sources(
     tgt_lang: str | None = None,
     skip_invalid: bool = False,
     progress: bool = True,
+    max_chars: int | None = MAX_CHARS,
+    exact: bool = False,
 ) -> IngestResult:
-    """Like `ingest`, with per-source format/split/limit."""
+    """Like `ingest`, with per-source format/split/limit.
+
+    max_chars: a row whose source or target is longer is invalid ("source is N characters >
+    max_chars M"); None: no limit.  exact: the dataset must hold exactly these sources (the
+    config's view): when the files recorded for it are not where these sources start (one
+    was removed, replaced or edited), it is rebuilt from them (result.rebuilt) instead of
+    keeping the old rows; sources added after the recorded ones are appended as usual.
+    """
     from gdig.store import StoreError
 
     if role not in ROLES:
@@ -163,15 +186,26 @@ def ingest_sources(
     rejects: list[tuple[str, int, str, str]] = []
     files: list[tuple[str, str, int]] = []
     seen_hashes: set[str] = set()
-    for spec in specs:
+
+    def opened(spec: SourceSpec):
         direction = expected or (None, None)
         try:
             source = open_source(spec.path, spec.fmt, split=spec.split, limit=spec.limit,
                                  src_lang=direction[0], tgt_lang=direction[1])
-            chash = content_hash(source)
+            return source, content_hash(source)
         except (ReadError, UnknownLanguage) as err:
             raise IngestError(str(err)) from None
-        if chash in seen_hashes or store.file_ingested(name, chash):
+
+    first = {}
+    if exact and existing is not None:
+        first = {i: opened(spec) for i, spec in enumerate(specs)}
+        current = list(dict.fromkeys(chash for _, chash in first.values()))
+        recorded = store.ingested_hashes(name)
+        result.rebuilt = current[: len(recorded)] != recorded
+    for i, spec in enumerate(specs):
+        direction = expected or (None, None)
+        source, chash = first[i] if i in first else opened(spec)
+        if chash in seen_hashes or (not result.rebuilt and store.file_ingested(name, chash)):
             result.skipped_files += 1
             continue
         seen_hashes.add(chash)
@@ -180,7 +214,7 @@ def ingest_sources(
             rows = read_rows(source, *direction)
             for row in tqdm(rows, desc=f"read {Path(source.label).name}", unit=" rows",
                             disable=not progress, leave=False):
-                reason = row.reason or V.check_text(row.src, row.tgt)
+                reason = row.reason or V.check_text(row.src, row.tgt, max_chars)
                 if reason:
                     rejects.append((row.file, row.row, reason, row.raw))
                     continue
@@ -224,7 +258,7 @@ def ingest_sources(
     rej = pd.DataFrame(rejects, columns=["source_file", "source_row", "reason", "raw"])
     try:
         counts = store.add_rows(dataset=name, role=role, src_lang=expected[0], tgt_lang=expected[1],
-                                rows=rows, rejects=rej, files=files)
+                                rows=rows, rejects=rej, files=files, replace=result.rebuilt)
     except StoreError as err:
         raise IngestError(str(err)) from None
     result.added, result.duplicates, result.rejected = counts["added"], counts["duplicates"], counts["rejected"]
@@ -240,19 +274,29 @@ def _source_name(src) -> str:
         return Path(src.path).stem or Path(src.path).name
 
 
+def _warn_rebuilt(result: IngestResult) -> None:
+    if result.rebuilt:
+        log.warning("dataset %r: its sources in the config changed since the last ingest; rebuilt from "
+                    "them (%d rows), the old rows are not used", result.dataset, result.added)
+
+
 def ingest_config(cfg, store, progress: bool = True) -> dict[str, list[str]]:
     """Ingest every source of a GdigConfig: candidates -> "pool", seed -> "seed", each eval
     source -> its own dataset (source.name or file stem).  Returns role -> dataset names.
-    Re-running is a no-op for content already in the store."""
+    Re-running is a no-op for content already in the store; the config is the truth: a dataset
+    whose sources were removed, replaced or edited since is rebuilt from the config's sources
+    (with a warning), never reused."""
     pair = dict(src_lang=cfg.languages.src, tgt_lang=cfg.languages.tgt)
-    opts = dict(skip_invalid=cfg.data.skip_invalid, progress=progress, **pair)
+    opts = dict(skip_invalid=cfg.data.skip_invalid, progress=progress, max_chars=cfg.data.max_chars,
+                exact=True, **pair)
     spec = lambda s: SourceSpec(s.path, s.format, s.split, s.limit)  # noqa: E731
     out: dict[str, list[str]] = {"candidates": [], "seed": [], "eval": []}
     if cfg.data.candidates:
-        ingest_sources(store, [spec(s) for s in cfg.data.candidates], role="candidates", name=POOL, **opts)
+        _warn_rebuilt(ingest_sources(store, [spec(s) for s in cfg.data.candidates], role="candidates", name=POOL,
+                                     **opts))
         out["candidates"].append(POOL)
     if cfg.data.seed:
-        ingest_sources(store, [spec(s) for s in cfg.data.seed], role="seed", name=SEED, **opts)
+        _warn_rebuilt(ingest_sources(store, [spec(s) for s in cfg.data.seed], role="seed", name=SEED, **opts))
         out["seed"].append(SEED)
     for s in cfg.data.eval:
         name = _source_name(s)
@@ -260,6 +304,6 @@ def ingest_config(cfg, store, progress: bool = True) -> dict[str, list[str]]:
             raise IngestError(
                 f"eval source {s.path}: dataset name {name!r} is taken; give the source a distinct name:"
             )
-        ingest_sources(store, [spec(s)], role="eval", name=name, **opts)
+        _warn_rebuilt(ingest_sources(store, [spec(s)], role="eval", name=name, **opts))
         out["eval"].append(name)
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gdig.errors import BadInput
+
 # ISO 639-1 code -> English name.  The demo's invented pair uses codes outside ISO 639-1.
 NAMES: dict[str, str] = {
     "ar": "Arabic", "bg": "Bulgarian", "bn": "Bengali", "ca": "Catalan", "cs": "Czech",
@@ -34,7 +36,7 @@ _BY_NAME = {name.lower(): code for code, name in NAMES.items()}
 _BY_NAME.update({"mandarin": "zh", "farsi": "fa", "czech": "cs", "norwegian bokmal": "no"})
 
 
-class UnknownLanguage(ValueError):
+class UnknownLanguage(BadInput, ValueError):
     pass
 
 

@@ -15,12 +15,18 @@ from typing import Iterable, Sequence
 import torch
 
 from gdig.data.languages import lang_name
+from gdig.errors import BadInput
 
 IGNORE = -100
 
 
-class PromptTooLong(ValueError):
-    pass
+class PromptTooLong(BadInput, ValueError):
+    """A row that cannot fit prompt.max_length; `row` is its index in the encoded batch and
+    `reason` the bare cause, so a caller can say which dataset, file, line and example it is."""
+
+    def __init__(self, message: str, row: int | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.row, self.reason = row, reason or message
 
 
 @dataclass
@@ -111,7 +117,7 @@ def encode_examples(
             enc = encode_pair(tokenizer, prompt, tgt, max_length, too_long)
         except PromptTooLong as err:
             if too_long == "error" or "prompt alone" in str(err):
-                raise PromptTooLong(f"row {i}: {err}") from None
+                raise PromptTooLong(f"row {i}: {err}", row=i, reason=str(err)) from None
             report.skipped.append((i, str(err)))
             out.append(None)
             continue

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Iterator
 
 from gdig.data import validate as V
 from gdig.data.languages import UnknownLanguage, normalize_lang
+from gdig.errors import BadInput
 
 FORMATS = ("auto", "jsonl", "json", "gdig", "hf", "tsv", "moses", "disk", "hub")
 _JSON_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
@@ -40,7 +41,7 @@ _TSV_SUFFIXES = {".tsv", ".tab"}
 _HEADERS = {("src", "tgt"), ("source", "target"), ("src", "trg")}
 
 
-class ReadError(ValueError):
+class ReadError(BadInput, ValueError):
     """A source that cannot be read at all (missing file, no direction, unreachable hub...)."""
 
 

@@ -91,12 +91,21 @@ def norm_lang(value: object) -> tuple[str | None, str | None]:
         return None, unknown_language(value)
 
 
-def check_text(src: str, tgt: str) -> str | None:
-    """Content checks on one pair; None when the pair is fine."""
+def too_long(side: str, n: int, limit: int) -> str:
+    return f"{side} is {n} characters > max_chars {limit}"
+
+
+def check_text(src: str, tgt: str, max_chars: int | None = None) -> str | None:
+    """Content checks on one pair; None when the pair is fine.  max_chars: the longest source or
+    target accepted (None: no limit)."""
     if not src.strip():
         return EMPTY_SOURCE
     if not tgt.strip():
         return EMPTY_TARGET
+    if max_chars is not None:
+        for side, text in (("source", src), ("target", tgt)):
+            if len(text) > max_chars:
+                return too_long(side, len(text), max_chars)
     if has_control_chars(src) or has_control_chars(tgt):
         return CONTROL_CHARS
     return None

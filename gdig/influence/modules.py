@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from gdig.errors import BadInput
+
 PRESETS: dict[str, list[str]] = {
     "llama": [r"mlp\.(gate|up|down)_proj$"],
     "bloom": [r"mlp\.dense_h_to_4h$"],
@@ -41,7 +43,7 @@ _LAYER = re.compile(r"\.(\d+)\.")
 _BASE_LAYER = re.compile(r"\.base_layer$")
 
 
-class ModuleSelectionError(ValueError):
+class ModuleSelectionError(BadInput, ValueError):
     pass
 
 

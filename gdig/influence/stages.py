@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gdig.data.prompts import Encoded, collate, encode_examples, length_batches
+from gdig.data.prompts import Encoded, PromptTooLong, collate, encode_examples, length_batches
 
 SHARD_COLUMNS = ["example_id", "position", "loss", "grad_norm", "helped_fraction", "mean", "min", "max", "scores",
                  "sketch"]
@@ -40,8 +40,9 @@ def _ids_hash(ids) -> str:
 
 def pool_rows(store, dataset: str = "pool") -> pd.DataFrame:
     """The dataset's examples in position order: example_id, position, src, tgt, src_lang, tgt_lang, label."""
-    df = store.dataset_examples(dataset)
-    return df[["example_id", "position", "src", "tgt", "src_lang", "tgt_lang", "label"]].reset_index(drop=True)
+    df = store.dataset_examples(dataset).assign(dataset=dataset)
+    return df[["example_id", "position", "src", "tgt", "src_lang", "tgt_lang", "label",
+               "dataset", "source_file", "source_row"]].reset_index(drop=True)
 
 
 def shard_ranges(n_rows: int, shard_size: int) -> list[tuple[int, int]]:
@@ -68,11 +69,28 @@ def _check_rows(rows: pd.DataFrame, what: str) -> None:
         raise ValueError(f"{what}: rows lack column(s) {missing}; expected those of pool_rows()")
 
 
+def row_origin(rows: pd.DataFrame, i: int | None) -> str:
+    """Where row i of a pool_rows() frame comes from: dataset, file:line, example id."""
+    if i is None:
+        return "a row"
+    r = rows.iloc[i]
+    parts = [f"dataset {r['dataset']!r}"] if "dataset" in rows else []
+    if "source_file" in rows and r["source_file"] is not None:
+        parts.append(f"{r['source_file']}:{r['source_row']}")
+    parts.append(f"example {r['example_id']} (position {r['position']})")
+    return ", ".join(parts)
+
+
 def _encode(cfg, tok, rows: pd.DataFrame, what: str) -> tuple[list[Encoded], pd.DataFrame, list[str]]:
     """Encoded rows (skipped ones removed, with a warning naming them), kept rows, skipped ids."""
     _check_rows(rows, what)
     tuples = list(zip(rows["src"], rows["tgt"], rows["src_lang"], rows["tgt_lang"]))
-    enc, report = encode_examples(tok, tuples, cfg.prompt.template, cfg.prompt.max_length, cfg.prompt.too_long)
+    try:
+        enc, report = encode_examples(tok, tuples, cfg.prompt.template, cfg.prompt.max_length, cfg.prompt.too_long)
+    except PromptTooLong as err:
+        raise PromptTooLong(f"{what}: {row_origin(rows, err.row)}: {err.reason}; raise prompt.max_length or "
+                            f"set prompt.too_long: skip (data.max_chars rejects long rows at ingest)",
+                            row=err.row, reason=err.reason) from None
     keep = [i for i, e in enumerate(enc) if e is not None]
     skipped = [str(rows["example_id"].iloc[i]) for i, e in enumerate(enc) if e is None]
     if skipped:
