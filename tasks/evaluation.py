@@ -8,6 +8,7 @@ from prefect import task
 
 from gdig.config import GdigConfig
 from tasks.keys import own_key, stage_policy
+from tasks.progress import watch
 from tasks.runtime import progress_bars, open_store, stage
 
 
@@ -20,7 +21,7 @@ def translate(cfg: GdigConfig, checkpoint: dict, eval_set: dict) -> dict:
     """Hypotheses for one eval set (eval_set = its fingerprint) by one checkpoint."""
     from gdig.evaluate import translate_stage
 
-    with stage(f"translate {eval_set['name']} by {checkpoint['checkpoint_id']}"), open_store(cfg) as store:
+    with stage(f"translate {eval_set['name']} by {checkpoint['checkpoint_id']}"), watch(), open_store(cfg) as store:
         n = translate_stage(cfg, store, checkpoint, eval_set["name"], progress=progress_bars())
     return {"checkpoint_id": checkpoint["checkpoint_id"], "eval_set": eval_set["name"], "n_rows": n,
             "key": own_key()}
