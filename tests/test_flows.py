@@ -75,7 +75,9 @@ def task_states(flow_run_id) -> list[tuple[str, str, int]]:
         ids += [c.id for c in children]
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
                                      limit=200, sort=TaskRunSort.EXPECTED_START_TIME_ASC)
-    return [(r.name.rsplit("-", 1)[0], r.state.name, r.run_count) for r in runs
+    from tasks.naming import stage_of
+
+    return [(stage_of(r.name), r.state.name, r.run_count) for r in runs
             if r.state.state_details.child_flow_run_id is None]  # not a subflow's stand-in
 
 
