@@ -181,3 +181,21 @@ def track(iterable: Iterable[T], desc: str, total: int | None = None, *, unit: s
         for item in iterable:
             yield item
             tracker.update()
+
+
+def quiet_libraries() -> None:
+    """Silence the Hugging Face libraries' own bars (transformers' "Loading weights", hub
+    downloads, datasets): for modules imported later through their environment variables, for
+    those already imported through their switches."""
+    import sys
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    switches = (("huggingface_hub.utils", "disable_progress_bars"), ("transformers.utils.logging", "disable_progress_bar"),
+                ("datasets.utils.logging", "disable_progress_bar"))
+    for module, fn in switches:
+        if module in sys.modules:
+            try:
+                getattr(sys.modules[module], fn)()
+            except Exception:  # a library without that switch: its bars stay
+                pass
