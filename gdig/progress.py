@@ -145,7 +145,8 @@ class Tracker:
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
-        self._emit()
+        if self.total is None or self.done < self.total:  # the last unit is reported by close()
+            self._emit()
 
     def set_postfix(self, **values: Any) -> None:
         """Extra values shown on the bar and in the next event (e.g. loss=f"{loss:.3f}")."""
