@@ -2,10 +2,12 @@
 
     python deployments/serve.py --config configs/wmt-de-en.yaml [--set KEY=VALUE ...]
 
-creates the deployments `gdig-select/nightly-select` (cron, nightly) and `gdig-run/weekly-run`
-(cron, paused) on the Prefect server named by PREFECT_API_URL and runs their flow runs here
-until interrupted.  Trigger one now with
-`prefect deployment run 'gdig-select/nightly-select'`.
+creates the deployments `gdig-select/nightly-select-served` (cron, nightly) and
+`gdig-run/weekly-run-served` (cron, paused) on the Prefect server named by PREFECT_API_URL and
+runs their flow runs here until interrupted (stopping it pauses these two).  Trigger one now
+with `prefect deployment run 'gdig-select/nightly-select-served'`.  The work-pool deployments
+of deployments/prefect.yaml are named `nightly-select` / `weekly-run`: the two paths never
+overwrite or pause each other's deployments.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from flows.select import select_flow
 
 NIGHTLY = "0 2 * * *"
 WEEKLY = "0 4 * * SUN"
+SUFFIX = "-served"  # served deployments: distinct from prefect.yaml's work-pool ones
 
 
 def build_deployments(config: str, overrides: list[str] | None = None, *, nightly: str = NIGHTLY,
@@ -28,12 +31,12 @@ def build_deployments(config: str, overrides: list[str] | None = None, *, nightl
     """The two deployments (not yet registered): nightly re-selection and a paused weekly run."""
     params = {"config": str(Path(config).resolve()), "overrides": list(overrides or [])}
     select = select_flow.to_deployment(
-        name="nightly-select", parameters=params, tags=["gdig", "selection"],
+        name="nightly-select" + SUFFIX, parameters=params, tags=["gdig", "selection"],
         schedules=[Cron(nightly, timezone=timezone)],
         description="Nightly G-DIG re-selection (only new candidate shards are scored).",
     )
     run = run_flow.to_deployment(
-        name="weekly-run", parameters=params, tags=["gdig", "evaluation"],
+        name="weekly-run" + SUFFIX, parameters=params, tags=["gdig", "evaluation"],
         schedules=[Cron(weekly, timezone=timezone, active=False)],
         description="Selection + finetune + evaluate + report (schedule paused by default).",
     )

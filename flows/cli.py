@@ -55,11 +55,13 @@ def task_runs(flow_run_id) -> list:
 def stage_timings(flow_run_id) -> list[dict[str, Any]]:
     """Per stage, in first-start order: task runs, how many were Cached, and their summed run
     time in seconds (parallel shards overlap, so the sum can exceed the elapsed time)."""
+    from tasks.naming import stage_of
+
     stages: dict[str, dict[str, Any]] = {}
     for tr in task_runs(flow_run_id):
         if tr.state is not None and tr.state.state_details.child_flow_run_id is not None:
             continue  # the stand-in task run of a subflow
-        name = tr.name.rsplit("-", 1)[0]
+        name = stage_of(tr.name)
         st = stages.setdefault(name, {"stage": name, "runs": 0, "cached": 0, "seconds": 0.0})
         st["runs"] += 1
         st["cached"] += int(tr.state is not None and tr.state.name == "Cached")

@@ -3,15 +3,29 @@ tiny model) in a directory, then run the whole `run` flow on it."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow
+from pydantic import Field
 
 from flows.run import run_flow
 from tasks.data import demo_preparation
+from tasks.naming import demo_run_name
 
 
-@flow(name="gdig-demo", log_prints=True)
-def demo_flow(workdir: str, seed: int = 0, overrides: list[str] | None = None) -> dict:
-    """End to end on generated data, offline."""
+@flow(name="gdig-demo", log_prints=True, flow_run_name=demo_run_name)
+def demo_flow(
+    workdir: Annotated[str, Field(examples=["./gdig-demo"])],
+    seed: Annotated[int, Field(examples=[0])] = 0,
+    overrides: Annotated[list[str] | None, Field(examples=[["selection.budgets=[200,500]"]])] = None,
+) -> dict:
+    """End to end on generated data, offline.
+
+    Args:
+        workdir: Directory of the demo workspace (created; a second run there reuses it).
+        seed: Seed of the generated corpus, noise and tiny model.
+        overrides: Keys of the generated config to override, KEY=VALUE (value parsed as YAML).
+    """
     prepare_demo = demo_preparation(workdir)  # cached in the workdir: a second demo run reuses it
     config = prepare_demo(workdir, seed)
     result = run_flow(config, overrides)

@@ -4,18 +4,24 @@ score shards (mapped on the configured task runner) -> merge -> quality -> clust
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow
+from pydantic import Field
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
 from tasks import (device_for, load_settings, publish_selection, selection_jobs, stages_for,
                    task_runner_for)
+from tasks.naming import artifact_key, select_run_name
+from tasks.progress import log_to_run
 
 
 def map_shards(cfg, task, calls: list[dict], what: str) -> list[dict]:
     """Run ``task`` once per shard's parameters on the configured task runner, in shard order;
     shard i runs on devices[i % len(devices)]."""
-    progress = create_progress_artifact(0.0, description=f"{what} done (%)")
+    progress = create_progress_artifact(0.0, key=artifact_key(cfg, what),
+                                        description=f"{what}: shards done (%) of {len(calls)}")
     with task_runner_for(cfg) as runner:
         futures = [runner.submit(task, {**call, "device": device_for(cfg, i)}) for i, call in enumerate(calls)]
         for done, _ in enumerate(as_completed(futures), 1):
@@ -49,9 +55,20 @@ def score_shards(cfg, t, checkpoint: dict, products: dict, shards: list[dict]) -
     ], "score shards")
 
 
-@flow(name="gdig-select", log_prints=True)
-def select_flow(config: str, overrides: list[str] | None = None) -> dict:
-    """G-DIG selection for every strategy x budget of the config."""
+@flow(name="gdig-select", log_prints=True, flow_run_name=select_run_name)
+def select_flow(
+    config: Annotated[str, Field(examples=["configs/wmt-de-en.yaml", "/srv/gdig/wmt-de-en/gdig.yaml"])],
+    overrides: Annotated[list[str] | None, Field(examples=[["selection.budgets=[1000,5000]"],
+                                                            ["data.candidates=[{path: new.jsonl}]"]])] = None,
+) -> dict:
+    """G-DIG selection for every strategy x budget of the config.
+
+    Args:
+        config: Path of the workspace YAML config, as the worker sees it (relative paths are
+            resolved against the directory `prefect deploy` or `serve.py` ran in).
+        overrides: Config keys to override, KEY=VALUE with the value parsed as YAML, as
+            `gdig select --set` takes them; empty: the config as it is.
+    """
     cfg = load_settings(config, overrides)
     t = stages_for(cfg)
 
@@ -70,6 +87,6 @@ def select_flow(config: str, overrides: list[str] | None = None) -> dict:
 
     summary = t.summarize(cfg, scoring, exports)
     publish_selection(cfg, data, high_quality, summary, exports)
-    print(summary["text"])
+    log_to_run(summary["text"])  # the run log; the terminal gets it once, from the gdig command
     return {"data": data, "checkpoint": checkpoint, "scoring": scoring, "quality": high_quality,
             "selections": exports, "summary": summary}

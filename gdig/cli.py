@@ -17,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: flags read `--progress / --no-progress`, not `<bool>`
 )
 
 
@@ -52,7 +53,7 @@ def ingest_cmd(
     src_lang: str | None = typer.Option(None, "--src-lang", help="Source language (ISO 639-1 code or name); needed for HF translation rows, Moses pairs, TSV."),
     tgt_lang: str | None = typer.Option(None, "--tgt-lang", help="Target language (ISO 639-1 code or name)."),
     fmt: str = typer.Option("auto", "--format", help="auto | jsonl | json | gdig | hf | tsv | moses | disk | hub."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Load the valid rows and record invalid ones in the rejects table instead of stopping."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid/--no-skip-invalid", help="Load the valid rows and record invalid ones in the rejects table instead of stopping."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Read at most this many rows from each path."),
     max_chars: int = typer.Option(20_000, "--max-chars", min=0, help="A row whose source or target is longer (in characters) is invalid; 0: no limit."),
     split: str | None = typer.Option(None, "--split", help="Split of a save_to_disk / hub dataset with several splits."),
@@ -76,7 +77,7 @@ def ingest_cmd(
 @app.command("select")
 def select_cmd(
     config: Path = typer.Argument(..., help="The workspace YAML config."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set selection.budgets=[100,200] (repeatable)."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set selection.budgets=[100,200] (repeatable)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="Run as the Prefect flow (cached, retried stages, visible in the Prefect UI; default) or as plain Python in this process (no Prefect)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of a failure (default: one line on stderr)."),
@@ -90,6 +91,10 @@ def select_cmd(
         cfg = require_data(load_config(config, overrides))
     except ConfigError as err:
         fail(str(err), 2)
+    if not progress:
+        from gdig.progress import quiet_libraries
+
+        quiet_libraries()
     if prefect:
         out = _run_flow("select", config=str(config), overrides=list(overrides), progress=progress, debug=debug)
         typer.echo(out["result"]["summary"]["text"])
@@ -141,7 +146,12 @@ def _run_flow(name: str, **params):
 
     import os
 
-    os.environ["GDIG_PROGRESS"] = "1" if params.pop("progress", True) else "0"  # read by the tasks
+    progress = params.pop("progress", True)
+    os.environ["GDIG_PROGRESS"] = "1" if progress else "0"  # read by the tasks
+    if not progress:
+        from gdig.progress import quiet_libraries
+
+        quiet_libraries()
     found = [ep for ep in entry_points(group="gdig.flows") if ep.name == name]
     if not found:
         fail(f"no Prefect flow {name!r} installed (entry-point group gdig.flows): reinstall gdig "
@@ -187,17 +197,26 @@ def _comparison_text(rows: list[dict], notes: list[str]) -> str:
     return text + "".join(f"\n  note: {n}" for n in notes)
 
 
-def _run_plain(cfg, progress: bool):
-    """`run` without Prefect: gdig.pipeline.run_pipeline (it writes the report too)."""
+def _run_plain(cfg, progress: bool, command: str, config):
+    """`run` without Prefect: gdig.pipeline.run_pipeline (it writes the run's report too)."""
     from gdig.pipeline import run_pipeline
+    from gdig.report import run_header
 
-    return run_pipeline(cfg, progress=progress)
+    if not progress:
+        from gdig.progress import quiet_libraries
+
+        quiet_libraries()
+    return run_pipeline(cfg, progress=progress, header=run_header(cfg, command, config))
+
+
+def _command(*words, overrides=()) -> str:
+    return " ".join(["gdig", *map(str, words), *(f"--set {o}" for o in overrides)])
 
 
 @app.command("run")
 def run_cmd(
     config: Path = typer.Argument(..., help="The workspace YAML config."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set selection.budgets=[100,200] (repeatable)."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set selection.budgets=[100,200] (repeatable)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="Run as the Prefect flow (default) or as plain Python in this process."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of a failure (default: one line on stderr)."),
@@ -215,14 +234,15 @@ def run_cmd(
         _echo_run_result(out["result"])
         _echo_flow_run(out)
         return
-    typer.echo(_run_select_stage(lambda: _run_plain(cfg, progress), debug).render())
+    typer.echo(_run_select_stage(lambda: _run_plain(cfg, progress, _command("run", config, "--no-prefect",
+                                                                          overrides=overrides), config), debug).render())
 
 
 @app.command("demo")
 def demo_cmd(
     workdir: Path | None = typer.Option(None, "--workdir", help="Directory for the demo workspace (default: a new ./gdig-demo-<timestamp>)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated corpus, noise and model."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a key of the generated config (repeatable)."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a key of the generated config (repeatable)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="Run as the Prefect flow (default) or as plain Python in this process."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of a failure (default: one line on stderr)."),
@@ -246,7 +266,8 @@ def demo_cmd(
 
     config = prepare_demo(workdir, seed=seed, progress=progress)
     cfg = _run_select_stage(lambda: load_config(config, overrides), debug)
-    typer.echo(_run_select_stage(lambda: _run_plain(cfg, progress), debug).render())
+    typer.echo(_run_select_stage(lambda: _run_plain(cfg, progress, _command("demo", "--workdir", workdir, "--no-prefect",
+                                                                          overrides=overrides), config), debug).render())
     typer.echo(f"config: {config}")
 
 
@@ -259,6 +280,8 @@ def report_cmd(
 ) -> None:
     """Write an HTML + markdown report: influence histograms, helped fraction, clusters, sketch
     projection, metric vs budget and the comparison table (missing sections say so)."""
+    import time
+
     from gdig.report import write_report
     from gdig.store import Store, StoreError
 
@@ -266,7 +289,9 @@ def report_cmd(
         fail(f"{db}: no gdig store here", 2)
     try:
         with Store(db, read_only=True) as store:
-            paths = write_report(store, out, title=title)
+            header = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                      "command": f"gdig report --db {db} --out {out}", "store": str(db.resolve())}
+            paths = write_report(store, out, title=title, header=header)
     except StoreError as err:
         fail(str(err), 2)
     typer.echo(f"report: {paths['html']}\nmarkdown: {paths['markdown']}\ntable: {paths['comparison_csv']}")

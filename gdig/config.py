@@ -29,6 +29,8 @@ class _Strict(BaseModel):
 class WorkspaceConfig(_Strict):
     db: str = "gdig.duckdb"  # the DuckDB artifact store
     dir: str = "artifacts"  # factors, score shards, checkpoints, exports, reports
+    # label in Prefect run names, artifact keys and reports; default: the db's directory name
+    name: str | None = None
 
 
 class LanguagePair(_Strict):

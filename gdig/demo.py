@@ -93,7 +93,7 @@ def prepare_demo(workdir: str | Path, seed: int = 0, progress: bool = True, *,
                          lr=knobs["pretrain_lr"], scheduler="cosine", warmup_ratio=0.05, seed=seed,
                          save_every=max(50, knobs["pretrain_steps"] // 4))
         finetune(ModelConfig(name_or_path=str(init_dir)), PromptConfig(**data["prompt"]), tc, files["general"],
-                 base_dir, progress=progress, src_lang=SRC_LANG, tgt_lang=TGT_LANG)
+                 base_dir, progress=progress, desc="pretrain", src_lang=SRC_LANG, tgt_lang=TGT_LANG)
         data["model"]["name_or_path"] = "models/base"
     else:
         data["model"]["name_or_path"] = "models/init"

@@ -72,8 +72,9 @@ def translate(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Translate rows (src, src_lang, tgt_lang); returns hypothesis, n_new_tokens, stopped in row order."""
-    from tqdm.auto import tqdm
     from transformers import GenerationConfig
+
+    from gdig.progress import track
 
     if len(rows) == 0:
         return pd.DataFrame({"hypothesis": [], "n_new_tokens": [], "stopped": []})
@@ -93,7 +94,7 @@ def translate(
     out: list[tuple[str, int, str] | None] = [None] * len(rows)
     model.eval()
     batches = length_batches([len(p) for p in prompts], batch_size)
-    for idx in tqdm(batches, desc="translate", disable=not progress, unit="batch"):
+    for idx in track(batches, "translate", unit="batch", enabled=progress):
         ids, mask = _left_pad([prompts[i] for i in idx], pad)
         gen_cfg = GenerationConfig(
             max_new_tokens=max(caps[i] for i in idx), num_beams=num_beams, do_sample=False,

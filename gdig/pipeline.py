@@ -248,24 +248,27 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def run_pipeline(cfg, store=None, progress: bool = True, evaluate_base: bool = True) -> RunSummary:
+def run_pipeline(cfg, store=None, progress: bool = True, evaluate_base: bool = True,
+                 header: dict | None = None) -> RunSummary:
     """`gdig run` without Prefect: select_pipeline, then for every strategy x budget finetune the
     BASE model (cfg.model) on the selection for steps_for_budget(budget) optimizer steps, translate
     each eval set, score it (BLEU/chrF/COMET-or-reason), and write the comparison table + report
-    to {workspace.dir}/report.  Finished checkpoints and complete translations are reused.
+    to {workspace.dir}/reports/<run>/ (and reports/latest); header: the report's first lines
+    (gdig.report.run_header).  Finished checkpoints and complete translations are reused.
     evaluate_base: also score the base model itself (metric rows without a strategy, so they stay
     out of the comparison table; shown in RunSummary.base_metrics)."""
     import time
 
-    from gdig.evaluate import comparison_table, metrics_stage, translate_stage, write_comparison
-    from gdig.report import write_report
+    from gdig.evaluate import comparison_table, metrics_stage, translate_stage
+    from gdig.report import reports_dir, run_header, write_run_report
+    from gdig.runinfo import run_stamp
     from gdig.train import finetune_selection_stage, steps_for_budget
 
     if store is None:
         from gdig.store import Store
 
         with Store(cfg.workspace.db) as own:
-            return run_pipeline(cfg, own, progress, evaluate_base)
+            return run_pipeline(cfg, own, progress, evaluate_base, header)
     timings: dict[str, float] = {}
 
     def timed(stage: str, fn, *args, **kw):
@@ -298,7 +301,7 @@ def run_pipeline(cfg, store=None, progress: bool = True, evaluate_base: bool = T
             job.metrics[ev] = evaluate(ck, ev, strategy=r.strategy, budget=int(r.budget),
                                        selection_id=r.selection_id)
         jobs.append(job)
-    out = Path(cfg.workspace.dir) / "report"
-    paths = {k: str(v) for k, v in timed("report", write_comparison, store, out).items()}
-    paths.update({k: str(v) for k, v in timed("report", write_report, store, out).items()})
+    head = header or run_header(cfg, "gdig run --no-prefect")
+    paths = {k: str(v) for k, v in timed("report", write_run_report, store, reports_dir(cfg), run_stamp(), head,
+                                         gamma=summary.gamma).items()}
     return RunSummary(summary, eval_sets, jobs, comparison_table(store), paths, timings, warnings, base_metrics)

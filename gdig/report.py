@@ -1,8 +1,9 @@
 """The run report: one HTML page (plots embedded) and a markdown twin, built from the store alone.
 
-Sections: data overview, influence-score histogram (split by noise label when the pool has
-labels), helped-fraction distribution, cluster sizes, a 2-D PCA projection of the gradient
-sketches coloured by cluster and marking the selection, metric vs budget per strategy, and
+Sections: what the run was (date, command, config, workspace), data overview, influence
+scores and helped fraction (one density panel per noise type over the clean rows when the pool
+has labels, with the 0 / γ line), cluster sizes, a 2-D projection of the gradient sketches by
+noise type and by cluster, metric vs budget per strategy with the base model as a line, and
 the comparison table.  Every section works on a partial store: what is missing says so and
 names the command that fills it.
 """
@@ -12,6 +13,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +83,47 @@ def overview_section(store) -> Section:
     return s
 
 
-def influence_section(store, out: Path, scoring_id: str | None) -> list[Section]:
+def _type_order(labels: pd.Series) -> list[str]:
+    return sorted(labels.unique(), key=lambda x: (x != "clean", x))
+
+
+def _density_grid(plt, vals: pd.Series, labels: pd.Series, xlabel: str, line: float | None, line_label: str,
+                  lo: float, hi: float, above_label: str | None = None):
+    """One small panel per noise type: that type's density over the clean rows' density, so six
+    small noise types are not dwarfed by the clean bars; `line` drawn on every panel."""
+    types = [t for t in _type_order(labels) if t != "clean"] or ["clean"]
+    ncol = min(3, len(types))
+    nrow = -(-len(types) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.5 * nrow), squeeze=False, sharex=True)
+    bins = np.linspace(lo, hi, 31) if hi > lo else 10
+    clean = vals[labels == "clean"]
+    for ax, t in zip(axes.flat, types):
+        if len(clean) and t != "clean":
+            ax.hist(clean, bins=bins, density=True, color="#cccccc", label=f"clean ({len(clean)})")
+        sub = vals[labels == t]
+        ax.hist(sub, bins=bins, density=True, histtype="step", linewidth=1.8, color="#d62728",
+                label=f"{t} ({len(sub)})")
+        if line is not None:
+            ax.axvline(line, color="black", linestyle="--", linewidth=1)
+        title = t
+        if above_label and line is not None:
+            title += f": {100 * (sub >= line).mean():.0f}% {above_label}" + (
+                f" (clean {100 * (clean >= line).mean():.0f}%)" if len(clean) and t != "clean" else "")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(types):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel, fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("density", fontsize=8)
+    if line is not None:
+        fig.suptitle(f"dashed line: {line_label}", fontsize=9)
+    return fig
+
+
+def influence_section(store, out: Path, scoring_id: str | None, gamma: float | None = None) -> list[Section]:
     hist, frac = Section("Influence scores"), Section("Helped fraction")
     if scoring_id is None:
         for s in (hist, frac):
@@ -89,22 +133,39 @@ def influence_section(store, out: Path, scoring_id: str | None) -> list[Section]
     labels = _labels(inf)
     by_label = labels.nunique() > 1
     plt = _plt()
-    for s, col, xlabel, name in (
-        (hist, "mean", "mean influence over seeds (negative = helps)", "influence_hist.png"),
-        (frac, "helped_fraction", "fraction of seed examples helped (I < 0)", "helped_fraction.png"),
+    mean = inf["mean"].astype(float)
+    finite = mean[np.isfinite(mean)]
+    lo, hi = (np.percentile(finite, [1, 99]) if len(finite) else (0.0, 1.0))
+    hf = inf["helped_fraction"].astype(float)
+    for s, vals, xlabel, name, line, line_label, rng, above in (
+        (hist, mean.clip(lo, hi), "mean influence over seeds (negative = helps)", "influence_hist.png",
+         0.0, "0 (left of it: helps on average)", (lo, hi), None),
+        (frac, hf, "fraction of seeds helped (I < 0)", "helped_fraction.png", gamma,
+         f"γ = {gamma:g}: right of it is high-quality (Eq. 4)" if gamma is not None else "", (0.0, 1.0),
+         "at or above γ"),
     ):
-        fig, ax = plt.subplots(figsize=(7, 3.6))
-        vals = inf[col].astype(float)
-        bins = np.histogram_bin_edges(vals[np.isfinite(vals)], bins=40) if np.isfinite(vals).any() else 10
-        for lab in sorted(labels.unique(), key=lambda x: (x != "clean", x)):
-            ax.hist(vals[labels == lab], bins=bins, alpha=0.6, label=f"{lab} ({int((labels == lab).sum())})")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("candidates")
         if by_label:
-            ax.legend(title="noise label", fontsize=8)
+            fig = _density_grid(plt, vals, labels, xlabel, line, line_label, *rng, above_label=above)
+        else:
+            fig, ax = plt.subplots(figsize=(7, 3.4))
+            ax.hist(vals, bins=np.linspace(*rng, 41) if rng[1] > rng[0] else 10, color="#1f77b4")
+            if line is not None:
+                ax.axvline(line, color="black", linestyle="--", linewidth=1, label=line_label)
+                ax.legend(fontsize=8)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("candidates")
         s.plot = _save(fig, out, name)
         s.text.append(f"Scoring {scoring_id}: {len(inf)} candidates"
-                      + (", split by the pool's noise labels." if by_label else " (no noise labels in the pool)."))
+                      + (", one panel per noise type: its density (red) over the clean rows' density (grey)."
+                         if by_label else " (no noise labels in the pool)."))
+    if gamma is not None:
+        above = hf >= gamma
+        text = f"γ = {gamma:g}: {int(above.sum())} of {len(hf)} candidates are high-quality"
+        if by_label:
+            text += " (" + ", ".join(f"{t} {100 * above[labels == t].mean():.0f}%" for t in _type_order(labels)) + ")"
+        frac.text.append(text + ".")
+    if hist.plot and by_label:
+        hist.text.append(f"Mean influence clipped to its 1-99 percentile range [{lo:.3g}, {hi:.3g}].")
     if by_label:
         g = inf.assign(label=labels).groupby("label").agg(
             n=("mean", "size"), mean_influence=("mean", "mean"), helped_fraction=("helped_fraction", "mean"))
@@ -134,12 +195,19 @@ def cluster_section(store, out: Path) -> Section:
     plt = _plt()
     shown = list(sizes.items())[:4]
     fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
+    from matplotlib.ticker import MaxNLocator
+
     for ax, (budget, (members, picked)) in zip(axes[0], shown):
-        ax.bar(members.index, members.values, color="#bbbbbb", label="high-quality members")
-        ax.bar(members.index, picked.reindex(members.index).fillna(0).values, color="#1f77b4", label="selected")
-        ax.set_title(f"budget {budget}: {len(members)} clusters")
-        ax.set_xlabel("cluster")
+        members = members.sort_values(ascending=False)  # largest first; the bar's label is the cluster id
+        x = np.arange(len(members))
+        ax.bar(x, members.values, color="#bbbbbb", label="high-quality members")
+        ax.bar(x, picked.reindex(members.index).fillna(0).values, color="#1f77b4", label="selected")
+        ax.set_title(f"budget {budget}: {len(members)} clusters", fontsize=9)
+        ax.set_xlabel("cluster (by size)")
         ax.set_ylabel("examples")
+        step = max(1, -(-len(x) // 12))  # at most 12 labels
+        ax.set_xticks(x[::step], [str(int(c)) for c in members.index[::step]], fontsize=7)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].legend(fontsize=8)
     s.plot = _save(fig, out, "cluster_sizes.png")
     s.text.append("Members of each K-means cluster of the high-quality candidates and how many were selected.")
@@ -156,8 +224,24 @@ def pca_2d(X: np.ndarray) -> np.ndarray:
     return np.pad(proj, ((0, 0), (0, 2 - proj.shape[1])))
 
 
+def between_group_axes(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Two directions that spread the group means most (PCA of the size-weighted, centred group
+    means; an LDA without whitening): the plane in which groups separate, if they do."""
+    keys, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    if len(keys) < 2:
+        return np.eye(X.shape[1])[:, :2] if X.shape[1] >= 2 else np.pad(np.eye(X.shape[1]), ((0, 0), (0, 1)))
+    means = np.stack([X[inv == i].mean(0) for i in range(len(keys))])
+    centred = (means - X.mean(0)) * np.sqrt(counts)[:, None]
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    axes = vt[:2].T
+    return np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
+
+
+_TYPE_COLOURS = ["#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#2ca02c"]
+
+
 def projection_section(store, out: Path, scoring_id: str | None) -> Section:
-    s = Section("Gradient sketches in 2-D (PCA)")
+    s = Section("Gradient sketches in 2-D")
     if scoring_id is None:
         s.text.append("Not available: no influence scores in this store (run `gdig select`).")
         return s
@@ -170,35 +254,64 @@ def projection_section(store, out: Path, scoring_id: str | None) -> Section:
     ids = [ids[i] for i in keep]
     Xk = X[keep].astype(np.float64)
     Xk /= np.maximum(np.linalg.norm(Xk, axis=1, keepdims=True), 1e-12)  # the space K-means clusters in
-    P = pca_2d(Xk)
+    inf = store.influence(scoring_id).set_index("example_id")
+    labels = _labels(inf.reset_index()).set_axis(inf.index).reindex(ids).fillna("clean").to_numpy()
     gsel = _gdig_selections(store)
     cluster = pd.Series(-1, index=ids)
-    selected = pd.Series(False, index=ids)
-    title = "all candidates"
+    selected = np.zeros(len(ids), dtype=bool)
+    budget = None
     if len(gsel):
-        sid = gsel.iloc[-1]["selection_id"]
+        sid, budget = gsel.iloc[-1]["selection_id"], int(gsel.iloc[-1]["budget"])
         cl = store.clusters(sid).set_index("example_id")["cluster"]
         common = cluster.index.intersection(cl.index)
         cluster[common] = cl[common].astype(int)
         chosen = set(store.selection(sid)["example_id"])
-        selected[:] = [i in chosen for i in ids]
-        title = f"coloured by cluster of gdig budget {int(gsel.iloc[-1]['budget'])}; x = selected"
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+        selected = np.array([i in chosen for i in ids])
     c = cluster.to_numpy()
-    ax.scatter(P[c < 0, 0], P[c < 0, 1], s=6, c="#cccccc", label="not high-quality")
+    panels = []
+    if len(set(labels)) > 1:
+        panels.append("noise")  # does the gradient tell noise from clean rows?
     if (c >= 0).any():
-        ax.scatter(P[c >= 0, 0], P[c >= 0, 1], s=10, c=c[c >= 0], cmap="tab20", label="clustered")
-    sel = selected.to_numpy()
-    if sel.any():
-        ax.scatter(P[sel, 0], P[sel, 1], s=12, marker="x", c="black", linewidths=0.6, alpha=0.6, label="selected")
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="best")
-    s.plot = _save(fig, out, "sketch_pca.png")
+        panels.append("cluster")
+    if not panels:
+        panels.append("plain")
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 5), squeeze=False)
+    for ax, kind in zip(axes[0], panels):
+        if kind == "noise":
+            P = Xk @ between_group_axes(Xk, labels)
+            ax.scatter(P[labels == "clean", 0], P[labels == "clean", 1], s=5, c="#bbbbbb",
+                       label=f"clean ({int((labels == 'clean').sum())})")
+            for i, t in enumerate(t for t in _type_order(pd.Series(labels)) if t != "clean"):
+                m = labels == t
+                ax.scatter(P[m, 0], P[m, 1], s=9, c=_TYPE_COLOURS[i % len(_TYPE_COLOURS)], label=f"{t} ({int(m.sum())})")
+            ax.set_title("by noise type", fontsize=9)
+        elif kind == "cluster":
+            hq = c >= 0
+            sizes = pd.Series(c[hq]).value_counts()
+            top = list(sizes.index[:8])
+            in_top = np.isin(c, top)
+            P = Xk @ between_group_axes(Xk[in_top], c[in_top])  # the plane that separates the largest ones
+            ax.scatter(P[~hq, 0], P[~hq, 1], s=3, c="#eeeeee", label=f"not high-quality ({int((~hq).sum())})")
+            rest = hq & ~in_top
+            if rest.any():
+                ax.scatter(P[rest, 0], P[rest, 1], s=4, c="#bbbbbb", label=f"{len(sizes) - len(top)} smaller clusters")
+            for i, k in enumerate(top):
+                m = c == k
+                ax.scatter(P[m, 0], P[m, 1], s=10, color=plt.get_cmap("tab10")(i), label=f"cluster {k} ({int(m.sum())})")
+            ax.set_title(f"the {len(top)} largest of {len(sizes)} K-means clusters of gdig@{budget}", fontsize=9)
+        else:
+            P = pca_2d(Xk)
+            ax.scatter(P[:, 0], P[:, 1], s=5, c="#1f77b4")
+            ax.set_title("first two principal components", fontsize=9)
+        ax.set_xlabel("axis 1")
+        ax.set_ylabel("axis 2")
+        ax.legend(fontsize=7, loc="best", markerscale=1.5)
+    s.plot = _save(fig, out, "sketch_projection.png")
     s.text.append(f"{len(ids)} candidate gradient sketches (dimension {X.shape[1]}, L2-normalised as for "
-                  "clustering) projected on their first two principal components.")
+                  "clustering), each panel projected on the two directions along which its groups' means differ "
+                  "most (the noise types; the largest clusters): groups that overlap there overlap in every "
+                  "linear 2-D view of the sketches.")
     return s
 
 
@@ -209,22 +322,59 @@ def metric_budget_section(store, out: Path) -> Section:
     if len(m) == 0:
         s.text.append("Not available: no metrics in this store (run `gdig run`).")
         return s
-    panels = sorted(set(zip(m["eval_set"], m["metric"])), key=lambda p: (p[0], ["BLEU", "chrF", "COMET"].index(p[1]) if p[1] in ("BLEU", "chrF", "COMET") else 9))
+    order = ["BLEU", "chrF", "COMET"]
+    panels = sorted(set(zip(m["eval_set"], m["metric"])),
+                    key=lambda p: (p[0], order.index(p[1]) if p[1] in order else 9))
+    base = _base_scores(store)
+    budgets = sorted(int(b) for b in m["budget"].unique())
+    strategies = sorted(m["strategy"].unique(), key=lambda x: (x != "gdig", x))
+    colour = {st: _plt().get_cmap("tab10")(i) for i, st in enumerate(strategies)}
     plt = _plt()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for ax, (ev, metric) in zip(axes[0], panels):
+    ncol = min(4, len(panels))
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.8 * ncol, 3.2 * nrow + 0.6), squeeze=False)
+    for ax, (ev, metric) in zip(axes.flat, panels):
         sub = m[(m["eval_set"] == ev) & (m["metric"] == metric)]
-        for strategy, g in sub.groupby("strategy"):
-            g = g.sort_values("budget")
-            ax.plot(g["budget"], g["value"], marker="o", label=strategy)
-        ax.set_title(f"{ev}: {metric}")
-        ax.set_xlabel("budget (examples)")
-        ax.set_ylabel(metric)
-        if sub["budget"].nunique() > 1 and sub["budget"].min() > 0 and sub["budget"].max() / sub["budget"].min() > 8:
+        for strategy in strategies:
+            g = sub[sub["strategy"] == strategy].sort_values("budget")
+            if len(g):
+                ax.plot(g["budget"], g["value"], marker="o", color=colour[strategy], label=strategy)
+        if (ev, metric) in base:
+            ax.axhline(base[(ev, metric)], color="black", linestyle="--", linewidth=1, label="base model (not finetuned)")
+        ax.set_title(f"{ev}: {metric}", fontsize=9)
+        ax.set_xlabel("budget (examples)", fontsize=8)
+        ax.set_ylabel(metric, fontsize=8)
+        if len(budgets) > 1 and budgets[0] > 0 and budgets[-1] / budgets[0] > 8:
             ax.set_xscale("log")
-    axes[0][0].legend(fontsize=8)
-    s.plot = _save(fig, out, "metric_vs_budget.png")
+        ax.set_xticks(budgets, [str(b) for b in budgets], fontsize=7)
+        ax.minorticks_off()
+        if len(budgets) == 1:
+            ax.set_xlim(budgets[0] * 0.5, budgets[0] * 1.5)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    handles, names = {}, []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                names.append(lab)
+    fig.legend([handles[n] for n in names], names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08 if nrow == 1 else 0.04, 1, 1))
+    fig.savefig(out / "metric_vs_budget.png", dpi=110)
+    plt.close(fig)
+    s.plot = "metric_vs_budget.png"
+    s.text.append("Each strategy finetuned for the same number of steps at a budget; dashed: the base model "
+                  "before finetuning.")
     return s
+
+
+def _base_scores(store) -> dict[tuple[str, str], float]:
+    m, ck = store.metrics(), store.table("checkpoints")
+    if len(m) == 0 or len(ck) == 0:
+        return {}
+    base_ids = set(ck.loc[ck["kind"] == "base", "checkpoint_id"])
+    rows = m[m["checkpoint_id"].isin(base_ids) & m["value"].notna()]
+    return {(r.eval_set, r.metric): float(r.value) for r in rows.itertuples()}
 
 
 def base_model_lines(store) -> list[str]:
@@ -299,21 +449,37 @@ def render_markdown(title: str, sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
-def write_report(store, out_dir: str | Path, title: str = "gdig report") -> dict[str, Path]:
+def run_section(header: dict[str, str]) -> Section:
+    """What this report is of: date, command, config, workspace (first on the page)."""
+    s = Section("This run")
+    s.table_md = "\n".join(f"- **{k}**: `{v}`" for k, v in header.items()) + "\n"
+    s.table_html = "<table>" + "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                                       f"<td style='text-align:left'><code>{html.escape(str(v))}</code></td></tr>"
+                                       for k, v in header.items()) + "</table>"
+    return s
+
+
+def write_report(store, out_dir: str | Path, title: str = "gdig report", *, header: dict[str, str] | None = None,
+                 gamma: float | None = None) -> dict[str, Path]:
     """report.html (self-contained), report.md + PNGs, comparison.csv/.md in out_dir.
 
-    store: an open Store, or the path of a store DB (opened for the call).
+    store: an open Store, or the path of a store DB (opened for the call).  header: what the
+    run was (date, command, config, workspace...), shown first; default: the date and the store.
+    gamma: the quality threshold of the run, drawn on the helped-fraction plot.
     Returns paths by key: html, markdown, comparison_csv, comparison_markdown, and plot_<name>.
     """
     if isinstance(store, (str, Path)):
         from gdig.store import Store
 
         with Store(store) as own:
-            return write_report(own, out_dir, title)
+            return write_report(own, out_dir, title, header=header, gamma=gamma)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if header is None:
+        header = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "store": str(store.path)}
     scoring_id = latest_scoring(store)
-    sections = [overview_section(store), *influence_section(store, out, scoring_id), cluster_section(store, out),
+    sections = [run_section(header), overview_section(store), *influence_section(store, out, scoring_id, gamma),
+                cluster_section(store, out),
                 projection_section(store, out, scoring_id), metric_budget_section(store, out),
                 comparison_section(store)]
     paths: dict[str, Path] = {"html": out / "report.html", "markdown": out / "report.md"}
@@ -327,4 +493,44 @@ def write_report(store, out_dir: str | Path, title: str = "gdig report") -> dict
     return paths
 
 
-__all__ = ["write_report", "pca_2d", "comparison_table", "write_comparison", "latest_scoring"]
+def reports_dir(cfg) -> Path:
+    """Where the runs' reports go: {workspace.dir}/reports/<run>/ and reports/latest."""
+    return Path(cfg.workspace.dir) / "reports"
+
+
+def run_header(cfg, command: str, config: str | Path | None = None, **extra: str) -> dict[str, str]:
+    """The lines a report starts with: date, command, config, workspace (+ extra, e.g. the flow run)."""
+    from gdig.runinfo import workspace_label
+
+    head = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": command,
+            "config": str(Path(config).resolve()) if config else "(given as an object)",
+            "workspace": f"{workspace_label(cfg)} ({cfg.workspace.db})"}
+    return {**head, **{k: str(v) for k, v in extra.items()}}
+
+
+def write_run_report(store, reports_dir: str | Path, run_id: str, header: dict[str, str], *,
+                     gamma: float | None = None, title: str | None = None) -> dict[str, Path]:
+    """The report of one run in reports_dir/<run_id>/, and reports_dir/latest pointing at it
+    (a symlink; a copy where the filesystem has none).  Earlier runs' reports stay."""
+    root = Path(reports_dir)
+    out = root / run_id
+    if out.exists():
+        shutil.rmtree(out)
+    paths = write_report(store, out, title or f"gdig report: {header.get('workspace', run_id)}", header=header,
+                         gamma=gamma)
+    latest, tmp = root / "latest", root / f".latest-{os.getpid()}"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(run_id, target_is_directory=True)
+        os.replace(tmp, latest)
+    except OSError:
+        if latest.is_symlink():
+            latest.unlink()
+        elif latest.exists():
+            shutil.rmtree(latest)
+        shutil.copytree(out, latest)
+    return paths
+
+
+__all__ = ["write_report", "write_run_report", "run_header", "reports_dir", "pca_2d", "comparison_table", "write_comparison", "latest_scoring"]

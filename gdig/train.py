@@ -277,13 +277,15 @@ def train_model(
     fingerprint: str = "",
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    desc: str = "finetune",
 ) -> tuple[Any, list[float], int]:
     """Train `model` in place for `steps` optimizer steps; resumable under out_dir/resume.
 
     Returns (trained model — a peft model for LoRA, losses per step, step resumed from).
     `on_step(step, loss)` runs after each optimizer step (and after a due resume save).
+    desc: the progress label (terminal bar and gdig.progress reporters).
     """
-    from tqdm.auto import tqdm
+    from gdig.progress import Tracker
 
     out = Path(out_dir)
     seed_everything(tcfg.seed)
@@ -318,8 +320,8 @@ def train_model(
         start, losses = int(state["step"]), list(state["losses"])
 
     model.train()
-    bar = tqdm(range(start, steps), total=steps, initial=start, desc="finetune", disable=not progress)
-    for step in bar:
+    bar = Tracker(desc, total=steps, initial=start, unit="step", enabled=progress)
+    for step in range(start, steps):
         micro = [schedule.micro_batch(step * tcfg.grad_accum + j) for j in range(tcfg.grad_accum)]
         batches = [collate([encoded[i] for i in mb], pad_id) for mb in micro]
         n_tok = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
@@ -341,6 +343,7 @@ def train_model(
         optimizer.zero_grad(set_to_none=True)
         losses.append(step_loss / n_tok)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        bar.update()
         if (step + 1) % tcfg.save_every == 0 and step + 1 < steps:
             _save_resume(out, step + 1, model, optimizer, scheduler, losses, fingerprint)
         if on_step is not None:
@@ -380,6 +383,7 @@ def finetune(
     max_steps: int | None = None,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    desc: str = "finetune",
     src_lang: str | None = None,
     tgt_lang: str | None = None,
     record: dict | None = None,
@@ -418,7 +422,7 @@ def finetune(
     model, _ = load_from_config(model_cfg, checkpoint=base)
     model, losses, start = train_model(
         model, tok, encoded, tcfg, out, steps=steps, device=model_cfg.device, fingerprint=fp,
-        progress=progress, on_step=on_step,
+        progress=progress, on_step=on_step, desc=desc,
     )
     _save_final(model, tok, out, tcfg.method)
     info = {"fingerprint": fp, "steps": steps, "n_examples": len(encoded), "losses": losses,
@@ -506,7 +510,7 @@ def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True) -> dict
         check_model(cfg)
         pool = store.dataset_examples("pool")
         out = _train_stage_dir(cfg, "pool", pf, list(pool["example_id"]), None)
-        res = finetune(cfg.model, cfg.prompt, pf, pool, out, progress=progress)
+        res = finetune(cfg.model, cfg.prompt, pf, pool, out, progress=progress, desc="finetune-pool")
         meta = {"steps": res.steps, "n_examples": res.n_examples, "final_loss": res.losses[-1] if res.losses else None,
                 "first_loss": res.losses[0] if res.losses else None, "encode": res.encode_summary,
                 "method": pf.method}
@@ -532,8 +536,9 @@ def finetune_selection_stage(cfg: GdigConfig, store, selection_id: str, max_step
     if len(sel) == 0:
         raise TrainError(f"selection {selection_id!r} is empty or unknown in {store.path}")
     out = _train_stage_dir(cfg, f"sel-{_safe(selection_id)}", cfg.finetune, list(sel["example_id"]), max_steps)
+    label = f"finetune {sel['strategy'].iloc[0]}@{int(sel['budget'].iloc[0])}"
     res = finetune(cfg.model, cfg.prompt, cfg.finetune, sel, out, max_steps=max_steps, progress=progress,
-                   record={"selection_id": selection_id})
+                   record={"selection_id": selection_id}, desc=label)
     meta = {"steps": res.steps, "n_examples": res.n_examples, "strategy": str(sel["strategy"].iloc[0]),
             "budget": int(sel["budget"].iloc[0]), "final_loss": res.losses[-1] if res.losses else None,
             "first_loss": res.losses[0] if res.losses else None, "encode": res.encode_summary,

@@ -12,6 +12,7 @@ from prefect import Task
 
 from gdig.config import GdigConfig
 from tasks import artifacts, data, evaluation, influence, model, selection
+from tasks.naming import task_run_namer
 from tasks.runtime import StageError, device_for, load_settings, task_runner_for
 
 TASKS: dict[str, Task] = {
@@ -43,8 +44,8 @@ class Stages:
     def __init__(self, cfg: GdigConfig):
         from tasks.runtime import configure
 
-        for name, t in TASKS.items():
-            setattr(self, name, configure(t, cfg))
+        for name, t in TASKS.items():  # task runs named by what they work on (tasks.naming)
+            setattr(self, name, configure(t, cfg).with_options(task_run_name=task_run_namer(t.name)))
 
 
 def stages_for(cfg: GdigConfig) -> Stages:

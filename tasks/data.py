@@ -11,6 +11,8 @@ from prefect.cache_policies import CacheKeyFnPolicy
 
 from gdig.config import GdigConfig
 from tasks.keys import file_digest, ids_hash, module_source_hash, own_key, sha, stage_policy
+from tasks.naming import task_run_namer
+from tasks.progress import watch
 from tasks.runtime import progress_bars, open_store, stage
 
 REFERENCE_INFO = "orchestration.reference_pool"
@@ -66,7 +68,7 @@ def ingest(cfg: GdigConfig) -> dict:
     """Load candidates -> "pool", seed -> "seed", each eval source -> its set; fingerprint them."""
     from gdig.pipeline import ingest_step
 
-    with stage("ingest"), open_store(cfg) as store:
+    with stage("ingest"), watch(), open_store(cfg) as store:
         roles = ingest_step(cfg, store, progress=progress_bars())
         pool_name, seed_name = roles["candidates"][0], roles["seed"][0]
         return {
@@ -95,7 +97,7 @@ def prepare_demo(workdir: str, seed: int = 0) -> str:
     """The demo workspace (corpus with injected noise, seed and eval sets, tiny model, config)."""
     from gdig.demo import prepare_demo as build
 
-    with stage("prepare-demo"):
+    with stage("prepare-demo"), watch():
         return str(build(workdir, seed=seed, progress=progress_bars()))
 
 
@@ -103,4 +105,5 @@ def demo_preparation(workdir: str):
     """The prepare-demo task with its results kept in the demo workdir."""
     path = Path(workdir).resolve() / ".prefect-results"
     path.mkdir(parents=True, exist_ok=True)
-    return prepare_demo.with_options(persist_result=True, result_storage=path)
+    return prepare_demo.with_options(persist_result=True, result_storage=path,
+                                     task_run_name=task_run_namer("prepare-demo"))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from gdig.config import GdigConfig
 from tasks.keys import own_key, stage_policy
+from tasks.progress import watch
 from tasks.runtime import progress_bars, open_store, stage
 
 
@@ -20,7 +20,7 @@ def translate(cfg: GdigConfig, checkpoint: dict, eval_set: dict) -> dict:
     """Hypotheses for one eval set (eval_set = its fingerprint) by one checkpoint."""
     from gdig.evaluate import translate_stage
 
-    with stage(f"translate {eval_set['name']} by {checkpoint['checkpoint_id']}"), open_store(cfg) as store:
+    with stage(f"translate {eval_set['name']} by {checkpoint['checkpoint_id']}"), watch(), open_store(cfg) as store:
         n = translate_stage(cfg, store, checkpoint, eval_set["name"], progress=progress_bars())
     return {"checkpoint_id": checkpoint["checkpoint_id"], "eval_set": eval_set["name"], "n_rows": n,
             "key": own_key()}
@@ -39,20 +39,35 @@ def metrics(cfg: GdigConfig, checkpoint: dict, translation: dict) -> dict:
     return {**out, "strategy": checkpoint.get("strategy"), "budget": checkpoint.get("budget"), "key": own_key()}
 
 
-def report_dir(cfg: GdigConfig) -> Path:
-    return Path(cfg.workspace.dir) / "report"
+def run_identity(cfg: GdigConfig) -> tuple[str, dict]:
+    """This flow run's report directory name (<UTC stamp>-<flow run id>) and report header:
+    date, command (rebuilt from the flow's parameters), config, workspace, the flow run."""
+    from prefect.runtime import flow_run
+
+    from gdig.report import run_header
+    from gdig.runinfo import run_stamp
+
+    params = dict(flow_run.parameters or {})
+    config = params.get("config")
+    command = " ".join(["gdig run", str(config or "")] + [f"--set {o}" for o in params.get("overrides") or []])
+    run_id = f"{run_stamp()}-{str(flow_run.id or 'local')[:8]}"
+    head = run_header(cfg, command.strip(), config,
+                      **{"prefect flow run": f"{flow_run.name} ({flow_run.id})"} if flow_run.id else {})
+    return run_id, head
 
 
-@task(name="report", cache_policy=stage_policy(
-    "report", sections=("selection", "evaluate"), modules=("gdig.evaluate", "gdig.report"),
-))
+@task(name="report", cache_policy=NO_CACHE)  # every run writes its own report (a cached run too)
 def report(cfg: GdigConfig, summary: dict, metrics: list[dict]) -> dict:
-    """The HTML + markdown report with plots and the comparison table (CSV + markdown)."""
+    """The run's HTML + markdown report with plots and the comparison table (CSV + markdown), in
+    {workspace.dir}/reports/<run>/ and reports/latest."""
     from gdig.evaluate import comparison_table
-    from gdig.report import write_report
+    from gdig.report import reports_dir, write_run_report
 
     with stage("report"), open_store(cfg) as store:
-        paths = {k: str(v) for k, v in write_report(store, report_dir(cfg)).items()}
+        run_id, head = run_identity(cfg)
+        paths = {k: str(v) for k, v in write_run_report(store, reports_dir(cfg), run_id, head,
+                                                        gamma=summary["summary"].get("gamma")).items()}
         table = comparison_table(store)
     rows = table.reset_index().to_dict(orient="records") if not table.empty else []
-    return {"paths": paths, "table": rows, "notes": list(table.attrs.get("notes", [])), "key": own_key()}
+    return {"paths": paths, "run_id": run_id, "table": rows, "notes": list(table.attrs.get("notes", [])),
+            "key": own_key()}

@@ -11,6 +11,7 @@ from prefect import task
 
 from gdig.config import GdigConfig
 from tasks.keys import ids_hash, own_key, stage_policy
+from tasks.progress import watch
 from tasks.runtime import progress_bars, open_store, stage
 
 MODEL_INPUT = ("languages", "model", "prompt", "influence.modules", "influence.loss")
@@ -54,7 +55,7 @@ def curvature_shard(cfg: GdigConfig, checkpoint: dict, rows, out_path: str, base
 
     start, end = int(rows["position"].min()), int(rows["position"].max()) + 1
     what = "eigenvalues" if bases else "factors"
-    with stage(f"curvature-shard {what} [{start}, {end})"):
+    with stage(f"curvature-shard {what} [{start}, {end})"), watch():
         path = curvature_shard_stage(cfg, checkpoint["path"], rows, out_path,
                                      bases_path=bases["path"] if bases else None, device=device,
                                      progress=progress_bars())
@@ -100,7 +101,7 @@ def seed_products(cfg: GdigConfig, checkpoint: dict, curvature: dict, seed: dict
     """H^-1 g_s per seed (or seed batch); seed = the seed set's fingerprint."""
     from gdig.pipeline import seed_products_step
 
-    with stage("seed-products"), open_store(cfg) as store:
+    with stage("seed-products"), watch(), open_store(cfg) as store:
         path = seed_products_step(cfg, store, checkpoint["path"], checkpoint["checkpoint_id"],
                                   curvature["curvature_id"], progress=progress_bars())
     return {"products_path": path, "key": own_key()}
@@ -135,7 +136,7 @@ def score_shard(cfg: GdigConfig, checkpoint: dict, products: dict, rows, out_pat
     from gdig.influence.stages import score_shard_stage
 
     start, end = int(rows["position"].min()), int(rows["position"].max()) + 1
-    with stage(f"score-shard [{start}, {end})"):
+    with stage(f"score-shard [{start}, {end})"), watch():
         path = score_shard_stage(cfg, checkpoint["path"], products["products_path"], rows, out_path,
                                  progress=progress_bars(), device=device)
     return {"path": path, "start": start, "end": end, "n_rows": len(rows), "key": own_key()}

@@ -6,6 +6,7 @@ from prefect import task
 
 from gdig.config import GdigConfig
 from tasks.keys import own_key, stage_policy
+from tasks.progress import watch
 from tasks.runtime import progress_bars, open_store, stage
 
 
@@ -17,7 +18,7 @@ def finetune_pool(cfg: GdigConfig, reference: dict) -> dict:
     """The checkpoint whose gradients drive selection (trained on the reference pool, or given)."""
     from gdig.pipeline import checkpoint_step
 
-    with stage("finetune-pool"), open_store(cfg) as store:
+    with stage("finetune-pool"), watch(), open_store(cfg) as store:
         ckpt = checkpoint_step(cfg, store, progress=progress_bars())
     return {**ckpt, "key": own_key()}
 
@@ -42,7 +43,7 @@ def finetune_selection(cfg: GdigConfig, selection: dict) -> dict:
     """The base model finetuned on one selection, for the same number of steps at a budget."""
     from gdig.train import finetune_selection_stage, steps_for_budget
 
-    with stage(f"finetune-selection {selection['strategy']}-{selection['budget']}"), open_store(cfg) as store:
+    with stage(f"finetune-selection {selection['strategy']}-{selection['budget']}"), watch(), open_store(cfg) as store:
         steps = steps_for_budget(selection["budget"], cfg.finetune)
         ckpt = finetune_selection_stage(cfg, store, selection["selection_id"], steps, progress=progress_bars())
     return {**ckpt, "strategy": selection["strategy"], "budget": selection["budget"],

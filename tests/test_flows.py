@@ -75,7 +75,9 @@ def task_states(flow_run_id) -> list[tuple[str, str, int]]:
         ids += [c.id for c in children]
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
                                      limit=200, sort=TaskRunSort.EXPECTED_START_TIME_ASC)
-    return [(r.name.rsplit("-", 1)[0], r.state.name, r.run_count) for r in runs
+    from tasks.naming import stage_of
+
+    return [(stage_of(r.name), r.state.name, r.run_count) for r in runs
             if r.state.state_details.child_flow_run_id is None]  # not a subflow's stand-in
 
 
@@ -460,7 +462,121 @@ def test_serve_builds_deployments_without_serving(workspace):
     from deployments.serve import build_deployments
 
     deps = build_deployments(str(workspace), ["selection.budgets=[8]"], nightly="30 1 * * *")
-    assert [(d.name, d.flow_name) for d in deps] == [("nightly-select", "gdig-select"), ("weekly-run", "gdig-run")]
+    assert [(d.name, d.flow_name) for d in deps] == [("nightly-select-served", "gdig-select"), ("weekly-run-served", "gdig-run")]
     for d in deps:
         assert d.parameters == {"config": str(workspace.resolve()), "overrides": ["selection.budgets=[8]"]}
     assert [(s.schedule.cron, s.active) for d in deps for s in d.schedules] == [("30 1 * * *", True), ("0 4 * * SUN", False)]
+
+
+# -- operating in the UI: names, run logs, artifacts, deploy ---------------------------------------
+
+def _flow_run_ids(flow_run_id) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+    return [flow_run_id] + [c.id for c in children]
+
+
+def test_runs_tasks_and_artifacts_name_workspace_strategy_and_budget(workspace, first_select):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from flows.cli import task_runs
+    from flows.run import run_flow
+
+    named = ["workspace.name=Night Shift_7"]  # a label that must be slugged for artifact keys
+    state, _ = run(run_flow, workspace, named)
+    ids = _flow_run_ids(state.state_details.flow_run_id)
+    with get_client(sync_client=True) as client:
+        names = {client.read_flow_run(i).name for i in ids}
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
+    assert names == {"run ws=Night Shift_7 budgets=16", "select ws=Night Shift_7 budgets=16"}
+    tasks = {tr.name for tr in task_runs(state.state_details.flow_run_id)}
+    for expected in ("cluster-resample gdig@16", "cluster-resample random@16", "export gdig@16",
+                     "finetune-selection gdig@16", "finetune-selection random@16", "translate eval by gdig@16",
+                     "translate eval by base", "metrics eval by random@16", "score-shard [0, 32)",
+                     "score-shard [64, 96)", "curvature-shard factors [32, 64)", "fit-curvature kfac",
+                     "quality gamma=0.5", "ingest ws=Night Shift_7"):
+        assert expected in tasks, (expected, sorted(tasks))
+    keys = {a.key for a in artifacts if a.key}
+    assert {"gdig-night-shift-7-selection", "gdig-night-shift-7-exports", "gdig-night-shift-7-comparison",
+            "gdig-night-shift-7-report", "gdig-night-shift-7-score-shards"} <= keys, keys
+    assert all(k.startswith("gdig-night-shift-7-") for k in keys), keys
+    assert not any("file://" in str(a.data) for a in artifacts)
+    selection = next(a for a in artifacts if a.key == "gdig-night-shift-7-selection")
+    for column in ("clean %", "rm-prec", "removed misaligned", "export"):  # the columns `gdig select` prints
+        assert f"| {column} |" in selection.data or f" {column} |" in selection.data, selection.data
+    report = state.result()["report"]
+    run_dir = Path(report["paths"]["html"]).parent
+    assert run_dir.parent.name == "reports" and run_dir.name == report["run_id"]
+    assert (run_dir.parent / "latest" / "report.html").is_file()
+    top = Path(report["paths"]["markdown"]).read_text().split("## Data and runs")[0]
+    assert "gdig run " in top and str(workspace.resolve()) in top and "Night Shift_7" in top
+
+
+def test_a_running_stage_logs_its_progress_to_the_run_log(workspace, first_select, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterTaskRunId, LogFilter,
+                                                LogFilterTaskRunId)
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.logging.handlers import APILogHandler
+
+    from flows.cli import task_runs
+    from flows.run import run_flow
+
+    monkeypatch.setenv("GDIG_PROGRESS_INTERVAL", "0")  # a line per step: the tiny runs take < 1 s
+    state, _ = run(run_flow, workspace, ["finetune.seed=3"])  # new finetuning: the stage really runs
+    APILogHandler().flush()  # the batched log writer: every record of the run is on the server
+    runs = [tr for tr in task_runs(state.state_details.flow_run_id) if tr.name == "finetune-selection gdig@16"]
+    assert len(runs) == 1 and runs[0].state.name == "Completed"
+    tr = runs[0]
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[tr.id])),
+                                sort=LogSort.TIMESTAMP_ASC)
+        progress = client.read_artifacts(
+            artifact_filter=ArtifactFilter(task_run_id=ArtifactFilterTaskRunId(any_=[tr.id])))
+    lines = [log for log in logs if log.message.startswith("finetune gdig@16: ")]
+    messages = [log.message for log in lines]
+    assert messages[0] == "finetune gdig@16: 0/2 step (0%)", messages
+    mid = [log for log in lines if log.message.startswith("finetune gdig@16: 1/2 step (50%), ")]
+    assert mid and " step/s, ETA " in mid[0].message and "loss " in mid[0].message
+    assert mid[0].timestamp < tr.end_time  # written while the stage ran
+    assert "done in" in messages[-1] and messages[-1].startswith("finetune gdig@16: 2/2 step (100%)")
+    assert [(a.type, a.data) for a in progress] == [("progress", 100.0)]
+
+
+def test_prefect_deploy_of_each_deployment_exits_0(first_select):
+    """`prefect deploy --name ...` in a subprocess against the session's test server (a real
+    uvicorn server on a local port), then the deployment read back through the client."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    prefect = str(Path(sys.executable).parent / "prefect")
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_CLI_PROMPT": "false"}
+    pool = subprocess.run([prefect, "work-pool", "create", "gdig-local", "--type", "process", "--overwrite"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert pool.returncode == 0, pool.stdout + pool.stderr
+    raw = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text(encoding="utf-8"))
+    for dep in raw["deployments"]:
+        out = subprocess.run([prefect, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml",
+                              "--name", dep["name"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "Traceback" not in out.stdout + out.stderr and "successfully created" in out.stdout
+    with get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("gdig-select/nightly-select")
+        weekly = client.read_deployment_by_name("gdig-run/weekly-run")
+    assert nightly.work_pool_name == weekly.work_pool_name == "gdig-local"
+    assert [(s.schedule.cron, s.active) for s in nightly.schedules] == [("0 2 * * *", True)]
+    for dep in (nightly, weekly):  # the run form: every parameter explained, with examples
+        props = dep.parameter_openapi_schema["properties"]
+        assert set(props) == {"config", "overrides"}
+        assert "workspace YAML config" in props["config"]["description"] and props["config"]["examples"]
+        assert "KEY=VALUE" in props["overrides"]["description"] and props["overrides"]["examples"]

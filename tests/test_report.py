@@ -50,7 +50,7 @@ def test_report_with_every_section(store, tmp_path):
     store.add_checkpoint("ck-base", "base", "models/base")
     store.add_metric("ck-base", "dev", "BLEU", 3.5, "nrefs:1|tok:13a")
     paths = write_report(store, tmp_path / "rep")
-    for key in ("plot_influence_hist", "plot_helped_fraction", "plot_cluster_sizes", "plot_sketch_pca",
+    for key in ("plot_influence_hist", "plot_helped_fraction", "plot_cluster_sizes", "plot_sketch_projection",
                 "plot_metric_vs_budget"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = paths["html"].read_text()
@@ -63,6 +63,24 @@ def test_report_with_every_section(store, tmp_path):
     table = pd.read_csv(paths["comparison_csv"], index_col=0)
     assert list(table.index) == ["gdig", "random"]
     assert table.loc["gdig", "BLEU@20"] == 40.0 and table.loc["random", "chrF@10"] == 25.0
+
+
+def test_run_report_states_the_run_and_keeps_earlier_runs(store, tmp_path):
+    from gdig.report import write_run_report
+
+    _fill(store)
+    header = {"date": "2026-12-01 21:00:00 UTC", "command": "gdig run cfg.yaml --set selection.gamma=0.4",
+              "config": "/srv/cfg.yaml", "workspace": "wmt-de-en"}
+    first = write_run_report(store, tmp_path / "reports", "20261201-210000-a", header, gamma=0.4)
+    second = write_run_report(store, tmp_path / "reports", "20261202-210000-b", {**header, "date": "2026-12-02"})
+    assert first["html"].is_file() and second["html"].is_file()  # one directory per run
+    latest = tmp_path / "reports" / "latest"
+    assert (latest / "report.html").read_text() == second["html"].read_text()
+    md = first["markdown"].read_text()
+    top = md.split("## Data and runs")[0]  # the run's identity comes first
+    for value in header.values():
+        assert value in top
+    assert "γ = 0.4:" in md and "high-quality" in md
 
 
 def test_report_of_partial_store_says_what_is_missing(store, tmp_path):

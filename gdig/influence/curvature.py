@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 
 import torch
 from safetensors.torch import load_file
-from tqdm import tqdm
+from gdig.progress import track
 
 from gdig.influence.files import save_tensors
 from gdig.influence.hooks import Captured, capture_batch
@@ -177,12 +177,12 @@ def fit_curvature(
     dtype = torch.float64 if fp64 else torch.float32
     device = next(model.parameters()).device
     acc = FactorAccumulator(modules, granularity, dtype, device)
-    for batch in tqdm(batches(), total=n_batches, desc="curvature: factors", disable=not progress):
+    for batch in track(batches(), "curvature: factors", total=n_batches, unit="batch", enabled=progress):
         acc.update(capture_batch(model, modules, batch, loss_reduction=loss_reduction))
     factors = acc.factors()
     if strategy == "ekfac":
         corr = EigenCorrectionAccumulator(factors, granularity, dtype)
-        for batch in tqdm(batches(), total=n_batches, desc="curvature: eigenvalues", disable=not progress):
+        for batch in track(batches(), "curvature: eigenvalues", total=n_batches, unit="batch", enabled=progress):
             corr.update(capture_batch(model, modules, batch, loss_reduction=loss_reduction))
         if (corr.n_examples, corr.n_tokens) != (acc.n_examples, acc.n_tokens):
             raise RuntimeError("the two EK-FAC passes saw different data; batches() must replay the same batches")
@@ -258,7 +258,7 @@ def curvature_partial(
                  for m in modules}
         acc = EigenCorrectionAccumulator(given, granularity, dtype)
         desc, kind = "curvature shard: eigenvalues", "eigen"
-    for batch in tqdm(batches, total=n_batches, desc=desc, disable=not progress):
+    for batch in track(batches, desc, total=n_batches, unit="batch", enabled=progress):
         acc.update(capture_batch(model, modules, batch, loss_reduction=loss_reduction))
     if kind == "factors":
         sums = {m.name: {"A": acc.A[m.name], "G": acc.G[m.name]} for m in modules}

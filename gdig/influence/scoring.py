@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from gdig.progress import track
 
 from gdig.data.prompts import Encoded, collate, length_batches
 from gdig.influence.hooks import capture_batch
@@ -193,7 +193,7 @@ class Scorer:
         loss = np.zeros(n, dtype=np.float32)
         norm = np.zeros(n, dtype=np.float32)
         sketch = None
-        for idx in tqdm(plan, desc="scoring", disable=not progress):
+        for idx in track(plan, "scoring", unit="batch", enabled=progress):
             sc, ls, sk, nm = self.score_batch_with_norm(collate([encoded[i] for i in idx], pad_id))
             scores[idx] = sc.cpu().numpy()
             loss[idx] = ls.cpu().numpy()

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from tqdm import tqdm
+from gdig.progress import track
 
 from gdig.data.prompts import Encoded, collate, length_batches
 from gdig.influence.files import save_tensors
@@ -101,7 +101,7 @@ def seed_gradients(
     group_of = torch.arange(n) // group_size
     counts = torch.bincount(group_of, minlength=n_groups).to(torch.float32)
     batches = length_batches([len(e.input_ids) for e in encoded], batch_size)
-    for idx in tqdm(batches, desc="seed gradients", disable=not progress):
+    for idx in track(batches, "seed gradients", unit="batch", enabled=progress):
         cap = capture_batch(model, modules, collate([encoded[i] for i in idx], pad_id), loss_reduction=loss_reduction)
         grads = cap.per_example_grads()
         gi = group_of[idx].to(cap.mask.device)
