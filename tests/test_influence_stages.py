@@ -64,7 +64,8 @@ def test_stages_round_trip_and_sharded_equals_unsharded(tmp_path, store, model_d
     store.add_rows(dataset="pool", role="candidates", src_lang="en", tgt_lang="de", rows=_rows(10, 0))
     store.add_rows(dataset="seed", role="seed", src_lang="en", tgt_lang="de", rows=_rows(3, 5))
     rows = pool_rows(store)
-    assert list(rows.columns) == ["example_id", "position", "src", "tgt", "src_lang", "tgt_lang", "label"]
+    assert list(rows.columns) == ["example_id", "position", "src", "tgt", "src_lang", "tgt_lang", "label",
+                                  "dataset", "source_file", "source_row"]
     assert shard_ranges(len(rows), 4) == [(0, 4), (4, 8), (8, 10)]
     assert shard_ranges(12, 4)[:2] == shard_ranges(10, 4)[:2]  # appending keeps earlier full shards
     assert shard_ranges(0, 4) == []
