@@ -129,6 +129,9 @@ def make_config(args, out: Path, files) -> dict:
         "data": {"candidates": [{"path": str(files["pool"])}], "seed": [{"path": str(files["seed"])}],
                  "eval": [{"path": str(files["test"]), "name": "test"}]},
         "prompt": {"max_length": 256},
+        # one scoring pass over every row; the prefilter's verdicts are applied to it afterwards,
+        # so gdig with and without the prefilter come from the same gradients
+        "prefilter": {"enabled": False},
         "influence": {
             "modules": {"layers": [-2, -1]},
             "curvature": {"strategy": "kfac", "granularity": "sequence", "sample": args.curvature_rows},
@@ -158,6 +161,7 @@ def score_pool(cfg, store) -> dict:
     t = {}
     t0 = time.time()
     p.ingest_step(cfg, store)
+    p.prefilter_step(cfg, store)
     ck = p.checkpoint_step(cfg, store)
     t["checkpoint"] = time.time() - t0
     t0 = time.time()
@@ -186,9 +190,25 @@ def load_scored_pool(store, scoring_id: str) -> dict:
     sk_ids, X = store.sketches(scoring_id)
     rows = store.dataset_examples("pool").set_index("example_id").loc[infl["example_id"]]
     labels = infl["label"].fillna("clean").to_numpy()
-    return {"influence": infl, "matrix": M, "seed_ids": seed_ids, "sketches": X, "labels": labels,
+    pool = {"influence": infl, "matrix": M, "seed_ids": seed_ids, "sketches": X, "labels": labels,
             "noisy": is_noisy(labels), "src": rows["src"].to_numpy(), "tgt": rows["tgt"].to_numpy(),
             "scoring_id": scoring_id}
+    pool.update(prefilter_verdicts(store, infl))
+    return pool
+
+
+def prefilter_verdicts(store, infl: pd.DataFrame) -> dict:
+    """gdig's default prefilter on the scored rows (what `gdig select` would drop), timed."""
+    from gdig.config import PrefilterConfig
+    from gdig.prefilter import prefilter_rows
+
+    ds = store.get_dataset("pool")
+    rows = store.dataset_examples("pool").set_index("example_id").loc[infl["example_id"]].reset_index()
+    t0 = time.perf_counter()
+    verdicts = prefilter_rows(rows, PrefilterConfig(), ds["src_lang"], ds["tgt_lang"])
+    seconds = time.perf_counter() - t0
+    return {"passed": verdicts["passed"].to_numpy(), "rule": verdicts["rule"].to_numpy(),
+            "prefilter_rows_per_s": len(rows) / max(seconds, 1e-9)}
 
 
 def _norm_text(t: str) -> str:
@@ -227,7 +247,24 @@ def score_variants(pool) -> dict[str, np.ndarray]:
     copy = copy_rule(pool)
     for name in ("loss", "normalized", "combined"):
         v[f"{name}+copy-rule"] = np.where(copy, -np.inf, percentile_rank(v[name]))
+    for name in ("paper", "loss", "normalized", "combined"):  # what the prefilter rejects ranks last
+        v[f"prefilter+{name}"] = np.where(pool["passed"], percentile_rank(v[name]), -np.inf)
     return v
+
+
+def prefilter_table(pool) -> pd.DataFrame:
+    """Per rule: rows it rejected per noise type, and its share of the clean rows."""
+    kinds = sorted(set(pool["labels"]))
+    out = {}
+    for rule in [r for r in pd.unique(pool["rule"]) if r is not None]:
+        hit = pool["rule"] == rule
+        out[rule] = {k: int((hit & (pool["labels"] == k)).sum()) for k in kinds}
+    total = ~pool["passed"]
+    out["all rules"] = {k: int((total & (pool["labels"] == k)).sum()) for k in kinds}
+    df = pd.DataFrame(out).T
+    n = pd.Series({k: int((pool["labels"] == k).sum()) for k in kinds})
+    caught = (df.loc["all rules"] / n * 100).rename("% of type removed")
+    return pd.concat([df, caught.to_frame().T])
 
 
 def aurocs(pool, variants) -> pd.DataFrame:
@@ -280,6 +317,8 @@ def strategies(args) -> dict[str, dict]:
                 out[f"gdig[{q},{alloc},{within}]"] = {"strategy": "gdig", **base, "quality": q,
                                                       "allocation": alloc, "within_cluster": within}
     out["gdig[paper,gamma=1.0]"] = {"strategy": "gdig", "gamma": 1.0, "quality": "paper"}
+    for name in list(out):  # the same, drawing from the rows that pass the prefilter
+        out[f"prefilter+{name}"] = {**out[name], "prefilter": True}
     return out
 
 
@@ -297,12 +336,15 @@ def evaluate_variants(args, cfg, pool) -> pd.DataFrame:
     copy = copy_rule(pool)
     picks["loss+copy-rule"] = np.flatnonzero(~copy)[np.argsort(infl["loss"].to_numpy()[~copy], kind="stable")][: args.budget]
     rows["loss+copy-rule"] = describe(pool, picks["loss+copy-rule"], part, k)
+    passed = np.flatnonzero(pool["passed"])
     for name, kw in strategies(args).items():
         kw = dict(kw)
         if kw.get("gamma") == "auto":
             kw["n_seed_groups"] = n_groups
         strategy = kw.pop("strategy")
-        sel = select(strategy, args.budget, infl, pool["sketches"], seed=cfg.selection.seed, **kw)
+        cand, sk = (infl, pool["sketches"]) if not kw.pop("prefilter", False) else \
+            (infl.iloc[passed].reset_index(drop=True), pool["sketches"][passed])
+        sel = select(strategy, args.budget, cand, sk, seed=cfg.selection.seed, **kw)
         picked = sel.rows["position"].to_numpy()
         pos_to_row = {p: i for i, p in enumerate(infl["position"])}
         picks[name] = np.array([pos_to_row[p] for p in picked])
@@ -359,6 +401,9 @@ def print_report(args, cfg, run, pool, table, ratio) -> None:
           f"layers {inf.modules.layers}, curvature on {inf.curvature.sample} rows, damping {inf.curvature.damping}; "
           f"pool adaptation: {'finetune ' + cfg.pool_finetune.method if cfg.pool_finetune.enabled else 'none'}")
     print(f"seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in run["seconds"].items()))
+    print(f"\nprefilter (gdig's defaults) on the pool: {pool['prefilter_rows_per_s']:.0f} pairs/s, "
+          f"{int((~pool['passed']).sum())} of {n} rejected; rows rejected per rule and noise type:")
+    print(prefilter_table(pool).to_string(float_format=lambda x: f"{x:.1f}"))
     print("\nAUROC clean vs noisy (higher = cleaner ranked higher):")
     print(aurocs(pool, score_variants(pool)).to_string(float_format=lambda x: f"{x:.3f}"))
     print(f"\nstrategies at budget {args.budget} (clusters: of 50 K-means clusters of the clean pool's sketches "

@@ -1,6 +1,6 @@
-"""The `select` flow: ingest -> model on the pool -> curvature shards (mapped) -> seed products ->
-score shards (mapped on the configured task runner) -> merge -> quality -> cluster + resample
--> export, for every strategy x budget of the config."""
+"""The `select` flow: ingest -> prefilter -> model on the pool -> curvature shards (mapped) -> seed
+products -> score shards of the rows that pass (mapped on the configured task runner) -> merge ->
+quality -> cluster + resample -> export, for every strategy x budget of the config."""
 
 from __future__ import annotations
 
@@ -73,10 +73,11 @@ def select_flow(
     t = stages_for(cfg)
 
     data = t.ingest(cfg)
+    screened = t.prefilter(cfg, data)
     checkpoint = t.finetune_pool(cfg, data["reference"])
     curvature = fit_curvature(cfg, t, checkpoint, data["reference"])
     products = t.seed_products(cfg, checkpoint, curvature, data["seed"])
-    shards = t.plan_shards(cfg, data["pool"], curvature, products)
+    shards = t.plan_shards(cfg, data["pool"], screened, curvature, products)
     scored = score_shards(cfg, t, checkpoint, products, shards)
     scoring = t.merge_scores(cfg, scored, curvature, products)
 

@@ -50,12 +50,38 @@ def seed_products_step(cfg, store, checkpoint_path: str, checkpoint_id: str, cur
     return seed_products_stage(cfg, store, checkpoint_path, checkpoint_id, curvature_id, progress=progress)
 
 
+def prefilter_step(cfg, store) -> dict:
+    """Step 0: prefilter verdicts for the pool (they decide what is scored and selected) and the
+    seed and eval sets (reported only); reused while the rules' settings are unchanged."""
+    from gdig.prefilter.stage import prefilter_stage
+
+    if not cfg.prefilter.enabled:  # the paper's pipeline: nothing judged, every row scored
+        return {}
+    checked = [n for n in store.datasets()["name"] if n != "pool"]
+    return prefilter_stage(cfg, store, "pool", checked)
+
+
 # -- step 4: scoring in shards ------------------------------------------------------------------
+def scoring_rows(cfg, store):
+    """The pool rows that are scored (and so can be selected): those that pass the prefilter."""
+    from gdig.influence.stages import pool_rows
+    from gdig.prefilter.stage import passing_ids
+
+    rows = pool_rows(store)
+    keep = passing_ids(cfg, store)
+    return rows if keep is None else rows[rows["example_id"].isin(keep)].reset_index(drop=True)
+
+
 def shard_plan(cfg, store) -> list[tuple[int, int]]:
-    """[start, end) row ranges of the pool, influence.scoring.shard_size rows each."""
+    """[start, end) position ranges of the pool, influence.scoring.shard_size rows each."""
     from gdig.influence.stages import pool_rows, shard_ranges
 
     return [tuple(r) for r in shard_ranges(len(pool_rows(store)), cfg.influence.scoring.shard_size)]
+
+
+def shard_rows(rows, start: int, end: int):
+    """The scored rows whose pool position is in [start, end)."""
+    return rows[(rows["position"] >= start) & (rows["position"] < end)].reset_index(drop=True)
 
 
 def shard_path(cfg, curvature_id: str, products_path: str, start: int, end: int) -> str:
@@ -70,57 +96,95 @@ def shard_path(cfg, curvature_id: str, products_path: str, start: int, end: int)
 
 
 def score_shard_step(cfg, checkpoint_path: str, products_path: str, rows_df, out_path: str,
-                     progress: bool = True) -> str:
-    """Score one shard of candidates (rows_df = pool_rows(store)[start:end]) into out_path.
+                     progress: bool = True, device: str | None = None) -> list[str]:
+    """Score one shard of candidates (the scored rows of one position range) into out_path;
+    returns the shard's files.
 
-    A shard already on disk is reused.  The engine writes to a temporary name first and the
-    file is renamed when complete, so a crash never leaves a partial shard under out_path.
+    Rows already scored are reused: the file at out_path, plus "delta" files
+    ``<stem>+<hash>.parquet`` holding rows that were added to the range later (rows that pass a
+    loosened prefilter), so a changed rule scores at most the rows that newly pass.  A file whose
+    rows disagree with the pool (another example at a position) is recomputed.  The engine writes
+    to a temporary name first and renames it when complete: a crash never leaves a partial file.
     """
-    from gdig.influence.stages import score_shard_stage
+    from gdig.influence.stages import _ids_hash
 
     out = Path(out_path)
-    if out.exists() and _shard_matches(out, rows_df):
-        return str(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".partial.parquet")
-    written = Path(score_shard_stage(cfg, checkpoint_path, products_path, rows_df, str(tmp), progress=progress))
-    written.replace(out)
-    return str(out)
+    files = _shard_files(out)
+    have, skipped = _scored(files)
+    wanted = dict(zip(map(int, rows_df["position"]), map(str, rows_df["example_id"])))
+    if files is None or any(wanted.get(pos, eid) != eid for eid, pos in have):
+        files = []  # unreadable or stale: start over
+        out.unlink(missing_ok=True)
+        for d in out.parent.glob(f"{out.stem}+*.parquet"):
+            d.unlink()
+        have, skipped = set(), set()
+    done = {pos for _, pos in have}
+    missing = rows_df[[p not in done and e not in skipped for p, e in wanted.items()]]
+    if files and len(missing) == 0:
+        return [str(f) for f in files]
+    target = out if not files else out.with_name(f"{out.stem}+{_ids_hash(missing['example_id'])}.parquet")
+    _score_into(cfg, checkpoint_path, products_path, missing.reset_index(drop=True), target, progress, device)
+    return [str(f) for f in files] + [str(target)]
 
 
-def _shard_matches(path: Path, rows_df) -> bool:
-    """A shard on disk is reused only if it holds these rows: every (id, position) it has is one of
-    them (rows the engine skipped as too long are legitimately absent)."""
+def _score_into(cfg, checkpoint_path, products_path, rows_df, target: Path, progress, device) -> None:
+    from gdig.influence.stages import score_shard_stage
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.stem + ".partial.parquet")
+    written = Path(score_shard_stage(cfg, checkpoint_path, products_path, rows_df, str(tmp),
+                                     progress=progress, device=device))
+    written.replace(target)
+
+
+def _shard_files(out: Path) -> list[Path] | None:
+    """The files of a shard (out_path first, then its deltas); None when one is unreadable."""
     import pyarrow.parquet as pq
 
+    files = ([out] if out.exists() else []) + sorted(out.parent.glob(f"{out.stem}+*.parquet"))
     try:
-        t = pq.read_table(path, columns=["example_id", "position"])
-    except Exception:  # unreadable (e.g. truncated by a crash outside the engine): recompute
-        return False
-    wanted = set(zip(map(str, rows_df["example_id"]), map(int, rows_df["position"])))
-    have = list(zip(t.column("example_id").to_pylist(), t.column("position").to_pylist()))
-    return bool(have or not wanted) and all(pair in wanted for pair in have)
+        for f in files:
+            pq.read_schema(f)
+    except Exception:  # e.g. truncated by a crash outside the engine: recompute
+        return None
+    return files
 
 
-def merge_step(cfg, store, shard_paths: list[str], curvature_id: str, products_path: str) -> str:
-    """Load the shards into the store (aggregates, sketches, matrix); returns the scoring_id."""
+def _scored(files: list[Path] | None) -> tuple[set[tuple[str, int]], set[str]]:
+    """(example_id, position) pairs in the files, and the ids the engine skipped as too long."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    have, skipped = set(), set()
+    for f in files or []:
+        t = pq.read_table(f, columns=["example_id", "position"])
+        have |= set(zip(t.column("example_id").to_pylist(), t.column("position").to_pylist()))
+        meta = t.schema.metadata or {}
+        skipped |= set(json.loads(meta.get(b"gdig", b"{}")).get("skipped", []))
+    return have, skipped
+
+
+def merge_step(cfg, store, shard_paths: list, curvature_id: str, products_path: str) -> str:
+    """Load the shards' files into the store (aggregates, sketches, matrix), keeping the rows that
+    are scored now (a row a tightened prefilter rejects drops out); returns the scoring_id."""
     from gdig.influence.stages import merge_scores_stage
 
-    return merge_scores_stage(cfg, store, list(shard_paths), curvature_id, products_path)
+    paths = [p for s in shard_paths for p in ([s] if isinstance(s, str) else s)]
+    return merge_scores_stage(cfg, store, paths, curvature_id, products_path,
+                              keep=set(scoring_rows(cfg, store)["example_id"]))
 
 
 def score_all_step(cfg, store, checkpoint_path: str, curvature_id: str, products_path: str,
-                   progress: bool = True) -> list[str]:
+                   progress: bool = True) -> list[list[str]]:
     """Every shard in this process, one after the other (the flows run them as parallel tasks)."""
-    from gdig.influence.stages import pool_rows
-
-    rows = pool_rows(store)
+    rows = scoring_rows(cfg, store)
     paths = []
     plan = shard_plan(cfg, store)
     for start, end in tqdm(plan, desc="score shards", disable=not progress or len(plan) < 2):
         path = shard_path(cfg, curvature_id, products_path, start, end)
-        paths.append(score_shard_step(cfg, checkpoint_path, products_path,
-                                      rows.iloc[start:end].reset_index(drop=True), path, progress=progress))
+        paths.append(score_shard_step(cfg, checkpoint_path, products_path, shard_rows(rows, start, end), path,
+                                      progress=progress))
     return paths
 
 
@@ -174,8 +238,10 @@ def summary_step(cfg, store, scoring_id: str, selection_ids: list[str],
                  exports: dict[str, str] | None = None) -> SelectSummary:
     from gdig.selection.summary import build_summary
 
+    screened = prefilter_step(cfg, store)
     summary = build_summary(store, scoring_id, list(selection_ids), gamma=cfg.selection.gamma,
-                            normalize=cfg.selection.normalize, exports=exports, quality=cfg.selection.quality)
+                            normalize=cfg.selection.normalize, exports=exports, quality=cfg.selection.quality,
+                            prefilter=screened)
     short = sorted({(r.budget, r.gamma, r.n_high_quality) for r in summary.selections
                     if r.n_high_quality is not None and r.n_high_quality < r.budget})
     for budget, gamma, n_hq in short:  # said once per budget, not once per strategy
@@ -194,6 +260,7 @@ def select_pipeline(cfg, store=None, progress: bool = True) -> SelectSummary:
         with Store(cfg.workspace.db) as own:
             return select_pipeline(cfg, own, progress)
     ingest_step(cfg, store, progress)
+    prefilter_step(cfg, store)
     ckpt = checkpoint_step(cfg, store, progress)
     curvature_id = curvature_step(cfg, store, ckpt["path"], ckpt["checkpoint_id"], progress)
     products = seed_products_step(cfg, store, ckpt["path"], ckpt["checkpoint_id"], curvature_id, progress)

@@ -17,6 +17,7 @@ from tasks.runtime import StageError, device_for, load_settings, task_runner_for
 
 TASKS: dict[str, Task] = {
     "ingest": data.ingest,
+    "prefilter": data.prefilter,
     "finetune_pool": model.finetune_pool,
     "plan_curvature": influence.plan_curvature,
     "curvature_shard": influence.curvature_shard,

@@ -81,6 +81,21 @@ def ingest(cfg: GdigConfig) -> dict:
         }
 
 
+@task(name="prefilter", cache_policy=stage_policy(
+    "prefilter", sections=("prefilter", "languages"),
+    modules=("gdig.prefilter.rules", "gdig.prefilter.decisions", "gdig.prefilter.stage", "gdig.prefilter.langid",
+             "gdig.prefilter.text", "gdig.prefilter.scripts", "gdig.prefilter.charclass"),
+))
+def prefilter(cfg: GdigConfig, data: dict) -> dict:
+    """Step 0: verdicts of the cheap rules for the pool (what is scored) and, reported only,
+    the seed and eval sets; data = ingest's fingerprints (so new rows are judged)."""
+    from gdig.pipeline import prefilter_step
+
+    with stage("prefilter"), open_store(cfg) as store:
+        verdicts = prefilter_step(cfg, store)
+    return {"datasets": verdicts, "pool": data["pool"], "key": own_key()}
+
+
 def _demo_key(ctx, params: dict) -> str:
     """prepare-demo is cached by workdir, seed and the demo code, in the workdir itself (so a
     deleted workdir is rebuilt)."""

@@ -110,16 +110,16 @@ def seed_products(cfg: GdigConfig, checkpoint: dict, curvature: dict, seed: dict
 @task(name="plan-shards", cache_policy=stage_policy(
     "plan_shards", sections=("influence.scoring.shard_size",), modules=("gdig.pipeline",),
 ))
-def plan_shards(cfg: GdigConfig, pool: dict, curvature: dict, products: dict) -> list[dict]:
-    """The pool cut in aligned shards: appended rows only add (or complete) the last shards."""
-    from gdig.influence.stages import pool_rows, shard_ranges
-    from gdig.pipeline import shard_path
+def plan_shards(cfg: GdigConfig, pool: dict, prefilter: dict, curvature: dict, products: dict) -> list[dict]:
+    """The pool cut in aligned position ranges, each with its rows that pass the prefilter:
+    appended rows only add (or complete) the last shards."""
+    from gdig.pipeline import scoring_rows, shard_path, shard_plan, shard_rows
 
     with stage("plan-shards"), open_store(cfg) as store:
-        rows = pool_rows(store, pool["name"])
+        rows = scoring_rows(cfg, store)
         out = []
-        for i, (start, end) in enumerate(shard_ranges(len(rows), cfg.influence.scoring.shard_size)):
-            part = rows.iloc[start:end].reset_index(drop=True)
+        for i, (start, end) in enumerate(shard_plan(cfg, store)):
+            part = shard_rows(rows, start, end)
             out.append({"index": i, "start": start, "end": end, "ids_hash": ids_hash(part["example_id"]),
                         "rows": part, "out_path": shard_path(cfg, curvature["curvature_id"],
                                                              products["products_path"], start, end)})
@@ -132,24 +132,25 @@ def plan_shards(cfg: GdigConfig, pool: dict, curvature: dict, products: dict) ->
 ))
 def score_shard(cfg: GdigConfig, checkpoint: dict, products: dict, rows, out_path: str,
                 device: str | None = None) -> dict:
-    """Scores + sketches of one shard of candidates -> Parquet (no store access)."""
-    from gdig.influence.stages import score_shard_stage
+    """Scores + sketches of one shard of candidates -> Parquet files (no store access); rows
+    scored before (e.g. before a prefilter change) are reused, only new ones are scored."""
+    from gdig.pipeline import score_shard_step
 
-    start, end = int(rows["position"].min()), int(rows["position"].max()) + 1
+    start, end = (int(rows["position"].min()), int(rows["position"].max()) + 1) if len(rows) else (0, 0)
     with stage(f"score-shard [{start}, {end})"), watch():
-        path = score_shard_stage(cfg, checkpoint["path"], products["products_path"], rows, out_path,
+        paths = score_shard_step(cfg, checkpoint["path"], products["products_path"], rows, out_path,
                                  progress=progress_bars(), device=device)
-    return {"path": path, "start": start, "end": end, "n_rows": len(rows), "key": own_key()}
+    return {"paths": paths, "start": start, "end": end, "n_rows": len(rows), "key": own_key()}
 
 
 @task(name="merge-scores", cache_policy=stage_policy(
-    "merge_scores", sections=("influence.scoring",), modules=("gdig.influence.stages",),
+    "merge_scores", sections=("influence.scoring",), modules=("gdig.influence.stages", "gdig.pipeline"),
 ))
 def merge_scores(cfg: GdigConfig, shards: list[dict], curvature: dict, products: dict) -> dict:
     """Load the shard Parquets into the store (aggregates, sketches, candidate x seed matrix)."""
     from gdig.pipeline import merge_step
 
     with stage("merge-scores"), open_store(cfg) as store:
-        sid = merge_step(cfg, store, [s["path"] for s in shards], curvature["curvature_id"],
+        sid = merge_step(cfg, store, [s["paths"] for s in shards], curvature["curvature_id"],
                          products["products_path"])
     return {"scoring_id": sid, "n_shards": len(shards), "key": own_key()}

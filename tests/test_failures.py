@@ -269,8 +269,8 @@ def test_a_killed_flow_run_ends_crashed_when_gdig_next_starts(workspace, tmp_pat
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
     assert state.name == "Crashed"
     assert f"pid {proc.pid}" in state.message and "is gone" in state.message
-    by_name = {t.name.rsplit("-", 1)[0]: t.state.name for t in tasks}
-    assert by_name == {"ingest": "Completed", "finetune-pool": "Crashed"}  # Running when killed
+    by_name = {t.name.split(" ")[0]: t.state.name for t in tasks}  # task runs: "<stage> <what>"
+    assert by_name == {"ingest": "Completed", "prefilter": "Completed", "finetune-pool": "Crashed"}  # Running when killed
     assert not record.exists() and crash_ghost_runs(cfg) == []
 
 

@@ -31,6 +31,7 @@ def demo_config(tmp_path, model_dir, **selection) -> dict:
         "data": {"candidates": [{"path": str(files["pool"])}], "seed": [{"path": str(files["seed"])}]},
         "model": {"name_or_path": str(model_dir)},
         "prompt": {"max_length": 192},
+        "prefilter": {"enabled": False},  # the paper's pipeline: every pool row is scored
         "influence": {
             "curvature": {"strategy": "kfac", "batch_size": 16, "sample": 32},
             "scoring": {"batch_size": 32, "shard_size": 80, "sketch_dim_g": 4, "sketch_dim_a": 4},

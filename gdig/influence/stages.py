@@ -386,9 +386,12 @@ def read_score_matrix(path: str) -> tuple[list[str], list[str], np.ndarray]:
 
 
 def merge_scores_stage(cfg, store, shard_paths: list[str], curvature_id: str, products_path: str,
-                       candidate_dataset: str = "pool") -> str:
+                       candidate_dataset: str = "pool", keep: set[str] | None = None) -> str:
+    """Shards -> one scoring in the store; `keep`: only these example ids (the rows scored now)."""
     seed_ids, pmeta = _products_meta(products_path)
     table = read_shards(shard_paths)
+    if keep is not None:
+        table = table.filter(pa.array([e in keep for e in table.column("example_id").to_pylist()]))
     ids = table.column("example_id").to_pylist()
     scoring_id = _sha(curvature_id, str(pmeta.get("products_id")), candidate_dataset, _ids_hash(ids),
                       cfg.section_hash("influence", "prompt"))

@@ -47,6 +47,7 @@ class SelectSummary:
     noise_types: dict[str, int] | None = None  # noise type -> rows in the pool
     warnings: list[str] = field(default_factory=list)
     datasets: dict[str, dict] = field(default_factory=dict)  # name -> rows, duplicates, rejected (ingest)
+    prefilter: dict[str, dict] = field(default_factory=dict)  # name -> n_rows, n_passed, rejected per rule
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,6 +58,10 @@ class SelectSummary:
             lines.append("datasets: " + "; ".join(
                 f"{n} {d['rows']} rows ({d['duplicates']} exact duplicates kept once, {d['rejected']} rejected)"
                 for n, d in self.datasets.items()))
+        for name, p in self.prefilter.items():
+            rules = ", ".join(f"{k} {v}" for k, v in p["rejected"].items()) or "none"
+            what = "scored and selectable" if name == "pool" else "reported only, the set is used as it is"
+            lines.append(f"prefilter {name}: {p['n_passed']} of {p['n_rows']} pass ({what}); rejected per rule: {rules}")
         lines.append(f"scoring {self.scoring_id}: pool {self.pool_size} candidates x {self.n_seeds} seed groups")
         seen = set()
         for r in self.selections:
@@ -119,6 +124,7 @@ def evenness(labels: np.ndarray, k: int) -> float | None:
 def build_summary(
     store, scoring_id: str, selection_ids: list[str], *, gamma: float | str, normalize: bool,
     exports: dict[str, str] | None = None, warnings: list[str] | None = None, quality: str = "paper",
+    prefilter: dict[str, dict] | None = None,
 ) -> SelectSummary:
     import json
 
@@ -129,6 +135,7 @@ def build_summary(
         gamma=gamma, n_high_quality=None, warnings=list(warnings or []),
         datasets={str(r.name): {"rows": int(r.n_rows), "duplicates": int(r.n_duplicates), "rejected": int(r.n_rejected)}
                   for r in store.datasets().itertuples()},
+        prefilter=dict(prefilter or {}),
     )
     labels = influence["label"].to_numpy()
     noisy = is_noisy(labels) if has_noise_labels(labels) else None

@@ -1,0 +1,53 @@
+"""The prefilter as a stage over the store: verdicts for every row of the pool (which decide
+what is scored and selected) and for the seed and eval sets (reported only, never changed).
+
+Verdicts are stored under a signature of the rules' settings and the language pair, so an
+unchanged prefilter is never recomputed and a changed threshold recomputes only the verdicts
+(seconds): the pool checkpoint and the curvature never depend on them, and scoring reuses every
+row already scored (see gdig.pipeline.score_shard_step).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from gdig.prefilter.decisions import prefilter_rows, prefilter_signature, rule_counts
+
+
+def _judge(cfg, store, dataset: str) -> dict:
+    ds = store.get_dataset(dataset)
+    if ds is None:
+        raise ValueError(f"prefilter: no dataset {dataset!r} in the store; ingest it first")
+    sig = prefilter_signature(cfg.prefilter, ds["src_lang"], ds["tgt_lang"])
+    rows = store.dataset_examples(dataset)
+    if sig in store.prefilter_signatures(dataset):
+        decisions = store.prefilter(dataset, sig)
+        if len(decisions) == len(rows):
+            return _report(dataset, sig, decisions)
+    decisions = prefilter_rows(rows, cfg.prefilter, ds["src_lang"], ds["tgt_lang"])
+    store.add_prefilter(dataset, sig, decisions)
+    return _report(dataset, sig, decisions)
+
+
+def _report(dataset: str, sig: str, decisions: pd.DataFrame) -> dict:
+    return {"dataset": dataset, "signature": sig, "n_rows": len(decisions),
+            "n_passed": int(decisions["passed"].sum()),
+            "rejected": {str(k): int(v) for k, v in rule_counts(decisions).items()}}
+
+
+def prefilter_stage(cfg, store, pool: str = "pool", checked: list[str] | tuple[str, ...] = ()) -> dict:
+    """Verdicts for `pool` (what scoring and selection draw from) and the `checked` datasets
+    (seed, eval: reported only).  Returns {dataset: {signature, n_rows, n_passed, rejected}}."""
+    return {name: _judge(cfg, store, name) for name in (pool, *checked)}
+
+
+def passing_ids(cfg, store, dataset: str = "pool") -> set[str] | None:
+    """Example ids of the dataset that pass the prefilter (None: prefilter disabled, all pass)."""
+    if not cfg.prefilter.enabled:
+        return None
+    ds = store.get_dataset(dataset)
+    sig = prefilter_signature(cfg.prefilter, ds["src_lang"], ds["tgt_lang"])
+    decisions = store.prefilter(dataset, sig)
+    if len(decisions) != len(store.dataset_ids(dataset)):
+        raise ValueError(f"prefilter verdicts for {dataset!r} are missing or stale; run the prefilter stage first")
+    return set(decisions.loc[decisions["passed"], "example_id"])
