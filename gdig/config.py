@@ -122,8 +122,11 @@ class ModuleSelection(_Strict):
 class CurvatureConfig(_Strict):
     strategy: Literal["kfac", "ekfac"] = "ekfac"
     granularity: Literal["token", "sequence"] = "sequence"
-    damping: float = Field(default=0.5, gt=0)  # lambda
+    damping: float | None = Field(default=None, gt=0)  # lambda; None: 0.5 (pi, absolute) or 0.1 (mean_eigenvalue)
+    kfac_damping: Literal["pi", "mean_eigenvalue"] = "pi"  # pi: reference code; mean_eigenvalue: kronfluence
     ekfac_damping: Literal["absolute", "mean_eigenvalue"] = "absolute"
+    eigen_average: Literal["auto", "token", "example"] = "auto"  # EK-FAC correction; auto follows granularity
+    sequence_bias: Literal["one", "tokens"] = "one"  # sequence A factor's bias entry per example (one: reference)
     sample: int | None = Field(default=None, ge=1)  # fit on this many pool examples
     fp64: bool = True
     batch_size: int = Field(default=8, ge=1)
@@ -131,7 +134,8 @@ class CurvatureConfig(_Strict):
 
 
 class SeedConfig(_Strict):
-    batch_size: int = Field(default=1, ge=1)  # seeds averaged per product (reference: 2)
+    batch_size: int = Field(default=1, ge=1)  # seeds grouped per product (reference: 2)
+    weighting: Literal["auto", "tokens", "examples"] = "auto"  # group gradient; auto: tokens in sequence mode
     low_rank: int | None = Field(default=None, ge=1)
 
 

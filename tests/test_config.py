@@ -19,7 +19,8 @@ def minimal(**extra):
 def test_minimal_config_defaults():
     cfg = parse_config(minimal())
     assert (cfg.languages.src, cfg.languages.tgt) == ("de", "en")
-    assert cfg.selection.budgets == [1000] and cfg.influence.curvature.damping == 0.5
+    assert cfg.selection.budgets == [1000] and cfg.influence.curvature.damping is None  # per rule: 0.5 for pi
+    assert cfg.influence.curvature.kfac_damping == "pi" and cfg.influence.seed.weighting == "auto"
     assert cfg.data.skip_invalid is False and cfg.model.device == "cpu"
 
 

@@ -74,17 +74,22 @@ def _direct_factors(direct, name, granularity):
     return a.T @ a / len(a), g.T @ g / len(g)
 
 
-def _fit(model, tok, mods, enc, strategy, granularity):
+def _fit(model, tok, mods, enc, strategy, granularity, eigen_average="auto"):
     plan = length_batches([len(e.input_ids) for e in enc], 2)  # padded batches of mixed lengths
     return fit_curvature(model, mods, lambda: (collate([enc[i] for i in b], tok.pad_token_id) for b in plan),
-                         strategy=strategy, granularity=granularity, fp64=True)
+                         strategy=strategy, granularity=granularity, fp64=True, eigen_average=eigen_average)
 
 
-@pytest.mark.parametrize("granularity", ["token", "sequence"])
-def test_kfac_and_ekfac_factors_match_direct(llama, llama_direct, granularity):
+@pytest.mark.parametrize("granularity,eigen_average", [("token", "auto"), ("sequence", "auto"),
+                                                       ("token", "example"), ("sequence", "token")])
+def test_kfac_and_ekfac_factors_match_direct(llama, llama_direct, granularity, eigen_average):
+    """Factors at either granularity; the EK-FAC correction averaged per token or per example
+    (token factors + per-example average = kronfluence's EK-FAC)."""
     model, tok, mods = llama
     enc, direct = llama_direct
-    curv = _fit(model, tok, mods, enc, "ekfac", granularity)
+    curv = _fit(model, tok, mods, enc, "ekfac", granularity, eigen_average)
+    average = {"auto": "token" if granularity == "token" else "example"}.get(eigen_average, eigen_average)
+    assert curv.meta["eigen_average"] == average
     n_tokens = sum(len(e.input_ids) for e in enc)
     assert (curv.n_examples, curv.n_tokens) == (len(enc), n_tokens)
     for m in mods:
@@ -93,7 +98,7 @@ def test_kfac_and_ekfac_factors_match_direct(llama, llama_direct, granularity):
         assert torch.allclose(f.A, A, rtol=1e-5, atol=1e-6 * A.abs().max().item())
         assert torch.allclose(f.G, G, rtol=1e-5, atol=1e-6 * G.abs().max().item())
         # corrected eigenvalues: diagonal of the per-token / per-example gradient 2nd moment in the eigenbasis
-        if granularity == "token":
+        if average == "token":
             per = [torch.outer(gt, at) for d in direct for at, gt in zip(d[m.name][0], d[m.name][1])]
         else:
             per = [d[m.name][2] for d in direct]
@@ -137,6 +142,28 @@ def test_damped_inverse_matches_dense_kronecker_solve(tmp_path):
             assert torch.allclose(got, ref, rtol=1e-9, atol=1e-11)
     with pytest.raises(ValueError, match="ekfac_damping"):
         InverseHessian(ek, lam, "relative")
+
+
+def test_kfac_mean_eigenvalue_damping_matches_dense_kronecker_solve():
+    """kronfluence's K-FAC: (G ⊗ A + δ I)⁻¹ with δ = factor · mean eigenvalue of G ⊗ A (0.1 by default)."""
+    gen = torch.Generator().manual_seed(1)
+    out, inn = 4, 6
+    A, G = _spd(inn, gen) * 2.0, _spd(out, gen) * 0.03
+    V = torch.randn(2, out, inn, generator=gen, dtype=torch.float64)
+    spec = [{"name": "m", "kind": "linear", "in": inn, "out": out, "bias": False}]
+    kfac = Curvature("kfac", "token", spec, {"m": ModuleFactors(A, G)})
+    K = torch.kron(G, A)  # row-major vec: vec(G V A) = (G ⊗ A) vec(V)
+    for factor in (None, 0.1, 0.01):
+        inv = InverseHessian(kfac, factor, kfac_damping="mean_eigenvalue")
+        assert inv.damping == (0.1 if factor is None else factor)
+        delta = inv.damping * torch.linalg.eigvalsh(K).mean()
+        ref = torch.linalg.solve(K + delta * torch.eye(out * inn, dtype=torch.float64), V.reshape(2, -1).T).T
+        got = inv.apply("m", V)
+        assert torch.allclose(got, ref.reshape(2, out, inn), rtol=1e-10, atol=1e-12)
+    # the π rule stays the default, with λ = 0.5
+    assert InverseHessian(kfac).damping == 0.5 and InverseHessian(kfac).form == "kfac"
+    with pytest.raises(ValueError, match="kfac_damping"):
+        InverseHessian(kfac, 0.1, kfac_damping="trace")
 
 
 def test_zero_padding_right_left_and_holes():

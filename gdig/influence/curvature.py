@@ -7,13 +7,18 @@ granularity ``token`` (standard K-FAC of the influence literature, as kronfluenc
 granularity ``sequence`` (the G-DIG reference code): per example ā = Σ_t a_t, ḡ = Σ_t g_t, then
     A = Σ_examples ā āᵀ / N_examples,   G = Σ_examples ḡ ḡᵀ / N_examples
 Padding tokens never enter either (they are zero rows in the captured tensors).
+The bias entry of ā (``sequence_bias``): ``one`` = 1 per example, as the reference code's
+nngeometry K-FAC appends one bias entry per sequence; ``tokens`` = Σ_t 1 = the example's token
+count (the summed ones column of the exact gradient's input).  Token granularity has 1 per token.
 
 EK-FAC keeps the eigenbases A = Q_A diag(.) Q_Aᵀ, G = Q_G diag(.) Q_Gᵀ and replaces the
-Kronecker eigenvalues by corrected ones from a second pass, at the same granularity:
+Kronecker eigenvalues by corrected ones from a second pass, averaged (``eigen_average``)
     token:    Λ[o, i] = mean over tokens   of ((Q_Gᵀ g_t)[o] · (Q_Aᵀ a_t)[i])²
-    sequence: Λ[o, i] = mean over examples of (Q_Gᵀ (Σ_t g_t a_tᵀ) Q_A)[o, i]²
+    example:  Λ[o, i] = mean over examples of (Q_Gᵀ (Σ_t g_t a_tᵀ) Q_A)[o, i]²
 i.e. the diagonal, in the Kronecker eigenbasis, of the second moment of the per-token /
-per-example gradient.  Accumulation is streaming over batches, in float64 by default.
+per-example gradient.  By default the average follows the granularity (token -> token,
+sequence -> example); token factors with the per-example average are kronfluence's EK-FAC.
+Accumulation is streaming over batches, in float64 by default.
 """
 
 from __future__ import annotations
@@ -88,14 +93,32 @@ def _check_granularity(granularity: str) -> None:
         raise ValueError(f"influence.curvature.granularity must be 'token' or 'sequence', got {granularity!r}")
 
 
+def eigen_average_for(granularity: str, eigen_average: str | None = "auto") -> str:
+    """The EK-FAC correction's averaging unit: ``token`` or ``example``; auto follows the granularity."""
+    _check_granularity(granularity)
+    if eigen_average in (None, "auto"):
+        return "token" if granularity == "token" else "example"
+    if eigen_average not in ("token", "example"):
+        raise ValueError(f"influence.curvature.eigen_average must be 'auto', 'token' or 'example', got {eigen_average!r}")
+    return eigen_average
+
+
+def _check_sequence_bias(sequence_bias: str) -> None:
+    if sequence_bias not in ("one", "tokens"):
+        raise ValueError(f"influence.curvature.sequence_bias must be 'one' or 'tokens', got {sequence_bias!r}")
+
+
 class FactorAccumulator:
     """Streaming sums for the K-FAC factors A, G."""
 
-    def __init__(self, modules: list[ChosenModule], granularity: str, dtype: torch.dtype, device):
+    def __init__(self, modules: list[ChosenModule], granularity: str, dtype: torch.dtype, device,
+                 sequence_bias: str = "one"):
         _check_granularity(granularity)
-        self.granularity, self.dtype = granularity, dtype
+        _check_sequence_bias(sequence_bias)
+        self.granularity, self.dtype, self.sequence_bias = granularity, dtype, sequence_bias
         self.A = {m.name: torch.zeros(m.in_dim, m.in_dim, dtype=dtype, device=device) for m in modules}
         self.G = {m.name: torch.zeros(m.out_features, m.out_features, dtype=dtype, device=device) for m in modules}
+        self.biased = {m.name for m in modules if m.has_bias}
         self.n_examples = 0
         self.n_tokens = 0
 
@@ -108,6 +131,8 @@ class FactorAccumulator:
                 a, g = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])  # padding rows are zero
             else:
                 a, g = a.sum(1), g.sum(1)
+                if name in self.biased and self.sequence_bias == "one":  # one bias entry per sequence
+                    a[:, -1] = (cap.mask.sum(1) > 0).to(self.dtype)
             self.A[name] += a.T @ a
             self.G[name] += g.T @ g
 
@@ -128,9 +153,10 @@ def eigenbasis(factor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 class EigenCorrectionAccumulator:
     """Second EK-FAC pass: corrected eigenvalues in the K-FAC eigenbasis."""
 
-    def __init__(self, factors: dict[str, ModuleFactors], granularity: str, dtype: torch.dtype):
-        _check_granularity(granularity)
+    def __init__(self, factors: dict[str, ModuleFactors], granularity: str, dtype: torch.dtype,
+                 eigen_average: str | None = "auto"):
         self.granularity, self.dtype = granularity, dtype
+        self.average = eigen_average_for(granularity, eigen_average)
         self.factors = factors
         for f in factors.values():
             if f.QA is None or f.QG is None:  # bases given (sharded pass 2): keep them
@@ -146,13 +172,13 @@ class EigenCorrectionAccumulator:
         for name, f in self.factors.items():
             ra = cap.a[name].to(self.dtype) @ f.QA  # [B, T, in'] rotated
             rg = cap.g[name].to(self.dtype) @ f.QG  # [B, T, out]
-            if self.granularity == "token":
+            if self.average == "token":
                 self.sums[name] += torch.einsum("bto,bti->oi", rg.square(), ra.square())
             else:
                 self.sums[name] += torch.einsum("bto,bti->boi", rg, ra).square().sum(0)
 
     def finalize(self) -> dict[str, ModuleFactors]:
-        n = self.n_tokens if self.granularity == "token" else self.n_examples
+        n = self.n_tokens if self.average == "token" else self.n_examples
         for k, f in self.factors.items():
             f.eigen = self.sums[k] / n
         return self.factors
@@ -169,6 +195,8 @@ def fit_curvature(
     fp64: bool = True,
     progress: bool = False,
     n_batches: int | None = None,
+    sequence_bias: str = "one",
+    eigen_average: str | None = "auto",
 ) -> Curvature:
     """Fit K-FAC (one pass) or EK-FAC (two passes) factors; ``batches()`` yields collated batches
     and is called once per pass, so it must replay the same data."""
@@ -176,19 +204,30 @@ def fit_curvature(
         raise ValueError(f"influence.curvature.strategy must be 'kfac' or 'ekfac', got {strategy!r}")
     dtype = torch.float64 if fp64 else torch.float32
     device = next(model.parameters()).device
-    acc = FactorAccumulator(modules, granularity, dtype, device)
+    average = eigen_average_for(granularity, eigen_average)
+    acc = FactorAccumulator(modules, granularity, dtype, device, sequence_bias)
     for batch in track(batches(), "curvature: factors", total=n_batches, unit="batch", enabled=progress):
         acc.update(capture_batch(model, modules, batch, loss_reduction=loss_reduction))
     factors = acc.factors()
     if strategy == "ekfac":
-        corr = EigenCorrectionAccumulator(factors, granularity, dtype)
+        corr = EigenCorrectionAccumulator(factors, granularity, dtype, average)
         for batch in track(batches(), "curvature: eigenvalues", total=n_batches, unit="batch", enabled=progress):
             corr.update(capture_batch(model, modules, batch, loss_reduction=loss_reduction))
         if (corr.n_examples, corr.n_tokens) != (acc.n_examples, acc.n_tokens):
             raise RuntimeError("the two EK-FAC passes saw different data; batches() must replay the same batches")
         factors = corr.finalize()
     return Curvature(strategy, granularity, [m.spec for m in modules], factors, acc.n_examples, acc.n_tokens,
-                     {"loss": loss_reduction, "dtype": str(dtype).replace("torch.", "")})
+                     _fit_meta(loss_reduction, dtype, granularity, sequence_bias,
+                               average if strategy == "ekfac" else None))
+
+
+def _fit_meta(loss_reduction, dtype, granularity, sequence_bias, average) -> dict:
+    meta = {"loss": loss_reduction, "dtype": str(dtype).replace("torch.", "")}
+    if granularity == "sequence" and sequence_bias is not None:
+        meta["sequence_bias"] = sequence_bias
+    if average is not None:
+        meta["eigen_average"] = average
+    return meta
 
 
 # -- sharded fitting: partial sums per shard, combined in shard order -----------------------------
@@ -242,22 +281,26 @@ def curvature_partial(
     eigenbases: dict[str, ModuleFactors] | None = None,
     progress: bool = False,
     n_batches: int | None = None,
+    sequence_bias: str = "one",
+    eigen_average: str | None = "auto",
 ) -> CurvaturePartial:
     """One shard's sums: the K-FAC factor sums, or (given ``eigenbases`` with QA, QG per module)
     the EK-FAC corrected-eigenvalue sums.  Empty ``batches`` give zero sums and zero counts."""
     dtype = torch.float64 if fp64 else torch.float32
     device = next(model.parameters()).device
     if eigenbases is None:
-        acc = FactorAccumulator(modules, granularity, dtype, device)
+        acc = FactorAccumulator(modules, granularity, dtype, device, sequence_bias)
         desc, kind = "curvature shard: factors", "factors"
+        average = None
     else:
         missing = [m.name for m in modules if m.name not in eigenbases or eigenbases[m.name].QA is None]
         if missing:
             raise ValueError(f"eigenbases lack module(s) {missing}")
         given = {m.name: ModuleFactors(*(getattr(eigenbases[m.name], k).to(device) for k in ("A", "G", "QA", "QG")))
                  for m in modules}
-        acc = EigenCorrectionAccumulator(given, granularity, dtype)
+        acc = EigenCorrectionAccumulator(given, granularity, dtype, eigen_average)
         desc, kind = "curvature shard: eigenvalues", "eigen"
+        average = acc.average
     for batch in track(batches, desc, total=n_batches, unit="batch", enabled=progress):
         acc.update(capture_batch(model, modules, batch, loss_reduction=loss_reduction))
     if kind == "factors":
@@ -265,7 +308,11 @@ def curvature_partial(
     else:
         sums = {m.name: {"eigen": acc.sums[m.name]} for m in modules}
     return CurvaturePartial(kind, granularity, [m.spec for m in modules], sums, acc.n_examples, acc.n_tokens,
-                            {"loss": loss_reduction, "dtype": str(dtype).replace("torch.", "")})
+                            _fit_meta(loss_reduction, dtype, granularity, sequence_bias if kind == "factors" else None,
+                                      average))
+
+
+_CONVENTIONS = ("sequence_bias", "eigen_average")
 
 
 def combine_partials(partials: list[CurvaturePartial]) -> CurvaturePartial:
@@ -278,6 +325,9 @@ def combine_partials(partials: list[CurvaturePartial]) -> CurvaturePartial:
             raise ValueError(f"curvature partial {i} ({p.kind}, {p.granularity}, "
                              f"{[m['name'] for m in p.modules]}) does not match partial 0 "
                              f"({first.kind}, {first.granularity}, {[m['name'] for m in first.modules]})")
+        for key in _CONVENTIONS:
+            if p.meta.get(key) != first.meta.get(key):
+                raise ValueError(f"curvature partial {i} has {key}={p.meta.get(key)!r}, partial 0 {first.meta.get(key)!r}")
     sums = {n: {k: t.clone() for k, t in d.items()} for n, d in first.sums.items()}
     for p in partials[1:]:
         for n, d in p.sums.items():
@@ -288,7 +338,11 @@ def combine_partials(partials: list[CurvaturePartial]) -> CurvaturePartial:
 
 
 def _count(total: CurvaturePartial) -> int:
-    n = total.n_tokens if total.granularity == "token" else total.n_examples
+    if total.kind == "eigen":
+        unit = eigen_average_for(total.granularity, total.meta.get("eigen_average"))
+    else:
+        unit = "token" if total.granularity == "token" else "example"
+    n = total.n_tokens if unit == "token" else total.n_examples
     if n == 0:
         raise ValueError("curvature fitting saw no examples (or no tokens)")
     return n
@@ -324,4 +378,5 @@ def with_eigenvalues(bases: Curvature, partials: list[CurvaturePartial]) -> Curv
     for name, f in bases.factors.items():
         f.eigen = total.sums[name]["eigen"] / n
     bases.strategy = "ekfac"
+    bases.meta["eigen_average"] = eigen_average_for(total.granularity, total.meta.get("eigen_average"))
     return bases

@@ -1,13 +1,20 @@
 """Damped inverse-Hessian application per module, V [.., out, in'] -> H⁻¹V.
 
-K-FAC, H ≈ A ⊗ G (Linear layout: vec_row(G V A) = (G ⊗ A) vec_row(V)), with the factored
-Tikhonov damping of the reference code (π-correction, Martens & Grosse 2015 §6.3):
-    π = sqrt( (tr A / dim A) / (tr G / dim G) )
-    H⁻¹V = (G + √λ/π · I)⁻¹ · V · (A + π√λ · I)⁻¹
+K-FAC, H ≈ A ⊗ G (Linear layout: vec_row(G V A) = (G ⊗ A) vec_row(V)), damped by
+``kfac_damping``:
+    ``pi`` (the reference code's factored Tikhonov damping, π-correction, Martens & Grosse 2015 §6.3):
+        π = sqrt( (tr A / dim A) / (tr G / dim G) )
+        H⁻¹V = (G + √λ/π · I)⁻¹ · V · (A + π√λ · I)⁻¹
+    ``mean_eigenvalue`` (kronfluence's K-FAC): with A = Q_A diag(λ_A) Q_Aᵀ, G = Q_G diag(λ_G) Q_Gᵀ,
+        H⁻¹V = (G ⊗ A + δ I)⁻¹ V = Q_G [ (Q_Gᵀ V Q_A) / (λ_G ⊗ λ_A + δ) ] Q_Aᵀ,
+        δ = λ · mean(λ_G ⊗ λ_A) = λ · (tr G / dim G) · (tr A / dim A)
 
 EK-FAC, H ≈ (Q_G ⊗ Q_A) diag(Λ) (Q_G ⊗ Q_A)ᵀ with corrected eigenvalues Λ [out, in']:
     H⁻¹V = Q_G [ (Q_Gᵀ V Q_A) / (Λ + δ) ] Q_Aᵀ,
-    δ = λ (``absolute``) or λ · mean(Λ) (``mean_eigenvalue``, scale-free).
+    δ = λ (``absolute``) or λ · mean(Λ) (``mean_eigenvalue``, scale-free; kronfluence's EK-FAC).
+
+λ (``damping``) defaults per rule: 0.5 for ``pi`` and ``absolute`` (the reference code's),
+0.1 for ``mean_eigenvalue`` (kronfluence's heuristic).
 """
 
 from __future__ import annotations
@@ -37,6 +44,24 @@ def kfac_damped(f: ModuleFactors, damping: float) -> tuple[torch.Tensor, torch.T
     return f.A + pi * s * eye_a, f.G + (s / pi) * eye_g
 
 
+KFAC_DAMPING = ("pi", "mean_eigenvalue")
+EKFAC_DAMPING = ("absolute", "mean_eigenvalue")
+
+
+def default_damping(strategy: str, kfac_damping: str = "pi", ekfac_damping: str = "absolute") -> float:
+    """λ when influence.curvature.damping is not set: 0.1 for a mean-eigenvalue rule, else 0.5."""
+    rule = kfac_damping if strategy == "kfac" else ekfac_damping
+    return 0.1 if rule == "mean_eigenvalue" else 0.5
+
+
+def kfac_eigen(f: ModuleFactors, damping: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Q_G, Q_A, 1 / (λ_G ⊗ λ_A + δ)) with δ = λ · mean(λ_G ⊗ λ_A): K-FAC, kronfluence's damping."""
+    lam_a, qa = torch.linalg.eigh(f.A)
+    lam_g, qg = torch.linalg.eigh(f.G)
+    kron = torch.outer(lam_g, lam_a)
+    return qg.contiguous(), qa.contiguous(), 1.0 / (kron + damping * kron.mean())
+
+
 def ekfac_shift(f: ModuleFactors, damping: float, mode: str) -> float:
     if mode == "absolute":
         return damping
@@ -48,13 +73,22 @@ def ekfac_shift(f: ModuleFactors, damping: float, mode: str) -> float:
 class InverseHessian:
     """Precomputed per-module damped inverses; ``apply(name, V)`` works on [.., out, in']."""
 
-    def __init__(self, curvature: Curvature, damping: float = 0.5, ekfac_damping: str = "absolute"):
+    def __init__(self, curvature: Curvature, damping: float | None = None, ekfac_damping: str = "absolute",
+                 kfac_damping: str = "pi"):
+        if kfac_damping not in KFAC_DAMPING:
+            raise ValueError(f"influence.curvature.kfac_damping must be 'pi' or 'mean_eigenvalue', got {kfac_damping!r}")
+        if damping is None:
+            damping = default_damping(curvature.strategy, kfac_damping, ekfac_damping)
         if damping <= 0:
             raise ValueError("influence.curvature.damping must be > 0")
-        self.strategy = curvature.strategy
+        self.strategy, self.damping = curvature.strategy, damping
+        # the form of each op: "kfac" (G⁻¹, A⁻¹) or "eigen" (Q_G, Q_A, 1 / damped eigenvalues)
+        self.form = "kfac" if self.strategy == "kfac" and kfac_damping == "pi" else "eigen"
         self.ops: dict[str, tuple[torch.Tensor, ...]] = {}
         for name, f in curvature.factors.items():
-            if self.strategy == "kfac":
+            if self.strategy == "kfac" and kfac_damping == "mean_eigenvalue":
+                self.ops[name] = kfac_eigen(f, damping)
+            elif self.strategy == "kfac":
                 A_d, G_d = kfac_damped(f, damping)
                 self.ops[name] = (torch.linalg.inv(G_d), torch.linalg.inv(A_d))
             elif self.strategy == "ekfac":
@@ -67,7 +101,7 @@ class InverseHessian:
     def apply(self, name: str, v: torch.Tensor) -> torch.Tensor:
         op = self.ops[name]
         v = v.to(op[0].dtype)
-        if self.strategy == "kfac":
+        if self.form == "kfac":
             g_inv, a_inv = op
             return g_inv @ v @ a_inv
         qg, qa, inv_eig = op

@@ -1,8 +1,17 @@
 """Seed side: per module M_s = H⁻¹ Grad_s for every seed (or seed batch).
 
-A seed "batch" groups ``group_size`` consecutive seed examples and averages their per-example
-gradients (the reference code averages 2); group size 1 = one product per seed.  Gradients
-are computed in length-bucketed batches (the grouping is by seed order, not by batch).
+A seed "batch" groups ``group_size`` consecutive seed examples into one product (the reference
+code uses pairs); group size 1 = one product per seed.  The group's gradient (``weighting``):
+
+- ``tokens`` (the reference code): the gradient of the group's loss taken as ONE example's, the
+  reduction over all target tokens of the group.  With the mean loss (HF's loss over the
+  padded pair) that is the token-weighted Σ_i n_i ∇L_i / Σ_i n_i (L_i = example i's mean loss,
+  n_i its target tokens); with the sum loss it is Σ_i ∇L_i;
+- ``examples``: the plain average of the per-example gradients, Σ_i ∇L_i / |group|.
+
+``auto`` is ``tokens`` in sequence granularity (the reference's setting) and ``examples`` in
+token granularity; both agree for group size 1.  Gradients are computed in length-bucketed
+batches (the grouping is by seed order, not by batch).
 
 Optional low-rank compression keeps, per module and seed, the best rank-r factorisation
 M_s ≈ U_s V_sᵀ (truncated SVD, singular values folded into U), cutting memory from
@@ -90,26 +99,53 @@ def seed_gradients(
     group_size: int = 1,
     batch_size: int = 8,
     loss_reduction: str = "mean",
+    weighting: str = "examples",
     progress: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """{module: [n_groups, out, in']} float32: per-example gradients averaged per seed group."""
+    """{module: [n_groups, out, in']} float32: the gradient of each seed group (``weighting``:
+    ``tokens`` = of the group's loss over all its target tokens, ``examples`` = the average of
+    its per-example gradients)."""
     if not encoded:
         raise ValueError("no seed examples: the seed set is empty")
+    if weighting not in ("tokens", "examples"):
+        raise ValueError(f"influence.seed.weighting must be 'auto', 'tokens' or 'examples', got {weighting!r}")
     n = len(encoded)
     n_groups = (n + group_size - 1) // group_size
     sums = {m.name: None for m in modules}
     group_of = torch.arange(n) // group_size
-    counts = torch.bincount(group_of, minlength=n_groups).to(torch.float32)
+    pooled_mean = weighting == "tokens" and loss_reduction == "mean"
+    if weighting == "examples":
+        denom = torch.bincount(group_of, minlength=n_groups).to(torch.float64)
+    elif pooled_mean:
+        denom = torch.zeros(n_groups, dtype=torch.float64)  # Σ target tokens per group, filled below
+    else:  # tokens + sum loss: the group's summed loss
+        denom = torch.ones(n_groups, dtype=torch.float64)
     batches = length_batches([len(e.input_ids) for e in encoded], batch_size)
     for idx in track(batches, "seed gradients", unit="batch", enabled=progress):
         cap = capture_batch(model, modules, collate([encoded[i] for i in idx], pad_id), loss_reduction=loss_reduction)
         grads = cap.per_example_grads()
         gi = group_of[idx].to(cap.mask.device)
+        if pooled_mean:
+            n_t = cap.n_target.to(torch.float64).cpu()
+            denom.index_add_(0, group_of[idx], n_t)
         for name, pg in grads.items():
             if sums[name] is None:
                 sums[name] = torch.zeros(n_groups, *pg.shape[1:], dtype=torch.float32, device=pg.device)
-            sums[name].index_add_(0, gi, pg.float())
-    return {k: v / counts.to(v.device)[:, None, None] for k, v in sums.items()}
+            pg = pg.float()
+            if pooled_mean:  # n_i ∇L_i: the gradient of example i's summed target loss
+                pg = pg * n_t.to(device=pg.device, dtype=pg.dtype)[:, None, None]
+            sums[name].index_add_(0, gi, pg)
+    if (denom <= 0).any():
+        bad = torch.nonzero(denom <= 0).flatten().tolist()
+        raise ValueError(f"seed group(s) {bad[:5]} have no target tokens: their loss is undefined")
+    return {k: v / denom.to(device=v.device, dtype=v.dtype)[:, None, None] for k, v in sums.items()}
+
+
+def seed_weighting_for(granularity: str, weighting: str = "auto") -> str:
+    """``auto`` -> ``tokens`` in sequence granularity (the reference code), ``examples`` in token."""
+    if weighting == "auto":
+        return "tokens" if granularity == "sequence" else "examples"
+    return weighting
 
 
 def low_rank(m: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:

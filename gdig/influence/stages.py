@@ -152,7 +152,8 @@ def _curvature_partial(cfg, model, tok, modules, rows: pd.DataFrame, what: str, 
     part = curvature_partial(
         model, modules, (collate([enc[i] for i in b], tok.pad_token_id) for b in plan),
         granularity=c.granularity, loss_reduction=cfg.influence.loss, fp64=c.fp64,
-        eigenbases=None if bases is None else bases.factors, progress=progress, n_batches=len(plan))
+        eigenbases=None if bases is None else bases.factors, progress=progress, n_batches=len(plan),
+        sequence_bias=c.sequence_bias, eigen_average=c.eigen_average)
     part.meta.update({"example_ids": ids, "skipped": skipped})
     return part
 
@@ -271,7 +272,7 @@ def seed_products_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, cu
                         progress: bool = True, seed_dataset: str = "seed", device: str | None = None) -> str:
     from gdig.influence.curvature import Curvature
     from gdig.influence.inverse import InverseHessian
-    from gdig.influence.seeds import group_labels, seed_gradients, seed_products
+    from gdig.influence.seeds import group_labels, seed_gradients, seed_products, seed_weighting_for
 
     rec = store.get_curvature(curvature_id)
     if rec is None:
@@ -291,18 +292,19 @@ def seed_products_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, cu
         raise ValueError(f"curvature {curvature_id} covers modules {curv.module_names}, "
                          f"the config selects {[m.name for m in modules]}")
     enc, seeds, skipped = _encode(cfg, tok, seeds, f"seed dataset {seed_dataset!r}")
-    s = cfg.influence.seed
+    s, c = cfg.influence.seed, cfg.influence.curvature
+    weighting = seed_weighting_for(c.granularity, s.weighting)
     grads = seed_gradients(model, modules, enc, pad_id=tok.pad_token_id, group_size=s.batch_size,
                            batch_size=cfg.influence.scoring.batch_size, loss_reduction=cfg.influence.loss,
-                           progress=progress)
-    inverse = InverseHessian(curv, cfg.influence.curvature.damping, cfg.influence.curvature.ekfac_damping)
+                           weighting=weighting, progress=progress)
+    inverse = InverseHessian(curv, c.damping, c.ekfac_damping, c.kfac_damping)
     grads = {k: v.to(curv.factors[k].A.device) for k, v in grads.items()}
     ids = list(seeds["example_id"])
     products = seed_products(
         grads, inverse, modules, group_labels(ids, s.batch_size), rank=s.low_rank,
         meta={"products_id": products_id, "curvature_id": curvature_id, "checkpoint_id": checkpoint_id,
               "seed_dataset": seed_dataset, "group_size": s.batch_size, "low_rank": s.low_rank,
-              "seed_example_ids": ids, "skipped": skipped, "damping": cfg.influence.curvature.damping,
+              "seed_example_ids": ids, "skipped": skipped, "damping": inverse.damping, "weighting": weighting,
               "strategy": curv.strategy},
     )
     products.save(path)
