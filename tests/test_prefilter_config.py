@@ -44,7 +44,7 @@ def test_the_pure_paper_pipeline_is_one_override():
 def test_errors_name_the_key(prefilter, key, msg):
     with pytest.raises(ConfigError) as err:
         parse_config(config(prefilter), source="my.yaml")
-    line = next(ln for ln in str(err.value).splitlines() if ln.strip().startswith(key + ":"))
+    line = next(ln for ln in str(err.value).splitlines() if f" {key}:" in f" {ln.strip()}")  # "file: key: msg" or "key: msg"
     assert msg in line
 
 

@@ -301,7 +301,7 @@ def seed_products_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, cu
     grads = {k: v.to(curv.factors[k].A.device) for k, v in grads.items()}
     ids = list(seeds["example_id"])
     products = seed_products(
-        grads, inverse, modules, group_labels(ids, s.batch_size), rank=s.low_rank,
+        grads, inverse, modules, group_labels(ids, s.batch_size), rank=s.low_rank, consume=True,
         meta={"products_id": products_id, "curvature_id": curvature_id, "checkpoint_id": checkpoint_id,
               "seed_dataset": seed_dataset, "group_size": s.batch_size, "low_rank": s.low_rank,
               "seed_example_ids": ids, "skipped": skipped, "damping": inverse.damping, "weighting": weighting,
