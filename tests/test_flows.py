@@ -19,7 +19,7 @@ import yaml
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
-SELECT_STAGES = {"ingest", "finetune-pool", "plan-curvature", "curvature-shard", "fit-curvature", "seed-products",
+SELECT_STAGES = {"ingest", "prefilter", "finetune-pool", "plan-curvature", "curvature-shard", "fit-curvature", "seed-products",
                  "plan-shards", "score-shard",
                  "merge-scores", "quality", "cluster-resample", "export", "summarize-selection"}
 EVAL_STAGES = {"base-model", "finetune-selection", "translate", "metrics", "report"}
@@ -48,6 +48,7 @@ def build_workspace(root: Path) -> Path:
                  "eval": [{"path": "data/eval.jsonl"}]},
         "model": {"name_or_path": "model"},
         "prompt": {"template": "{src}\n=", "max_length": 256},
+        "prefilter": {"enabled": False},  # the paper's pipeline: every row scored (test_prefilter_* turn it on)
         "pool_finetune": {"enabled": True, "max_steps": 2, "batch_size": 16},
         "influence": {"curvature": {"strategy": "kfac", "batch_size": 16},
                       "scoring": {"shard_size": 32, "batch_size": 16, "sketch_dim_g": 4, "sketch_dim_a": 4}},
@@ -291,12 +292,49 @@ def test_killed_flow_rerun_recomputes_only_the_failed_stage_and_after(workspace,
     monkeypatch.setattr(engine, "score_shard_stage", real)
     _, states = run(select_flow, workspace, overrides)
     by_stage = states_by_stage(states)
-    before = {"ingest", "finetune-pool", "plan-curvature", "curvature-shard", "fit-curvature", "seed-products",
-              "plan-shards"}
+    before = {"ingest", "prefilter", "finetune-pool", "plan-curvature", "curvature-shard", "fit-curvature",
+              "seed-products", "plan-shards"}
     assert {k: set(v) for k, v in by_stage.items() if k in before} == {k: {"Cached"} for k in before}
     assert by_stage["score-shard"] == ["Cached", "Cached", "Completed"]
     after = SELECT_STAGES - before - {"score-shard"}
     assert {k: set(v) for k, v in by_stage.items() if k in after} == {k: {"Completed"} for k in after}
+
+
+def test_prefilter_stage_is_cached_and_a_threshold_change_refits_nothing(workspace, first_select, tmp_path):
+    """With the prefilter on, only passing rows are scored; a changed threshold recomputes the
+    verdicts, never the pool model or the curvature, and scores only the rows that newly pass."""
+    import pyarrow.parquet as pq
+
+    from flows.select import select_flow
+    from gdig.config import load_config
+    from gdig.store import Store
+
+    on = ["prefilter.enabled=true", "prefilter.langid.enabled=false",  # no language ID for the invented pair
+          "workspace.dir=ws/artifacts-prefilter", "workspace.db=ws/prefilter.duckdb"]
+    state, states = run(select_flow, workspace, on)
+    cfg = load_config(workspace, on)
+    with Store(cfg.workspace.db) as store:
+        verdicts = store.prefilter("pool", store.prefilter_signatures("pool")[0])
+        passed = set(verdicts.loc[verdicts["passed"], "example_id"])
+        assert 0 < len(passed) < 96
+        assert set(influence_of(workspace, on)["example_id"]) == passed
+    _, states = run(select_flow, workspace, on)
+    assert set(states_by_stage(states)["prefilter"]) == {"Cached"}
+
+    shards = Path(cfg.workspace.dir) / "scores" / "shards"
+    before = {p.name for p in shards.glob("*.parquet")}
+    looser = on + ["prefilter.copies.enabled=false", "prefilter.length.min_words=1"]
+    _, states = run(select_flow, workspace, looser)
+    by_stage = states_by_stage(states)
+    assert by_stage["prefilter"] == ["Completed"]
+    fixed = ("finetune-pool", "plan-curvature", "curvature-shard", "fit-curvature", "seed-products")
+    assert {k: set(by_stage[k]) for k in fixed} == {k: {"Cached"} for k in fixed}
+    new = {p.name for p in shards.glob("*.parquet")} - before
+    rescored = sum(pq.read_metadata(shards / n).num_rows for n in new)
+    with Store(cfg.workspace.db) as store:
+        now = set(store.prefilter("pool", store.prefilter_signatures("pool")[0]).query("passed")["example_id"])
+    assert now > passed and rescored == len(now - passed)  # at most the rows that newly pass
+    assert set(influence_of(workspace, looser)["example_id"]) == now
 
 
 def test_ekfac_curvature_mapped_in_two_passes_equals_the_one_process_fit(workspace, first_select, tmp_path):
@@ -386,7 +424,7 @@ def test_gdig_select_runs_the_flow_and_says_where(workspace, first_select):
 
     res = CliRunner().invoke(app, ["select", str(workspace), "--no-progress"])
     assert res.exit_code == 0, res.output
-    assert "pool 96 candidates x 6 seeds" in res.output
+    assert "pool 96 candidates x 6 seed groups" in res.output
     assert "prefect flow run: " in res.output and "/runs/flow-run/" in res.output
     assert "score-shard              3       3" in res.output  # stage timings: 3 runs, all cached
 
