@@ -18,6 +18,9 @@ from gdig.selection.summary import build_summary
 N = 40
 
 
+# the paper's selection settings (these hand-built scorings carry no loss or gradient norms)
+PAPER = {"quality": "paper", "allocation": "even", "within_cluster": "random"}
+
 @pytest.fixture()
 def scored_store(store, tmp_path):
     """A pool of N rows (every 4th labelled noisy) with a hand-made scoring: noisy rows hurt."""
@@ -59,7 +62,7 @@ def test_selection_id_is_a_content_hash():
 
 def test_store_rows_export_and_round_trip_through_gdig_ingest(scored_store, tmp_path):
     store = scored_store
-    cfg = SelectionConfig(n_clusters=3)
+    cfg = SelectionConfig(n_clusters=3, **PAPER)
     sid, sel = run_selection(store, "sc1", "gdig", 12, cfg)
     stored = store.selection(sid)
     assert stored["example_id"].tolist() == sel.rows["example_id"].tolist()
@@ -87,7 +90,7 @@ def test_store_rows_export_and_round_trip_through_gdig_ingest(scored_store, tmp_
 
 def test_filled_rows_and_labels_survive_export(scored_store, tmp_path):
     store = scored_store
-    sid, sel = run_selection(store, "sc1", "quality", N - 2, SelectionConfig(gamma=1.0))  # the paper's fixed rule: D_hq smaller than the budget
+    sid, sel = run_selection(store, "sc1", "quality", N - 2, SelectionConfig(gamma=1.0, **PAPER))  # the paper's fixed rule: D_hq smaller than the budget
     assert sel.counts()["filled"] == N - 2 - sel.n_high_quality
     recs = [json.loads(x) for x in export_selection(store, sid, tmp_path / "q.jsonl").read_text().splitlines()]
     assert [r["reason"] for r in recs][-1] == "filled"
@@ -96,7 +99,7 @@ def test_filled_rows_and_labels_survive_export(scored_store, tmp_path):
 
 def test_summary_noise_figures_and_coverage(scored_store):
     store = scored_store
-    cfg = SelectionConfig(n_clusters=4)
+    cfg = SelectionConfig(n_clusters=4, **PAPER)
     ids = [run_selection(store, "sc1", s, 10, cfg)[0] for s in ("gdig", "quality", "random", "full")]
     summ = build_summary(store, "sc1", ids, gamma=cfg.gamma, normalize=cfg.normalize)
     assert summ.pool_size == N and summ.n_seeds == 5
