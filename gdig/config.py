@@ -249,7 +249,8 @@ class LengthRule(_Strict):
     min_chars: int = Field(default=1, ge=0)  # each side, characters after stripping outer spaces
     max_chars: int = Field(default=1000, ge=1)  # each side
     # the LONGER side: a pair whose sides are both shorter is a fragment (a short source with
-    # a long target is the ratio rule's business); not judged for languages without spaces
+    # a long target is the ratio rule's business); a side in a language without spaces has no
+    # word count, the other side decides alone
     min_words: int = Field(default=3, ge=0)
     max_words: int = Field(default=250, ge=1)  # each side
 

@@ -87,8 +87,12 @@ def test_length_upper_bounds():
 
 def test_length_words_are_not_counted_for_languages_without_spaces():
     v = one("我们去图书馆。", "We go to the library.", "zh", "en")
+    assert v["length.min_words"] == 5.0  # the English side's count alone
+    assert math.isnan(v["ratio.words"]) and v["passed"]
+    v = one("图书馆", "library", "zh", "en")
+    assert v["rule"] == "length.min_words"
+    v = one("我们去图书馆。", "私たちは図書館に行きます。", "zh", "ja")
     assert math.isnan(v["length.min_words"]) and math.isnan(v["ratio.words"])
-    assert v["rule"] != "length.min_words"
 
 
 # -- copies -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from gdig.prefilter.langid import backend_version
 from gdig.prefilter.rules import CHECK_NAMES, CHECKS, MEASURES, Pairs
 
 # bump when a rule measures differently: decisions stored under an older signature are then stale
-RULES_VERSION = 1
+RULES_VERSION = 2  # 2: a side without word counts (zh, ja...) leaves length.min_words to the other
 
 
 def prefilter_signature(cfg: PrefilterConfig, src_lang: str, tgt_lang: str) -> str:

@@ -42,23 +42,22 @@ class Pairs:
         return tx.char_lengths(self.src), tx.char_lengths(self.tgt)
 
     @cached_property
-    def words(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Word counts, or None when a side's language has no spaces between words."""
-        if self.src_lang in NO_SPACES or self.tgt_lang in NO_SPACES:
-            return None
-        return tx.word_counts(self.src), tx.word_counts(self.tgt)
+    def words(self) -> tuple[np.ndarray, np.ndarray]:
+        """Word counts per side; NaN for a side whose language has no spaces between words."""
+        return (self.nan() if self.src_lang in NO_SPACES else tx.word_counts(self.src),
+                self.nan() if self.tgt_lang in NO_SPACES else tx.word_counts(self.tgt))
 
     def nan(self) -> np.ndarray:
         return np.full(len(self), np.nan)
 
 
 def _length(p: Pairs, cfg) -> dict[str, np.ndarray]:
-    (cs, ct), words = p.chars, p.words
-    ws, wt = words if words is not None else (p.nan(), p.nan())
+    (cs, ct), (ws, wt) = p.chars, p.words
+    longer = np.fmax(ws, wt)  # fmax: a side without word counts leaves the other's
     return {
         "length.min_chars": np.minimum(cs, ct), "length.max_chars": np.maximum(cs, ct),
         # min_words holds the longer side to it: one short side is for the ratio rule
-        "length.min_words": np.maximum(ws, wt), "length.max_words": np.maximum(ws, wt),
+        "length.min_words": longer, "length.max_words": longer,
     }
 
 
@@ -109,7 +108,8 @@ def _langid(p: Pairs, cfg) -> dict[str, np.ndarray]:
 
 def _smoothed_ratio(a: np.ndarray, b: np.ndarray, smoothing: float) -> np.ndarray:
     lo, hi = np.minimum(a, b) + smoothing, np.maximum(a, b) + smoothing
-    return np.divide(hi, lo, out=np.full_like(hi, np.inf), where=lo > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # x/0 = inf (an empty side); NaN stays NaN
+        return hi / lo
 
 
 def _ratio(p: Pairs, cfg) -> dict[str, np.ndarray]:
@@ -117,7 +117,7 @@ def _ratio(p: Pairs, cfg) -> dict[str, np.ndarray]:
     # between it and an alphabet
     mixed = (p.src_lang in DENSE) != (p.tgt_lang in DENSE)
     chars = p.nan() if mixed else _smoothed_ratio(*p.chars, cfg.smoothing_chars)
-    words = p.nan() if p.words is None else _smoothed_ratio(*p.words, cfg.smoothing_words)
+    words = _smoothed_ratio(*p.words, cfg.smoothing_words)  # NaN where a side has no word count
     return {"ratio.chars": chars, "ratio.words": words}
 
 
