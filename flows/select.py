@@ -77,7 +77,7 @@ def select_flow(
     checkpoint = t.finetune_pool(cfg, data["reference"])
     curvature = fit_curvature(cfg, t, checkpoint, data["reference"])
     products = t.seed_products(cfg, checkpoint, curvature, data["seed"])
-    shards = t.plan_shards(cfg, data["pool"], screened, curvature, products)
+    shards = t.plan_shards(cfg, data["pool"], screened["datasets"].get("pool"), curvature, products)
     scored = score_shards(cfg, t, checkpoint, products, shards)
     scoring = t.merge_scores(cfg, scored, curvature, products)
 

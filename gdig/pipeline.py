@@ -85,14 +85,13 @@ def shard_rows(rows, start: int, end: int):
 
 
 def shard_path(cfg, curvature_id: str, products_path: str, start: int, end: int) -> str:
-    """Where the scores of pool rows [start, end) go; the name carries everything they depend on.
-
-    The products file is named by its products id, a content hash of (curvature, checkpoint,
-    seed examples, influence + prompt config), so its stem identifies the products without
-    re-reading a possibly large file.
-    """
+    """Where the scores of pool rows [start, end) go; the name carries everything they depend on:
+    curvature, seed products (the file is named by its content-hash id) and the scoring settings
+    (sketch size and seed, contraction path...), so files on disk are reused only for the very
+    settings that wrote them."""
+    scoring = cfg.section_hash("influence")[:4] + cfg.section_hash("prompt")[:4]
     return str(Path(cfg.workspace.dir) / "scores" / "shards"
-               / f"{curvature_id}-{Path(products_path).stem}-{start}-{end}.parquet")
+               / f"{curvature_id}-{Path(products_path).stem}-{scoring}-{start}-{end}.parquet")
 
 
 def score_shard_step(cfg, checkpoint_path: str, products_path: str, rows_df, out_path: str,
@@ -200,7 +199,7 @@ def selection_jobs(cfg) -> list[tuple[str, int]]:
 
 def quality_step(cfg, store, scoring_id: str) -> dict:
     """Step 5 at a glance: the γ used and |D_hq| per budget (the selections recompute them)."""
-    from gdig.selection.quality import GAMMA_TOL, auto_gamma, hq_target
+    from gdig.selection.quality import auto_gamma, hq_target, rank_by_quality
 
     infl = store.influence(scoring_id)
     hf = infl["helped_fraction"].to_numpy()
@@ -209,7 +208,8 @@ def quality_step(cfg, store, scoring_id: str) -> dict:
     per_budget = {}
     for b in sel.budgets:
         g = float(sel.gamma) if sel.gamma != "auto" else auto_gamma(hf, groups, hq_target(b, sel.hq_multiple))
-        per_budget[int(b)] = {"gamma": g, "n_high_quality": int((hf >= g - GAMMA_TOL).sum())}
+        ranked = rank_by_quality(infl, g, sel.quality)
+        per_budget[int(b)] = {"gamma": g, "n_high_quality": int(ranked["high_quality"].sum())}
     return {"pool_size": len(infl), "per_budget": per_budget}
 
 

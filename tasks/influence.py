@@ -110,9 +110,10 @@ def seed_products(cfg: GdigConfig, checkpoint: dict, curvature: dict, seed: dict
 @task(name="plan-shards", cache_policy=stage_policy(
     "plan_shards", sections=("influence.scoring.shard_size",), modules=("gdig.pipeline",),
 ))
-def plan_shards(cfg: GdigConfig, pool: dict, prefilter: dict, curvature: dict, products: dict) -> list[dict]:
-    """The pool cut in aligned position ranges, each with its rows that pass the prefilter:
-    appended rows only add (or complete) the last shards."""
+def plan_shards(cfg: GdigConfig, pool: dict, prefilter: dict | None, curvature: dict, products: dict) -> list[dict]:
+    """The pool cut in aligned position ranges, each with its rows that pass the prefilter
+    (`prefilter`: the pool's verdict counts, None when it is off): appended rows only add (or
+    complete) the last shards."""
     from gdig.pipeline import scoring_rows, shard_path, shard_plan, shard_rows
 
     with stage("plan-shards"), open_store(cfg) as store:

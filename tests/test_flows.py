@@ -172,7 +172,9 @@ def test_run_flow_then_changed_eval_set_recomputes_only_evaluation(workspace, fi
     state, states = run(run_flow, workspace, eval2)
     by_stage = states_by_stage(states)
     assert by_stage["ingest"] == ["Completed"]  # new eval data ingested
-    unchanged = SELECT_STAGES - {"ingest"} | {"base-model", "finetune-selection"}
+    # the prefilter judges (and reports) the new eval set; what it decides for the pool is unchanged
+    assert by_stage["prefilter"] == ["Completed"]
+    unchanged = SELECT_STAGES - {"ingest", "prefilter"} | {"base-model", "finetune-selection"}
     assert {k: set(v) for k, v in by_stage.items() if k in unchanged} == {k: {"Cached"} for k in unchanged}
     assert by_stage["translate"] == ["Completed"] * 3 and by_stage["metrics"] == ["Completed"] * 3
     assert by_stage["report"] == ["Completed"]
