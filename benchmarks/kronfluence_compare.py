@@ -193,7 +193,7 @@ def main() -> int:
     ap.add_argument("--strategies", default="kfac,ekfac")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per measurement (best is kept)")
     ap.add_argument("--gdig-fp32", action="store_true",
-                    help="gdig accumulates factors in float32 like kronfluence (default: gdig's float64)")
+                    help="gdig sums the factors over batches in float32 like kronfluence (default: gdig's float64)")
     args = ap.parse_args()
 
     why = kronfluence_available()
@@ -227,8 +227,8 @@ def main() -> int:
         seeds, _ = encode_examples(tok, make_rows(args.seeds, 2), TEMPLATE, 256)
         n_tok = sum(len(e.input_ids) for e in cands)
         print(f"model: bloom hidden={args.hidden} layers={args.layers}; torch {torch.__version__}, "
-              f"threads={torch.get_num_threads()}; gdig factors in {'float32' if args.gdig_fp32 else 'float64'}, "
-              "kronfluence's in float32 (its default)")
+              f"threads={torch.get_num_threads()}; per-batch factor products in float32 in both, summed over "
+              f"batches in {'float32' if args.gdig_fp32 else 'float64'} by gdig, in float32 by kronfluence")
         print(f"modules ({len(mods)}): {', '.join(m.name for m in mods)}")
         print(f"candidates: {len(cands)} ({n_tok / len(cands):.1f} tokens on average), seeds: {len(seeds)}", flush=True)
         gd = Gdig(g_model, mods, tok.pad_token_id, cands, seeds, fp64=not args.gdig_fp32)
