@@ -49,6 +49,8 @@ def test_fused_scores_equal_dense_reference(setup, strategy):
     grads = seed_gradients(model, mods, seeds, pad_id=tok.pad_token_id, batch_size=2)
     prods = seed_products(grads, inv, mods, [str(i) for i in range(len(seeds))])
     res = Scorer(model, mods, prods).score_encoded(cands, pad_id=tok.pad_token_id, batch_size=3)
+    # the per-example path in slices of one output row (cache-sized slices on a big model)
+    sliced = Scorer(model, mods, prods, slice_bytes=1).score_encoded(cands, pad_id=tok.pad_token_id, batch_size=3)
     ref = np.zeros((len(cands), len(seeds)))
     for m in mods:
         hinv = _dense_hinv(inv, m.name, m.out_features, m.in_dim)
@@ -56,6 +58,8 @@ def test_fused_scores_equal_dense_reference(setup, strategy):
         gs = torch.stack([d[m.name][2].reshape(-1) for d in ds])
         ref += (-(gz @ hinv @ gs.T)).numpy()  # I(z, s) = -g_zᵀ H⁻¹ g_s
     np.testing.assert_allclose(res.scores, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_allclose(sliced.scores, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_allclose(sliced.grad_norm, res.grad_norm, rtol=1e-5)
     assert np.abs(ref).min() > 0
     agg = res.aggregates()
     np.testing.assert_allclose(agg["helped_fraction"], (ref < 0).mean(1))

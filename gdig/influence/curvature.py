@@ -18,7 +18,11 @@ Kronecker eigenvalues by corrected ones from a second pass, averaged (``eigen_av
 i.e. the diagonal, in the Kronecker eigenbasis, of the second moment of the per-token /
 per-example gradient.  By default the average follows the granularity (token -> token,
 sequence -> example); token factors with the per-example average are kronfluence's EK-FAC.
-Accumulation is streaming over batches, in float64 by default.
+Accumulation is streaming over batches: each batch's products (Σ over its B·T tokens or B
+examples) are computed in the captured dtype (float32), as kronfluence computes its factors,
+and summed over batches in float64 by default (``fp64``).  float64 GEMMs ran at half speed on a
+CPU; the dense reference test (tests/test_influence_reference.py) gives a relative error of
+5.3e-7 either way.
 """
 
 from __future__ import annotations
@@ -126,15 +130,15 @@ class FactorAccumulator:
         self.n_examples += cap.mask.shape[0]
         self.n_tokens += int(cap.mask.sum().item())
         for name in self.A:
-            a, g = cap.a[name].to(self.dtype), cap.g[name].to(self.dtype)
+            a, g = cap.a[name], cap.g[name]  # the captured dtype (float32): one batch's products
             if self.granularity == "token":
                 a, g = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])  # padding rows are zero
             else:
                 a, g = a.sum(1), g.sum(1)
                 if name in self.biased and self.sequence_bias == "one":  # one bias entry per sequence
-                    a[:, -1] = (cap.mask.sum(1) > 0).to(self.dtype)
-            self.A[name] += a.T @ a
-            self.G[name] += g.T @ g
+                    a[:, -1] = (cap.mask.sum(1) > 0).to(a.dtype)
+            self.A[name] += (a.T @ a).to(self.dtype)  # summed over batches in the accumulator's dtype
+            self.G[name] += (g.T @ g).to(self.dtype)
 
     def factors(self) -> dict[str, ModuleFactors]:
         n = self.n_tokens if self.granularity == "token" else self.n_examples
@@ -163,6 +167,7 @@ class EigenCorrectionAccumulator:
                 f.QA, f.QG = eigenbasis(f.A, dtype), eigenbasis(f.G, dtype)
         self.sums = {k: torch.zeros(f.G.shape[0], f.A.shape[0], dtype=dtype, device=f.A.device)
                      for k, f in factors.items()}
+        self._cast: dict = {}  # the bases in the captured dtype
         self.n_examples = 0
         self.n_tokens = 0
 
@@ -170,12 +175,21 @@ class EigenCorrectionAccumulator:
         self.n_examples += cap.mask.shape[0]
         self.n_tokens += int(cap.mask.sum().item())
         for name, f in self.factors.items():
-            ra = cap.a[name].to(self.dtype) @ f.QA  # [B, T, in'] rotated
-            rg = cap.g[name].to(self.dtype) @ f.QG  # [B, T, out]
+            a, g = cap.a[name], cap.g[name]
+            qa, qg = self._bases(name, f, a.dtype)
+            ra = a @ qa  # [B, T, in'] rotated, in the captured dtype (one batch's products)
+            rg = g @ qg  # [B, T, out]
             if self.average == "token":
-                self.sums[name] += torch.einsum("bto,bti->oi", rg.square(), ra.square())
+                part = torch.einsum("bto,bti->oi", rg.square(), ra.square())
             else:
-                self.sums[name] += torch.einsum("bto,bti->boi", rg, ra).square().sum(0)
+                part = torch.einsum("bto,bti->boi", rg, ra).square().sum(0)
+            self.sums[name] += part.to(self.dtype)  # summed over batches in the accumulator's dtype
+
+    def _bases(self, name: str, f: ModuleFactors, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (name, dtype)
+        if key not in self._cast:
+            self._cast[key] = (f.QA.to(dtype).contiguous(), f.QG.to(dtype).contiguous())
+        return self._cast[key]
 
     def finalize(self) -> dict[str, ModuleFactors]:
         n = self.n_tokens if self.average == "token" else self.n_examples

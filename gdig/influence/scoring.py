@@ -102,6 +102,7 @@ class Scorer:
         loss_reduction: str = "mean",
         sketch: SketchSpec | None = None,
         path: str = "auto",
+        slice_bytes: int | None = None,
     ):
         names = [m.name for m in modules]
         if names != products.module_names:
@@ -124,6 +125,10 @@ class Scorer:
             self._stacked[name] = (u.permute(1, 0, 2).reshape(o, s * r), v.permute(1, 0, 2).reshape(v.shape[1], s * r))
         self.proj = sketch_projections(modules, sketch, self.device) if sketch else None
         self.paths_used: dict[str, set[str]] = {n: set() for n in names}
+        # per-example path: bytes of one slice of per-example gradients (cache-sized on a CPU;
+        # on an accelerator, large GEMMs are what is fast)
+        self.slice_bytes = slice_bytes or (2 << 20 if self.device.type == "cpu" else 256 << 20)
+        self._work: torch.Tensor | None = None
 
     def _choose(self, m: ChosenModule, b: int, t: int) -> str:
         if self.path != "auto":
@@ -138,6 +143,33 @@ class Scorer:
             self.products.full.pop(name, None)  # keep one copy
         return self._dense[name]
 
+    def _buffer(self, numel: int, like: torch.Tensor) -> torch.Tensor:
+        """A reusable flat work buffer (no allocation, hence no page faults, per batch)."""
+        buf = self._work
+        if buf is None or buf.numel() < numel or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._work = torch.empty(numel, dtype=like.dtype, device=like.device)
+        return buf[:numel]
+
+    def _per_example(self, name: str, a: torch.Tensor, g: torch.Tensor, total: torch.Tensor,
+                     sq_norm: torch.Tensor) -> None:
+        """total += DW·M and sq_norm += ||DW||² with DW_b = Σ_t g_t a_tᵀ, in slices of output rows.
+
+        The per-example gradients of the whole batch, B·out·in', would be tens of MB on a small
+        model already: written once and read back from memory, and freshly allocated (page
+        faults) every batch.  A slice of ``rows`` output rows for all B examples fits in cache,
+        is contracted at once with the matching rows of the products (each product entry is
+        still read once per batch) and lives in one reused buffer."""
+        b, inn, out = a.shape[0], a.shape[-1], g.shape[-1]
+        flat = self._dense_flat(name)  # [out·in', S], row o of DW = flat rows [o·in', (o+1)·in')
+        rows = max(1, min(out, self.slice_bytes // max(1, b * inn * a.element_size())))
+        gt = g.transpose(1, 2)  # [B, out, T] view
+        for o0 in range(0, out, rows):
+            o1 = min(out, o0 + rows)
+            dw = torch.bmm(gt[:, o0:o1], a, out=self._buffer(b * (o1 - o0) * inn, a).view(b, o1 - o0, inn))
+            dw = dw.view(b, -1)
+            total.addmm_(dw, flat[o0 * inn:o1 * inn].to(dw.dtype))
+            sq_norm += torch.linalg.vector_norm(dw, dim=1).float().square()
+
     @torch.no_grad()
     def _contract(self, cap) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         b, t = cap.mask.shape
@@ -149,9 +181,7 @@ class Scorer:
             path = self._choose(m, b, t)
             self.paths_used[m.name].add(path)
             if path == "per_example":
-                dw = torch.einsum("bto,bti->boi", g, a).reshape(b, -1)
-                total += dw @ self._dense_flat(m.name)
-                sq_norm += dw.float().square().sum(1)
+                self._per_example(m.name, a, g, total, sq_norm)
             else:
                 us, vs = self._stacked[m.name]
                 r = self.products.low[m.name][0].shape[-1]
