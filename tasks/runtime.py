@@ -241,6 +241,9 @@ def watch_this_run(cfg: GdigConfig) -> None:
 
     from prefect.context import FlowRunContext
 
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return  # not inside a flow run: nothing to watch (and no server to ask)
     crash_ghost_runs(cfg)
     try:
         ensure_ghost_automation()
@@ -248,9 +251,6 @@ def watch_this_run(cfg: GdigConfig) -> None:
         import logging
 
         logging.getLogger(__name__).warning("gdig: no heartbeat automation on this Prefect server: %s", err)
-    ctx = FlowRunContext.get()
-    if ctx is None or ctx.flow_run is None:
-        return
     folder = Path(cfg.workspace.dir) / RUNS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
