@@ -243,7 +243,7 @@ def test_a_killed_flow_run_ends_crashed_when_gdig_next_starts(workspace, tmp_pat
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from gdig.config import load_config
-    from tasks.runtime import RUNS_DIR, crash_ghost_runs
+    from tasks.ghosts import RUNS_DIR, crash_ghost_runs
 
     config = write_config(tmp_path / "gdig.yaml", workspace)
     pid = run_until(GHOST, config, tmp_path / "started")  # killed inside finetune-pool
@@ -360,7 +360,7 @@ def test_kill_9_in_scoring_the_rerun_crashes_the_ghost_and_resumes_to_identical_
     from flows.select import select_flow
     from gdig.config import load_config
     from test_flows import states_by_stage, task_states
-    from tasks.runtime import RUNS_DIR
+    from tasks.ghosts import RUNS_DIR
 
     killed = write_config(tmp_path / "killed" / "gdig.yaml", workspace)
     cfg = load_config(killed)
