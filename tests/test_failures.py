@@ -243,22 +243,10 @@ def test_a_killed_flow_run_ends_crashed_when_gdig_next_starts(workspace, tmp_pat
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from gdig.config import load_config
-    from tasks.runtime import RUNS_DIR, crash_ghost_runs
+    from tasks.ghosts import RUNS_DIR, crash_ghost_runs
 
     config = write_config(tmp_path / "gdig.yaml", workspace)
-    marker = tmp_path / "started"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), GDIG_PROGRESS="0", OMP_NUM_THREADS="1", **prefect_env())
-    proc = subprocess.Popen([sys.executable, "-c", GHOST, str(config), str(marker)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(600):  # until the flow is inside finetune-pool (no timing is asserted)
-            if marker.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.5)
-        assert marker.exists(), "the flow never reached finetune-pool"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    pid = run_until(GHOST, config, tmp_path / "started")  # killed inside finetune-pool
     cfg = load_config(config)
     [record] = (Path(cfg.workspace.dir) / RUNS_DIR).glob("*.json")
     run_id = json.loads(record.read_text())["flow_run_id"]
@@ -268,7 +256,7 @@ def test_a_killed_flow_run_ends_crashed_when_gdig_next_starts(workspace, tmp_pat
         state = client.read_flow_run(run_id).state
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
     assert state.name == "Crashed"
-    assert f"pid {proc.pid}" in state.message and "is gone" in state.message
+    assert f"pid {pid}" in state.message and "is gone" in state.message
     by_name = {t.name.split(" ")[0]: t.state.name for t in tasks}  # task runs: "<stage> <what>"
     assert by_name == {"ingest": "Completed", "prefilter": "Completed", "finetune-pool": "Crashed"}  # Running when killed
     assert not record.exists() and crash_ghost_runs(cfg) == []
@@ -326,3 +314,72 @@ def test_a_store_held_by_another_process_is_a_stage_failure_with_a_clear_message
     assert res.returncode == 1  # not bad input: a retry (or a later run) can succeed
     [line] = res.stderr.splitlines()
     assert line.startswith(f"error: StoreError: {db}: cannot open the store") and "another process may hold it" in line
+
+
+HANG_IN_SCORING = """
+import sys, time
+from pathlib import Path
+import gdig.influence.stages as engine
+
+real = engine.score_shard_stage
+
+def hang_on_second_shard(cfg, checkpoint_path, products_path, rows, out_path, **kw):
+    if int(rows["position"].iloc[0]) == 32:
+        Path(sys.argv[2]).write_text("scoring")
+        time.sleep(600)
+    return real(cfg, checkpoint_path, products_path, rows, out_path, **kw)
+
+engine.score_shard_stage = hang_on_second_shard
+from flows.select import select_flow
+select_flow(sys.argv[1], [])
+"""
+
+
+def run_until(script: str, config: Path, marker: Path) -> int:
+    """Run `script` on config in a fresh process until it writes marker, then kill -9 it."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GDIG_PROGRESS="0", OMP_NUM_THREADS="1", **prefect_env())
+    proc = subprocess.Popen([sys.executable, "-c", script, str(config), str(marker)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(1200):  # no timing is asserted: just wait for the marker
+            if marker.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert marker.exists(), "the flow never got there"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return proc.pid
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_harness")
+def test_kill_9_in_scoring_the_rerun_crashes_the_ghost_and_resumes_to_identical_selections(workspace, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from flows.select import select_flow
+    from gdig.config import load_config
+    from test_flows import states_by_stage, task_states
+    from tasks.ghosts import RUNS_DIR
+
+    killed = write_config(tmp_path / "killed" / "gdig.yaml", workspace)
+    cfg = load_config(killed)
+    pid = run_until(HANG_IN_SCORING, killed, tmp_path / "scoring")
+    [record] = (Path(cfg.workspace.dir) / RUNS_DIR).glob("*.json")
+    ghost = json.loads(record.read_text())["flow_run_id"]
+
+    state = select_flow(str(killed), [], return_state=True)  # gdig starts again on the workspace
+    assert state.is_completed()
+    with get_client(sync_client=True) as client:
+        crashed = client.read_flow_run(ghost).state
+    assert crashed.name == "Crashed" and f"pid {pid}" in crashed.message
+    by_stage = states_by_stage(task_states(state.state_details.flow_run_id))
+    assert by_stage["score-shard"] == ["Cached", "Completed", "Completed"]  # shard [0, 32) was done
+
+    fresh = write_config(tmp_path / "fresh" / "gdig.yaml", workspace)
+    assert select_flow(str(fresh), [], return_state=True).is_completed()
+    exports = sorted(p.name for p in (Path(cfg.workspace.dir) / "selections").glob("*.jsonl"))
+    assert exports == ["gdig-16.jsonl", "random-16.jsonl"]
+    for name in exports:
+        assert (Path(cfg.workspace.dir) / "selections" / name).read_bytes() == \
+            (Path(load_config(fresh).workspace.dir) / "selections" / name).read_bytes()
