@@ -108,7 +108,8 @@ def seed_products(cfg: GdigConfig, checkpoint: dict, curvature: dict, seed: dict
 
 
 @task(name="plan-shards", cache_policy=stage_policy(
-    "plan_shards", sections=("influence.scoring.shard_size",), modules=("gdig.pipeline",),
+    # the shard file names carry the influence + prompt settings (gdig.pipeline.shard_path)
+    "plan_shards", sections=("influence", "prompt"), modules=("gdig.pipeline",),
 ))
 def plan_shards(cfg: GdigConfig, pool: dict, prefilter: dict | None, curvature: dict, products: dict) -> list[dict]:
     """The pool cut in aligned position ranges, each with its rows that pass the prefilter

@@ -379,7 +379,7 @@ def test_kill_9_in_scoring_the_rerun_crashes_the_ghost_and_resumes_to_identical_
     fresh = write_config(tmp_path / "fresh" / "gdig.yaml", workspace)
     assert select_flow(str(fresh), [], return_state=True).is_completed()
     exports = sorted(p.name for p in (Path(cfg.workspace.dir) / "selections").glob("*.jsonl"))
-    assert exports == ["gdig-16.jsonl", "random-16.jsonl"]
+    assert [n.rsplit("-", 1)[0] for n in exports] == ["gdig-16", "random-16"]  # <strategy>-<budget>-<settings hash>
     for name in exports:
         assert (Path(cfg.workspace.dir) / "selections" / name).read_bytes() == \
             (Path(load_config(fresh).workspace.dir) / "selections" / name).read_bytes()
