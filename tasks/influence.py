@@ -115,12 +115,18 @@ def plan_shards(cfg: GdigConfig, pool: dict, prefilter: dict | None, curvature: 
     """The pool cut in aligned position ranges, each with its rows that pass the prefilter
     (`prefilter`: the pool's verdict counts, None when it is off): appended rows only add (or
     complete) the last shards."""
-    from gdig.pipeline import scoring_rows, shard_path, shard_plan, shard_rows
+    from gdig.influence.stages import shard_ranges
+    from gdig.pipeline import scoring_rows, shard_path, shard_rows
 
     with stage("plan-shards"), open_store(cfg) as store:
+        # the pool as ingest fingerprinted it: rows another run appended since are not this config's
+        n = pool["n_rows"]
+        if ids_hash(store.dataset_ids(pool["name"])[:n]) != pool["ids_hash"]:
+            raise RuntimeError(f"dataset {pool['name']!r} changed in the store since it was ingested; run again")
         rows = scoring_rows(cfg, store)
+        rows = rows[rows["position"] < n]
         out = []
-        for i, (start, end) in enumerate(shard_plan(cfg, store)):
+        for i, (start, end) in enumerate(shard_ranges(n, cfg.influence.scoring.shard_size)):
             part = shard_rows(rows, start, end)
             out.append({"index": i, "start": start, "end": end, "ids_hash": ids_hash(part["example_id"]),
                         "rows": part, "out_path": shard_path(cfg, curvature["curvature_id"],
