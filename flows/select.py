@@ -11,7 +11,7 @@ from pydantic import Field
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
-from tasks import (device_for, load_settings, publish_selection, selection_jobs, stages_for,
+from tasks import (device_for, load_settings, publish_selection, reads_quality, selection_jobs, stages_for,
                    task_runner_for)
 from tasks.naming import artifact_key, select_run_name
 from tasks.progress import log_to_run
@@ -82,7 +82,8 @@ def select_flow(
     scoring = t.merge_scores(cfg, scored, curvature, products)
 
     high_quality = t.quality(cfg, scoring)
-    selections = [t.cluster_resample(cfg, scoring, high_quality, strategy, budget)
+    selections = [t.cluster_resample(cfg, scoring, high_quality if reads_quality(strategy) else None,
+                                     strategy, budget)
                   for strategy, budget in selection_jobs(cfg)]
     exports = [t.export(cfg, selection) for selection in selections]
 

@@ -54,8 +54,9 @@ def stages_for(cfg: GdigConfig) -> Stages:
 
 
 selection_jobs = selection.selection_jobs
+reads_quality = selection.reads_quality
 publish_selection = artifacts.publish_selection
 publish_comparison = artifacts.publish_comparison
 
 __all__ = ["TASKS", "Stages", "StageError", "device_for", "load_settings", "publish_comparison",
-           "publish_selection", "selection_jobs", "stages_for", "task_runner_for"]
+           "publish_selection", "reads_quality", "selection_jobs", "stages_for", "task_runner_for"]

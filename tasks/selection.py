@@ -33,15 +33,26 @@ def selection_jobs(cfg: GdigConfig) -> list[tuple[str, int]]:
     return jobs(cfg)
 
 
+def reads_quality(strategy: str) -> bool:
+    """Whether a strategy reads D_hq (γ, the quality score): gdig and quality."""
+    from gdig.selection.select import USES_QUALITY
+
+    return strategy in USES_QUALITY
+
+
+def _settings_read(params: dict) -> dict:
+    """The selection settings this strategy reads (a γ change leaves random, diversity, loss alone)."""
+    from gdig.selection.outputs import strategy_settings
+
+    return strategy_settings(params["strategy"], params["cfg"].selection)
+
+
 @task(name="cluster-resample", cache_policy=stage_policy(
-    "cluster_resample",
-    sections=("selection.gamma", "selection.hq_multiple", "selection.quality", "selection.allocation",
-              "selection.drop_margin", "selection.n_clusters", "selection.normalize",
-              "selection.within_cluster", "selection.seed"),
-    modules=SELECTION,
+    "cluster_resample", sections=(), modules=SELECTION, extra=_settings_read,
 ))
-def cluster_resample(cfg: GdigConfig, scoring: dict, quality: dict, strategy: str, budget: int) -> dict:
-    """One selection: K-means over D_hq's sketches, even resampling across clusters (or a baseline)."""
+def cluster_resample(cfg: GdigConfig, scoring: dict, quality: dict | None, strategy: str, budget: int) -> dict:
+    """One selection: K-means over D_hq's sketches, resampling across clusters (or a baseline);
+    `quality` (D_hq per budget) is given to the strategies that read it, None to the others."""
     from gdig.pipeline import selection_step
 
     with stage(f"cluster-resample {strategy}-{budget}"), open_store(cfg) as store:

@@ -269,6 +269,8 @@ def test_task_failing_once_succeeds_on_retry(workspace, first_select, monkeypatc
     quality = [(s, n) for stage, s, n in states if stage == "quality"]
     assert quality == [("Completed", 2)]  # failed once, retried, succeeded
     assert len(calls) >= 2
+    # the selections: gdig reads gamma and is recomputed, random does not and is Cached
+    assert sorted(s for stage, s, _ in states if stage == "cluster-resample") == ["Cached", "Completed"]
 
 
 def test_killed_flow_rerun_recomputes_only_the_failed_stage_and_after(workspace, first_select, monkeypatch):
