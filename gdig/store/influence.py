@@ -1,0 +1,89 @@
+"""Influence and scoring: the tables curvature, scorings, influence (per-candidate aggregates)
+and sketches.  The factors and the candidate x seed matrix are files; these rows hold their
+paths and meta.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gdig.store.schema import StoreBase, StoreError, as_json, now
+
+
+class InfluenceTables(StoreBase):
+    # -- curvature ----------------------------------------------------------------------------
+    def add_curvature(
+        self, curvature_id: str, *, checkpoint_id: str, strategy: str, granularity: str,
+        modules: list[str], n_examples: int, n_tokens: int, path: str, meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.con.execute(
+            "INSERT OR REPLACE INTO curvature VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [curvature_id, checkpoint_id, strategy, granularity, as_json(modules), n_examples,
+             n_tokens, str(path), as_json(meta), now()],
+        )
+
+    def get_curvature(self, curvature_id: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM curvature WHERE curvature_id = ?", [curvature_id])
+
+    # -- scorings ---------------------------------------------------------------------------
+    def add_scoring(
+        self, scoring_id: str, *, curvature_id: str, seed_dataset: str, candidate_dataset: str,
+        aggregates: pd.DataFrame, sketches: pd.DataFrame | None, matrix_path: str | None,
+        n_seeds: int, meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Load one merged scoring in one transaction (replaces a previous load of the same id).
+
+        aggregates: example_id, position, loss, helped_fraction, mean, min, max.
+        sketches: example_id, sketch (list of float32).
+        """
+        with self.transaction():
+            for t in ("influence", "sketches"):
+                self.con.execute(f"DELETE FROM {t} WHERE scoring_id = ?", [scoring_id])
+            agg = aggregates[["example_id", "position", "loss", "helped_fraction", "mean", "min", "max"]].copy()
+            agg["grad_norm"] = aggregates["grad_norm"] if "grad_norm" in aggregates else np.nan
+            agg.insert(0, "scoring_id", scoring_id)
+            self._insert_df("influence", agg)
+            if sketches is not None and len(sketches):
+                sk = pd.DataFrame({
+                    "scoring_id": scoring_id,
+                    "example_id": sketches["example_id"],
+                    "sketch": [np.asarray(s, dtype=np.float32).tolist() for s in sketches["sketch"]],
+                })
+                self._insert_df("sketches", sk)
+            self.con.execute(
+                "INSERT OR REPLACE INTO scorings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [scoring_id, curvature_id, seed_dataset, candidate_dataset, len(agg), n_seeds,
+                 matrix_path, as_json(meta), now()],
+            )
+
+    def get_scoring(self, scoring_id: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM scorings WHERE scoring_id = ?", [scoring_id])
+
+    def influence(self, scoring_id: str) -> pd.DataFrame:
+        """Per-candidate aggregates joined with label (noise type, when known), in pool order."""
+        sc = self.get_scoring(scoring_id)
+        if sc is None:
+            raise StoreError(f"no scoring {scoring_id!r} in {self.path}")
+        return self.con.execute(
+            "SELECT i.example_id, i.position, i.loss, i.helped_fraction, i.mean, i.min, i.max, i.grad_norm, m.label "
+            "FROM influence i LEFT JOIN dataset_examples m "
+            "ON m.example_id = i.example_id AND m.dataset = ? "
+            "WHERE i.scoring_id = ? ORDER BY i.position",
+            [sc["candidate_dataset"], scoring_id],
+        ).df()
+
+    def sketches(self, scoring_id: str, example_ids: list[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """(example_ids, matrix [n, d] float32) in pool order, optionally restricted."""
+        df = self.con.execute(
+            "SELECT s.example_id, s.sketch FROM sketches s JOIN influence i USING (scoring_id, example_id) "
+            "WHERE s.scoring_id = ? ORDER BY i.position",
+            [scoring_id],
+        ).df()
+        if example_ids is not None:
+            df = df.set_index("example_id").loc[list(example_ids)].reset_index()
+        if len(df) == 0:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return list(df["example_id"]), np.stack([np.asarray(s, dtype=np.float32) for s in df["sketch"]])
