@@ -169,8 +169,6 @@ def ingest_sources(
     was removed, replaced or edited), it is rebuilt from them (result.rebuilt) instead of
     keeping the old rows; sources added after the recorded ones are appended as usual.
     """
-    from gdig.store import StoreError
-
     if role not in ROLES:
         raise IngestError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if not name or not name.strip():
@@ -180,89 +178,128 @@ def ingest_sources(
     if expected is None and existing is not None:
         expected = (existing["src_lang"], existing["tgt_lang"])
     result = IngestResult(name, role, *(expected or (None, None)))
-
-    cols: dict[str, list] = {k: [] for k in ("src", "tgt", "src_lang", "tgt_lang", "source_file", "source_row", "label")}
-    raws: list[str] = []
-    rejects: list[tuple[str, int, str, str]] = []
-    files: list[tuple[str, str, int]] = []
-    seen_hashes: set[str] = set()
-
-    def opened(spec: SourceSpec):
-        direction = expected or (None, None)
-        try:
-            source = open_source(spec.path, spec.fmt, split=spec.split, limit=spec.limit,
-                                 src_lang=direction[0], tgt_lang=direction[1])
-            return source, content_hash(source)
-        except (ReadError, UnknownLanguage) as err:
-            raise IngestError(str(err)) from None
-
-    first = {}
-    if exact and existing is not None:
-        first = {i: opened(spec) for i, spec in enumerate(specs)}
-        current = list(dict.fromkeys(chash for _, chash in first.values()))
-        recorded = store.ingested_hashes(name)
-        result.rebuilt = current[: len(recorded)] != recorded
+    batch = _Batch()
+    opened = {}
+    if exact and existing is not None:  # open all first: their hashes say whether to rebuild
+        opened = {i: _open(spec, expected) for i, spec in enumerate(specs)}
+        result.rebuilt = _sources_changed(store, name, [chash for _, chash in opened.values()])
     for i, spec in enumerate(specs):
-        direction = expected or (None, None)
-        source, chash = first[i] if i in first else opened(spec)
-        if chash in seen_hashes or (not result.rebuilt and store.file_ingested(name, chash)):
+        # opened with the pair known so far: an earlier file's rows may have named it
+        source, chash = opened[i] if i in opened else _open(spec, expected)
+        if chash in batch.hashes or (not result.rebuilt and store.file_ingested(name, chash)):
             result.skipped_files += 1
             continue
-        seen_hashes.add(chash)
-        n_before = len(raws) + len(rejects)
-        try:
-            rows = read_rows(source, *direction)
-            for row in tqdm(rows, desc=f"read {Path(source.label).name}", unit=" rows",
-                            disable=not progress, leave=False):
-                reason = row.reason or V.check_text(row.src, row.tgt, max_chars)
-                if reason:
-                    rejects.append((row.file, row.row, reason, row.raw))
-                    continue
-                if expected is None and row.src_lang and row.tgt_lang:
-                    expected = (row.src_lang, row.tgt_lang)  # first row that names its languages
-                for key, value in (("src", row.src), ("tgt", row.tgt), ("src_lang", row.src_lang),
-                                   ("tgt_lang", row.tgt_lang), ("source_file", row.file),
-                                   ("source_row", row.row), ("label", row.label)):
-                    cols[key].append(value)
-                raws.append(row.raw)
-        except (ReadError, UnknownLanguage) as err:
-            raise IngestError(str(err)) from None
-        files.append((source.label, chash, len(raws) + len(rejects) - n_before))
+        expected = _read_source(batch, source, chash, expected, max_chars, progress)
         result.files.append(source.label)
-
-    if not files:
+    if not batch.files:
         return result  # every source was already ingested: a no-op
     if expected is None:
         raise IngestError(
             f"no language pair for dataset {name!r}: the input does not name its languages; "
             "give them (--src-lang/--tgt-lang, or languages: in the config)"
         )
-    rows = pd.DataFrame(cols)
+    rows = _rows_in_pair(batch, expected)
+    result.src_lang, result.tgt_lang = expected
+    result.read = len(rows) + len(batch.rejects)
+    if batch.rejects and not skip_invalid:
+        raise IngestError(summarize_rejects(batch.rejects), batch.rejects)
+    _load(store, result, rows, batch)
+    return result
+
+
+_COLUMNS = ("src", "tgt", "src_lang", "tgt_lang", "source_file", "source_row", "label")
+
+
+@dataclass
+class _Batch:
+    """The rows read from the sources of one ingest: valid ones column by column (raws: their
+    text, for a reject found later), rejects, and the files they came from."""
+
+    cols: dict[str, list] = field(default_factory=lambda: {k: [] for k in _COLUMNS})
+    raws: list[str] = field(default_factory=list)
+    rejects: list[tuple[str, int, str, str]] = field(default_factory=list)
+    files: list[tuple[str, str, int]] = field(default_factory=list)  # (label, content hash, rows read)
+    hashes: set[str] = field(default_factory=set)  # of the files: the same content is read once
+
+    def n_read(self) -> int:
+        return len(self.raws) + len(self.rejects)
+
+
+def _open(spec: SourceSpec, expected: tuple[str, str] | None):
+    """(source, content hash) of a spec; unreadable input is an IngestError."""
+    direction = expected or (None, None)
+    try:
+        source = open_source(spec.path, spec.fmt, split=spec.split, limit=spec.limit,
+                             src_lang=direction[0], tgt_lang=direction[1])
+        return source, content_hash(source)
+    except (ReadError, UnknownLanguage) as err:
+        raise IngestError(str(err)) from None
+
+
+def _sources_changed(store, name: str, hashes: list[str]) -> bool:
+    """Whether the files recorded for the dataset are not where these sources start (one was
+    removed, replaced or edited); sources after the recorded ones are an append."""
+    current = list(dict.fromkeys(hashes))
+    recorded = store.ingested_hashes(name)
+    return current[: len(recorded)] != recorded
+
+
+def _read_source(batch: _Batch, source, chash: str, expected: tuple[str, str] | None,
+                 max_chars: int | None, progress: bool) -> tuple[str, str] | None:
+    """Read and validate one source into the batch; returns the pair, learnt from the first
+    row that names its languages when none was known."""
+    direction = expected or (None, None)
+    batch.hashes.add(chash)
+    n_before = batch.n_read()
+    try:
+        rows = read_rows(source, *direction)
+        for row in tqdm(rows, desc=f"read {Path(source.label).name}", unit=" rows",
+                        disable=not progress, leave=False):
+            reason = row.reason or V.check_text(row.src, row.tgt, max_chars)
+            if reason:
+                batch.rejects.append((row.file, row.row, reason, row.raw))
+                continue
+            if expected is None and row.src_lang and row.tgt_lang:
+                expected = (row.src_lang, row.tgt_lang)  # first row that names its languages
+            for key, value in zip(_COLUMNS, (row.src, row.tgt, row.src_lang, row.tgt_lang,
+                                             row.file, row.row, row.label)):
+                batch.cols[key].append(value)
+            batch.raws.append(row.raw)
+    except (ReadError, UnknownLanguage) as err:
+        raise IngestError(str(err)) from None
+    batch.files.append((source.label, chash, batch.n_read() - n_before))
+    return expected
+
+
+def _rows_in_pair(batch: _Batch, expected: tuple[str, str]) -> pd.DataFrame:
+    """The batch's valid rows as a frame in the dataset's pair; a row that names another pair
+    becomes a reject (batch.rejects ends sorted by file and row)."""
+    rows = pd.DataFrame(batch.cols)
     rows["source_row"] = rows["source_row"].astype("int64")
-    # rows that name their own languages must match the dataset's pair
     rows["src_lang"] = rows["src_lang"].fillna(expected[0])
     rows["tgt_lang"] = rows["tgt_lang"].fillna(expected[1])
     bad = (rows["src_lang"] != expected[0]) | (rows["tgt_lang"] != expected[1])
     for i in rows.index[bad]:
         r = rows.loc[i]
-        rejects.append((r["source_file"], int(r["source_row"]),
-                        V.wrong_pair((r["src_lang"], r["tgt_lang"]), expected), raws[i]))
-    rows = rows[~bad].reset_index(drop=True)
-    rejects.sort(key=lambda r: (r[0], r[1]))
-    result.src_lang, result.tgt_lang = expected
-    result.read = len(rows) + len(rejects)
-    if rejects and not skip_invalid:
-        raise IngestError(summarize_rejects(rejects), rejects)
+        batch.rejects.append((r["source_file"], int(r["source_row"]),
+                              V.wrong_pair((r["src_lang"], r["tgt_lang"]), expected), batch.raws[i]))
+    batch.rejects.sort(key=lambda r: (r[0], r[1]))
+    return rows[~bad].reset_index(drop=True)
 
-    rows["example_id"] = [example_id(expected[0], expected[1], s, t) for s, t in zip(rows["src"], rows["tgt"])]
-    rej = pd.DataFrame(rejects, columns=["source_file", "source_row", "reason", "raw"])
+
+def _load(store, result: IngestResult, rows: pd.DataFrame, batch: _Batch) -> None:
+    """Write the rows and rejects in one store transaction; the counts go into result."""
+    from gdig.store import StoreError
+
+    pair = (result.src_lang, result.tgt_lang)
+    rows["example_id"] = [example_id(*pair, s, t) for s, t in zip(rows["src"], rows["tgt"])]
+    rej = pd.DataFrame(batch.rejects, columns=["source_file", "source_row", "reason", "raw"])
     try:
-        counts = store.add_rows(dataset=name, role=role, src_lang=expected[0], tgt_lang=expected[1],
-                                rows=rows, rejects=rej, files=files, replace=result.rebuilt)
+        counts = store.add_rows(dataset=result.dataset, role=result.role, src_lang=pair[0], tgt_lang=pair[1],
+                                rows=rows, rejects=rej, files=batch.files, replace=result.rebuilt)
     except StoreError as err:
         raise IngestError(str(err)) from None
     result.added, result.duplicates, result.rejected = counts["added"], counts["duplicates"], counts["rejected"]
-    return result
 
 
 def _source_name(src) -> str:
