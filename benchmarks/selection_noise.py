@@ -76,7 +76,7 @@ def scratch_setup(args, out: Path):
                           "warmup_ratio": 0.05, "scheduler": "cosine", "seed": args.seed},
         "influence": {
             "curvature": {"strategy": args.curvature, "batch_size": 16},
-            "seed": {"batch_size": args.seed_batch},
+            "seed_set": {"batch_size": args.seed_batch},
             "scoring": {"batch_size": 32, "shard_size": 1000},
         },
         "selection": {"budgets": args.budgets, "strategies": STRATEGIES, "gamma": args.gamma, "seed": args.seed},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,7 +134,9 @@ class CurvatureConfig(_Strict):
     sample_seed: int = 0  # RNG seed for drawing the `sample` examples
 
 
-class SeedConfig(_Strict):
+class SeedSetConfig(_Strict):
+    """How the seed SET (the high-quality examples, data.seed) enters influence."""
+
     batch_size: int = Field(default=1, ge=1)  # seeds grouped per product (reference: 2)
     weighting: Literal["auto", "tokens", "examples"] = "auto"  # group gradient; auto: tokens in sequence mode
     low_rank: int | None = Field(default=None, ge=1)
@@ -153,8 +156,26 @@ class InfluenceConfig(_Strict):
     modules: ModuleSelection = Field(default_factory=ModuleSelection)
     loss: Literal["mean", "sum"] = "mean"  # per-example reduction over target tokens
     curvature: CurvatureConfig = Field(default_factory=CurvatureConfig)
-    seed: SeedConfig = Field(default_factory=SeedConfig)
+    seed_set: SeedSetConfig = Field(default_factory=SeedSetConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_seed(cls, data: Any) -> Any:
+        # `influence.seed` read like an RNG seed; it is the seed set's section, now `seed_set`
+        if not isinstance(data, dict) or "seed" not in data:
+            return data
+        if "seed_set" in data:
+            raise ValueError("influence.seed and influence.seed_set are both given; "
+                             "influence.seed is the old name of influence.seed_set: keep only seed_set")
+        warnings.warn(DEPRECATED_SEED_KEY, FutureWarning, stacklevel=2)
+        return {("seed_set" if k == "seed" else k): v for k, v in data.items()}
+
+
+# FutureWarning, not DeprecationWarning: it is meant for whoever wrote the config, and Python
+# shows FutureWarning by default
+DEPRECATED_SEED_KEY = ("config key influence.seed is deprecated: rename it to influence.seed_set "
+                       "(same keys: batch_size, weighting, low_rank); the old name is still read")
 
 
 Strategy = Literal["gdig", "random", "quality", "diversity", "full", "loss"]

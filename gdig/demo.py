@@ -120,7 +120,7 @@ pool_finetune: {enabled: true, epochs: 1, batch_size: 16, lr: 1.0e-3, warmup_rat
 influence:
   loss: mean
   curvature: {strategy: ekfac, granularity: sequence, damping: 0.5, sample: 600, batch_size: 16}
-  seed: {batch_size: 1}
+  seed_set: {batch_size: 1}
   scoring: {batch_size: 16, shard_size: 1000, sketch_dim_g: 8, sketch_dim_a: 8}
 selection: {budgets: [500], strategies: [gdig, random], gamma: 0.5, seed: 0}
 finetune: {method: full, epochs: 2, batch_size: 16, lr: 1.0e-3, scheduler: linear, warmup_ratio: 0.05, save_every: 1000}
