@@ -55,7 +55,7 @@ def demo_setup(args, out: Path):
 def scratch_setup(args, out: Path):
     """A tiny model trained from scratch on the noisy pool only (long default prompt)."""
     from gdig.config import parse_config
-    from gdig.data.demo import generate_pairs, write_demo_data
+    from gdig.demo import generate_pairs, write_demo_data
     from gdig.modeling import build_tiny_model
 
     files = write_demo_data(out / "data", n_pool=args.pool, n_seed=args.seeds, n_eval=10, n_general=10,

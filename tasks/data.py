@@ -103,7 +103,7 @@ def _demo_key(ctx, params: dict) -> str:
 
     parts = {"workdir": str(Path(params["workdir"]).resolve()), "seed": params.get("seed", 0),
              "code": [sha(inspect.getsource(ctx.task.fn))]
-             + [module_source_hash(m) for m in ("gdig.demo", "gdig.data.demo", "gdig.data.noise")]}
+             + [module_source_hash(m) for m in ("gdig.demo.prepare", "gdig.demo.corpus", "gdig.data.noise")]}
     return "prepare_demo-" + sha(json.dumps(parts, sort_keys=True))
 
 

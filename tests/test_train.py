@@ -181,7 +181,7 @@ def test_prepare_demo_small(tmp_path):
     import yaml
 
     from gdig.config import load_config
-    from gdig.demo import _EMBEDDED, _REPO_CONFIG, prepare_demo
+    from gdig.demo.prepare import _EMBEDDED, _REPO_CONFIG, prepare_demo
     from gdig.store import Store
     from gdig.data.ingest import ingest_config
 

@@ -1,6 +1,6 @@
 """The offline demo workspace: invented language pair, noisy pool, tiny model built from scratch.
 
-`prepare_demo(workdir)` writes the corpus (gdig.data.demo, 30% injected noise), builds a
+`prepare_demo(workdir)` writes the corpus (gdig.demo.corpus, 30% injected noise), builds a
 tiny Llama-style model with a BPE tokenizer trained on the demo texts, gives it a short
 "pretraining" (translation finetuning on a separate CLEAN general corpus of the pair, so
 the base model can already translate a little and the selection experiments measure what
@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 # the repository's configs/demo.yaml; a copy is embedded below for installs without the repo
-_REPO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+_REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
 DEMO_DEFAULTS = {
     "n_pool": 2000, "n_seed": 100, "n_eval": 200, "n_general": 2000, "noise_rate": 0.3,
@@ -50,7 +50,7 @@ def prepare_demo(workdir: str | Path, seed: int = 0, progress: bool = True, *,
     (after the short pretraining) and prepare_timings.json (seconds per step).
     """
     from gdig.config import ModelConfig, PromptConfig, TrainConfig, parse_config
-    from gdig.data.demo import SRC_LANG, TGT_LANG, write_demo_data
+    from gdig.demo.corpus import SRC_LANG, TGT_LANG, write_demo_data
     from gdig.data.prompts import build_prompt
     from gdig.modeling import build_tiny_model
     from gdig.train import finetune, load_training_frame
