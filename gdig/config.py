@@ -335,7 +335,7 @@ class GdigConfig(_Strict):
     finetune: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
-    demo: dict[str, Any] | None = None  # demo-only knobs (corpus size, noise rate), see configs/demo.yaml
+    demo: dict[str, Any] | None = None  # demo-only knobs (corpus size, noise rate), see gdig/demo/config.yaml
 
     @model_validator(mode="after")
     def _normalise_languages(self) -> "GdigConfig":

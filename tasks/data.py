@@ -101,9 +101,12 @@ def _demo_key(ctx, params: dict) -> str:
     deleted workdir is rebuilt)."""
     import inspect
 
+    from gdig.demo.settings import CONFIG_PATH
+
     parts = {"workdir": str(Path(params["workdir"]).resolve()), "seed": params.get("seed", 0),
              "code": [sha(inspect.getsource(ctx.task.fn))]
-             + [module_source_hash(m) for m in ("gdig.demo.prepare", "gdig.demo.corpus", "gdig.data.noise")]}
+             + [module_source_hash(m) for m in ("gdig.demo.prepare", "gdig.demo.corpus", "gdig.demo.settings",
+                                                "gdig.data.noise")] + [sha(CONFIG_PATH.read_bytes())]}
     return "prepare_demo-" + sha(json.dumps(parts, sort_keys=True))
 
 

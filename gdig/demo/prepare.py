@@ -18,21 +18,7 @@ from pathlib import Path
 
 import yaml
 
-# the repository's configs/demo.yaml; a copy is embedded below for installs without the repo
-_REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
-
-DEMO_DEFAULTS = {
-    "n_pool": 2000, "n_seed": 100, "n_eval": 200, "n_general": 2000, "noise_rate": 0.3,
-    "vocab_size": 1000, "hidden": 128, "layers": 2, "heads": 4, "intermediate": 256,
-    "pretrain_steps": 300, "pretrain_batch_size": 16, "pretrain_lr": 3.0e-3,
-}
-
-
-def demo_config_template() -> dict:
-    """The demo config as a dict (configs/demo.yaml when the repository is there)."""
-    if _REPO_CONFIG.is_file():
-        return yaml.safe_load(_REPO_CONFIG.read_text(encoding="utf-8"))
-    return yaml.safe_load(_EMBEDDED)
+from gdig.demo.settings import demo_config_template, demo_settings
 
 
 def _say(progress: bool, msg: str) -> None:
@@ -58,10 +44,7 @@ def prepare_demo(workdir: str | Path, seed: int = 0, progress: bool = True, *,
     work = Path(workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data = demo_config_template()
-    knobs = {**DEMO_DEFAULTS, **(data.get("demo") or {}), **(demo_overrides or {})}
-    unknown = set(knobs) - set(DEMO_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown demo setting(s) {sorted(unknown)}; known: {', '.join(DEMO_DEFAULTS)}")
+    knobs = demo_settings(demo_overrides)
     data["demo"] = {**knobs, "seed": seed}
     timings: dict[str, float] = {}
 
@@ -106,25 +89,3 @@ def prepare_demo(workdir: str | Path, seed: int = 0, progress: bool = True, *,
     (work / "prepare_timings.json").write_text(json.dumps(timings, indent=1))
     return path
 
-
-_EMBEDDED = """
-workspace: {db: gdig.duckdb, dir: artifacts}
-languages: {src: xa, tgt: xb}
-data:
-  candidates: [{path: data/pool.jsonl}]
-  seed: [{path: data/seed.jsonl}]
-  eval: [{path: data/eval.jsonl, name: eval}]
-model: {name_or_path: models/base, dtype: float32, device: cpu}
-prompt: {template: "{src_lang_name}: {src}\\n{tgt_lang_name}: ", max_length: 128}
-pool_finetune: {enabled: true, epochs: 1, batch_size: 16, lr: 1.0e-3, warmup_ratio: 0.05, save_every: 1000}
-influence:
-  loss: mean
-  curvature: {strategy: ekfac, granularity: sequence, damping: 0.5, sample: 600, batch_size: 16}
-  seed_set: {batch_size: 1}
-  scoring: {batch_size: 16, shard_size: 1000, sketch_dim_g: 8, sketch_dim_a: 8}
-selection: {budgets: [500], strategies: [gdig, random], gamma: 0.5, seed: 0}
-finetune: {method: full, epochs: 2, batch_size: 16, lr: 1.0e-3, scheduler: linear, warmup_ratio: 0.05, save_every: 1000}
-evaluate: {batch_size: 32, num_beams: 1, max_new_tokens: 64, length_ratio: 2.0}
-demo: {n_pool: 2000, n_seed: 100, n_eval: 200, n_general: 2000, noise_rate: 0.3, vocab_size: 1000, hidden: 128,
-       layers: 2, heads: 4, intermediate: 256, pretrain_steps: 300, pretrain_batch_size: 16, pretrain_lr: 3.0e-3}
-"""
