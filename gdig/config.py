@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -168,8 +169,20 @@ class InfluenceConfig(_Strict):
         if "seed_set" in data:
             raise ValueError("influence.seed and influence.seed_set are both given; "
                              "influence.seed is the old name of influence.seed_set: keep only seed_set")
-        warnings.warn(DEPRECATED_SEED_KEY, FutureWarning, stacklevel=2)
+        warnings.warn(DEPRECATED_SEED_KEY, FutureWarning, stacklevel=_outside_config_level())
         return {("seed_set" if k == "seed" else k): v for k, v in data.items()}
+
+
+def _outside_config_level() -> int:
+    """The stacklevel of the first frame outside pydantic and this module: the warning then
+    names the code that loaded the config, not pydantic's internals."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module != __name__ and module.partition(".")[0] != "pydantic":
+            break
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # FutureWarning, not DeprecationWarning: it is meant for whoever wrote the config, and Python
