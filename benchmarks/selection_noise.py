@@ -55,7 +55,7 @@ def demo_setup(args, out: Path):
 def scratch_setup(args, out: Path):
     """A tiny model trained from scratch on the noisy pool only (long default prompt)."""
     from gdig.config import parse_config
-    from gdig.data.demo import generate_pairs, write_demo_data
+    from gdig.demo import generate_pairs, write_demo_data
     from gdig.modeling import build_tiny_model
 
     files = write_demo_data(out / "data", n_pool=args.pool, n_seed=args.seeds, n_eval=10, n_general=10,
@@ -76,7 +76,7 @@ def scratch_setup(args, out: Path):
                           "warmup_ratio": 0.05, "scheduler": "cosine", "seed": args.seed},
         "influence": {
             "curvature": {"strategy": args.curvature, "batch_size": 16},
-            "seed": {"batch_size": args.seed_batch},
+            "seed_set": {"batch_size": args.seed_batch},
             "scoring": {"batch_size": 32, "shard_size": 1000},
         },
         "selection": {"budgets": args.budgets, "strategies": STRATEGIES, "gamma": args.gamma, "seed": args.seed},

@@ -135,7 +135,7 @@ def make_config(args, out: Path, files) -> dict:
         "influence": {
             "modules": {"layers": [-2, -1]},
             "curvature": {"strategy": "kfac", "granularity": "sequence", "sample": args.curvature_rows},
-            "seed": {"batch_size": 1},
+            "seed_set": {"batch_size": 1},
             "scoring": {"batch_size": 8, "shard_size": 2000},
         },
         "selection": {"budgets": [args.budget], "strategies": ["gdig", "quality", "random", "diversity", "loss"]},

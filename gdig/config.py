@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,7 +135,9 @@ class CurvatureConfig(_Strict):
     sample_seed: int = 0  # RNG seed for drawing the `sample` examples
 
 
-class SeedConfig(_Strict):
+class SeedSetConfig(_Strict):
+    """How the seed SET (the high-quality examples, data.seed) enters influence."""
+
     batch_size: int = Field(default=1, ge=1)  # seeds grouped per product (reference: 2)
     weighting: Literal["auto", "tokens", "examples"] = "auto"  # group gradient; auto: tokens in sequence mode
     low_rank: int | None = Field(default=None, ge=1)
@@ -153,8 +157,38 @@ class InfluenceConfig(_Strict):
     modules: ModuleSelection = Field(default_factory=ModuleSelection)
     loss: Literal["mean", "sum"] = "mean"  # per-example reduction over target tokens
     curvature: CurvatureConfig = Field(default_factory=CurvatureConfig)
-    seed: SeedConfig = Field(default_factory=SeedConfig)
+    seed_set: SeedSetConfig = Field(default_factory=SeedSetConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_seed(cls, data: Any) -> Any:
+        # `influence.seed` read like an RNG seed; it is the seed set's section, now `seed_set`
+        if not isinstance(data, dict) or "seed" not in data:
+            return data
+        if "seed_set" in data:
+            raise ValueError("influence.seed and influence.seed_set are both given; "
+                             "influence.seed is the old name of influence.seed_set: keep only seed_set")
+        warnings.warn(DEPRECATED_SEED_KEY, FutureWarning, stacklevel=_outside_config_level())
+        return {("seed_set" if k == "seed" else k): v for k, v in data.items()}
+
+
+def _outside_config_level() -> int:
+    """The stacklevel of the first frame outside pydantic and this module: the warning then
+    names the code that loaded the config, not pydantic's internals."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module != __name__ and module.partition(".")[0] != "pydantic":
+            break
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+# FutureWarning, not DeprecationWarning: it is meant for whoever wrote the config, and Python
+# shows FutureWarning by default
+DEPRECATED_SEED_KEY = ("config key influence.seed is deprecated: rename it to influence.seed_set "
+                       "(same keys: batch_size, weighting, low_rank); the old name is still read")
 
 
 Strategy = Literal["gdig", "random", "quality", "diversity", "full", "loss"]
@@ -314,7 +348,7 @@ class GdigConfig(_Strict):
     finetune: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
-    demo: dict[str, Any] | None = None  # demo-only knobs (corpus size, noise rate), see configs/demo.yaml
+    demo: dict[str, Any] | None = None  # demo-only knobs (corpus size, noise rate), see gdig/demo/config.yaml
 
     @model_validator(mode="after")
     def _normalise_languages(self) -> "GdigConfig":

@@ -249,25 +249,10 @@ def projection_section(store, out: Path, scoring_id: str | None) -> Section:
     if len(ids) == 0:
         s.text.append("Not available: this scoring stored no gradient sketches (influence.scoring.sketch: false).")
         return s
-    rng = np.random.default_rng(0)
-    keep = np.sort(rng.choice(len(ids), MAX_POINTS, replace=False)) if len(ids) > MAX_POINTS else np.arange(len(ids))
-    ids = [ids[i] for i in keep]
-    Xk = X[keep].astype(np.float64)
-    Xk /= np.maximum(np.linalg.norm(Xk, axis=1, keepdims=True), 1e-12)  # the space K-means clusters in
+    ids, Xk = _sample_sketches(ids, X)
     inf = store.influence(scoring_id).set_index("example_id")
     labels = _labels(inf.reset_index()).set_axis(inf.index).reindex(ids).fillna("clean").to_numpy()
-    gsel = _gdig_selections(store)
-    cluster = pd.Series(-1, index=ids)
-    selected = np.zeros(len(ids), dtype=bool)
-    budget = None
-    if len(gsel):
-        sid, budget = gsel.iloc[-1]["selection_id"], int(gsel.iloc[-1]["budget"])
-        cl = store.clusters(sid).set_index("example_id")["cluster"]
-        common = cluster.index.intersection(cl.index)
-        cluster[common] = cl[common].astype(int)
-        chosen = set(store.selection(sid)["example_id"])
-        selected = np.array([i in chosen for i in ids])
-    c = cluster.to_numpy()
+    c, budget = _latest_gdig_clusters(store, ids)
     panels = []
     if len(set(labels)) > 1:
         panels.append("noise")  # does the gradient tell noise from clean rows?
@@ -279,27 +264,9 @@ def projection_section(store, out: Path, scoring_id: str | None) -> Section:
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 5), squeeze=False)
     for ax, kind in zip(axes[0], panels):
         if kind == "noise":
-            P = Xk @ between_group_axes(Xk, labels)
-            ax.scatter(P[labels == "clean", 0], P[labels == "clean", 1], s=5, c="#bbbbbb",
-                       label=f"clean ({int((labels == 'clean').sum())})")
-            for i, t in enumerate(t for t in _type_order(pd.Series(labels)) if t != "clean"):
-                m = labels == t
-                ax.scatter(P[m, 0], P[m, 1], s=9, c=_TYPE_COLOURS[i % len(_TYPE_COLOURS)], label=f"{t} ({int(m.sum())})")
-            ax.set_title("by noise type", fontsize=9)
+            _noise_panel(ax, Xk, labels)
         elif kind == "cluster":
-            hq = c >= 0
-            sizes = pd.Series(c[hq]).value_counts()
-            top = list(sizes.index[:8])
-            in_top = np.isin(c, top)
-            P = Xk @ between_group_axes(Xk[in_top], c[in_top])  # the plane that separates the largest ones
-            ax.scatter(P[~hq, 0], P[~hq, 1], s=3, c="#eeeeee", label=f"not high-quality ({int((~hq).sum())})")
-            rest = hq & ~in_top
-            if rest.any():
-                ax.scatter(P[rest, 0], P[rest, 1], s=4, c="#bbbbbb", label=f"{len(sizes) - len(top)} smaller clusters")
-            for i, k in enumerate(top):
-                m = c == k
-                ax.scatter(P[m, 0], P[m, 1], s=10, color=plt.get_cmap("tab10")(i), label=f"cluster {k} ({int(m.sum())})")
-            ax.set_title(f"the {len(top)} largest of {len(sizes)} K-means clusters of gdig@{budget}", fontsize=9)
+            _cluster_panel(ax, plt, Xk, c, budget)
         else:
             P = pca_2d(Xk)
             ax.scatter(P[:, 0], P[:, 1], s=5, c="#1f77b4")
@@ -313,6 +280,58 @@ def projection_section(store, out: Path, scoring_id: str | None) -> Section:
                   "most (the noise types; the largest clusters): groups that overlap there overlap in every "
                   "linear 2-D view of the sketches.")
     return s
+
+
+def _sample_sketches(ids: list[str], X: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """At most MAX_POINTS sketches (a fixed sample, in order), L2-normalised: the space K-means
+    clusters in."""
+    rng = np.random.default_rng(0)
+    keep = np.sort(rng.choice(len(ids), MAX_POINTS, replace=False)) if len(ids) > MAX_POINTS else np.arange(len(ids))
+    Xk = X[keep].astype(np.float64)
+    Xk /= np.maximum(np.linalg.norm(Xk, axis=1, keepdims=True), 1e-12)
+    return [ids[i] for i in keep], Xk
+
+
+def _latest_gdig_clusters(store, ids: list[str]) -> tuple[np.ndarray, int | None]:
+    """The cluster of each id in the last gdig selection (-1: not high-quality, or no gdig
+    selection) and that selection's budget."""
+    gsel = _gdig_selections(store)
+    cluster = pd.Series(-1, index=ids)
+    budget = None
+    if len(gsel):
+        sid, budget = gsel.iloc[-1]["selection_id"], int(gsel.iloc[-1]["budget"])
+        cl = store.clusters(sid).set_index("example_id")["cluster"]
+        common = cluster.index.intersection(cl.index)
+        cluster[common] = cl[common].astype(int)
+    return cluster.to_numpy(), budget
+
+
+def _noise_panel(ax, Xk: np.ndarray, labels: np.ndarray) -> None:
+    """Clean rows grey, each noise type in its colour, on the plane that separates the types."""
+    P = Xk @ between_group_axes(Xk, labels)
+    ax.scatter(P[labels == "clean", 0], P[labels == "clean", 1], s=5, c="#bbbbbb",
+               label=f"clean ({int((labels == 'clean').sum())})")
+    for i, t in enumerate(t for t in _type_order(pd.Series(labels)) if t != "clean"):
+        m = labels == t
+        ax.scatter(P[m, 0], P[m, 1], s=9, c=_TYPE_COLOURS[i % len(_TYPE_COLOURS)], label=f"{t} ({int(m.sum())})")
+    ax.set_title("by noise type", fontsize=9)
+
+
+def _cluster_panel(ax, plt, Xk: np.ndarray, c: np.ndarray, budget: int | None) -> None:
+    """The 8 largest clusters in colour, the smaller ones grey, the rest of the pool pale."""
+    hq = c >= 0
+    sizes = pd.Series(c[hq]).value_counts()
+    top = list(sizes.index[:8])
+    in_top = np.isin(c, top)
+    P = Xk @ between_group_axes(Xk[in_top], c[in_top])  # the plane that separates the largest ones
+    ax.scatter(P[~hq, 0], P[~hq, 1], s=3, c="#eeeeee", label=f"not high-quality ({int((~hq).sum())})")
+    rest = hq & ~in_top
+    if rest.any():
+        ax.scatter(P[rest, 0], P[rest, 1], s=4, c="#bbbbbb", label=f"{len(sizes) - len(top)} smaller clusters")
+    for i, k in enumerate(top):
+        m = c == k
+        ax.scatter(P[m, 0], P[m, 1], s=10, color=plt.get_cmap("tab10")(i), label=f"cluster {k} ({int(m.sum())})")
+    ax.set_title(f"the {len(top)} largest of {len(sizes)} K-means clusters of gdig@{budget}", fontsize=9)
 
 
 def metric_budget_section(store, out: Path) -> Section:

@@ -292,56 +292,28 @@ def train_model(
     if tcfg.method == "lora":
         model = wrap_lora(model, tcfg)  # LoRA init draws from the seeded RNG
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=tcfg.lr,
-    )
+    params, optimizer = _adamw(model, tcfg)
     scheduler = make_scheduler(optimizer, tcfg.scheduler, int(tcfg.warmup_ratio * steps), steps)
     schedule = BatchSchedule([len(e.input_ids) for e in encoded], tcfg.batch_size, tcfg.seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    autocast = (
-        torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-        if use_bf16(tcfg.bf16, device) else nullcontext()
-    )
+    autocast = _autocast(tcfg, device)
 
     start, losses = 0, []
     state = _load_resume(out, fingerprint)
     if state is not None:
-        named = dict(model.named_parameters())
-        with torch.no_grad():
-            for n, t in state["params"].items():
-                named[n].copy_(t.to(named[n].device))
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        start, losses = int(state["step"]), list(state["losses"])
+        start, losses = _restore(state, model, optimizer, scheduler)
 
     model.train()
     bar = Tracker(desc, total=steps, initial=start, unit="step", enabled=progress)
     for step in range(start, steps):
         micro = [schedule.micro_batch(step * tcfg.grad_accum + j) for j in range(tcfg.grad_accum)]
         batches = [collate([encoded[i] for i in mb], pad_id) for mb in micro]
-        n_tok = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
-        step_loss = 0.0
-        for b in batches:
-            b = {k: v.to(device) for k, v in b.items()}
-            with autocast:
-                logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-            loss_sum = F.cross_entropy(
-                logits[:, :-1].float().reshape(-1, logits.size(-1)), b["labels"][:, 1:].reshape(-1),
-                ignore_index=IGNORE, reduction="sum",
-            )
-            (loss_sum / n_tok).backward()
-            step_loss += loss_sum.item()
+        losses.append(_accumulate_gradients(model, batches, device, autocast))
         if tcfg.max_grad_norm and tcfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, tcfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(step_loss / n_tok)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         bar.update()
         if (step + 1) % tcfg.save_every == 0 and step + 1 < steps:
@@ -351,6 +323,56 @@ def train_model(
     bar.close()
     model.eval()
     return model, losses, start
+
+
+def _autocast(tcfg: TrainConfig, device: str):
+    """bf16 autocast where `finetune.bf16` asks for it (use_bf16), else a no-op context."""
+    if use_bf16(tcfg.bf16, device):
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _adamw(model, tcfg: TrainConfig) -> tuple[list, torch.optim.AdamW]:
+    """The trainable parameters and their AdamW; weight decay on matrices only (never on
+    biases and norms)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tcfg.lr,
+    )
+    return params, optimizer
+
+
+def _restore(state: dict[str, Any], model, optimizer, scheduler) -> tuple[int, list[float]]:
+    """Put a resume state back (weights, optimizer, scheduler, RNG); returns (step, losses so far)."""
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, t in state["params"].items():
+            named[n].copy_(t.to(named[n].device))
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    return int(state["step"]), list(state["losses"])
+
+
+def _accumulate_gradients(model, batches: list[dict], device: str, autocast) -> float:
+    """Backward of one optimizer step's micro-batches; the loss is the mean over all target
+    tokens of the step (so grad_accum x batch_size equals one batch of that size).  Returns it."""
+    n_tok = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+    step_loss = 0.0
+    for b in batches:
+        b = {k: v.to(device) for k, v in b.items()}
+        with autocast:
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        loss_sum = F.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.size(-1)), b["labels"][:, 1:].reshape(-1),
+            ignore_index=IGNORE, reduction="sum",
+        )
+        (loss_sum / n_tok).backward()
+        step_loss += loss_sum.item()
+    return step_loss / n_tok
 
 
 def _load_tokenizer(model_cfg: ModelConfig, base: str | None):
@@ -411,13 +433,9 @@ def finetune(
         prompt=prompt.model_dump(mode="json"),
         data=hashlib.sha256(json.dumps([e.input_ids + e.labels for e in encoded]).encode()).hexdigest(),
     )
-    done = out / DONE_FILE
-    if done.exists():
-        info = json.loads(done.read_text())
-        if info.get("fingerprint") == fp:
-            return TrainResult(str(out), info["steps"], info["n_examples"], info["losses"], 0, True,
-                               info.get("encode_summary", summary), time.time() - t0)
-        raise TrainError(f"{out} holds a finished run of different data/settings; choose another output directory")
+    finished = _finished_run(out, fp, summary, t0)
+    if finished is not None:
+        return finished
     out.mkdir(parents=True, exist_ok=True)
     model, _ = load_from_config(model_cfg, checkpoint=base)
     model, losses, start = train_model(
@@ -425,14 +443,31 @@ def finetune(
         progress=progress, on_step=on_step, desc=desc,
     )
     _save_final(model, tok, out, tcfg.method)
-    info = {"fingerprint": fp, "steps": steps, "n_examples": len(encoded), "losses": losses,
-            "encode_summary": summary, "base": base or model_cfg.name_or_path, "base_hash": base_id,
-            "finetune": tcfg.model_dump(mode="json"), "record": record}
+    _mark_done(out, {"fingerprint": fp, "steps": steps, "n_examples": len(encoded), "losses": losses,
+                     "encode_summary": summary, "base": base or model_cfg.name_or_path, "base_hash": base_id,
+                     "finetune": tcfg.model_dump(mode="json"), "record": record})
+    return TrainResult(str(out), steps, len(encoded), losses, start, False, summary, time.time() - t0)
+
+
+def _finished_run(out: Path, fp: str, summary: str, t0: float) -> TrainResult | None:
+    """The finished run in `out` when it has this fingerprint; None when there is none; an error
+    when it is another run's."""
+    done = out / DONE_FILE
+    if not done.exists():
+        return None
+    info = json.loads(done.read_text())
+    if info.get("fingerprint") == fp:
+        return TrainResult(str(out), info["steps"], info["n_examples"], info["losses"], 0, True,
+                           info.get("encode_summary", summary), time.time() - t0)
+    raise TrainError(f"{out} holds a finished run of different data/settings; choose another output directory")
+
+
+def _mark_done(out: Path, info: dict[str, Any]) -> None:
+    """Write the done marker atomically, then drop the resume state it makes obsolete."""
     tmp = out / (DONE_FILE + ".tmp")
     tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
-    os.replace(tmp, done)
+    os.replace(tmp, out / DONE_FILE)
     shutil.rmtree(out / RESUME_DIR, ignore_errors=True)
-    return TrainResult(str(out), steps, len(encoded), losses, start, False, summary, time.time() - t0)
 
 
 # -- stages (wrapped one-to-one by tasks/) ---------------------------------------------------

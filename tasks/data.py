@@ -10,6 +10,7 @@ from prefect import task
 from prefect.cache_policies import CacheKeyFnPolicy
 
 from gdig.config import GdigConfig
+from gdig.data.readers import MODULES as READER_MODULES
 from tasks.keys import file_digest, ids_hash, module_source_hash, own_key, sha, stage_policy
 from tasks.naming import task_run_namer
 from tasks.progress import watch
@@ -61,7 +62,7 @@ def pool_reference(cfg: GdigConfig, store, name: str) -> dict:
 
 @task(name="ingest", cache_policy=stage_policy(
     "ingest", sections=("languages", "data", "prompt", "orchestration.refit_on_append"),
-    modules=("gdig.data.ingest", "gdig.data.readers", "gdig.data.validate"),
+    modules=("gdig.data.ingest", "gdig.data.readers", *READER_MODULES, "gdig.data.validate"),
     extra=lambda params: source_fingerprints(params["cfg"]),
 ))
 def ingest(cfg: GdigConfig) -> dict:
@@ -101,9 +102,12 @@ def _demo_key(ctx, params: dict) -> str:
     deleted workdir is rebuilt)."""
     import inspect
 
+    from gdig.demo.settings import CONFIG_PATH
+
     parts = {"workdir": str(Path(params["workdir"]).resolve()), "seed": params.get("seed", 0),
              "code": [sha(inspect.getsource(ctx.task.fn))]
-             + [module_source_hash(m) for m in ("gdig.demo", "gdig.data.demo", "gdig.data.noise")]}
+             + [module_source_hash(m) for m in ("gdig.demo.prepare", "gdig.demo.corpus", "gdig.demo.settings",
+                                                "gdig.data.noise")] + [sha(CONFIG_PATH.read_bytes())]}
     return "prepare_demo-" + sha(json.dumps(parts, sort_keys=True))
 
 

@@ -94,7 +94,7 @@ def fit_curvature(cfg: GdigConfig, checkpoint: dict, plan: dict, factors: list[d
 
 
 @task(name="seed-products", cache_policy=stage_policy(
-    "seed_products", sections=MODEL_INPUT + ("influence.curvature", "influence.seed"),
+    "seed_products", sections=MODEL_INPUT + ("influence.curvature", "influence.seed_set"),
     modules=ENGINE + ("gdig.influence.seeds", "gdig.influence.inverse"),
 ))
 def seed_products(cfg: GdigConfig, checkpoint: dict, curvature: dict, seed: dict) -> dict:

@@ -20,7 +20,7 @@ def test_minimal_config_defaults():
     cfg = parse_config(minimal())
     assert (cfg.languages.src, cfg.languages.tgt) == ("de", "en")
     assert cfg.selection.budgets == [1000] and cfg.influence.curvature.damping is None  # per rule: 0.5 for pi
-    assert cfg.influence.curvature.kfac_damping == "pi" and cfg.influence.seed.weighting == "auto"
+    assert cfg.influence.curvature.kfac_damping == "pi" and cfg.influence.seed_set.weighting == "auto"
     assert cfg.data.skip_invalid is False and cfg.model.device == "cpu"
 
 
@@ -104,3 +104,15 @@ def test_section_hash_depends_only_on_its_sections():
     assert a.section_hash("influence") == b.section_hash("influence")
     assert a.section_hash("selection") != b.section_hash("selection")
     assert len(a.section_hash("model", "prompt")) == 16
+
+
+def test_deprecated_influence_seed_is_read_as_seed_set_with_one_warning():
+    old = minimal(influence={"seed": {"batch_size": 2, "weighting": "examples"}})
+    with pytest.warns(FutureWarning, match="influence.seed is deprecated: rename it to influence.seed_set") as caught:
+        cfg = parse_config(old)
+    assert len(caught) == 1
+    assert cfg.influence.seed_set.batch_size == 2 and cfg.influence.seed_set.weighting == "examples"
+    assert cfg == parse_config(minimal(influence={"seed_set": {"batch_size": 2, "weighting": "examples"}}))
+    both = minimal(influence={"seed": {"batch_size": 2}, "seed_set": {"batch_size": 3}})
+    with pytest.raises(ConfigError, match="influence.seed and influence.seed_set are both given"):
+        parse_config(both)

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from gdig.data.demo import NP, Clause, generate_pairs, lexicon, render, write_demo_data
+from gdig.demo.corpus import NP, Clause, generate_pairs, lexicon, render, write_demo_data
 from gdig.data.noise import NOISE_TYPES, inject_noise, noise_counts
 
 # -- demo ------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ EVAL_STAGES = {"base-model", "finetune-selection", "translate", "metrics", "repo
 
 def build_workspace(root: Path) -> Path:
     """Demo data + a tiny model trained on its text + a config; returns the config path."""
-    from gdig.data.demo import generate_pairs, write_demo_data
+    from gdig.demo import generate_pairs, write_demo_data
     from gdig.modeling import build_tiny_model
 
     files = write_demo_data(root / "data", n_pool=96, n_seed=6, n_eval=8, n_general=60, noise_rate=0.3, seed=0)

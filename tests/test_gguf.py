@@ -107,7 +107,7 @@ def test_gguf_file_loads_with_same_logits_and_tokens(tiny_model_dir, tmp_path):
 @pytest.fixture(scope="module")
 def gguf_demo(tmp_path_factory):
     """The demo-language tiny Llama of the pipeline tests, as a directory holding only a GGUF file."""
-    from gdig.data.demo import generate_pairs
+    from gdig.demo import generate_pairs
     from gdig.modeling import build_tiny_model, load_model
 
     pairs = generate_pairs(400, seed=5)

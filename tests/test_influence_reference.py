@@ -146,5 +146,5 @@ def test_seed_weighting_resolution_and_errors():
     assert seed_weighting_for("sequence") == "tokens"
     assert seed_weighting_for("token") == "examples"
     assert seed_weighting_for("sequence", "examples") == "examples"
-    with pytest.raises(ValueError, match="influence.seed.weighting"):
+    with pytest.raises(ValueError, match="influence.seed_set.weighting"):
         seed_gradients(None, [], [object()], pad_id=0, weighting="bogus")

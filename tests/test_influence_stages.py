@@ -53,7 +53,7 @@ def _cfg(tmp_path, model_dir):
         "influence": {
             "modules": {"preset": "llama", "layers": [1], "exclude": ["gate_proj"]},
             "curvature": {"strategy": "ekfac", "batch_size": 3},
-            "seed": {"batch_size": 2},
+            "seed_set": {"batch_size": 2},
             "scoring": {"batch_size": 2, "shard_size": 4, "sketch_dim_g": 2, "sketch_dim_a": 3},
         },
     })

@@ -323,3 +323,15 @@ def test_moses_prefix_with_dots(tmp_path):
     source, rows = rows_of(tmp_path / "newstest2019.de-en", src_lang="de", tgt_lang="en")
     assert source.fmt == "moses" and source.stem == "newstest2019.de-en"
     assert (rows[0].src, rows[0].tgt) == ("Hallo", "Hello")
+
+
+def test_the_package_keeps_its_public_names_and_lists_its_modules():
+    import pkgutil
+
+    import gdig.data.readers as readers
+
+    for name in ("FORMATS", "ReadError", "Row", "Source", "content_hash", "detect_schema", "open_source",
+                 "read_rows"):
+        assert hasattr(readers, name), name
+    found = {f"gdig.data.readers.{m.name}" for m in pkgutil.iter_modules(readers.__path__)}
+    assert found == set(readers.MODULES)  # the ingest cache key hashes every one of them

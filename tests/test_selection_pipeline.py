@@ -13,7 +13,7 @@ from gdig.config import parse_config
 @pytest.fixture(scope="module")
 def demo_model_dir(tmp_path_factory):
     """A tiny llama whose tokenizer knows the demo language pair (so prompts stay short)."""
-    from gdig.data.demo import generate_pairs
+    from gdig.demo import generate_pairs
     from gdig.modeling import build_tiny_model
 
     pairs = generate_pairs(400, seed=5)
@@ -22,7 +22,7 @@ def demo_model_dir(tmp_path_factory):
 
 
 def demo_config(tmp_path, model_dir, **selection) -> dict:
-    from gdig.data.demo import write_demo_data
+    from gdig.demo import write_demo_data
 
     files = write_demo_data(tmp_path / "data", n_pool=120, n_seed=6, n_eval=4, n_general=4, noise_rate=0.3, seed=1)
     return {

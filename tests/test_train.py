@@ -181,14 +181,16 @@ def test_prepare_demo_small(tmp_path):
     import yaml
 
     from gdig.config import load_config
-    from gdig.demo import _EMBEDDED, _REPO_CONFIG, prepare_demo
+    from gdig.demo import CONFIG_PATH, prepare_demo
     from gdig.store import Store
     from gdig.data.ingest import ingest_config
 
-    assert yaml.safe_load(_EMBEDDED) == yaml.safe_load(_REPO_CONFIG.read_text())  # the copy is current
     small = {"n_pool": 40, "n_seed": 4, "n_eval": 5, "n_general": 30, "pretrain_steps": 2, "hidden": 32,
              "intermediate": 64, "vocab_size": 300}
     path = prepare_demo(tmp_path / "demo", progress=False, demo_overrides=small)
+    # one source of the demo's sizes: the package's config file, with the overrides on top
+    assert yaml.safe_load(path.read_text())["demo"] == {**yaml.safe_load(CONFIG_PATH.read_text())["demo"],
+                                                        **small, "seed": 0}
     cfg = load_config(path)
     assert cfg.model.name_or_path == str(tmp_path / "demo" / "models" / "base") and cfg.pool_finetune.enabled
     assert json.loads((tmp_path / "demo" / "models" / "base" / DONE_FILE).read_text())["steps"] == 2

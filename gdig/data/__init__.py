@@ -1,1 +1,1 @@
-"""Data: readers, validation, prompts and loss masks, the demo corpus and noise injection."""
+"""Data: readers, validation, prompts and loss masks, languages and noise injection (the demo corpus is gdig.demo)."""

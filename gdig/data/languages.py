@@ -17,7 +17,7 @@ NAMES: dict[str, str] = {
     "sv": "Swedish", "sw": "Swahili", "ta": "Tamil", "th": "Thai", "tr": "Turkish",
     "uk": "Ukrainian", "ur": "Urdu", "vi": "Vietnamese", "xh": "Xhosa", "zh": "Chinese",
     "zu": "Zulu",
-    # the demo's invented languages (see gdig.data.demo)
+    # the demo's invented languages (see gdig.demo.corpus)
     "xa": "Aldric", "xb": "Borish",
 }
 

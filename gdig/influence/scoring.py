@@ -113,7 +113,7 @@ class Scorer:
         if path not in ("auto", "per_example", "token"):
             raise ValueError(f"scoring path must be auto, per_example or token, got {path!r}")
         if path == "token" and products.full:
-            raise ValueError("the token path needs low-rank seed products (influence.seed.low_rank)")
+            raise ValueError("the token path needs low-rank seed products (influence.seed_set.low_rank)")
         self.model, self.modules, self.loss_reduction, self.path = model, modules, loss_reduction, path
         self.device = next(model.parameters()).device
         self.products = products.to(self.device)

@@ -108,7 +108,7 @@ def seed_gradients(
     if not encoded:
         raise ValueError("no seed examples: the seed set is empty")
     if weighting not in ("tokens", "examples"):
-        raise ValueError(f"influence.seed.weighting must be 'auto', 'tokens' or 'examples', got {weighting!r}")
+        raise ValueError(f"influence.seed_set.weighting must be 'auto', 'tokens' or 'examples', got {weighting!r}")
     n = len(encoded)
     n_groups = (n + group_size - 1) // group_size
     sums = {m.name: None for m in modules}

@@ -292,7 +292,7 @@ def seed_products_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, cu
         raise ValueError(f"curvature {curvature_id} covers modules {curv.module_names}, "
                          f"the config selects {[m.name for m in modules]}")
     enc, seeds, skipped = _encode(cfg, tok, seeds, f"seed dataset {seed_dataset!r}")
-    s, c = cfg.influence.seed, cfg.influence.curvature
+    s, c = cfg.influence.seed_set, cfg.influence.curvature
     weighting = seed_weighting_for(c.granularity, s.weighting)
     grads = seed_gradients(model, modules, enc, pad_id=tok.pad_token_id, group_size=s.batch_size,
                            batch_size=cfg.influence.scoring.batch_size, loss_reduction=cfg.influence.loss,

@@ -2,7 +2,7 @@
 
 I(z, s) < 0 means training on z lowers seed s's loss (helps); the most negative entries of
 z's row in the candidate x seed matrix are the seeds it helps most, the most positive the
-seeds it hurts most.  With seed batches (influence.seed.batch_size > 1) a "seed" is a group
+seeds it hurts most.  With seed batches (influence.seed_set.batch_size > 1) a "seed" is a group
 whose id joins its members' ids with "+"; the text shown is its first member's.
 """
 

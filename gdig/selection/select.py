@@ -95,6 +95,27 @@ def select(
     gamma: a number (Eq. 4's fixed threshold) or "auto" (the largest γ on the grid of
       `n_seed_groups` at which |D_hq| >= hq_multiple × budget).
     """
+    pool = _checked_pool(strategy, budget, influence, sketches)
+    n = len(pool)
+    warnings: list[str] = []
+    if budget > n and strategy != "full":
+        warnings.append(f"budget {budget} exceeds the pool ({n} candidates): selecting all {n}")
+    if strategy not in USES_QUALITY:
+        return _baseline(strategy, budget, pool, sketches, warnings, n_clusters=n_clusters, normalize=normalize,
+                         seed=seed)
+
+    ranked, g, n_hq, fitting = _quality_ranking(pool, budget, gamma, quality, hq_multiple, n_seed_groups)
+    if strategy == "quality":
+        top, warn = select_top(ranked, budget, fitting)
+        frame = _frame(pool, top["row"].to_numpy(), top["reason"].to_numpy())
+        return Selection("quality", budget, frame, n_pool=n, n_high_quality=n_hq, gamma=g, warnings=warn)
+    return _gdig(pool, ranked, budget, g, n_hq, fitting, sketches, warnings, n_clusters=n_clusters,
+                 normalize=normalize, within_cluster=within_cluster, seed=seed, allocation=allocation,
+                 drop_margin=drop_margin)
+
+
+def _checked_pool(strategy: str, budget: int, influence: pd.DataFrame, sketches: np.ndarray | None) -> pd.DataFrame:
+    """The pool frame (0-based index), after checking the strategy, budget and sketches."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
     if budget < 1:
@@ -110,10 +131,13 @@ def select(
                 f"strategy {strategy!r} needs one gradient sketch per candidate ({n}); got {got} "
                 "(enable influence.scoring.sketch)"
             )
-    warnings: list[str] = []
-    if budget > n and strategy != "full":
-        warnings.append(f"budget {budget} exceeds the pool ({n} candidates): selecting all {n}")
+    return pool
 
+
+def _baseline(strategy: str, budget: int, pool: pd.DataFrame, sketches: np.ndarray | None, warnings: list[str], *,
+              n_clusters: int | None, normalize: bool, seed: int) -> Selection:
+    """The strategies that ignore the quality score: full, random, loss, diversity."""
+    n = len(pool)
     if strategy == "full":
         return Selection("full", n, _frame(pool, full_pick(n), "full"), n_pool=n)
     if strategy == "random":
@@ -121,12 +145,16 @@ def select(
         return Selection("random", budget, _frame(pool, rows, "random"), n_pool=n, warnings=warnings)
     if strategy == "loss":
         return Selection("loss", budget, _frame(pool, loss_pick(pool, budget), "loss"), n_pool=n, warnings=warnings)
-    if strategy == "diversity":
-        rows, clustering = diversity_pick(sketches, budget, n_clusters=n_clusters, normalize=normalize, seed=seed)
-        frame = _frame(pool, rows, "diversity", clustering.labels[rows])
-        return Selection("diversity", budget, frame, n_pool=n, clustering=clustering,
-                         clustered_ids=list(pool["example_id"]), warnings=warnings)
+    rows, clustering = diversity_pick(sketches, budget, n_clusters=n_clusters, normalize=normalize, seed=seed)
+    frame = _frame(pool, rows, "diversity", clustering.labels[rows])
+    return Selection("diversity", budget, frame, n_pool=n, clustering=clustering,
+                     clustered_ids=list(pool["example_id"]), warnings=warnings)
 
+
+def _quality_ranking(pool: pd.DataFrame, budget: int, gamma: float | str, quality: str, hq_multiple: float,
+                     n_seed_groups: int | None) -> tuple[pd.DataFrame, float, int, float | None]:
+    """Eq. 4 and the quality ranking: (ranked pool, the γ used, |D_hq|, and with a fixed γ that
+    leaves D_hq short of the budget, the γ that would have held it (for the warning))."""
     hf = pool["helped_fraction"].to_numpy()
     fixed = gamma != "auto"
     if not fixed and not n_seed_groups:
@@ -135,12 +163,14 @@ def select(
     ranked = rank_by_quality(pool, g, quality)
     n_hq = int(ranked["high_quality"].sum())
     fitting = auto_gamma(hf, n_seed_groups, budget) if fixed and n_seed_groups and n_hq < budget else None
-    if strategy == "quality":
-        top, warn = select_top(ranked, budget, fitting)
-        frame = _frame(pool, top["row"].to_numpy(), top["reason"].to_numpy())
-        return Selection("quality", budget, frame, n_pool=n, n_high_quality=n_hq, gamma=g, warnings=warn)
+    return ranked, g, n_hq, fitting
 
-    # gdig: cluster D_hq (in quality order, so cluster 0 holds the best candidate) and resample
+
+def _gdig(pool: pd.DataFrame, ranked: pd.DataFrame, budget: int, g: float, n_hq: int, fitting: float | None,
+          sketches: np.ndarray, warnings: list[str], *, n_clusters: int | None, normalize: bool,
+          within_cluster: str, seed: int, allocation: str, drop_margin: float) -> Selection:
+    """Cluster D_hq (in quality order, so cluster 0 holds the best candidate) and resample across
+    the clusters; a D_hq smaller than the budget is topped up from the next-ranked candidates."""
     hq = ranked[ranked["high_quality"]]
     hq_rows = hq["row"].to_numpy()
     clustering = None
@@ -162,6 +192,6 @@ def select(
         reasons += ["filled"] * len(fill)
     cluster_col = [None if c < 0 else int(c) for c in clusters]
     frame = _frame(pool, rows, np.asarray(reasons, dtype=object), cluster_col)
-    return Selection("gdig", budget, frame, n_pool=n, n_high_quality=n_hq, gamma=g, clustering=clustering,
-                     clustered_ids=list(pool["example_id"].to_numpy()[hq_rows]), warnings=warnings)
-
+    return Selection("gdig", budget, frame, n_pool=len(pool), n_high_quality=n_hq, gamma=g,
+                     clustering=clustering, clustered_ids=list(pool["example_id"].to_numpy()[hq_rows]),
+                     warnings=warnings)

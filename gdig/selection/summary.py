@@ -126,8 +126,6 @@ def build_summary(
     exports: dict[str, str] | None = None, warnings: list[str] | None = None, quality: str = "paper",
     prefilter: dict[str, dict] | None = None,
 ) -> SelectSummary:
-    import json
-
     scoring = store.get_scoring(scoring_id)
     influence = store.influence(scoring_id)
     summary = SelectSummary(
@@ -140,63 +138,84 @@ def build_summary(
     labels = influence["label"].to_numpy()
     noisy = is_noisy(labels) if has_noise_labels(labels) else None
     if noisy is not None:
-        summary.noise_types = pd.Series(labels[noisy]).value_counts().sort_index().to_dict()
-        if (~noisy).any():
-            clean = ~noisy
-            summary.auroc = {
-                "quality": auroc(quality_key(influence), clean),
-                "helped_fraction": auroc(influence["helped_fraction"], clean),
-                "-mean_influence": auroc(-influence["mean"].to_numpy(), clean),
-                "-loss": auroc(-influence["loss"].to_numpy(), clean),
-            }
-            if quality != "paper":
-                summary.auroc[f"quality:{quality}"] = auroc(quality_score(influence, quality), clean)
+        _add_noise_separation(summary, influence, labels, noisy, quality)
 
-    sk_ids, X = store.sketches(scoring_id)
-    have_sketches = len(sk_ids) == len(influence)
-    pos_of = {e: i for i, e in enumerate(influence["example_id"])}
     meta = store.selections().set_index("selection_id")
-    rows = {sid: store.selection(sid) for sid in selection_ids}
-    # the G-DIG clustering per budget, extended to the whole pool by nearest centroid
-    partition: dict[int, tuple[np.ndarray, int]] = {}
-    if have_sketches:
-        sk_pos = {e: i for i, e in enumerate(sk_ids)}
-        for sid in selection_ids:
-            if meta.loc[sid, "strategy"] != "gdig":
-                continue
-            cl = store.clusters(sid)
-            if len(cl) == 0:
-                continue
-            members = np.array([sk_pos[e] for e in cl["example_id"]])
-            C = _centroids(X[members], cl["cluster"].to_numpy(), normalize)
-            partition[int(meta.loc[sid, "budget"])] = (nearest_centroid(X, C, normalize), len(C))
+    partition, sk_pos = _gdig_partitions(store, scoring_id, selection_ids, meta, len(influence), normalize)
+    pos_of = {e: i for i, e in enumerate(influence["example_id"])}
     for sid in selection_ids:
-        df = rows[sid]
-        strategy, budget = str(meta.loc[sid, "strategy"]), int(meta.loc[sid, "budget"])
-        rep = SelectionReport(
-            strategy=strategy, budget=budget, selection_id=sid, size=len(df),
-            counts={str(k): int(v) for k, v in df["reason"].value_counts().items()},
-            export_path=(exports or {}).get(sid),
-        )
-        settings = meta.loc[sid, "settings"] if "settings" in meta else None
-        if isinstance(settings, str):
-            settings = json.loads(settings)
-        if settings and settings.get("gamma_used") is not None:
-            rep.gamma, rep.n_high_quality = float(settings["gamma_used"]), settings.get("n_high_quality")
-            if summary.n_high_quality is None:
-                summary.n_high_quality = rep.n_high_quality
-        own = store.clusters(sid)
-        if len(own):
-            rep.n_clusters = int(own["cluster"].nunique())
-        if budget in partition:
-            part, k = partition[budget]
-            picked = [sk_pos[e] for e in df["example_id"]]
-            rep.clusters_covered = int(len(np.unique(part[picked])))
-            rep.clusters_total = k
-            rep.cluster_evenness = evenness(part[picked], k)
+        picked = store.selection(sid)
+        rep = _selection_report(store, sid, picked, meta, (exports or {}).get(sid))
+        if rep.n_high_quality is not None and summary.n_high_quality is None:
+            summary.n_high_quality = rep.n_high_quality
+        if rep.budget in partition:
+            part, k = partition[rep.budget]
+            at = part[[sk_pos[e] for e in picked["example_id"]]]
+            rep.clusters_covered, rep.clusters_total, rep.cluster_evenness = int(len(np.unique(at))), k, evenness(at, k)
         if noisy is not None:
             mask = np.zeros(len(influence), dtype=bool)
-            mask[[pos_of[e] for e in df["example_id"]]] = True
+            mask[[pos_of[e] for e in picked["example_id"]]] = True
             rep.noise = noise_removal(labels, mask)
         summary.selections.append(rep)
     return summary
+
+
+def _add_noise_separation(summary: SelectSummary, influence: pd.DataFrame, labels: np.ndarray, noisy: np.ndarray,
+                          quality: str) -> None:
+    """The noise types of the pool and, when it has clean rows too, how well each score ranks
+    clean above noisy (AUROC)."""
+    summary.noise_types = pd.Series(labels[noisy]).value_counts().sort_index().to_dict()
+    if not (~noisy).any():
+        return
+    clean = ~noisy
+    summary.auroc = {
+        "quality": auroc(quality_key(influence), clean),
+        "helped_fraction": auroc(influence["helped_fraction"], clean),
+        "-mean_influence": auroc(-influence["mean"].to_numpy(), clean),
+        "-loss": auroc(-influence["loss"].to_numpy(), clean),
+    }
+    if quality != "paper":
+        summary.auroc[f"quality:{quality}"] = auroc(quality_score(influence, quality), clean)
+
+
+def _gdig_partitions(store, scoring_id: str, selection_ids: list[str], meta: pd.DataFrame, pool_size: int,
+                     normalize: bool) -> tuple[dict[int, tuple[np.ndarray, int]], dict[str, int]]:
+    """The G-DIG clustering of each budget extended to the whole pool by nearest centroid:
+    budget -> (cluster of every sketch row, K); and example id -> sketch row.  Empty without
+    one sketch per pool row."""
+    sk_ids, X = store.sketches(scoring_id)
+    partition: dict[int, tuple[np.ndarray, int]] = {}
+    if len(sk_ids) != pool_size:
+        return partition, {}
+    sk_pos = {e: i for i, e in enumerate(sk_ids)}
+    for sid in selection_ids:
+        if meta.loc[sid, "strategy"] != "gdig":
+            continue
+        cl = store.clusters(sid)
+        if len(cl) == 0:
+            continue
+        members = np.array([sk_pos[e] for e in cl["example_id"]])
+        C = _centroids(X[members], cl["cluster"].to_numpy(), normalize)
+        partition[int(meta.loc[sid, "budget"])] = (nearest_centroid(X, C, normalize), len(C))
+    return partition, sk_pos
+
+
+def _selection_report(store, sid: str, df: pd.DataFrame, meta: pd.DataFrame,
+                      export_path: str | None) -> SelectionReport:
+    """One selection (its rows `df`): size, reasons, the γ used and |D_hq|, its own clusters."""
+    import json
+
+    rep = SelectionReport(
+        strategy=str(meta.loc[sid, "strategy"]), budget=int(meta.loc[sid, "budget"]), selection_id=sid,
+        size=len(df), counts={str(k): int(v) for k, v in df["reason"].value_counts().items()},
+        export_path=export_path,
+    )
+    settings = meta.loc[sid, "settings"] if "settings" in meta else None
+    if isinstance(settings, str):
+        settings = json.loads(settings)
+    if settings and settings.get("gamma_used") is not None:
+        rep.gamma, rep.n_high_quality = float(settings["gamma_used"]), settings.get("n_high_quality")
+    own = store.clusters(sid)
+    if len(own):
+        rep.n_clusters = int(own["cluster"].nunique())
+    return rep

@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from gdig.data.noise import inject_noise
+from gdig.demo.settings import demo_defaults
 
 SRC_LANG, TGT_LANG = "xa", "xb"
 
@@ -325,22 +326,25 @@ def _write_jsonl(path: Path, df: pd.DataFrame) -> Path:
 
 def write_demo_data(
     out_dir: str | Path,
-    n_pool: int = 3000,
-    n_seed: int = 200,
-    n_eval: int = 300,
-    n_general: int = 3000,
-    noise_rate: float = 0.3,
+    n_pool: int | None = None,
+    n_seed: int | None = None,
+    n_eval: int | None = None,
+    n_general: int | None = None,
+    noise_rate: float | None = None,
     seed: int = 0,
 ) -> dict[str, Path]:
     """Write disjoint JSONL files: pool (noisy, with `label`), seed, eval, general (clean text
-    for pretraining a tiny base model).  Returns name -> path."""
+    for pretraining a tiny base model).  Returns name -> path.  A size left out (None) is the
+    demo's (gdig/demo/config.yaml, `demo:`)."""
+    given = {"n_pool": n_pool, "n_seed": n_seed, "n_eval": n_eval, "n_general": n_general, "noise_rate": noise_rate}
+    knobs = {**demo_defaults(), **{k: v for k, v in given.items() if v is not None}}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sizes = {"pool": n_pool, "seed": n_seed, "eval": n_eval, "general": n_general}
+    sizes = {name: knobs[f"n_{name}"] for name in ("pool", "seed", "eval", "general")}
     df = generate_pairs(sum(sizes.values()), seed=seed)
     parts, start = {}, 0
     for name, size in sizes.items():
         parts[name] = df.iloc[start:start + size].reset_index(drop=True)
         start += size
-    parts["pool"] = inject_noise(parts["pool"], noise_rate, seed=seed)
+    parts["pool"] = inject_noise(parts["pool"], knobs["noise_rate"], seed=seed)
     return {name: _write_jsonl(out / f"{name}.jsonl", part) for name, part in parts.items()}

@@ -1,0 +1,47 @@
+"""Reading a Source: rows in input order (through the reader of its format) and the hash of
+its content (so that re-ingesting the same content is a no-op)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterator
+
+from gdig.data.languages import normalize_lang
+from gdig.data.readers.common import Row, Source
+from gdig.data.readers.hf_datasets import hub_fingerprint, read_disk, read_hub
+from gdig.data.readers.jsonfile import read_json, read_jsonl
+from gdig.data.readers.moses import read_moses
+from gdig.data.readers.tsv import read_tsv
+
+_READERS = {"jsonl": read_jsonl, "json": read_json, "tsv": read_tsv, "moses": read_moses,
+            "disk": read_disk, "hub": read_hub}
+
+
+def read_rows(source: Source, src_lang: str | None = None, tgt_lang: str | None = None) -> Iterator[Row]:
+    """Rows of a source in input order, at most `source.limit` of them."""
+    direction = None
+    if src_lang and tgt_lang:
+        direction = (normalize_lang(src_lang), normalize_lang(tgt_lang))
+    reader = _READERS[source.fmt]
+    for i, row in enumerate(reader(source, direction)):
+        if source.limit is not None and i >= source.limit:
+            break
+        yield row
+
+
+def content_hash(source: Source) -> str:
+    """Hash of what the source reads: file bytes (in reading order) + split/limit/schema."""
+    h = hashlib.sha256(f"{source.fmt}|{source.schema}|{source.split}|{source.limit}".encode())
+    if source.fmt == "hub":
+        h.update(f"|{source.hub_name}|{source.hub_config}|{hub_fingerprint(source)}".encode())
+        return h.hexdigest()
+    base = Path(source.path) if source.fmt == "disk" else None
+    for f in source.files:
+        if base is not None:
+            h.update(str(f.relative_to(base)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\x00")
+    return h.hexdigest()
