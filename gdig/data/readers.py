@@ -34,6 +34,7 @@ from typing import Any, Iterable, Iterator
 from gdig.data import validate as V
 from gdig.data.languages import UnknownLanguage, normalize_lang
 from gdig.errors import BadInput
+from gdig.workspace import feed_file
 
 FORMATS = ("auto", "jsonl", "json", "gdig", "hf", "tsv", "moses", "disk", "hub")
 _JSON_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
@@ -210,9 +211,7 @@ def content_hash(source: Source) -> str:
     for f in source.files:
         if base is not None:
             h.update(str(f.relative_to(base)).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        feed_file(h, f)
         h.update(b"\x00")
     return h.hexdigest()
 
