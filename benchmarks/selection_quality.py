@@ -155,26 +155,18 @@ def make_config(args, out: Path, files) -> dict:
 # -- the one scoring pass ----------------------------------------------------------------------------
 
 def score_pool(cfg, store) -> dict:
-    """gdig's own stages in order (what `gdig select` runs), each timed."""
-    from gdig import pipeline as p
+    """gdig's own stages in order (the graph `gdig select` walks, up to the scores), each timed."""
+    from gdig import graph
+    from gdig.pipeline import PlainExecutor
 
-    t = {}
-    t0 = time.time()
-    p.ingest_step(cfg, store)
-    p.prefilter_step(cfg, store)
-    ck = p.checkpoint_step(cfg, store)
-    t["checkpoint"] = time.time() - t0
-    t0 = time.time()
-    cid = p.curvature_step(cfg, store, ck["path"], ck["checkpoint_id"])
-    t["curvature"] = time.time() - t0
-    t0 = time.time()
-    products = p.seed_products_step(cfg, store, ck["path"], ck["checkpoint_id"], cid)
-    t["seeds"] = time.time() - t0
-    t0 = time.time()
-    shards = p.score_all_step(cfg, store, ck["path"], cid, products)
-    t["scoring"] = time.time() - t0
-    sid = p.merge_step(cfg, store, shards, cid, products)
-    return {"checkpoint": ck, "curvature_id": cid, "products": products, "scoring_id": sid, "seconds": t}
+    ex = PlainExecutor(cfg, store)
+    out = graph.score(ex)
+    s = ex.timings
+    t = {"checkpoint": s["ingest"] + s["prefilter"] + s["finetune-pool"],
+         "curvature": sum(s.get(k, 0.0) for k in ("plan-curvature", "curvature-shard", "curvature-bases", "fit-curvature")),
+         "seeds": s["seed-products"], "scoring": s["plan-shards"] + s["score-shard"]}
+    return {"checkpoint": out["checkpoint"], "curvature_id": out["curvature"]["curvature_id"],
+            "products": out["products"]["products_path"], "scoring_id": out["scoring"]["scoring_id"], "seconds": t}
 
 
 # -- variants of the one pass ------------------------------------------------------------------------

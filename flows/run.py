@@ -1,5 +1,6 @@
-"""The `run` flow: select, then finetune the base model on every selection (same steps per
-budget), translate every eval set, score it, and write the comparison report."""
+"""The `run` flow: the select flow (a subflow), then the proof walked as Prefect tasks
+(gdig.graph.prove): base-model, finetune-selection per selection (same steps per budget),
+translate + metrics per eval set and model, report."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from prefect import flow
 from pydantic import Field
 
 from flows.select import select_flow
-from tasks import load_settings, publish_comparison, stages_for
+from gdig import graph
+from tasks import load_settings, publish_comparison
+from tasks.executor import PrefectExecutor
 from tasks.naming import run_run_name
 
 
@@ -29,18 +32,6 @@ def run_flow(
     """
     cfg = load_settings(config, overrides)
     selected = select_flow(config, overrides)
-    t = stages_for(cfg)
-
-    base = t.base_model(cfg)  # the reference row: no finetuning
-    baseline = [t.metrics(cfg, base, t.translate(cfg, base, eval_set)) for eval_set in selected["data"]["eval"]]
-
-    scores = []
-    for selection in selected["selections"]:
-        model = t.finetune_selection(cfg, selection)
-        for eval_set in selected["data"]["eval"]:
-            hypotheses = t.translate(cfg, model, eval_set)
-            scores.append(t.metrics(cfg, model, hypotheses))
-
-    report = t.report(cfg, selected["summary"], scores)
-    publish_comparison(cfg, report)
-    return {**selected, "metrics": scores, "baseline": baseline, "report": report}
+    result = graph.prove(PrefectExecutor(cfg), selected)
+    publish_comparison(cfg, result["report"])
+    return result

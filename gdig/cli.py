@@ -175,26 +175,10 @@ def _echo_flow_run(out: dict) -> None:
 
 
 def _echo_run_result(result: dict) -> None:
-    report = result["report"]
-    typer.echo(result["summary"]["text"])
-    typer.echo("")
-    typer.echo(_comparison_text(report["table"], report["notes"]))
-    for m in result.get("baseline", []):
-        bleu, chrf = m.get("BLEU"), m.get("chrF")
-        if bleu is not None and chrf is not None:
-            typer.echo(f"base model before finetuning, {m['eval_set']}: BLEU {bleu:.2f}, chrF {chrf:.2f}")
-    for key in ("html", "markdown", "comparison_csv"):
-        if key in report["paths"]:
-            typer.echo(f"{key}: {report['paths'][key]}")
+    """The flow's result, rendered as `--no-prefect` renders its own (gdig.pipeline.render_run)."""
+    from gdig.pipeline import render_run
 
-
-def _comparison_text(rows: list[dict], notes: list[str]) -> str:
-    import pandas as pd
-
-    if not rows:
-        return "no metrics" + "".join(f"\n  {n}" for n in notes)
-    text = pd.DataFrame(rows).set_index("strategy").to_string(float_format=lambda v: f"{v:.2f}")
-    return text + "".join(f"\n  note: {n}" for n in notes)
+    typer.echo(render_run(result))
 
 
 def _run_plain(cfg, progress: bool, command: str, config):

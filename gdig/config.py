@@ -7,8 +7,6 @@ the file are resolved against the directory of the YAML file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -363,9 +361,9 @@ class GdigConfig(_Strict):
 
     def section_hash(self, *sections: str) -> str:
         """Content hash of some config sections: the cache key part a stage depends on."""
-        dump = self.model_dump(mode="json")
-        blob = json.dumps({s: dump[s] for s in sections}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        from gdig.workspace import Workspace
+
+        return Workspace(self).settings_hash(*sections)
 
 
 def require_data(cfg: GdigConfig, roles: tuple[str, ...] = ("candidates", "seed")) -> GdigConfig:

@@ -15,6 +15,7 @@ from typing import Iterable
 import torch
 
 from gdig.errors import BadInput
+from gdig.workspace import feed_file, sha
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -168,7 +169,7 @@ def checkpoint_hash(path: str | Path, gguf_file: str | None = None) -> str:
     """Content hash of a checkpoint: weights + config files (or the hub id when not local)."""
     p = Path(path)
     if not p.exists():
-        return hashlib.sha256(f"hub:{path}:{gguf_file}".encode()).hexdigest()[:16]
+        return sha(f"hub:{path}:{gguf_file}", 16)
     h = hashlib.sha256()
     files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
     if gguf_file:
@@ -177,9 +178,7 @@ def checkpoint_hash(path: str | Path, gguf_file: str | None = None) -> str:
         if f.name.startswith("trainer_state") or "optimizer" in f.name or f.parent.name.startswith("resume"):
             continue
         h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        feed_file(h, f)
     return h.hexdigest()[:16]
 
 

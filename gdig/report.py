@@ -514,7 +514,9 @@ def write_report(store, out_dir: str | Path, title: str = "gdig report", *, head
 
 def reports_dir(cfg) -> Path:
     """Where the runs' reports go: {workspace.dir}/reports/<run>/ and reports/latest."""
-    return Path(cfg.workspace.dir) / "reports"
+    from gdig.workspace import Workspace
+
+    return Workspace(cfg).reports
 
 
 def run_header(cfg, command: str, config: str | Path | None = None, **extra: str) -> dict[str, str]:

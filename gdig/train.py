@@ -17,7 +17,6 @@ unmerged adapter is kept in ``<out>/adapter``) and ``gdig_train.json`` (the done
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 
 from gdig.config import GdigConfig, ModelConfig, PromptConfig, TrainConfig
 from gdig.data.prompts import IGNORE, Encoded, collate, encode_examples, length_batches
+from gdig.workspace import Workspace, json_hash
 
 DONE_FILE = "gdig_train.json"
 RESUME_DIR = "resume"
@@ -236,7 +236,7 @@ def wrap_lora(model, tcfg: TrainConfig):
 # -- the loop ---------------------------------------------------------------------------------
 
 def _fingerprint(**parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_hash(parts)
 
 
 def _save_resume(out: Path, step: int, model, optimizer, scheduler, losses: list[float], fp: str) -> None:
@@ -431,7 +431,7 @@ def finetune(
     fp = _fingerprint(
         base=base_id, dtype=model_cfg.dtype, train=tcfg.model_dump(mode="json"), steps=steps,
         prompt=prompt.model_dump(mode="json"),
-        data=hashlib.sha256(json.dumps([e.input_ids + e.labels for e in encoded]).encode()).hexdigest(),
+        data=json_hash([e.input_ids + e.labels for e in encoded], None),
     )
     finished = _finished_run(out, fp, summary, t0)
     if finished is not None:
@@ -504,7 +504,7 @@ def _train_stage_dir(cfg: GdigConfig, prefix: str, tcfg: TrainConfig, example_id
         train={k: v for k, v in tcfg.model_dump(mode="json").items() if k in _TRAIN_FIELDS},
         prompt=cfg.prompt.model_dump(mode="json"), examples=example_ids, extra=extra,
     )
-    return Path(cfg.workspace.dir) / "checkpoints" / f"{prefix}-{key}"
+    return Workspace(cfg).checkpoint(prefix, key)
 
 
 def check_model(cfg: GdigConfig, path: str | None = None) -> None:
@@ -532,10 +532,11 @@ def base_checkpoint_stage(cfg: GdigConfig, store) -> dict:
     return {"checkpoint_id": ckpt_id, "path": cfg.model.name_or_path}
 
 
-def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True) -> dict:
+def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True, n_rows: int | None = None) -> dict:
     """Step 1 of the method: the checkpoint whose gradients drive selection.
 
-    pool_finetune.enabled: finetune cfg.model on the whole "pool" dataset into
+    pool_finetune.enabled: finetune cfg.model on the "pool" dataset (its first ``n_rows``: the
+    reference pool, see gdig.stages.data.pool_reference; None: all of it) into
     {workspace.dir}/checkpoints/pool-<hash> (reused when already trained); elif
     pool_finetune.checkpoint: that checkpoint; else the base model.
     Returns {"checkpoint_id", "path"}.
@@ -544,6 +545,7 @@ def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True) -> dict
     if pf.enabled:
         check_model(cfg)
         pool = store.dataset_examples("pool")
+        pool = pool if n_rows is None else pool.iloc[:n_rows].reset_index(drop=True)
         out = _train_stage_dir(cfg, "pool", pf, list(pool["example_id"]), None)
         res = finetune(cfg.model, cfg.prompt, pf, pool, out, progress=progress, desc="finetune-pool")
         meta = {"steps": res.steps, "n_examples": res.n_examples, "final_loss": res.losses[-1] if res.losses else None,

@@ -1,100 +1,31 @@
-"""Ingest: the config's data sources into the store, and the fingerprints downstream keys use."""
+"""Stage 0: ingest and prefilter (gdig.stages.data), and the demo workspace's preparation."""
 
 from __future__ import annotations
 
 import json
-from glob import escape, glob
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import CacheKeyFnPolicy
 
 from gdig.config import GdigConfig
-from gdig.data.readers import MODULES as READER_MODULES
-from tasks.keys import file_digest, ids_hash, module_source_hash, own_key, sha, stage_policy
+from tasks.executor import call_stage
+from tasks.keys import module_source_hash, sha, stage_policy
 from tasks.naming import task_run_namer
 from tasks.progress import watch
-from tasks.runtime import progress_bars, open_store, stage
+from tasks.runtime import progress_bars, stage
 
-REFERENCE_INFO = "orchestration.reference_pool"
-
-
-def source_fingerprints(cfg: GdigConfig) -> dict[str, str]:
-    """Content hash of every data source the config names (so an edited file re-ingests)."""
-    out = {}
-    for role in ("candidates", "seed", "eval"):
-        for i, src in enumerate(getattr(cfg.data, role)):
-            p = Path(src.path)
-            if src.path.startswith("hf:"):
-                digest = "hub"  # a hub dataset: its name and split are in the config section
-            elif p.exists():
-                digest = file_digest(p)
-            else:  # a Moses prefix: x -> x.de + x.en
-                files = sorted(glob(escape(src.path) + ".*"))
-                digest = sha("".join(file_digest(f) for f in files)) if files else "missing"
-            out[f"{role}.{i}"] = digest
-    return out
-
-
-def dataset_fingerprint(store, name: str) -> dict:
-    ids = store.dataset_ids(name)
-    return {"name": name, "n_rows": len(ids), "ids_hash": ids_hash(ids)}
-
-
-def pool_reference(cfg: GdigConfig, store, name: str) -> dict:
-    """The pool the checkpoint and curvature are keyed on.
-
-    With refit_on_append false (default) this is the pool as first fitted, kept while the pool
-    only grows by appending (its first n ids unchanged): appended candidates are then scored
-    against the same checkpoint, curvature and seed products.  Any other change (or
-    refit_on_append true) makes the current pool the reference.
-    """
-    ids = store.dataset_ids(name)
-    current = {"n_rows": len(ids), "ids_hash": ids_hash(ids)}
-    if cfg.orchestration.refit_on_append:
-        return current
-    rec = json.loads(store.info(REFERENCE_INFO) or "null")
-    if rec and rec["n_rows"] <= len(ids) and ids_hash(ids[: rec["n_rows"]]) == rec["ids_hash"]:
-        return rec
-    store.set_info(REFERENCE_INFO, json.dumps(current))
-    return current
-
-
-@task(name="ingest", cache_policy=stage_policy(
-    "ingest", sections=("languages", "data", "prompt", "orchestration.refit_on_append"),
-    modules=("gdig.data.ingest", "gdig.data.readers", *READER_MODULES, "gdig.data.validate"),
-    extra=lambda params: source_fingerprints(params["cfg"]),
-))
+@task(name="ingest", cache_policy=stage_policy("ingest"))
 def ingest(cfg: GdigConfig) -> dict:
     """Load candidates -> "pool", seed -> "seed", each eval source -> its set; fingerprint them."""
-    from gdig.pipeline import ingest_step
-
-    with stage("ingest"), watch(), open_store(cfg) as store:
-        roles = ingest_step(cfg, store, progress=progress_bars())
-        pool_name, seed_name = roles["candidates"][0], roles["seed"][0]
-        return {
-            "roles": roles,
-            "pool": dataset_fingerprint(store, pool_name),
-            "reference": {"name": pool_name, **pool_reference(cfg, store, pool_name)},
-            "seed": dataset_fingerprint(store, seed_name),
-            "eval": [dataset_fingerprint(store, n) for n in roles["eval"]],
-            "key": own_key(),
-        }
+    return call_stage("ingest", cfg)
 
 
-@task(name="prefilter", cache_policy=stage_policy(
-    "prefilter", sections=("prefilter", "languages"),
-    modules=("gdig.prefilter.rules", "gdig.prefilter.decisions", "gdig.prefilter.stage", "gdig.prefilter.langid",
-             "gdig.prefilter.text", "gdig.prefilter.scripts", "gdig.prefilter.charclass"),
-))
+@task(name="prefilter", cache_policy=stage_policy("prefilter"))
 def prefilter(cfg: GdigConfig, data: dict) -> dict:
-    """Step 0: verdicts of the cheap rules for the pool (what is scored) and, reported only,
-    the seed and eval sets; data = ingest's fingerprints (so new rows are judged)."""
-    from gdig.pipeline import prefilter_step
-
-    with stage("prefilter"), open_store(cfg) as store:
-        verdicts = prefilter_step(cfg, store)
-    return {"datasets": verdicts, "pool": data["pool"], "key": own_key()}
+    """Verdicts of the cheap rules for the pool (what is scored) and, reported only, the seed and
+    eval sets; data = ingest's fingerprints (so new rows are judged)."""
+    return call_stage("prefilter", cfg, data=data)
 
 
 def _demo_key(ctx, params: dict) -> str:

@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 
 from gdig.config import GdigConfig
+from gdig.workspace import Workspace
 
-RUNS_DIR = "prefect-runs"  # under workspace.dir: one record per flow run this workspace started
+RUNS_DIR = "prefect-runs"  # Workspace.prefect_runs: one record per flow run this workspace started
 
 
 def _process_started(pid: int) -> float | None:
@@ -46,7 +47,7 @@ def crash_ghost_runs(cfg: GdigConfig) -> list[str]:
 
     from prefect.client.orchestration import get_client
 
-    folder = Path(cfg.workspace.dir) / RUNS_DIR
+    folder = Workspace(cfg).prefect_runs
     marked = []
     records = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not records:
@@ -111,7 +112,7 @@ def watch_this_run(cfg: GdigConfig) -> None:
         import logging
 
         logging.getLogger(__name__).warning("gdig: no heartbeat automation on this Prefect server: %s", err)
-    folder = Path(cfg.workspace.dir) / RUNS_DIR
+    folder = Workspace(cfg).prefect_runs
     folder.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
     record = {"flow_run_id": str(ctx.flow_run.id), "flow": ctx.flow.name if ctx.flow else None,

@@ -1,7 +1,7 @@
 """Content-hash cache keys for gdig tasks.
 
-A key is the hash of: the stage name, the source of the task and of the gdig modules it
-wraps, the config sections the stage reads, the identity of the workspace store (for tasks
+A key is the hash of: the stage name, the source of the task and of the gdig modules the stage
+declares (gdig.graph.STAGES), the config sections it declares, the identity of the workspace store (for tasks
 that read or write it) and the task's other inputs, reduced to content: a DataFrame by its
 example ids, dicts/lists/strings as JSON.  Upstream task results are inputs, and each result
 carries its own key ("key"), so a change anywhere upstream changes every key below it,
@@ -10,30 +10,22 @@ while an unchanged input gives the same key in every run, process and machine.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import inspect
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import pandas as pd
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.context import TaskRunContext
 
+from gdig import graph
 from gdig.config import GdigConfig
+from gdig.workspace import ids_hash, json_hash, sha
 
 # parameters that never change a result (where it runs, how chatty it is)
 NOT_CONTENT = frozenset({"cfg", "progress", "device"})
-
-
-def sha(text: str | bytes, n: int = 32) -> str:
-    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()[:n]
-
-
-def ids_hash(ids: Iterable[str]) -> str:
-    """Fingerprint of an ordered list of example ids (ids are content hashes already)."""
-    return sha("\n".join(ids))
 
 
 def config_hash(cfg: GdigConfig, sections: Iterable[str]) -> str:
@@ -45,28 +37,20 @@ def config_hash(cfg: GdigConfig, sections: Iterable[str]) -> str:
         for part in name.split("."):
             node = node[part]
         picked[name] = node
-    return sha(json.dumps(picked, sort_keys=True))
-
-
-def file_digest(path: str | Path) -> str:
-    """Content hash of a file, or of every file under a directory (names included)."""
-    p = Path(path)
-    h = hashlib.sha256()
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    for f in files:
-        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:32]
+    return json_hash(picked, 32)
 
 
 def module_source_hash(module: str) -> str:
-    """Hash of a module's source file (any edit to a wrapped stage invalidates its cache)."""
+    """Hash of a module's source file, or of every source file of a package (any edit to a
+    wrapped stage invalidates its cache, also one inside a package such as gdig.data.readers)."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         return f"missing:{module}"
-    return sha(Path(spec.origin).read_bytes())
+    if not spec.submodule_search_locations:
+        return sha(Path(spec.origin).read_bytes())
+    root = Path(spec.origin).parent
+    files = sorted(root.rglob("*.py"))
+    return sha(b"".join(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() for f in files))
 
 
 def content(value: Any) -> Any:
@@ -110,19 +94,24 @@ def stage_key(
     return f"{stage}-{sha(json.dumps(parts, sort_keys=True, default=str))}"
 
 
-def stage_policy(
-    stage: str, *, sections: Iterable[str], modules: Iterable[str] = (), uses_store: bool = True,
-    extra: Callable[[dict[str, Any]], Any] | None = None,
-) -> CacheKeyFnPolicy:
-    """A Prefect cache policy computing `stage_key` from the task run's parameters."""
-    sections, modules = tuple(sections), tuple(modules)
+def declared_key(name: str, cfg: GdigConfig, params: dict[str, Any], source: str = "") -> str:
+    """The cache key of stage `name` from what the graph declares for it: its config sections,
+    the source of its code modules, the settings it reads, whether it reads the store."""
+    spec = graph.stage(name)
+    return stage_key(name, cfg, params, sections=spec.sections, modules=spec.code_modules(), source=source,
+                     uses_store=spec.uses_store, extra=spec.settings_read(cfg, params))
+
+
+def stage_policy(name: str):
+    """The Prefect cache policy of a declared stage: `declared_key` of the task run's parameters
+    and the task's own source; NO_CACHE for a stage declared uncached."""
+    from prefect.cache_policies import NO_CACHE
+
+    if not graph.stage(name).cached:
+        return NO_CACHE
 
     def key_fn(ctx: TaskRunContext, params: dict[str, Any]) -> str:
-        source = inspect.getsource(ctx.task.fn)
-        return stage_key(
-            stage, params["cfg"], params, sections=sections, modules=modules, source=source,
-            uses_store=uses_store, extra=extra(params) if extra else None,
-        )
+        return declared_key(name, params["cfg"], params, source=inspect.getsource(ctx.task.fn))
 
     return CacheKeyFnPolicy(cache_key_fn=key_fn)
 

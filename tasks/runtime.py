@@ -100,7 +100,9 @@ def open_store(cfg: GdigConfig) -> Iterator[Any]:
 
 def results_dir(cfg: GdigConfig) -> Path:
     """Prefect results (the cache) live in the workspace, beside the artifacts they refer to."""
-    return Path(cfg.workspace.dir) / "prefect-results"
+    from gdig.workspace import Workspace
+
+    return Workspace(cfg).prefect_results
 
 
 def configure(task: Task, cfg: GdigConfig) -> Task:

@@ -140,7 +140,7 @@ def test_empty_or_missing_seed_section_is_a_config_error(workspace, tmp_path):
 
     from gdig.cli import app
     from gdig.config import ConfigError, load_config
-    from gdig.pipeline import ingest_step
+    from gdig.pipeline import run_stage
     from gdig.store import Store
 
     config = write_config(tmp_path / "gdig.yaml", workspace, **{"data.seed": []})
@@ -149,7 +149,7 @@ def test_empty_or_missing_seed_section_is_a_config_error(workspace, tmp_path):
     assert res.stderr.strip() == ("error: data.seed: empty or missing; a selection needs at least one source "
                                   "here (data.seed: [{path: ...}])")
     with Store(tmp_path / "w.duckdb") as store, pytest.raises(ConfigError, match="data.seed: empty"):
-        ingest_step(load_config(config), store, progress=False)  # what the ingest task runs
+        run_stage("ingest", load_config(config), store, progress=False)  # what the ingest task runs
 
 
 def test_a_dataset_whose_sources_changed_is_rebuilt_never_reused(workspace, tmp_path):
@@ -224,13 +224,13 @@ def test_a_too_long_prompt_at_select_names_dataset_file_line_example_and_stage(w
 GHOST = """
 import sys, time
 from pathlib import Path
-import gdig.pipeline
+import gdig.stages.model
 
 def hang(*args, **kwargs):
     Path(sys.argv[2]).write_text("started")
     time.sleep(600)
 
-gdig.pipeline.checkpoint_step = hang  # finetune-pool hangs: the process is killed there
+gdig.stages.model.finetune_pool = hang  # finetune-pool hangs: the process is killed there
 from flows.select import select_flow
 select_flow(sys.argv[1], [])
 """

@@ -9,7 +9,6 @@ file to a dataset appends its rows (new positions at the end).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from gdig.data import validate as V
 from gdig.data.languages import UnknownLanguage, normalize_lang
 from gdig.data.readers import ReadError, content_hash, open_source, read_rows
 from gdig.errors import BadInput
+from gdig.workspace import sha
 
 ROLES = ("candidates", "seed", "eval")
 POOL = "pool"  # the dataset all data.candidates sources go into
@@ -77,7 +77,7 @@ class SourceSpec:
 def example_id(src_lang: str, tgt_lang: str, src: str, tgt: str) -> str:
     """Content hash of a pair: the same text in the same direction is the same example."""
     blob = "\x1f".join((src_lang, tgt_lang, src, tgt))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+    return sha(blob, 20)
 
 
 def summarize_rejects(rejects: Sequence[tuple[str, int, str, str]], skipped_hint: bool = True) -> str:

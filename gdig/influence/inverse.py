@@ -24,6 +24,7 @@ import math
 import torch
 
 from gdig.influence.curvature import Curvature, ModuleFactors
+from gdig.influence.strategies import curvature_strategy
 
 
 class CurvatureError(ValueError):
@@ -50,7 +51,7 @@ EKFAC_DAMPING = ("absolute", "mean_eigenvalue")
 
 def default_damping(strategy: str, kfac_damping: str = "pi", ekfac_damping: str = "absolute") -> float:
     """λ when influence.curvature.damping is not set: 0.1 for a mean-eigenvalue rule, else 0.5."""
-    rule = kfac_damping if strategy == "kfac" else ekfac_damping
+    rule = curvature_strategy(strategy).damping_rule(kfac_damping, ekfac_damping)
     return 0.1 if rule == "mean_eigenvalue" else 0.5
 
 
@@ -82,21 +83,20 @@ class InverseHessian:
         if damping <= 0:
             raise ValueError("influence.curvature.damping must be > 0")
         self.strategy, self.damping = curvature.strategy, damping
+        corrected = curvature_strategy(self.strategy).eigen_pass  # EK-FAC: its own eigenvalues
         # the form of each op: "kfac" (G⁻¹, A⁻¹) or "eigen" (Q_G, Q_A, 1 / damped eigenvalues)
-        self.form = "kfac" if self.strategy == "kfac" and kfac_damping == "pi" else "eigen"
+        self.form = "kfac" if not corrected and kfac_damping == "pi" else "eigen"
         self.ops: dict[str, tuple[torch.Tensor, ...]] = {}
         for name, f in curvature.factors.items():
-            if self.strategy == "kfac" and kfac_damping == "mean_eigenvalue":
-                self.ops[name] = kfac_eigen(f, damping)
-            elif self.strategy == "kfac":
-                A_d, G_d = kfac_damped(f, damping)
-                self.ops[name] = (torch.linalg.inv(G_d), torch.linalg.inv(A_d))
-            elif self.strategy == "ekfac":
+            if corrected:
                 if f.eigen is None or f.QA is None:
                     raise CurvatureError(f"{name}: EK-FAC needs eigenbases and corrected eigenvalues")
                 self.ops[name] = (f.QG, f.QA, 1.0 / (f.eigen + ekfac_shift(f, damping, ekfac_damping)))
+            elif kfac_damping == "mean_eigenvalue":
+                self.ops[name] = kfac_eigen(f, damping)
             else:
-                raise ValueError(f"unknown curvature strategy {self.strategy!r}")
+                A_d, G_d = kfac_damped(f, damping)
+                self.ops[name] = (torch.linalg.inv(G_d), torch.linalg.inv(A_d))
 
     def apply(self, name: str, v: torch.Tensor) -> torch.Tensor:
         op = self.ops[name]

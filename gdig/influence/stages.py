@@ -1,8 +1,10 @@
-"""Store-level stages of the influence engine (called by tasks/ and the CLI; no Prefect here).
+"""Store-level functions of the influence engine, which the stages in gdig/stages/influence.py
+call (no Prefect here).
 
     fit_curvature_stage  -> curvature_id   (factors: {dir}/curvature/{id}.safetensors)
-      = curvature_shard_stage per shard (no store) [+ curvature_bases_stage + a second
-        curvature_shard_stage pass for EK-FAC] + finish_curvature_stage (shard-order sums)
+      = the graph's curvature walk (gdig.graph.fit_curvature) in this process:
+        curvature_shard_stage per shard (no store) [+ curvature_bases_stage + a second
+        curvature_shard_stage pass when the strategy needs one] + finish_curvature_stage
     seed_products_stage  -> products path  ({dir}/seeds/{id}.safetensors)
     score_shard_stage    -> shard Parquet  (no store access: runs in worker processes)
     merge_scores_stage   -> scoring_id     (matrix: {dir}/scores/{id}.matrix.parquet + store tables)
@@ -14,7 +16,6 @@ merged, is bit-for-bit the unsharded result.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -25,17 +26,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gdig.data.prompts import Encoded, PromptTooLong, collate, encode_examples, length_batches
+from gdig.influence.strategies import curvature_strategy
+from gdig.workspace import Workspace, ids_hash
 
 SHARD_COLUMNS = ["example_id", "position", "loss", "grad_norm", "helped_fraction", "mean", "min", "max", "scores",
                  "sketch"]
-
-
-def _sha(*parts: str) -> str:
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
-def _ids_hash(ids) -> str:
-    return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()[:16]
 
 
 def pool_rows(store, dataset: str = "pool") -> pd.DataFrame:
@@ -124,7 +119,7 @@ def curvature_rows(cfg, store, dataset: str = "pool", n_rows: int | None = None)
 
 def curvature_id_for(cfg, checkpoint_id: str, example_ids) -> str:
     """The curvature's id: checkpoint + the ids it is fitted on (in order) + config."""
-    return _sha(checkpoint_id, _ids_hash(example_ids), cfg.section_hash("influence", "prompt"))
+    return Workspace(cfg).curvature_id(checkpoint_id, example_ids)
 
 
 def curvature_shards(cfg, n_rows: int) -> list[tuple[int, int]]:
@@ -135,11 +130,11 @@ def curvature_shards(cfg, n_rows: int) -> list[tuple[int, int]]:
 
 
 def curvature_partial_path(cfg, curvature_id: str, kind: str, start: int, end: int) -> str:
-    return str(Path(cfg.workspace.dir) / "curvature" / "partials" / f"{curvature_id}-{kind}-{start}-{end}.safetensors")
+    return str(Workspace(cfg).curvature_partial(curvature_id, kind, start, end))
 
 
 def curvature_bases_path(cfg, curvature_id: str) -> str:
-    return str(Path(cfg.workspace.dir) / "curvature" / "partials" / f"{curvature_id}-bases.safetensors")
+    return str(Workspace(cfg).curvature_bases(curvature_id))
 
 
 def _curvature_partial(cfg, model, tok, modules, rows: pd.DataFrame, what: str, bases=None, progress=True):
@@ -171,7 +166,9 @@ def curvature_shard_stage(cfg, checkpoint_path: str, rows: pd.DataFrame, out_pat
     if bases is not None and [m.name for m in modules] != bases.module_names:
         raise ValueError(f"eigenbases {bases_path} cover modules {bases.module_names}, "
                          f"the config selects {[m.name for m in modules]}")
-    part = _curvature_partial(cfg, model, tok, modules, rows, f"curvature shard {out_path}", bases, progress)
+    # named like the rows' dataset: the error of a too-long row reads the same however it was fitted
+    what = f"curvature on {rows['dataset'].iloc[0]!r}" if "dataset" in rows and len(rows) else f"curvature shard {out_path}"
+    part = _curvature_partial(cfg, model, tok, modules, rows, what, bases, progress)
     part.save(out_path)
     return str(out_path)
 
@@ -198,24 +195,19 @@ def finish_curvature_stage(cfg, store, checkpoint_id: str, partial_paths: list[s
                            dataset: str = "pool") -> str:
     """Combine the shards' partials (in shard order) into the curvature; record it in the store.
     K-FAC: ``partial_paths`` (factor sums).  EK-FAC: also ``bases_path`` and ``eigen_paths``."""
-    from gdig.influence.curvature import Curvature, factors_from_partials, with_eigenvalues
+    from gdig.influence.curvature import Curvature
 
     parts = _load_partials(partial_paths)
     ids = [i for p in parts for i in p.meta["example_ids"]]
     curvature_id = curvature_id_for(cfg, checkpoint_id, ids)
-    path = Path(cfg.workspace.dir) / "curvature" / f"{curvature_id}.safetensors"
+    path = Workspace(cfg).curvature(curvature_id)
     if store.get_curvature(curvature_id) is not None and path.exists():
         return curvature_id
-    strategy = cfg.influence.curvature.strategy
-    if strategy == "ekfac":
-        if bases_path is None or not eigen_paths:
-            raise ValueError("EK-FAC curvature needs the eigenbases file and the eigenvalue partials")
-        bases = Curvature.load(bases_path)
-        if (bases.n_examples, bases.n_tokens) != (sum(p.n_examples for p in parts), sum(p.n_tokens for p in parts)):
-            raise ValueError(f"eigenbases {bases_path} were not computed from these factor partials")
-        curv = with_eigenvalues(bases, _load_partials(eigen_paths))
-    else:
-        curv = factors_from_partials(parts)
+    strategy = curvature_strategy(cfg)
+    if strategy.eigen_pass and (bases_path is None or not eigen_paths):
+        raise ValueError(f"{strategy.label} curvature needs the eigenbases file and the eigenvalue partials")
+    curv = strategy.combine(parts, Curvature.load(bases_path) if strategy.eigen_pass else None,
+                            _load_partials(eigen_paths) if strategy.eigen_pass else None)
     skipped = [i for p in parts for i in p.meta["skipped"]]
     _record_curvature(cfg, store, curv, curvature_id, path, checkpoint_id, dataset, ids, skipped)
     return curvature_id
@@ -224,7 +216,7 @@ def finish_curvature_stage(cfg, store, checkpoint_id: str, partial_paths: list[s
 def _record_curvature(cfg, store, curv, curvature_id, path, checkpoint_id, dataset, ids, skipped) -> None:
     c = cfg.influence.curvature
     kept = [i for i in ids if i not in set(skipped)]
-    curv.meta.update({"checkpoint_id": checkpoint_id, "dataset": dataset, "examples_hash": _ids_hash(kept),
+    curv.meta.update({"checkpoint_id": checkpoint_id, "dataset": dataset, "examples_hash": ids_hash(kept, 16),
                       "skipped": skipped})
     curv.save(path)
     store.add_curvature(
@@ -238,32 +230,17 @@ def _record_curvature(cfg, store, curv, curvature_id, path, checkpoint_id, datas
 
 def fit_curvature_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, progress: bool = True,
                         dataset: str = "pool", device: str | None = None, n_rows: int | None = None) -> str:
-    """The curvature in one process: the same shards, partials and shard-order sums as the
-    mapped flow (curvature_shard_stage + curvature_bases_stage + finish), so the same numbers."""
-    from gdig.influence.curvature import factors_from_partials, with_eigenvalues
+    """The curvature in this process: the graph's curvature walk (plan, a partial per shard,
+    eigenbases and a second pass when the strategy needs them, shard-order sums), so the very
+    numbers the mapped flow computes; ``n_rows``: the reference pool (its first rows)."""
+    from gdig.graph import fit_curvature
+    from gdig.pipeline import PlainExecutor
 
-    rows = curvature_rows(cfg, store, dataset, n_rows)
-    if len(rows) == 0:
-        raise ValueError(f"dataset {dataset!r} is empty: nothing to fit the curvature on")
-    curvature_id = curvature_id_for(cfg, checkpoint_id, rows["example_id"])
-    path = Path(cfg.workspace.dir) / "curvature" / f"{curvature_id}.safetensors"
-    if store.get_curvature(curvature_id) is not None and path.exists():
-        return curvature_id
-    model, tok = _load(cfg, checkpoint_path, device)
-    modules = _modules(cfg, model)
-    blocks = [rows.iloc[a:b].reset_index(drop=True) for a, b in curvature_shards(cfg, len(rows))]
-    what = f"curvature on {dataset!r}"
-    parts = [_curvature_partial(cfg, model, tok, modules, blk, what, None, progress) for blk in blocks]
-    if cfg.influence.curvature.strategy == "ekfac":
-        bases = factors_from_partials(parts, eigenbases=True)
-        eig = [_curvature_partial(cfg, model, tok, modules, blk, what, bases, progress) for blk in blocks]
-        curv = with_eigenvalues(bases, eig)
-    else:
-        curv = factors_from_partials(parts)
-    skipped = [i for p in parts for i in p.meta["skipped"]]
-    _record_curvature(cfg, store, curv, curvature_id, path, checkpoint_id, dataset,
-                      [str(i) for i in rows["example_id"]], skipped)
-    return curvature_id
+    if n_rows is None:
+        n_rows = len(store.dataset_ids(dataset))
+    ex = PlainExecutor(cfg, store, progress=progress, device=device)
+    checkpoint = {"checkpoint_id": checkpoint_id, "path": checkpoint_path}
+    return fit_curvature(ex, checkpoint, {"name": dataset, "n_rows": n_rows})["curvature_id"]
 
 
 # -- seed products ---------------------------------------------------------------------------------
@@ -280,9 +257,9 @@ def seed_products_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, cu
     seeds = pool_rows(store, seed_dataset)
     if len(seeds) == 0:
         raise ValueError(f"seed dataset {seed_dataset!r} is empty")
-    products_id = _sha(curvature_id, checkpoint_id, _ids_hash(seeds["example_id"]),
-                       cfg.section_hash("influence", "prompt"))
-    path = Path(cfg.workspace.dir) / "seeds" / f"{products_id}.safetensors"
+    ws = Workspace(cfg)
+    products_id = ws.products_id(curvature_id, checkpoint_id, seeds["example_id"])
+    path = ws.seed_products(products_id)
     if path.exists():
         return str(path)
     curv = Curvature.load(rec["path"])
@@ -395,9 +372,9 @@ def merge_scores_stage(cfg, store, shard_paths: list[str], curvature_id: str, pr
     if keep is not None:
         table = table.filter(pa.array([e in keep for e in table.column("example_id").to_pylist()]))
     ids = table.column("example_id").to_pylist()
-    scoring_id = _sha(curvature_id, str(pmeta.get("products_id")), candidate_dataset, _ids_hash(ids),
-                      cfg.section_hash("influence", "prompt"))
-    matrix_path = Path(cfg.workspace.dir) / "scores" / f"{scoring_id}.matrix.parquet"
+    ws = Workspace(cfg)
+    scoring_id = ws.scoring_id(curvature_id, str(pmeta.get("products_id")), candidate_dataset, ids)
+    matrix_path = ws.score_matrix(scoring_id)
     matrix_path.parent.mkdir(parents=True, exist_ok=True)
     matrix = table.select(["example_id", "position", "scores"]).replace_schema_metadata(
         {"gdig": json.dumps({"seed_ids": seed_ids, "scoring_id": scoring_id, "curvature_id": curvature_id})})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 
 import numpy as np
 import pandas as pd
@@ -11,6 +9,7 @@ import pandas as pd
 from gdig.config import PrefilterConfig
 from gdig.prefilter.langid import backend_version
 from gdig.prefilter.rules import CHECK_NAMES, CHECKS, MEASURES, Pairs
+from gdig.workspace import json_hash
 
 # bump when a rule measures differently: decisions stored under an older signature are then stale
 RULES_VERSION = 2  # 2: a side without word counts (zh, ja...) leaves length.min_words to the other
@@ -18,12 +17,8 @@ RULES_VERSION = 2  # 2: a side without word counts (zh, ja...) leaves length.min
 
 def prefilter_signature(cfg: PrefilterConfig, src_lang: str, tgt_lang: str) -> str:
     """Content hash of everything a verdict depends on besides the text itself."""
-    blob = json.dumps(
-        {"config": cfg.model_dump(mode="json"), "pair": [src_lang, tgt_lang],
-         "rules": RULES_VERSION, "langid": backend_version() if cfg.enabled and cfg.langid.enabled else None},
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json_hash({"config": cfg.model_dump(mode="json"), "pair": [src_lang, tgt_lang],
+                      "rules": RULES_VERSION, "langid": backend_version() if cfg.enabled and cfg.langid.enabled else None})
 
 
 def prefilter_rows(rows: pd.DataFrame, cfg: PrefilterConfig, src_lang: str, tgt_lang: str) -> pd.DataFrame:

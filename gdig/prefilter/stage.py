@@ -4,7 +4,7 @@ what is scored and selected) and for the seed and eval sets (reported only, neve
 Verdicts are stored under a signature of the rules' settings and the language pair, so an
 unchanged prefilter is never recomputed and a changed threshold recomputes only the verdicts
 (seconds): the pool checkpoint and the curvature never depend on them, and scoring reuses every
-row already scored (see gdig.pipeline.score_shard_step).
+row already scored (see gdig.stages.influence.score_shard).
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ clustering a selection used is stored under the same id (clusters.clustering_id)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from gdig.selection.select import Selection, select
+from gdig.workspace import json_hash
 
 
 # the selection settings each strategy reads: a change to any other leaves its id (and result) alone
@@ -46,8 +46,7 @@ def selection_id(scoring_id: str, strategy: str, budget: int, sel_cfg) -> str:
     leaves random / diversity / loss selections as they are."""
     key = {"scoring_id": scoring_id, "strategy": strategy, "budget": int(budget),
            **strategy_settings(strategy, sel_cfg)}
-    blob = json.dumps(key, sort_keys=True)
-    return f"{strategy}-{budget}-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return f"{strategy}-{budget}-" + json_hash(key, 12)
 
 
 def load_pool(store, scoring_id: str, need_sketches: bool) -> tuple[pd.DataFrame, np.ndarray | None]:

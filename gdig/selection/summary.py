@@ -52,6 +52,11 @@ class SelectSummary:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "SelectSummary":
+        """The summary back from to_dict() (what a stage returns and a Prefect result keeps)."""
+        return cls(**{**d, "selections": [SelectionReport(**r) for r in d.get("selections", [])]})
+
     def render(self) -> str:
         lines = []
         if self.datasets:  # nothing dropped silently: what ingest kept once or rejected, per dataset

@@ -13,6 +13,7 @@ from gdig.data.readers.hf_datasets import hub_fingerprint, read_disk, read_hub
 from gdig.data.readers.jsonfile import read_json, read_jsonl
 from gdig.data.readers.moses import read_moses
 from gdig.data.readers.tsv import read_tsv
+from gdig.workspace import feed_file
 
 _READERS = {"jsonl": read_jsonl, "json": read_json, "tsv": read_tsv, "moses": read_moses,
             "disk": read_disk, "hub": read_hub}
@@ -40,8 +41,6 @@ def content_hash(source: Source) -> str:
     for f in source.files:
         if base is not None:
             h.update(str(f.relative_to(base)).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        feed_file(h, f)
         h.update(b"\x00")
     return h.hexdigest()

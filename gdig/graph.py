@@ -1,0 +1,222 @@
+"""The stage graph of `gdig select` and `gdig run`, declared once.
+
+`STAGES` declares every stage: its name (the Prefect task's name and the StageError prefix), the
+gdig function that computes it, the inputs it takes (upstream results by parameter name), what
+it returns, the config sections and code modules its result depends on (the cache key follows
+from them), and whether it is mapped over shards.  `select`, `score`, `fit_curvature` and
+`prove` below are the stage order, written once: they walk the graph through an executor,
+
+    gdig.pipeline.PlainExecutor   every stage in this process (`--no-prefect`, notebooks)
+    tasks.executor.PrefectExecutor  one Prefect task per stage, mapped shards on a task runner
+
+so both run the same stages with the same inputs in the same order.  No Prefect here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any, Callable, Protocol
+
+from gdig.influence.strategies import curvature_strategy
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: str  # "module:function" of fn(ctx: StageContext, **inputs) -> result
+    inputs: tuple[str, ...] = ()  # parameter names: upstream results and per-call values
+    output: str = ""
+    sections: tuple[str, ...] = ()  # config sections its result depends on ("a.b": a sub-section)
+    modules: tuple[str, ...] = ()  # gdig modules its result depends on, besides run's own module
+    maps: str | None = None  # mapped over shards: what one mapped pass is called
+    uses_store: bool = True  # False: never opens the store, so it can run on any worker
+    cached: bool = True  # False: recomputed every run (the report)
+    settings: str | None = None  # "module:function" (cfg, inputs) -> settings read beyond `sections`
+    reports_progress: bool = False  # its loops send progress events (tasks forward them to the run)
+
+    def function(self) -> Callable[..., Any]:
+        module, name = self.run.split(":")
+        return getattr(import_module(module), name)  # looked up per call: a patched function is used
+
+    def code_modules(self) -> tuple[str, ...]:
+        return (self.run.split(":")[0],) + self.modules
+
+    def settings_read(self, cfg, inputs: dict) -> Any:
+        if self.settings is None:
+            return None
+        module, name = self.settings.split(":")
+        return getattr(import_module(module), name)(cfg, inputs)
+
+
+# what the model sees: every stage that runs it depends on these
+MODEL_INPUT = ("languages", "model", "prompt", "influence.modules", "influence.loss")
+CURVATURE = MODEL_INPUT + ("influence.curvature",)
+ENGINE = ("gdig.influence.stages", "gdig.influence.hooks", "gdig.influence.modules")
+SELECTION = ("gdig.selection.select", "gdig.selection.quality", "gdig.selection.allocation",
+             "gdig.selection.diversity", "gdig.selection.baselines", "gdig.selection.outputs")
+PREFILTER = ("gdig.prefilter.rules", "gdig.prefilter.decisions", "gdig.prefilter.stage", "gdig.prefilter.langid",
+             "gdig.prefilter.text", "gdig.prefilter.scripts", "gdig.prefilter.charclass")
+EVALUATE = ("evaluate.batch_size", "evaluate.num_beams", "evaluate.max_new_tokens", "evaluate.length_ratio")
+
+STAGES: tuple[Stage, ...] = (
+    # 0. data
+    Stage("ingest", "gdig.stages.data:ingest", (), "fingerprints of pool, seed, eval sets; the reference pool",
+          ("languages", "data", "prompt", "orchestration.refit_on_append"),
+          ("gdig.data.ingest", "gdig.data.readers", "gdig.data.validate"),
+          settings="gdig.stages.data:source_fingerprints", reports_progress=True),
+    Stage("prefilter", "gdig.stages.data:prefilter", ("data",), "verdict counts per rule per dataset",
+          ("prefilter", "languages"), PREFILTER),
+    # 1. the model on the pool
+    Stage("finetune-pool", "gdig.stages.model:finetune_pool", ("reference",), "checkpoint id + path",
+          ("languages", "model", "prompt", "pool_finetune"), ("gdig.train", "gdig.data.prompts", "gdig.workspace"),
+          reports_progress=True),
+    # 2. curvature, mapped over shards of the reference pool
+    Stage("plan-curvature", "gdig.stages.influence:plan_curvature", ("checkpoint", "reference"),
+          "curvature id, aligned shards of rows, partial-file paths",
+          CURVATURE + ("influence.scoring.shard_size",), ("gdig.influence.stages", "gdig.workspace")),
+    Stage("curvature-shard", "gdig.stages.influence:curvature_shard", ("checkpoint", "rows", "out_path", "bases"),
+          "path of one shard's partial sums", CURVATURE, ENGINE + ("gdig.influence.curvature",),
+          maps="curvature shards", uses_store=False, reports_progress=True),
+    Stage("curvature-bases", "gdig.stages.influence:curvature_bases", ("plan", "factors"),
+          "path of the eigenbases (EK-FAC, between the passes)", CURVATURE,
+          ("gdig.influence.stages", "gdig.influence.curvature", "gdig.influence.strategies"), uses_store=False),
+    Stage("fit-curvature", "gdig.stages.influence:fit_curvature", ("checkpoint", "plan", "factors", "bases", "eigen"),
+          "curvature id", CURVATURE,
+          ENGINE + ("gdig.influence.curvature", "gdig.influence.strategies", "gdig.workspace")),
+    # 3. seed side
+    Stage("seed-products", "gdig.stages.influence:seed_products", ("checkpoint", "curvature", "seed"),
+          "products path", CURVATURE + ("influence.seed_set",),
+          ENGINE + ("gdig.influence.seeds", "gdig.influence.inverse", "gdig.influence.strategies", "gdig.workspace"),
+          reports_progress=True),
+    # 4. influence, mapped over shards of the rows that pass the prefilter
+    Stage("plan-shards", "gdig.stages.influence:plan_shards", ("pool", "prefilter", "curvature", "products"),
+          "aligned shards of rows, Parquet paths", ("influence", "prompt"), ("gdig.workspace",)),
+    Stage("score-shard", "gdig.stages.influence:score_shard", ("checkpoint", "products", "rows", "out_path"),
+          "paths of one shard's score files", MODEL_INPUT + ("influence.scoring",),
+          ENGINE + ("gdig.influence.scoring", "gdig.influence.seeds", "gdig.workspace"),
+          maps="score shards", uses_store=False, reports_progress=True),
+    Stage("merge-scores", "gdig.stages.influence:merge_scores", ("shards", "curvature", "products"), "scoring id",
+          ("influence.scoring",), ("gdig.influence.stages", "gdig.workspace")),
+    # 5-6. quality, diversity, per strategy x budget
+    Stage("quality", "gdig.stages.selection:quality", ("scoring",), "γ used and D_hq size per budget",
+          ("selection.gamma", "selection.hq_multiple", "selection.quality", "selection.budgets"),
+          ("gdig.selection.quality",)),
+    Stage("cluster-resample", "gdig.stages.selection:cluster_resample", ("scoring", "quality", "strategy", "budget"),
+          "selection id, size", (), SELECTION, settings="gdig.stages.selection:settings_read"),
+    Stage("export", "gdig.stages.selection:export", ("selection",), "JSONL path", (), SELECTION + ("gdig.workspace",)),
+    Stage("summarize-selection", "gdig.stages.selection:summarize", ("scoring", "prefilter", "exports"),
+          "summary (dict + text)", ("selection",), SELECTION + ("gdig.selection.summary",)),
+    # 7. the proof: finetune on each selection, translate, score, report
+    Stage("base-model", "gdig.stages.model:base_model", (), "the base model as a checkpoint", ("model",),
+          ("gdig.train",)),
+    Stage("finetune-selection", "gdig.stages.model:finetune_selection", ("selection",), "checkpoint, steps",
+          ("languages", "model", "prompt", "finetune"), ("gdig.train", "gdig.data.prompts", "gdig.workspace"),
+          reports_progress=True),
+    Stage("translate", "gdig.stages.proof:translate", ("checkpoint", "eval_set"), "row count",
+          ("languages", "model", "prompt") + EVALUATE, ("gdig.evaluate",), reports_progress=True),
+    Stage("metrics", "gdig.stages.proof:metrics", ("checkpoint", "translation"), "BLEU, chrF, COMET (or why not)",
+          ("languages", "evaluate.comet"), ("gdig.evaluate",)),
+    Stage("report", "gdig.stages.proof:report", ("summary", "metrics"), "report paths, comparison table",
+          (), ("gdig.report", "gdig.evaluate"), cached=False),
+)
+BY_NAME = {s.name: s for s in STAGES}
+
+
+def stage(name: str) -> Stage:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no stage {name!r} in the graph; stages: {', '.join(BY_NAME)}") from None
+
+
+def check_call(spec: Stage, inputs: dict, mapped: bool) -> None:
+    """An executor's guard: the walk passes only declared inputs, and maps only mapped stages."""
+    unknown = sorted(set(inputs) - set(spec.inputs))
+    if unknown:
+        raise TypeError(f"stage {spec.name!r} declares inputs {list(spec.inputs)}, was given {unknown}")
+    if mapped != (spec.maps is not None):
+        raise TypeError(f"stage {spec.name!r} is {'' if spec.maps else 'not '}mapped over shards")
+
+
+class Executor(Protocol):
+    cfg: Any
+
+    def run(self, name: str, **inputs) -> Any: ...
+
+    def map(self, name: str, calls: list[dict], what: str | None = None) -> list[Any]: ...
+
+
+# -- the stage order ------------------------------------------------------------------------------
+
+def fit_curvature(ex: Executor, checkpoint: dict, reference: dict) -> dict:
+    """Step 2: partial sums per shard of the reference pool, summed in shard order (EK-FAC: then
+    eigenbases and a second mapped pass for the corrected eigenvalues)."""
+    plan = ex.run("plan-curvature", checkpoint=checkpoint, reference=reference)
+    factors = ex.map("curvature-shard", [{"checkpoint": checkpoint, "rows": s["rows"], "out_path": s["factors_path"]}
+                                         for s in plan["shards"]])
+    bases = eigen = None
+    if curvature_strategy(ex.cfg).eigen_pass:
+        bases = ex.run("curvature-bases", plan=plan, factors=factors)
+        eigen = ex.map("curvature-shard", [{"checkpoint": checkpoint, "rows": s["rows"], "out_path": s["eigen_path"],
+                                            "bases": bases} for s in plan["shards"]], "curvature eigenvalue shards")
+    return ex.run("fit-curvature", checkpoint=checkpoint, plan=plan, factors=factors, bases=bases, eigen=eigen)
+
+
+def score(ex: Executor) -> dict:
+    """Steps 0-4: data, prefilter, pool model, curvature, seed products, scores of the pool."""
+    data = ex.run("ingest")
+    screened = ex.run("prefilter", data=data)
+    checkpoint = ex.run("finetune-pool", reference=data["reference"])
+    curvature = fit_curvature(ex, checkpoint, data["reference"])
+    products = ex.run("seed-products", checkpoint=checkpoint, curvature=curvature, seed=data["seed"])
+    shards = ex.run("plan-shards", pool=data["pool"], prefilter=screened["datasets"].get("pool"),
+                    curvature=curvature, products=products)
+    scored = ex.map("score-shard", [{"checkpoint": checkpoint, "products": products, "rows": s["rows"],
+                                     "out_path": s["out_path"]} for s in shards])
+    scoring = ex.run("merge-scores", shards=scored, curvature=curvature, products=products)
+    return {"data": data, "prefilter": screened, "checkpoint": checkpoint, "curvature": curvature,
+            "products": products, "scoring": scoring}
+
+
+def select(ex: Executor) -> dict:
+    """`gdig select`: the scores, then quality, cluster + resample and export per strategy x budget."""
+    from gdig.stages.selection import reads_quality, selection_jobs
+
+    scored = score(ex)
+    scoring = scored["scoring"]
+    high_quality = ex.run("quality", scoring=scoring)
+    selections = [ex.run("cluster-resample", scoring=scoring, quality=high_quality if reads_quality(s) else None,
+                         strategy=s, budget=b) for s, b in selection_jobs(ex.cfg)]
+    exports = [ex.run("export", selection=selection) for selection in selections]
+    # the verdict counts, not the prefilter's result: a new eval set judged leaves an unfiltered summary alone
+    summary = ex.run("summarize-selection", scoring=scoring, prefilter=scored["prefilter"]["datasets"],
+                     exports=exports)
+    return {**scored, "quality": high_quality, "selections": exports, "summary": summary}
+
+
+def prove(ex: Executor, selected: dict, evaluate_base: bool = True) -> dict:
+    """`gdig run` after the selection: the base model and a model finetuned on every selection
+    (same steps per budget), each eval set translated and scored, then the report."""
+    eval_sets = selected["data"]["eval"]
+
+    def evaluate(model: dict) -> list[dict]:
+        return [ex.run("metrics", checkpoint=model, translation=ex.run("translate", checkpoint=model, eval_set=e))
+                for e in eval_sets]
+
+    baseline = evaluate(ex.run("base-model")) if evaluate_base else []
+    models, scores = [], []
+    for selection in selected["selections"]:
+        models.append(ex.run("finetune-selection", selection=selection))
+        scores += evaluate(models[-1])
+    report = ex.run("report", summary=selected["summary"], metrics=scores)
+    return {**selected, "models": models, "metrics": scores, "baseline": baseline, "report": report}
+
+
+def describe() -> str:
+    """The declaration as a markdown table (docs/DESIGN.md shows it; a test keeps them equal)."""
+    rows = ["| stage | inputs | returns | config sections | mapped |", "|---|---|---|---|---|"]
+    for s in STAGES:
+        rows.append(f"| `{s.name}` | {', '.join(s.inputs) or '—'} | {s.output} | "
+                    f"{', '.join(s.sections) or ('settings it reads' if s.settings else '—')} | {s.maps or ''} |")
+    return "\n".join(rows)

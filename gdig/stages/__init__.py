@@ -1,0 +1,26 @@
+"""The stage functions the graph (gdig.graph) declares: fn(ctx, **inputs) -> a small result.
+
+Each takes a StageContext (config, store, progress, device) and the upstream results it declares,
+and returns a small dict (ids, paths, counts) that the next stages take.  Both executors call
+them: gdig.pipeline (in this process) and the Prefect tasks (tasks/), one task per stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gdig.workspace import Workspace
+
+
+@dataclass
+class StageContext:
+    cfg: Any
+    store: Any = None  # None for the stages that never open the store (mapped shards)
+    progress: bool = True
+    device: str | None = None  # where a mapped shard runs (orchestration.devices); None: model.device
+    run: tuple[str, dict] | None = None  # the report's (run directory name, header); None: plain defaults
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(self.cfg)

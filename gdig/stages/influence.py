@@ -1,0 +1,194 @@
+"""Stages 2-4: curvature (planned, mapped over shards, combined), seed products, scoring
+(planned, mapped over shards, merged).  The mapped stages never open the store: they get rows
+and write files, so they run on any worker; the driver's stages load them into DuckDB.
+
+Shard files are reused: a curvature partial or a score shard on disk is named by everything it
+depends on (Workspace), so an interrupted or repeated run computes only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gdig.stages import StageContext
+from gdig.workspace import ids_hash
+
+
+# -- curvature ------------------------------------------------------------------------------------
+
+def plan_curvature(ctx: StageContext, checkpoint: dict, reference: dict) -> dict:
+    """The curvature rows (the reference pool, or its sample: appended candidates never enter)
+    cut in aligned shards, with the paths of their partial-sum files."""
+    from gdig.influence.stages import curvature_rows, curvature_shards
+
+    ws = ctx.workspace
+    rows = curvature_rows(ctx.cfg, ctx.store, reference["name"], n_rows=reference["n_rows"])
+    if len(rows) == 0:
+        raise ValueError(f"dataset {reference['name']!r} is empty: nothing to fit the curvature on")
+    cid = ws.curvature_id(checkpoint["checkpoint_id"], rows["example_id"])
+    shards = [{"index": i, "start": a, "end": b, "rows": rows.iloc[a:b].reset_index(drop=True),
+               "factors_path": str(ws.curvature_partial(cid, "factors", a, b)),
+               "eigen_path": str(ws.curvature_partial(cid, "eigen", a, b))}
+              for i, (a, b) in enumerate(curvature_shards(ctx.cfg, len(rows)))]
+    return {"curvature_id": cid, "dataset": reference["name"], "strategy": ctx.cfg.influence.curvature.strategy,
+            "shards": shards, "bases_path": str(ws.curvature_bases(cid))}
+
+
+def curvature_shard(ctx: StageContext, checkpoint: dict, rows, out_path: str, bases: dict | None = None) -> dict:
+    """Partial curvature sums of one shard -> safetensors: the factor sums, or with ``bases``
+    (EK-FAC) the corrected-eigenvalue sums in those eigenbases.  A file already there (written
+    atomically, named by curvature id, kind and range) is reused."""
+    from gdig.influence.stages import curvature_shard_stage
+
+    if not Path(out_path).exists():
+        curvature_shard_stage(ctx.cfg, checkpoint["path"], rows, out_path, device=ctx.device,
+                              bases_path=bases["path"] if bases else None, progress=ctx.progress)
+    return {"path": str(out_path), "n_rows": len(rows)}
+
+
+def curvature_bases(ctx: StageContext, plan: dict, factors: list[dict]) -> dict:
+    """EK-FAC between the two mapped passes: summed factors (shard order) and their eigenbases."""
+    from gdig.influence.stages import curvature_bases_stage
+
+    return {"path": curvature_bases_stage(ctx.cfg, [f["path"] for f in factors], plan["bases_path"])}
+
+
+def fit_curvature(ctx: StageContext, checkpoint: dict, plan: dict, factors: list[dict],
+                  bases: dict | None = None, eigen: list[dict] | None = None) -> dict:
+    """The fitted curvature: the shards' partials summed in shard order, recorded in the store."""
+    from gdig.influence.stages import finish_curvature_stage
+
+    cid = finish_curvature_stage(ctx.cfg, ctx.store, checkpoint["checkpoint_id"], [f["path"] for f in factors],
+                                 eigen_paths=[e["path"] for e in eigen] if eigen else None,
+                                 bases_path=bases["path"] if bases else None, dataset=plan["dataset"])
+    return {"curvature_id": cid}
+
+
+def seed_products(ctx: StageContext, checkpoint: dict, curvature: dict, seed: dict) -> dict:
+    """H⁻¹ g_s per seed (or seed group); seed = the seed set's fingerprint."""
+    from gdig.influence.stages import seed_products_stage
+
+    return {"products_path": seed_products_stage(ctx.cfg, ctx.store, checkpoint["path"], checkpoint["checkpoint_id"],
+                                                 curvature["curvature_id"], progress=ctx.progress)}
+
+
+# -- scoring --------------------------------------------------------------------------------------
+
+def scoring_rows(cfg, store):
+    """The pool rows that are scored (and so can be selected): those that pass the prefilter."""
+    from gdig.influence.stages import pool_rows
+    from gdig.prefilter.stage import passing_ids
+
+    rows = pool_rows(store)
+    keep = passing_ids(cfg, store)
+    return rows if keep is None else rows[rows["example_id"].isin(keep)].reset_index(drop=True)
+
+
+def shard_rows(rows, start: int, end: int):
+    """The scored rows whose pool position is in [start, end)."""
+    return rows[(rows["position"] >= start) & (rows["position"] < end)].reset_index(drop=True)
+
+
+def plan_shards(ctx: StageContext, pool: dict, prefilter: dict | None, curvature: dict, products: dict) -> list[dict]:
+    """The pool as ingest fingerprinted it, cut in aligned position ranges, each with its rows
+    that pass the prefilter (`prefilter`: the pool's verdict counts, None when it is off):
+    appended rows only add (or complete) the last shards."""
+    from gdig.influence.stages import shard_ranges
+
+    n = pool["n_rows"]  # rows another run appended since ingest are not this config's
+    if ids_hash(ctx.store.dataset_ids(pool["name"])[:n]) != pool["ids_hash"]:
+        raise RuntimeError(f"dataset {pool['name']!r} changed in the store since it was ingested; run again")
+    rows = scoring_rows(ctx.cfg, ctx.store)
+    rows = rows[rows["position"] < n]
+    out = []
+    for i, (start, end) in enumerate(shard_ranges(n, ctx.cfg.influence.scoring.shard_size)):
+        part = shard_rows(rows, start, end)
+        path = ctx.workspace.score_shard(curvature["curvature_id"], products["products_path"], start, end)
+        out.append({"index": i, "start": start, "end": end, "ids_hash": ids_hash(part["example_id"]),
+                    "rows": part, "out_path": str(path)})
+    return out
+
+
+def score_shard(ctx: StageContext, checkpoint: dict, products: dict, rows, out_path: str) -> dict:
+    """Scores + sketches of one shard of candidates -> Parquet files.
+
+    Rows already scored are reused: the file at out_path, plus "delta" files
+    ``<stem>+<hash>.parquet`` holding rows added to the range later (rows that pass a loosened
+    prefilter), so a changed rule scores at most the rows that newly pass.  A file whose rows
+    disagree with the pool (another example at a position) is recomputed.  The engine writes to
+    a temporary name and renames it when complete: a crash never leaves a partial file.
+    """
+    start, end = (int(rows["position"].min()), int(rows["position"].max()) + 1) if len(rows) else (0, 0)
+    out = Path(out_path)
+    files, have, skipped = _reusable(out, rows)
+    done = {pos for _, pos in have}
+    wanted = zip(map(int, rows["position"]), map(str, rows["example_id"]))
+    missing = rows[[p not in done and e not in skipped for p, e in wanted]]
+    paths = [str(f) for f in files]
+    if not files or len(missing):
+        target = out if not files else out.with_name(f"{out.stem}+{ids_hash(missing['example_id'], 16)}.parquet")
+        _score_into(ctx, checkpoint["path"], products["products_path"], missing.reset_index(drop=True), target)
+        paths.append(str(target))
+    return {"paths": paths, "start": start, "end": end, "n_rows": len(rows)}
+
+
+def _reusable(out: Path, rows) -> tuple[list[Path], set[tuple[str, int]], set[str]]:
+    """The shard's files that can be kept, the (example_id, position) pairs they hold and the ids
+    the engine skipped as too long; stale or unreadable files are deleted."""
+    files = _shard_files(out)
+    have, skipped = _scored(files)
+    wanted = dict(zip(map(int, rows["position"]), map(str, rows["example_id"])))
+    if files is None or any(wanted.get(pos, eid) != eid for eid, pos in have):
+        out.unlink(missing_ok=True)  # unreadable or stale: start over
+        for d in out.parent.glob(f"{out.stem}+*.parquet"):
+            d.unlink()
+        return [], set(), set()
+    return files, have, skipped
+
+
+def _score_into(ctx: StageContext, checkpoint_path: str, products_path: str, rows, target: Path) -> None:
+    from gdig.influence.stages import score_shard_stage
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.stem + ".partial.parquet")
+    written = Path(score_shard_stage(ctx.cfg, checkpoint_path, products_path, rows, str(tmp),
+                                     progress=ctx.progress, device=ctx.device))
+    written.replace(target)
+
+
+def _shard_files(out: Path) -> list[Path] | None:
+    """The files of a shard (out_path first, then its deltas); None when one is unreadable."""
+    import pyarrow.parquet as pq
+
+    files = ([out] if out.exists() else []) + sorted(out.parent.glob(f"{out.stem}+*.parquet"))
+    try:
+        for f in files:
+            pq.read_schema(f)
+    except Exception:  # e.g. truncated by a crash outside the engine: recompute
+        return None
+    return files
+
+
+def _scored(files: list[Path] | None) -> tuple[set[tuple[str, int]], set[str]]:
+    """(example_id, position) pairs in the files, and the ids the engine skipped as too long."""
+    import pyarrow.parquet as pq
+
+    have, skipped = set(), set()
+    for f in files or []:
+        t = pq.read_table(f, columns=["example_id", "position"])
+        have |= set(zip(t.column("example_id").to_pylist(), t.column("position").to_pylist()))
+        meta = t.schema.metadata or {}
+        skipped |= set(json.loads(meta.get(b"gdig", b"{}")).get("skipped", []))
+    return have, skipped
+
+
+def merge_scores(ctx: StageContext, shards: list[dict], curvature: dict, products: dict) -> dict:
+    """Load the shards' files into the store (aggregates, sketches, candidate x seed matrix),
+    keeping the rows that are scored now (a row a tightened prefilter rejects drops out)."""
+    from gdig.influence.stages import merge_scores_stage
+
+    paths = [p for s in shards for p in s["paths"]]
+    sid = merge_scores_stage(ctx.cfg, ctx.store, paths, curvature["curvature_id"], products["products_path"],
+                             keep=set(scoring_rows(ctx.cfg, ctx.store)["example_id"]))
+    return {"scoring_id": sid, "n_shards": len(shards)}

@@ -1,0 +1,138 @@
+"""The workspace: where a config's artifacts live and how results are named.
+
+Every content hash gdig writes (example ids, curvature / products / scoring ids, checkpoint
+directories, selection ids, cache keys) goes through `sha` / `ids_hash` / `json_hash`, and every
+artifact path through `Workspace`, so the workspace's identity and layout are read in one place.
+Names and lengths are those of the files already on disk: changing one orphans existing
+workspaces' artifacts.
+
+    {dir}/curvature/{curvature_id}.safetensors             fitted factors
+    {dir}/curvature/partials/{id}-{kind}-{a}-{b}.safetensors  per-shard sums (kind: factors, eigen)
+    {dir}/curvature/partials/{id}-bases.safetensors         EK-FAC eigenbases between the passes
+    {dir}/seeds/{products_id}.safetensors                   seed products
+    {dir}/scores/shards/{cid}-{products}-{settings}-{a}-{b}.parquet   score shards (+ deltas)
+    {dir}/scores/{scoring_id}.matrix.parquet                candidate x seed matrix
+    {dir}/checkpoints/{prefix}-{fingerprint}/               finetuned models
+    {dir}/selections/{selection_id}.jsonl                   exports
+    {dir}/reports/<run>/, reports/latest                    run reports
+    {dir}/prefect-results/, prefect-runs/                   the Prefect executor's cache and run records
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+
+# -- content hashes -------------------------------------------------------------------------------
+
+def sha(data: str | bytes, n: int | None = 32) -> str:
+    """Hex sha256 of text (UTF-8) or bytes, cut to n characters (None: all 64)."""
+    digest = hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
+    return digest if n is None else digest[:n]
+
+
+def ids_hash(ids: Iterable[Any], n: int = 32) -> str:
+    """Fingerprint of an ordered list of example ids (ids are content hashes already)."""
+    return sha("\n".join(map(str, ids)), n)
+
+
+def json_hash(value: Any, n: int | None = 16) -> str:
+    """Hash of a JSON-able value, keys sorted (what is not JSON is hashed by its str)."""
+    return sha(json.dumps(value, sort_keys=True, default=str), n)
+
+
+def parts_hash(*parts: str, n: int = 16) -> str:
+    """Hash of a few ids joined by '|' (the id of a result made from those inputs)."""
+    return sha("|".join(parts), n)
+
+
+def feed_file(h, path: str | Path) -> None:
+    """Stream a file's bytes into a running hashlib hash."""
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+
+
+def file_digest(path: str | Path, n: int = 32) -> str:
+    """Content hash of a file, or of every file under a directory (relative names included)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
+        feed_file(h, f)
+    return h.hexdigest()[:n]
+
+
+# -- the workspace --------------------------------------------------------------------------------
+
+class Workspace:
+    """Paths and identities of one config's workspace (`workspace.dir`, `workspace.db`)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.dir = Path(cfg.workspace.dir)
+        self.db = cfg.workspace.db
+
+    # identities
+    def settings_hash(self, *sections: str) -> str:
+        """Content hash of whole config sections: the settings signature of a result."""
+        dump = self.cfg.model_dump(mode="json")
+        return json_hash({s: dump[s] for s in sections})
+
+    def curvature_id(self, checkpoint_id: str, example_ids) -> str:
+        """Checkpoint + the ids it is fitted on (in order) + the influence and prompt settings."""
+        return parts_hash(checkpoint_id, ids_hash(example_ids, 16), self.settings_hash("influence", "prompt"))
+
+    def products_id(self, curvature_id: str, checkpoint_id: str, seed_ids) -> str:
+        return parts_hash(curvature_id, checkpoint_id, ids_hash(seed_ids, 16),
+                          self.settings_hash("influence", "prompt"))
+
+    def scoring_id(self, curvature_id: str, products_id: str, dataset: str, example_ids) -> str:
+        return parts_hash(curvature_id, products_id, dataset, ids_hash(example_ids, 16),
+                          self.settings_hash("influence", "prompt"))
+
+    # artifact paths
+    def curvature(self, curvature_id: str) -> Path:
+        return self.dir / "curvature" / f"{curvature_id}.safetensors"
+
+    def curvature_partial(self, curvature_id: str, kind: str, start: int, end: int) -> Path:
+        return self.dir / "curvature" / "partials" / f"{curvature_id}-{kind}-{start}-{end}.safetensors"
+
+    def curvature_bases(self, curvature_id: str) -> Path:
+        return self.dir / "curvature" / "partials" / f"{curvature_id}-bases.safetensors"
+
+    def seed_products(self, products_id: str) -> Path:
+        return self.dir / "seeds" / f"{products_id}.safetensors"
+
+    def score_shard(self, curvature_id: str, products_path: str, start: int, end: int) -> Path:
+        """The name carries everything the scores depend on: curvature, seed products (named by
+        their content-hash id) and the scoring settings, so a file is reused only for the very
+        settings that wrote it."""
+        settings = self.settings_hash("influence")[:4] + self.settings_hash("prompt")[:4]
+        return self.dir / "scores" / "shards" / f"{curvature_id}-{Path(products_path).stem}-{settings}-{start}-{end}.parquet"
+
+    def score_matrix(self, scoring_id: str) -> Path:
+        return self.dir / "scores" / f"{scoring_id}.matrix.parquet"
+
+    def checkpoint(self, prefix: str, fingerprint: str) -> Path:
+        return self.dir / "checkpoints" / f"{prefix}-{fingerprint}"
+
+    def export(self, selection_id: str) -> Path:
+        return self.dir / "selections" / f"{selection_id}.jsonl"
+
+    @property
+    def reports(self) -> Path:
+        return self.dir / "reports"
+
+    @property
+    def prefect_results(self) -> Path:
+        return self.dir / "prefect-results"
+
+    @property
+    def prefect_runs(self) -> Path:
+        """One record per flow run this workspace started (tasks.ghosts marks dead ones Crashed)."""
+        return self.dir / "prefect-runs"

@@ -1,0 +1,100 @@
+"""The stage graph declared once (gdig.graph): both executors walk it, cache keys follow from
+what each stage declares, and the docs show the declaration as it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gdig import graph
+from gdig.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHED = [s for s in graph.STAGES if s.cached]
+
+
+def _cfg(tmp_path, **sections):
+    return parse_config({"workspace": {"db": str(tmp_path / "w.duckdb"), "dir": str(tmp_path / "art")},
+                         "languages": {"src": "de", "tgt": "en"}, "model": {"name_or_path": "sshleifer/tiny-gpt2"},
+                         **sections})
+
+
+def keys(cfg, strategy: str = "gdig") -> dict[str, str]:
+    """Every cached stage's key for the same (content-free) inputs: only its declaration differs."""
+    from tasks.keys import declared_key
+
+    return {s.name: declared_key(s.name, cfg, {"cfg": cfg, "strategy": strategy}, source="def task(): ...")
+            for s in CACHED}
+
+
+def changed(a: dict, b: dict) -> set[str]:
+    return {k for k in a if a[k] != b[k]}
+
+
+@pytest.mark.parametrize("module", ["gdig.influence.scoring", "gdig.influence.curvature", "gdig.train",
+                                    "gdig.selection.diversity", "gdig.stages.influence", "gdig.workspace"])
+def test_a_code_change_renews_exactly_the_stages_that_declare_the_module(tmp_path, monkeypatch, module):
+    import tasks.keys
+
+    cfg = _cfg(tmp_path)
+    before = keys(cfg)
+    real = tasks.keys.module_source_hash
+    monkeypatch.setattr(tasks.keys, "module_source_hash", lambda m: "edited" if m == module else real(m))
+    expected = {s.name for s in CACHED if module in s.code_modules()}
+    assert expected and changed(before, keys(cfg)) == expected
+
+
+def test_a_config_change_renews_exactly_the_stages_that_read_it(tmp_path):
+    base = keys(_cfg(tmp_path))
+    scoring = keys(_cfg(tmp_path, influence={"scoring": {"batch_size": 7}}))
+    assert changed(base, scoring) == {"plan-shards", "score-shard", "merge-scores"}
+    damping = keys(_cfg(tmp_path, influence={"curvature": {"damping": 0.1}}))
+    assert changed(base, damping) == {"plan-curvature", "curvature-shard", "curvature-bases", "fit-curvature",
+                                      "seed-products", "plan-shards"}
+    gamma = _cfg(tmp_path, selection={"gamma": 0.3})
+    assert changed(base, keys(gamma)) == {"quality", "cluster-resample", "summarize-selection"}
+    # a strategy that does not read γ keeps its selection (cluster-resample's declared settings)
+    assert changed(keys(_cfg(tmp_path), "random"), keys(gamma, "random")) == {"quality", "summarize-selection"}
+    finetune = keys(_cfg(tmp_path, finetune={"lr": 1e-3}))
+    assert changed(base, finetune) == {"finetune-selection"}
+
+
+def test_every_stage_is_declared_once_with_a_task_of_its_name():
+    import tasks
+
+    assert len(graph.BY_NAME) == len(graph.STAGES)
+    assert set(tasks.TASKS) == set(graph.BY_NAME)
+    for s in graph.STAGES:
+        assert callable(s.function()), s.name
+        fn_params = set(s.function().__code__.co_varnames[1:s.function().__code__.co_argcount])
+        assert fn_params == set(s.inputs), (s.name, fn_params, s.inputs)  # what it takes is what it declares
+        task_params = set(tasks.TASKS[s.name].fn.__code__.co_varnames[:tasks.TASKS[s.name].fn.__code__.co_argcount])
+        assert task_params - {"cfg", "device"} == set(s.inputs), s.name
+
+
+def test_executors_refuse_an_undeclared_input_or_a_wrong_mapping():
+    with pytest.raises(TypeError, match="declares inputs"):
+        graph.check_call(graph.stage("quality"), {"scoring": {}, "gamma": 1}, mapped=False)
+    with pytest.raises(TypeError, match="is mapped over shards"):
+        graph.check_call(graph.stage("score-shard"), {}, mapped=False)
+    with pytest.raises(TypeError, match="is not mapped"):
+        graph.check_call(graph.stage("quality"), {}, mapped=True)
+    with pytest.raises(KeyError, match="no stage 'nope'"):
+        graph.stage("nope")
+
+
+def test_design_doc_shows_the_declared_graph():
+    assert graph.describe() in (ROOT / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+
+
+def test_curvature_strategies_say_what_they_need():
+    from gdig.influence.strategies import EKFAC, KFAC, curvature_strategy
+
+    assert (KFAC.eigen_pass, EKFAC.eigen_pass) == (False, True)
+    assert EKFAC.writes_bases and not KFAC.writes_bases
+    assert curvature_strategy("kfac") is KFAC and curvature_strategy(parse_config({
+        "languages": {"src": "de", "tgt": "en"}, "model": {"name_or_path": "x"}})) is EKFAC
+    assert KFAC.damping_rule("pi", "absolute") == "pi" and EKFAC.damping_rule("pi", "absolute") == "absolute"
+    with pytest.raises(ValueError, match="unknown curvature strategy 'shampoo'; known: kfac, ekfac"):
+        curvature_strategy("shampoo")
