@@ -199,7 +199,7 @@ class SelectionConfig(_Strict):
     gamma: float | Literal["auto"] = "auto"
     hq_multiple: float = Field(default=2.0, ge=1.0)
     # defaults chosen on benchmarks/selection_quality.py (cs-en, Gemma 3 270M; see the README)
-    quality: Literal["paper", "influence", "normalized", "loss", "combined"] = "combined"  # ranking score
+    quality: Literal["paper", "influence", "normalized", "loss", "combined"] = "loss"  # ranking score
     allocation: Literal["even", "size", "size_quality", "drop_low"] = "drop_low"  # picks per cluster
     drop_margin: float = Field(default=0.15, ge=0.0, le=1.0)  # drop_low: how far below D_hq's mean
     n_clusters: int | None = Field(default=None, ge=1)  # default: a function of the budget
