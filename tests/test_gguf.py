@@ -137,7 +137,7 @@ def test_gguf_model_saves_as_dense_safetensors(gguf_demo, tmp_path):
 def test_select_and_lora_finetune_run_on_the_gguf_file_itself(gguf_demo, tmp_path):
     """`model.gguf_file` reaches every stage that loads the model: pool finetune (LoRA on the top
     layer, saved as a merged dense checkpoint), curvature, seeds, scoring; then a selection finetune."""
-    from test_selection_pipeline import demo_config
+    from tiny_workspace import demo_config
 
     from gdig.config import parse_config
     from gdig.pipeline import select_pipeline

@@ -21,7 +21,7 @@ sequence -> example); token factors with the per-example average are kronfluence
 Accumulation is streaming over batches: each batch's products (Σ over its B·T tokens or B
 examples) are computed in the captured dtype (float32), as kronfluence computes its factors,
 and summed over batches in float64 by default (``fp64``).  float64 GEMMs ran at half speed on a
-CPU; the dense reference test (tests/test_influence_reference.py) gives a relative error of
+CPU; the dense reference test (tests/influence/test_influence_reference.py) gives a relative error of
 5.3e-7 either way.
 """
 

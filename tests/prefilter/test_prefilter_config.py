@@ -61,7 +61,7 @@ def _keys(model: type[BaseModel], prefix: str) -> list[str]:
 
 
 def test_every_prefilter_key_is_in_the_readme():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     keys = _keys(PrefilterConfig, "prefilter")
     assert len(keys) > 20
     missing = [k for k in keys if f"`{k}`" not in readme]

@@ -461,7 +461,7 @@ def test_gdig_package_does_not_import_prefect():
 
 # -- deployments -----------------------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_prefect_yaml_deployments_load_and_schedules_parse():

@@ -5,7 +5,7 @@ the rows that newly pass."""
 from __future__ import annotations
 
 import pandas as pd
-from test_selection_pipeline import demo_config, demo_model_dir  # noqa: F401  (fixture)
+from tiny_workspace import demo_config, demo_model_dir  # noqa: F401  (fixture)
 
 from gdig.config import parse_config
 from gdig.store import Store

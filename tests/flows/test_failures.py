@@ -20,7 +20,7 @@ import yaml
 
 from test_flows import build_workspace
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_config(path: Path, base: Path, **changes) -> Path:
