@@ -129,6 +129,11 @@ class Scorer:
         # on an accelerator, large GEMMs are what is fast)
         self.slice_bytes = slice_bytes or (2 << 20 if self.device.type == "cpu" else 256 << 20)
         self._work: torch.Tensor | None = None
+        self.clock = None  # a hooks.PartClock to profile where a batch's time goes (benchmarks/scoring_profile.py)
+
+    def _mark(self, part: str) -> None:
+        if self.clock is not None:
+            self.clock.mark(part)
 
     def _choose(self, m: ChosenModule, b: int, t: int) -> str:
         if self.path != "auto":
@@ -167,8 +172,11 @@ class Scorer:
             o1 = min(out, o0 + rows)
             dw = torch.bmm(gt[:, o0:o1], a, out=self._buffer(b * (o1 - o0) * inn, a).view(b, o1 - o0, inn))
             dw = dw.view(b, -1)
+            self._mark("per-example gradients")
             total.addmm_(dw, flat[o0 * inn:o1 * inn].to(dw.dtype))
+            self._mark("contraction with the seed products")
             sq_norm += torch.linalg.vector_norm(dw, dim=1).float().square()
+            self._mark("gradient norms")
 
     @torch.no_grad()
     def _contract(self, cap) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -188,9 +196,11 @@ class Scorer:
                 total += ((g @ us) * (a @ vs)).reshape(b, t, self.n_seeds, r).sum(dim=(1, 3))
                 # ||Σ_t g_t a_tᵀ||² = Σ_{t,t'} (g_t·g_t')(a_t·a_t'), without forming the gradient
                 sq_norm += ((g @ g.transpose(1, 2)) * (a @ a.transpose(1, 2))).float().sum(dim=(1, 2))
+                self._mark("contraction with the seed products")
             if self.proj is not None:
                 pg, pa = self.proj[m.name]
                 sketches.append(torch.einsum("btk,btl->bkl", g @ pg.T, a @ pa.T).reshape(b, -1))
+                self._mark("sketches")
         return -total, (torch.cat(sketches, dim=1) if sketches else None), sq_norm.clamp_min(0).sqrt()
 
     def score_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -201,8 +211,12 @@ class Scorer:
     def score_batch_with_norm(self, batch: dict[str, torch.Tensor]):
         """score_batch plus the candidates' gradient norms [B] over the tracked modules (for
         influence on unit-normalised gradients: raw inner products favour high-norm rows)."""
-        cap = capture_batch(self.model, self.modules, batch, loss_reduction=self.loss_reduction, mask_inputs=False)
+        if self.clock is not None:
+            self.clock.start()
+        cap = capture_batch(self.model, self.modules, batch, loss_reduction=self.loss_reduction, mask_inputs=False,
+                            clock=self.clock)
         scores, sketch, norm = self._contract(cap)
+        self._mark("rest (sums, negation)")
         return scores, cap.loss, sketch, norm
 
     def score_encoded(

@@ -1,0 +1,155 @@
+"""Where scoring's time goes on a real model, and scoring vs a plain full forward+backward.
+
+    PYTHONPATH=. python benchmarks/scoring_profile.py [--gguf /work/cache/gemma3-270m.gguf]
+        [--data /work/shared/data/alma-cs-en/valid.cs-en.json] [--rows 48] [--batch-size 8]
+        [--seeds 200] [--layers -2,-1] [--rounds 3]
+
+Rows: the first --rows cs->en pairs of an ALMA-style JSON file (``[{"translation": {"cs": ..,
+"en": ..}}]``) or of a gdig JSONL pool (src/tgt/src_lang/tgt_lang), encoded with gdig's default
+prompt template, batched by length as scoring does (--batch-size).  Modules: the preset's MLP
+projections of --layers (default the top 2: Gemma's 6 gate/up/down 2048x640).  Seed products:
+--seeds random Gaussian [out, in'] matrices per module (the throughput of scoring does not
+depend on their values, and fitting the curvature of a real model here would take many minutes).
+
+1. Profile: one pass over the batches with a ``PartClock`` in the scorer (forward below the
+   tracked modules; the tracked layers and above; the LM head on target positions; the loss;
+   the backward down to the lowest tracked module; per-example gradient formation; the
+   contraction with the S products; gradient norms; sketches; the rest).
+2. Ratio: --rounds rounds, each scoring every batch and running a plain full forward+backward
+   of the same batches (every weight trainable, full logits, HF's loss), the two sides in
+   alternating order; per round the ratio of their rows/s; printed: median and range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def read_rows(path: str, n: int, src: str, tgt: str) -> list[tuple[str, str, str, str]]:
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith(".jsonl"):
+        recs = [json.loads(x) for x in text.splitlines()[:n]]
+        return [(r["src"], r["tgt"], r["src_lang"], r["tgt_lang"]) for r in recs]
+    return [(r["translation"][src], r["translation"][tgt], src, tgt) for r in json.loads(text)[:n]]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gguf", default="/work/cache/gemma3-270m.gguf")
+    ap.add_argument("--data", default="/work/shared/data/alma-cs-en/valid.cs-en.json")
+    ap.add_argument("--pair", default="cs-en")
+    ap.add_argument("--rows", type=int, default=48)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--seeds", type=int, default=200)
+    ap.add_argument("--layers", default="-2,-1")
+    ap.add_argument("--preset", default="auto")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-sketch", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    args = ap.parse_args()
+
+    import torch
+
+    from gdig.config import DEFAULT_TEMPLATE
+    from gdig.data.prompts import collate, encode_examples, length_batches
+    from gdig.influence.hooks import PartClock
+    from gdig.influence.modules import select_modules
+    from gdig.influence.scoring import Scorer, SketchSpec
+    from gdig.influence.seeds import SeedProducts
+    from gdig.modeling import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.time()
+    gguf = Path(args.gguf)
+    model, tok = load_model(str(gguf.parent), gguf_file=gguf.name, dtype=args.dtype, device=args.device)
+    print(f"model {gguf.name} loaded in {time.time() - t0:.0f} s; torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, device {args.device}, dtype {args.dtype}", flush=True)
+    src, tgt = args.pair.split("-")
+    enc, _ = encode_examples(tok, read_rows(args.data, args.rows, src, tgt), DEFAULT_TEMPLATE, 256)
+    enc = [e for e in enc if e is not None]
+    mods = select_modules(model, args.preset, layers=[int(x) for x in args.layers.split(",")])
+    gen = torch.Generator().manual_seed(0)
+    prods = SeedProducts([str(i) for i in range(args.seeds)], [m.spec for m in mods],
+                         full={m.name: torch.randn(args.seeds, m.out_features, m.in_dim, generator=gen)
+                               for m in mods})
+    plan = length_batches([len(e.input_ids) for e in enc], args.batch_size)
+    batches = [collate([enc[i] for i in b], tok.pad_token_id) for b in plan]
+    n_tok = sum(len(e.input_ids) for e in enc)
+    n_tgt = sum(sum(1 for x in e.labels if x != -100) for e in enc)
+    pad = sum(b["attention_mask"].numel() for b in batches) - n_tok
+    print(f"rows {len(enc)} ({n_tok / len(enc):.1f} tokens, {n_tgt / len(enc):.1f} target tokens on average; "
+          f"{100 * pad / (pad + n_tok):.1f}% padding), {len(batches)} batches of {args.batch_size}; "
+          f"modules ({len(mods)}): {', '.join(f'{m.name} {m.out_features}x{m.in_dim}' for m in mods)}; "
+          f"{args.seeds} seed products", flush=True)
+    scorer = Scorer(model, mods, prods, sketch=None if args.no_sketch else SketchSpec())
+    del prods
+
+    # -- 1. profile ---------------------------------------------------------------------------
+    clock = PartClock(args.device)
+    lowest = mods[0].module  # model order: the first chosen module is the lowest
+    head = model.get_output_embeddings()
+    hooks = [lowest.register_forward_pre_hook(lambda *_: clock.mark("forward below the tracked modules")),
+             head.register_forward_pre_hook(lambda *_: clock.mark("forward: tracked layers and above")),
+             head.register_forward_hook(lambda *_: clock.mark("LM head (target positions)"))]
+    scorer.score_batch(batches[0])  # warm-up (allocator, lazily built dense products)
+    scorer.clock = clock
+    t0 = time.perf_counter()
+    for b in batches:
+        scorer.score_batch(b)
+    wall = time.perf_counter() - t0
+    scorer.clock = None
+    for h in hooks:
+        h.remove()
+    print(f"\nprofile of one scoring pass ({wall:.2f} s, {len(enc) / wall:.2f} rows/s):")
+    for part, sec in sorted(clock.parts.items(), key=lambda kv: -kv[1]):
+        print(f"  {part:40s} {sec:7.2f} s  {100 * sec / wall:5.1f}%")
+
+    # -- 2. scoring vs plain full forward+backward, interleaved ---------------------------------
+    def score_pass():
+        for b in batches:
+            scorer.score_batch(b)
+
+    def train_pass():
+        for b in batches:
+            model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"],
+                  use_cache=False).loss.backward()
+            model.zero_grad(set_to_none=True)
+
+    for p in model.parameters():  # the scorer freezes them while it runs
+        p.requires_grad_(True)
+    train_pass()  # warm-up
+    ratios, srps, trps = [], [], []
+    for r in range(args.rounds):
+        sides = [("score", score_pass), ("train", train_pass)]
+        if r % 2:
+            sides.reverse()
+        sec = {}
+        for name, fn in sides:
+            t0 = time.perf_counter()
+            fn()
+            sec[name] = time.perf_counter() - t0
+        srps.append(len(enc) / sec["score"])
+        trps.append(len(enc) / sec["train"])
+        ratios.append(sec["train"] / sec["score"])
+        print(f"round {r + 1}: scoring {srps[-1]:.2f} rows/s, full forward+backward {trps[-1]:.2f} rows/s, "
+              f"ratio {ratios[-1]:.2f} (load average {os.getloadavg()[0]:.2f})", flush=True)
+    print(f"\nscoring/full-forward+backward rows/s ratio over {args.rounds} rounds: median "
+          f"{statistics.median(ratios):.2f}, range {min(ratios):.2f}-{max(ratios):.2f} "
+          f"(scoring median {statistics.median(srps):.2f} rows/s, full fwd+bwd {statistics.median(trps):.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
