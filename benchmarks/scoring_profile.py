@@ -16,8 +16,10 @@ depend on their values, and fitting the curvature of a real model here would tak
    the backward down to the lowest tracked module; per-example gradient formation; the
    contraction with the S products; gradient norms; sketches; the rest).
 2. Ratio: --rounds rounds, each scoring every batch and running a plain full forward+backward
-   of the same batches (every weight trainable, full logits, HF's loss), the two sides in
-   alternating order; per round the ratio of their rows/s; printed: median and range.
+   of the same batches (every weight trainable, full logits, HF's loss), and (unless
+   --no-alone) scoring with every batch contracted with the products by itself
+   (``contract_rows=1``, as before grouping); the sides run in rotating order; per round the
+   ratio of their rows/s; printed: median and range over the rounds.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def main() -> int:
     ap.add_argument("--preset", default="auto")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-sketch", action="store_true")
+    ap.add_argument("--contract-rows", type=int, default=0, help="Scorer.contract_rows (0: its default)")
+    ap.add_argument("--no-alone", action="store_true", help="skip the side that contracts each batch alone")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
@@ -94,6 +98,7 @@ def main() -> int:
           f"modules ({len(mods)}): {', '.join(f'{m.name} {m.out_features}x{m.in_dim}' for m in mods)}; "
           f"{args.seeds} seed products", flush=True)
     scorer = Scorer(model, mods, prods, sketch=None if args.no_sketch else SketchSpec())
+    contract_rows = args.contract_rows or scorer.contract_rows
     del prods
 
     # -- 1. profile ---------------------------------------------------------------------------
@@ -103,11 +108,11 @@ def main() -> int:
     hooks = [lowest.register_forward_pre_hook(lambda *_: clock.mark("forward below the tracked modules")),
              head.register_forward_pre_hook(lambda *_: clock.mark("forward: tracked layers and above")),
              head.register_forward_hook(lambda *_: clock.mark("LM head (target positions)"))]
-    scorer.score_batch(batches[0])  # warm-up (allocator, lazily built dense products)
+    bs = args.batch_size
+    scorer.score_encoded(enc[:bs], pad_id=tok.pad_token_id, batch_size=bs)  # warm-up (allocator, dense products)
     scorer.clock = clock
     t0 = time.perf_counter()
-    for b in batches:
-        scorer.score_batch(b)
+    scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=bs)  # = `batches`, contracted in groups
     wall = time.perf_counter() - t0
     scorer.clock = None
     for h in hooks:
@@ -118,8 +123,12 @@ def main() -> int:
 
     # -- 2. scoring vs plain full forward+backward, interleaved ---------------------------------
     def score_pass():
-        for b in batches:
-            scorer.score_batch(b)
+        scorer.contract_rows = contract_rows
+        scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=bs)
+
+    def score_alone_pass():  # each batch contracted with the products by itself (gdig before 2026-12-02)
+        scorer.contract_rows = 1
+        scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=bs)
 
     def train_pass():
         for b in batches:
@@ -130,24 +139,27 @@ def main() -> int:
     for p in model.parameters():  # the scorer freezes them while it runs
         p.requires_grad_(True)
     train_pass()  # warm-up
-    ratios, srps, trps = [], [], []
+    sides = [("score", score_pass), ("train", train_pass)] + ([] if args.no_alone else [("alone", score_alone_pass)])
+    sec = {name: [] for name, _ in sides}
     for r in range(args.rounds):
-        sides = [("score", score_pass), ("train", train_pass)]
-        if r % 2:
-            sides.reverse()
-        sec = {}
-        for name, fn in sides:
+        order = sides[r % len(sides):] + sides[:r % len(sides)]  # rotate who goes first
+        for name, fn in order:
             t0 = time.perf_counter()
             fn()
-            sec[name] = time.perf_counter() - t0
-        srps.append(len(enc) / sec["score"])
-        trps.append(len(enc) / sec["train"])
-        ratios.append(sec["train"] / sec["score"])
-        print(f"round {r + 1}: scoring {srps[-1]:.2f} rows/s, full forward+backward {trps[-1]:.2f} rows/s, "
-              f"ratio {ratios[-1]:.2f} (load average {os.getloadavg()[0]:.2f})", flush=True)
-    print(f"\nscoring/full-forward+backward rows/s ratio over {args.rounds} rounds: median "
-          f"{statistics.median(ratios):.2f}, range {min(ratios):.2f}-{max(ratios):.2f} "
-          f"(scoring median {statistics.median(srps):.2f} rows/s, full fwd+bwd {statistics.median(trps):.2f})")
+            sec[name].append(time.perf_counter() - t0)
+        print(f"round {r + 1}: " + ", ".join(f"{name} {len(enc) / sec[name][-1]:.2f} rows/s" for name, _ in sides)
+              + f" (load average {os.getloadavg()[0]:.2f})", flush=True)
+
+    def spread(num, den):
+        q = [a / b for a, b in zip(sec[num], sec[den])]
+        return f"median {statistics.median(q):.2f}, range {min(q):.2f}-{max(q):.2f}"
+
+    print(f"\nover {args.rounds} rounds (per-round ratios): scoring/full-forward+backward rows/s "
+          f"{spread('train', 'score')}  (scoring median {len(enc) / statistics.median(sec['score']):.2f} rows/s, "
+          f"full fwd+bwd {len(enc) / statistics.median(sec['train']):.2f}; contract_rows {contract_rows})")
+    if not args.no_alone:
+        print(f"batches contracted in groups / one by one (speed-up): {spread('alone', 'score')}; "
+              f"one by one / full fwd+bwd: {spread('train', 'alone')}")
     return 0
 
 
