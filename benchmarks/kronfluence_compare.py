@@ -30,6 +30,14 @@ scoring call: seed gradients, their preconditioning, candidates), with gdig/kron
 at batch 1 and at each tool's best batch size (by median time).  Each measurement is --repeats
 rounds; in each round both tools run back to back, in alternating order, so both see the same
 machine load; the ratios printed are the median and range of the per-round ratios.
+
+Measured 2026-12-02 00:25-00:58 UTC (2-core machine shared with a Gemma finetune at nice -15 and
+test suites, load average 10-13), ``--hidden 128 --layers 2 --n 64 --seeds 8
+--score-batch-sizes 1,8,16 --repeats 3``, gdig/kronfluence, median [range] over 3 rounds:
+  token K-FAC  Spearman 1.000000, max rel diff 5.8e-6; fit 2.41 [1.69-4.26]; scoring at batch 1
+               3.26 [2.10-4.34], 8: 2.83 [2.55-5.04], 16: 2.39 [2.34-3.65]; best batches (1, 1) 3.26
+  EK-FAC       Spearman 1.000000, max rel diff 4.6e-6; fit 2.53 [2.24-2.91]; scoring at batch 1
+               1.91 [1.52-2.00], 8: 1.34 [1.29-6.98], 16: 3.12 [2.82-6.35]; best batches (16, 16) 3.12
 """
 
 from __future__ import annotations
