@@ -118,14 +118,15 @@ def main() -> int:
     del prods
 
     # -- 1. profile ---------------------------------------------------------------------------
+    bs = args.batch_size
+    # warm-up (allocator, dense products) before the clock's hooks exist: nothing of it is booked
+    scorer.score_encoded(enc[:bs], pad_id=tok.pad_token_id, batch_size=bs)
     clock = PartClock(args.device)
     lowest = mods[0].module  # model order: the first chosen module is the lowest
     head = model.get_output_embeddings()
     hooks = [lowest.register_forward_pre_hook(lambda *_: clock.mark("forward below the tracked modules")),
              head.register_forward_pre_hook(lambda *_: clock.mark("forward: tracked layers and above")),
              head.register_forward_hook(lambda *_: clock.mark("LM head (target positions)"))]
-    bs = args.batch_size
-    scorer.score_encoded(enc[:bs], pad_id=tok.pad_token_id, batch_size=bs)  # warm-up (allocator, dense products)
     scorer.clock = clock
     t0 = time.perf_counter()
     scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=bs)  # = `batches`, contracted in groups
