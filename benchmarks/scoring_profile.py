@@ -32,6 +32,7 @@ before ``contract_rows``), one profiled pass, 122 s (0.26 rows/s):
     per-example gradients                6.0%     gradient norms                      5.7%
     forward of the tracked layers        3.8%     sketches 1.2%, loss 1.1%, capture 0.4%
 
+Caveat: that run registered the clock hooks before its warm-up batch, so part of the warm-up (parts sum to 104.6%) is booked to "forward below"; its share is overstated. 
 The contraction is a GEMM with 8 rows against S·out·in' = 6.3 GB of products: bound by reading
 them (about 1.5 GB/s on that machine), hence the grouped contraction.  The ratio part of the
 run did not finish on that machine (the finetune got nearly all of both cores): no
