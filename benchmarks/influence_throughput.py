@@ -12,7 +12,16 @@ Measures, in one run on the same model and the same length-bucketed candidates:
     set size (VmHWM from /proc/self/status, reset with /proc/self/clear_refs after the model
     and the seed products are loaded, so it is the peak of the scoring loop itself; the RSS
     before scoring is printed too); equal peaks = memory independent of the number of candidates.
-The last line is ``scoring/training throughput ratio: X.XX`` (best scoring over best training).
+The batch sizes are scanned (best of --repeats each); then the ratios are measured with the two
+sides at their best batch sizes run back to back, in rotating order, for --rounds rounds: the
+median and range of the per-round ratios are printed.  The last line is ``scoring/training
+throughput ratio: X.XX (range A-B)`` (scoring over training, each at its best batch size).
+
+Measured 2026-12-02 00:42-01:25 UTC (2-core machine, a Gemma finetune at nice -15 until about
+01:15, load average 13 falling to 4.5), ``--n 64 --seeds 64 --train-batch-sizes 8,16
+--score-batch-sizes 16,32 --repeats 1 --rounds 3 --no-fit-rounds``: scoring/training 1.20
+[1.19-2.06], scoring+sketch/training 1.12 [0.60-2.09]; peak RSS 691 MiB scoring 64 candidates
+(672 before), 857 MiB scoring 256 (709 before).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import multiprocessing as mp
 import os
 import random
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -88,21 +98,26 @@ def timed(fn) -> float:
     return best
 
 
-def train_throughput(model, tok, cands, bs: int) -> float:
+def train_pass(model, tok, cands, bs: int):
+    """A callable: one training pass (fwd+bwd of the mean target loss, every weight) over the candidates."""
     from gdig.data.prompts import collate, length_batches
 
     plan = length_batches([len(e.input_ids) for e in cands], bs)
     batches = [collate([cands[i] for i in b], tok.pad_token_id) for b in plan]
-    for p in model.parameters():
-        p.requires_grad_(True)
 
     def run():
+        for p in model.parameters():  # the scorer freezes them while it runs
+            p.requires_grad_(True)
         for b in batches:
             out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"], use_cache=False)
             out.loss.backward()
             model.zero_grad(set_to_none=True)
 
-    return len(cands) / timed(run)
+    return run
+
+
+def train_throughput(model, tok, cands, bs: int) -> float:
+    return len(cands) / timed(train_pass(model, tok, cands, bs))
 
 
 def products(model, tok, mods, cands, seeds, strategy="ekfac"):
@@ -118,11 +133,35 @@ def products(model, tok, mods, cands, seeds, strategy="ekfac"):
     return seed_products(grads, InverseHessian(curv, 0.5), mods, [str(i) for i in range(len(seeds))])
 
 
-def score_throughput(model, tok, mods, cands, prods, bs: int, sketch: bool) -> float:
+def score_pass(model, tok, mods, cands, prods, bs: int, sketch: bool):
+    """A callable: one scoring pass over the candidates against the seed products."""
     from gdig.influence.scoring import Scorer, SketchSpec
 
     scorer = Scorer(model, mods, prods, sketch=SketchSpec() if sketch else None)
-    return len(cands) / timed(lambda: scorer.score_encoded(cands, pad_id=tok.pad_token_id, batch_size=bs))
+    return lambda: scorer.score_encoded(cands, pad_id=tok.pad_token_id, batch_size=bs)
+
+
+def score_throughput(model, tok, mods, cands, prods, bs: int, sketch: bool) -> float:
+    return len(cands) / timed(score_pass(model, tok, mods, cands, prods, bs, sketch))
+
+
+def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds per pass of each callable over `rounds` rounds, run back to back in each round in
+    rotating order (so all sides see the same machine load)."""
+    names = list(fns)
+    sec = {k: [] for k in names}
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            fns[k]()
+            sec[k].append(time.perf_counter() - t0)
+    return sec
+
+
+def ratio_spread(num: list[float], den: list[float]) -> tuple[float, float, float]:
+    """(median, min, max) of the per-round ratios num[r] / den[r]."""
+    q = sorted(a / b for a, b in zip(num, den))
+    return statistics.median(q), q[0], q[-1]
 
 
 def fit_throughput(model, tok, mods, cands, strategy: str, bs: int) -> float:
@@ -133,6 +172,19 @@ def fit_throughput(model, tok, mods, cands, strategy: str, bs: int) -> float:
     batches = [collate([cands[i] for i in b], tok.pad_token_id) for b in plan]
     return len(cands) / timed(lambda: fit_curvature(model, mods, lambda: iter(batches), strategy=strategy,
                                                     granularity="sequence"))
+
+
+def _fit_batches(tok, cands, bs: int):
+    from gdig.data.prompts import collate, length_batches
+
+    plan = length_batches([len(e.input_ids) for e in cands], bs)
+    return [collate([cands[i] for i in b], tok.pad_token_id) for b in plan]
+
+
+def fit_curvature_on(model, mods, batches, strategy: str):
+    from gdig.influence.curvature import fit_curvature
+
+    return fit_curvature(model, mods, lambda: iter(batches), strategy=strategy, granularity="sequence")
 
 
 def _status_mib(key: str) -> float | None:
@@ -204,7 +256,9 @@ def main() -> None:
     ap.add_argument("--score-batch-sizes", default="8,16,32,64", help="scoring batch sizes tried")
     ap.add_argument("--no-memory", action="store_true", help="skip the two peak-memory subprocesses")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best is kept)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per batch-size scan point (best is kept)")
+    ap.add_argument("--no-fit-rounds", action="store_true", help="leave the fits out of the interleaved rounds")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds for the ratios (median, range)")
     args = ap.parse_args()
     import torch
 
@@ -248,9 +302,23 @@ def main() -> None:
             print(f"peak RSS while scoring, each in a fresh process (RSS with model + products loaded, "
                   f"before scoring): {m1:.0f} MiB for {args.n} candidates ({r1:.0f} before), "
                   f"{m2:.0f} MiB for {4 * args.n} ({r2:.0f} before)", flush=True)
-        print(f"fitting/training throughput ratio: K-FAC {fit_k / train[bt]:.2f}, EK-FAC {fit_e / train[bt]:.2f}", flush=True)
-        print(f"scoring+sketch/training throughput ratio: {score_sk[bsk] / train[bt]:.2f}", flush=True)
-        print(f"scoring/training throughput ratio: {score[bsc] / train[bt]:.2f}", flush=True)
+        # the ratios: the two sides of each, at their best batch sizes, interleaved over --rounds rounds
+        fns = {"train": train_pass(model, tok, cands, bt), "fit-kfac": None, "fit-ekfac": None,
+               "score": score_pass(model, tok, mods, cands, prods, bsc, sketch=False),
+               "score+sketch": score_pass(model, tok, mods, cands, prods, bsk, sketch=True)}
+        plan = [b for b in _fit_batches(tok, cands, fit_bs)]
+        fns["fit-kfac"] = lambda: fit_curvature_on(model, mods, plan, "kfac")
+        fns["fit-ekfac"] = lambda: fit_curvature_on(model, mods, plan, "ekfac")
+        if args.no_fit_rounds:
+            del fns["fit-kfac"], fns["fit-ekfac"]
+        sec = interleaved(fns, args.rounds)
+        fmt = lambda k: "{:.2f} (range {:.2f}-{:.2f})".format(*ratio_spread(sec["train"], sec[k]))  # noqa: E731
+        print(f"\nper-round ratios over {args.rounds} interleaved rounds, median (range); load average "
+              f"{os.getloadavg()[0]:.1f}:", flush=True)
+        if not args.no_fit_rounds:
+            print(f"fitting/training throughput ratio: K-FAC {fmt('fit-kfac')}, EK-FAC {fmt('fit-ekfac')}", flush=True)
+        print(f"scoring+sketch/training throughput ratio: {fmt('score+sketch')}", flush=True)
+        print(f"scoring/training throughput ratio: {fmt('score')}", flush=True)
     sys.stdout.flush()
 
 

@@ -27,14 +27,24 @@ Printed per setting: Spearman over all candidate×seed cells, max relative diffe
 the damped inverse, which for K-FAC holds the eigendecompositions kronfluence does while
 fitting) and scoring throughput at each --score-batch-sizes (candidates/s for the whole
 scoring call: seed gradients, their preconditioning, candidates), with gdig/kronfluence ratios
-at batch 1 and at each tool's best batch size.  Timings are the best of --repeats runs,
-alternating the tools, so both see the same machine load.
+at batch 1 and at each tool's best batch size (by median time).  Each measurement is --repeats
+rounds; in each round both tools run back to back, in alternating order, so both see the same
+machine load; the ratios printed are the median and range of the per-round ratios.
+
+Measured 2026-12-02 00:25-00:58 UTC (2-core machine shared with a Gemma finetune at nice -15 and
+test suites, load average 10-13), ``--hidden 128 --layers 2 --n 64 --seeds 8
+--score-batch-sizes 1,8,16 --repeats 3``, gdig/kronfluence, median [range] over 3 rounds:
+  token K-FAC  Spearman 1.000000, max rel diff 5.8e-6; fit 2.41 [1.69-4.26]; scoring at batch 1
+               3.26 [2.10-4.34], 8: 2.83 [2.55-5.04], 16: 2.39 [2.34-3.65]; best batches (1, 1) 3.26
+  EK-FAC       Spearman 1.000000, max rel diff 4.6e-6; fit 2.53 [2.24-2.91]; scoring at batch 1
+               1.91 [1.52-2.00], 8: 1.34 [1.29-6.98], 16: 3.12 [2.82-6.35]; best batches (16, 16) 3.12
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -171,13 +181,27 @@ class Gdig:
         return scorer.score_encoded(self.cands, pad_id=self.pad_id, batch_size=batch_size).scores.astype("float64")
 
 
-def best_time(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def rounds(fn_a, fn_b, n: int) -> tuple[list[float], list[float]]:
+    """Seconds of fn_a and fn_b over n rounds, the two run back to back in each round and in
+    alternating order (a first in even rounds), so both see the same machine load."""
+    ta, tb = [], []
+    for r in range(n):
+        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            (fn_a, fn_b)[which]()
+            (ta, tb)[which].append(time.perf_counter() - t0)
+    return ta, tb
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def spread(num: list[float], den: list[float]) -> str:
+    """Per-round ratios num[r] / den[r] (time of kronfluence over time of gdig = gdig's speed-up):
+    median and range."""
+    r = [a / b for a, b in zip(num, den)]
+    return f"{statistics.median(r):.2f} [{min(r):.2f}-{max(r):.2f}]"
 
 
 def main() -> int:
@@ -191,7 +215,8 @@ def main() -> int:
     ap.add_argument("--fit-batch-size", type=int, default=16)
     ap.add_argument("--score-batch-sizes", default="1,8,16,32")
     ap.add_argument("--strategies", default="kfac,ekfac")
-    ap.add_argument("--repeats", type=int, default=2, help="timed runs per measurement (best is kept)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="rounds per measurement (the tools alternate; per-round ratios: median and range)")
     ap.add_argument("--gdig-fp32", action="store_true",
                     help="gdig sums the factors over batches in float32 like kronfluence (default: gdig's float64)")
     args = ap.parse_args()
@@ -237,10 +262,8 @@ def main() -> int:
         for strategy in strategies:
             name = {"kfac": "token K-FAC", "ekfac": "EK-FAC (per-example correction)"}[strategy]
             print(f"\n== {name} ==", flush=True)
-            fit_g = fit_k = float("inf")
-            for _ in range(args.repeats):  # alternate the tools
-                fit_g = min(fit_g, best_time(lambda: gd.fit(strategy, args.fit_batch_size), 1))
-                fit_k = min(fit_k, best_time(lambda: kf.fit(strategy, args.fit_batch_size), 1))
+            fit_g, fit_k = rounds(lambda: gd.fit(strategy, args.fit_batch_size),
+                                  lambda: kf.fit(strategy, args.fit_batch_size), args.repeats)
             sg, sk = gd.score(strategy, score_bs[0]), kf.score(strategy, score_bs[0])
             rho = spearmanr(sg.ravel(), sk.ravel())[0]
             rel = float(np.abs(sg - sk).max() / np.abs(sk).max())
@@ -251,24 +274,24 @@ def main() -> int:
                 scale = float(np.median(np.abs(st) / np.maximum(np.abs(sk), 1e-30)))
                 print(f"gdig's per-token EK-FAC correction vs kronfluence's: Spearman "
                       f"{spearmanr(st.ravel(), sk.ravel())[0]:.6f}, median |gdig / kf| {scale:.3g}")
-            print(f"fit (batch {args.fit_batch_size}): gdig {len(cands) / fit_g:.1f} ex/s, kronfluence "
-                  f"{len(cands) / fit_k:.1f} ex/s, ratio {fit_k / fit_g:.2f}", flush=True)
+            n = len(cands)
+            print(f"fit (batch {args.fit_batch_size}): gdig {n / median(fit_g):.1f} ex/s, kronfluence "
+                  f"{n / median(fit_k):.1f} ex/s, ratio {spread(fit_k, fit_g)}", flush=True)
             tg, tk = {}, {}
-            print("batch  gdig ex/s  kronfluence ex/s  ratio")
+            print("batch  gdig ex/s  kronfluence ex/s  ratio (median, range over rounds)")
             for bs in score_bs:
-                tg[bs] = tk[bs] = float("inf")
-                for _ in range(args.repeats):
-                    tg[bs] = min(tg[bs], best_time(lambda: gd.score(strategy, bs), 1))
-                    tk[bs] = min(tk[bs], best_time(lambda: kf.score(strategy, bs), 1))
-                print(f"{bs:5d}  {len(cands) / tg[bs]:9.1f}  {len(cands) / tk[bs]:16.1f}  {tk[bs] / tg[bs]:5.2f}",
+                tg[bs], tk[bs] = rounds(lambda: gd.score(strategy, bs), lambda: kf.score(strategy, bs), args.repeats)
+                print(f"{bs:5d}  {n / median(tg[bs]):9.1f}  {n / median(tk[bs]):16.1f}  {spread(tk[bs], tg[bs])}",
                       flush=True)
-            bg, bk = min(tg, key=tg.get), min(tk, key=tk.get)
+            bg = min(tg, key=lambda b: median(tg[b]))
+            bk = min(tk, key=lambda b: median(tk[b]))
             b1 = score_bs[0]
-            line = (f"{name}: Spearman {rho:.6f}, max rel diff {rel:.1e}; fit ratio {fit_k / fit_g:.2f}; scoring "
-                    f"ratio at batch {b1} {tk[b1] / tg[b1]:.2f}, at the best batch (gdig {bg}, kronfluence {bk}) "
-                    f"{tk[bk] / tg[bg]:.2f}")
+            line = (f"{name}: Spearman {rho:.6f}, max rel diff {rel:.1e}; fit ratio {spread(fit_k, fit_g)}; scoring "
+                    f"ratio at batch {b1} {spread(tk[b1], tg[b1])}, at the best batch (gdig {bg}, kronfluence {bk}) "
+                    f"{spread(tk[bk], tg[bg])}")
             summary.append(line)
-        print("\nsummary (ratios = gdig throughput / kronfluence throughput, measured in this run):")
+        print(f"\nsummary (ratios = gdig throughput / kronfluence throughput, per round of this run: median "
+              f"[range] over {args.repeats} rounds; load average now {os.getloadavg()[0]:.1f}):")
         for line in summary:
             print("  " + line)
     return 0

@@ -369,8 +369,8 @@ def throughput_ratio(cfg, run, files, n_rows: int = 48) -> dict:
     scorer = Scorer(model, select_from_config(model, cfg.influence.modules), SeedProducts.load(run["products"]),
                     sketch=SketchSpec(sc.sketch_dim_g, sc.sketch_dim_a, sc.sketch_seed))
     t0 = time.time()
-    for idx in plan:
-        scorer.score_batch(collate([enc[i] for i in idx], tok.pad_token_id))
+    # the same length-bucketed batches as `plan` (one position block), contracted as scoring does
+    scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=cfg.influence.scoring.batch_size)
     score_s = time.time() - t0
     for p in model.parameters():
         p.requires_grad_(True)

@@ -180,6 +180,32 @@ def zero_padding_(x: torch.Tensor, mask: torch.Tensor, plan=False) -> torch.Tens
     return x
 
 
+class PartClock:
+    """Wall time per named part of a loop: ``mark(part)`` books the time since the previous mark
+    to ``part``.  On an accelerator it synchronises first, so a part is charged its own kernels
+    (which slows the run a little: for profiling only)."""
+
+    def __init__(self, device=None):
+        import time
+
+        self._now = time.perf_counter
+        self.sync = (lambda: torch.cuda.synchronize(device)) if torch.device(device or "cpu").type == "cuda" else None
+        self.parts: dict[str, float] = {}
+        self.t = self._now()
+
+    def start(self) -> None:
+        if self.sync:
+            self.sync()
+        self.t = self._now()
+
+    def mark(self, part: str) -> None:
+        if self.sync:
+            self.sync()
+        now = self._now()
+        self.parts[part] = self.parts.get(part, 0.0) + now - self.t
+        self.t = now
+
+
 def capture_batch(
     model: torch.nn.Module,
     modules: list[ChosenModule],
@@ -188,19 +214,25 @@ def capture_batch(
     loss_reduction: str = "mean",
     acc_dtype: torch.dtype = torch.float32,
     mask_inputs: bool = True,
+    clock=None,
 ) -> Captured:
     """One forward+backward over a collated batch; returns masked a, g per chosen module.
 
     mask_inputs=False leaves padding rows of ``a`` as they are (g is zero there, so every
-    Σ_t g_t a_tᵀ is unchanged): scoring skips a copy; the curvature factors need the mask."""
+    Σ_t g_t a_tᵀ is unchanged): scoring skips a copy; the curvature factors need the mask.
+    clock: optional ``PartClock`` (profiling: benchmarks/scoring_profile.py)."""
     device = next(model.parameters()).device
     ids = batch["input_ids"].to(device)
     attn = batch["attention_mask"].to(device)
     labels = batch["labels"].to(device)
     with frozen(model), torch.enable_grad(), ModuleCapture(modules) as cap:
         loss, n_target = forward_loss(model, ids, attn, labels, loss_reduction)
+        if clock is not None:
+            clock.mark("loss (cross-entropy)")
         if cap.leaves:
             torch.autograd.grad(loss.sum(), cap.leaves, allow_unused=True)
+        if clock is not None:
+            clock.mark("backward")
     mask = attn.to(acc_dtype)
     plan = padding_plan(attn)  # once per batch, shared by every module
     a_out, g_out = {}, {}
@@ -215,4 +247,6 @@ def capture_batch(
         if g is None:  # output does not reach the loss
             g = torch.zeros(*x.shape[:-1], cm.out_features, dtype=acc_dtype, device=device)
         g_out[cm.name] = zero_padding_(g.to(acc_dtype), attn, plan)  # the backward is over: ours to edit
+    if clock is not None:
+        clock.mark("capture: casts, padding")
     return Captured(a_out, g_out, loss.detach().float(), mask, n_target)

@@ -92,6 +92,10 @@ def aggregate(scores: np.ndarray) -> dict[str, np.ndarray]:
     return {"helped_fraction": (s < 0).mean(1), "mean": s.mean(1), "min": s.min(1), "max": s.max(1)}
 
 
+def _nbytes(cap) -> int:
+    return sum(t.numel() * t.element_size() for d in (cap.a, cap.g) for t in d.values())
+
+
 class Scorer:
     def __init__(
         self,
@@ -103,6 +107,8 @@ class Scorer:
         sketch: SketchSpec | None = None,
         path: str = "auto",
         slice_bytes: int | None = None,
+        contract_rows: int = 64,
+        contract_bytes: int = 256 << 20,
     ):
         names = [m.name for m in modules]
         if names != products.module_names:
@@ -129,6 +135,14 @@ class Scorer:
         # on an accelerator, large GEMMs are what is fast)
         self.slice_bytes = slice_bytes or (2 << 20 if self.device.type == "cpu" else 256 << 20)
         self._work: torch.Tensor | None = None
+        # score_encoded: examples (and bytes of captured a, g) contracted with the products at once
+        self.contract_rows = contract_rows
+        self.contract_bytes = contract_bytes
+        self.clock = None  # a hooks.PartClock to profile where a batch's time goes (benchmarks/scoring_profile.py)
+
+    def _mark(self, part: str) -> None:
+        if self.clock is not None:
+            self.clock.mark(part)
 
     def _choose(self, m: ChosenModule, b: int, t: int) -> str:
         if self.path != "auto":
@@ -150,59 +164,101 @@ class Scorer:
             buf = self._work = torch.empty(numel, dtype=like.dtype, device=like.device)
         return buf[:numel]
 
-    def _per_example(self, name: str, a: torch.Tensor, g: torch.Tensor, total: torch.Tensor,
+    def _per_example(self, name: str, parts: list[tuple[torch.Tensor, torch.Tensor]], total: torch.Tensor,
                      sq_norm: torch.Tensor) -> None:
-        """total += DW·M and sq_norm += ||DW||² with DW_b = Σ_t g_t a_tᵀ, in slices of output rows.
+        """total += DW·M and sq_norm += ||DW||² with DW_b = Σ_t g_t a_tᵀ, in slices of output rows,
+        for the examples of several captured batches at once (``parts``: their (a, g), rows of
+        ``total`` in that order).
 
         The per-example gradients of the whole batch, B·out·in', would be tens of MB on a small
         model already: written once and read back from memory, and freshly allocated (page
-        faults) every batch.  A slice of ``rows`` output rows for all B examples fits in cache,
-        is contracted at once with the matching rows of the products (each product entry is
-        still read once per batch) and lives in one reused buffer."""
-        b, inn, out = a.shape[0], a.shape[-1], g.shape[-1]
+        faults) every batch.  A slice of ``rows`` output rows for all examples fits in cache,
+        is contracted at once with the matching rows of the products and lives in one reused
+        buffer.  Each product entry is read once per call: with a few examples per call the
+        GEMM is bound by reading the products (S·out·in' floats, GBs on a real model), so
+        score_encoded contracts several forward batches together (``contract_rows``)."""
+        n_rows = sum(a.shape[0] for a, _ in parts)
+        a0, g0 = parts[0]
+        inn, out = a0.shape[-1], g0.shape[-1]
         flat = self._dense_flat(name)  # [out·in', S], row o of DW = flat rows [o·in', (o+1)·in')
-        rows = max(1, min(out, self.slice_bytes // max(1, b * inn * a.element_size())))
-        gt = g.transpose(1, 2)  # [B, out, T] view
+        rows = max(1, min(out, self.slice_bytes // max(1, n_rows * inn * a0.element_size())))
         for o0 in range(0, out, rows):
             o1 = min(out, o0 + rows)
-            dw = torch.bmm(gt[:, o0:o1], a, out=self._buffer(b * (o1 - o0) * inn, a).view(b, o1 - o0, inn))
-            dw = dw.view(b, -1)
+            buf = self._buffer(n_rows * (o1 - o0) * inn, a0).view(n_rows, o1 - o0, inn)
+            off = 0
+            for a, g in parts:
+                b = a.shape[0]
+                torch.bmm(g.transpose(1, 2)[:, o0:o1], a, out=buf[off:off + b])
+                off += b
+            dw = buf.view(n_rows, -1)
+            self._mark("per-example gradients")
             total.addmm_(dw, flat[o0 * inn:o1 * inn].to(dw.dtype))
+            self._mark("contraction with the seed products")
             sq_norm += torch.linalg.vector_norm(dw, dim=1).float().square()
+            self._mark("gradient norms")
 
     @torch.no_grad()
-    def _contract(self, cap) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        b, t = cap.mask.shape
-        total = torch.zeros(b, self.n_seeds, dtype=torch.float32, device=self.device)
-        sq_norm = torch.zeros(b, dtype=torch.float32, device=self.device)
-        sketches = []
+    def _contract(self, caps: list) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Scores [R, S], sketches [R, D] or None and gradient norms [R] of the R examples of the
+        captured batches ``caps``, in their order."""
+        sizes = [c.mask.shape[0] for c in caps]
+        starts = [sum(sizes[:j]) for j in range(len(caps))]
+        n_rows = sum(sizes)
+        total = torch.zeros(n_rows, self.n_seeds, dtype=torch.float32, device=self.device)
+        sq_norm = torch.zeros(n_rows, dtype=torch.float32, device=self.device)
+        sketches = [[] for _ in caps]
         for m in self.modules:
-            a, g = cap.a[m.name], cap.g[m.name]
-            path = self._choose(m, b, t)
-            self.paths_used[m.name].add(path)
-            if path == "per_example":
-                self._per_example(m.name, a, g, total, sq_norm)
-            else:
-                us, vs = self._stacked[m.name]
-                r = self.products.low[m.name][0].shape[-1]
-                total += ((g @ us) * (a @ vs)).reshape(b, t, self.n_seeds, r).sum(dim=(1, 3))
-                # ||Σ_t g_t a_tᵀ||² = Σ_{t,t'} (g_t·g_t')(a_t·a_t'), without forming the gradient
-                sq_norm += ((g @ g.transpose(1, 2)) * (a @ a.transpose(1, 2))).float().sum(dim=(1, 2))
-            if self.proj is not None:
-                pg, pa = self.proj[m.name]
-                sketches.append(torch.einsum("btk,btl->bkl", g @ pg.T, a @ pa.T).reshape(b, -1))
-        return -total, (torch.cat(sketches, dim=1) if sketches else None), sq_norm.clamp_min(0).sqrt()
+            dense = []  # the batches whose contraction goes through the per-example gradients
+            for j, cap in enumerate(caps):
+                a, g = cap.a[m.name], cap.g[m.name]
+                b, t = cap.mask.shape
+                path = self._choose(m, b, t)
+                self.paths_used[m.name].add(path)
+                if path == "per_example":
+                    dense.append(j)
+                else:
+                    us, vs = self._stacked[m.name]
+                    r = self.products.low[m.name][0].shape[-1]
+                    rs = slice(starts[j], starts[j] + b)
+                    total[rs] += ((g @ us) * (a @ vs)).reshape(b, t, self.n_seeds, r).sum(dim=(1, 3))
+                    # ||Σ_t g_t a_tᵀ||² = Σ_{t,t'} (g_t·g_t')(a_t·a_t'), without forming the gradient
+                    sq_norm[rs] += ((g @ g.transpose(1, 2)) * (a @ a.transpose(1, 2))).float().sum(dim=(1, 2))
+                    self._mark("contraction with the seed products")
+                if self.proj is not None:
+                    pg, pa = self.proj[m.name]
+                    sketches[j].append(torch.einsum("btk,btl->bkl", g @ pg.T, a @ pa.T).reshape(b, -1))
+                    self._mark("sketches")
+            if dense:
+                parts = [(caps[j].a[m.name], caps[j].g[m.name]) for j in dense]
+                if len(dense) == len(caps):  # the usual case: all rows, in place
+                    self._per_example(m.name, parts, total, sq_norm)
+                else:
+                    idx = torch.cat([torch.arange(starts[j], starts[j] + sizes[j]) for j in dense]).to(self.device)
+                    part_t = torch.zeros(len(idx), self.n_seeds, dtype=total.dtype, device=self.device)
+                    part_n = torch.zeros(len(idx), dtype=sq_norm.dtype, device=self.device)
+                    self._per_example(m.name, parts, part_t, part_n)
+                    total[idx] += part_t
+                    sq_norm[idx] += part_n
+        sketch = torch.cat([torch.cat(sk, dim=1) for sk in sketches]) if self.proj is not None else None
+        return -total, sketch, sq_norm.clamp_min(0).sqrt()
 
     def score_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(scores [B, S], loss [B], sketch [B, D] or None) for one collated batch."""
         scores, loss, sketch, _ = self.score_batch_with_norm(batch)
         return scores, loss, sketch
 
+    def _capture(self, batch: dict[str, torch.Tensor]):
+        if self.clock is not None:
+            self.clock.start()
+        return capture_batch(self.model, self.modules, batch, loss_reduction=self.loss_reduction, mask_inputs=False,
+                             clock=self.clock)
+
     def score_batch_with_norm(self, batch: dict[str, torch.Tensor]):
         """score_batch plus the candidates' gradient norms [B] over the tracked modules (for
         influence on unit-normalised gradients: raw inner products favour high-norm rows)."""
-        cap = capture_batch(self.model, self.modules, batch, loss_reduction=self.loss_reduction, mask_inputs=False)
-        scores, sketch, norm = self._contract(cap)
+        cap = self._capture(batch)
+        scores, sketch, norm = self._contract([cap])
+        self._mark("rest (sums, negation)")
         return scores, cap.loss, sketch, norm
 
     def score_encoded(
@@ -223,13 +279,34 @@ class Scorer:
         loss = np.zeros(n, dtype=np.float32)
         norm = np.zeros(n, dtype=np.float32)
         sketch = None
-        for idx in track(plan, "scoring", unit="batch", enabled=progress):
-            sc, ls, sk, nm = self.score_batch_with_norm(collate([encoded[i] for i in idx], pad_id))
+        block = block_size or max(n, 1)
+        pending: list[tuple[list[int], object]] = []  # captured batches not contracted yet
+
+        def flush():
+            nonlocal sketch
+            if not pending:
+                return
+            idx = [i for ix, _ in pending for i in ix]
+            sc, sk, nm = self._contract([cap for _, cap in pending])
+            self._mark("rest (sums, negation)")
             scores[idx] = sc.cpu().numpy()
-            loss[idx] = ls.cpu().numpy()
+            loss[idx] = torch.cat([cap.loss for _, cap in pending]).cpu().numpy()
             norm[idx] = nm.cpu().numpy()
             if sk is not None:
                 if sketch is None:
                     sketch = np.zeros((n, sk.shape[1]), dtype=np.float32)
                 sketch[idx] = sk.float().cpu().numpy()
+            pending.clear()
+
+        # Batches of one position block are contracted together, up to contract_rows examples
+        # and contract_bytes of captured activations: the products are read once per group
+        # instead of once per batch.  Groups never cross a block, so shards stay bit-for-bit.
+        for idx in track(plan, "scoring", unit="batch", enabled=progress):
+            cap = self._capture(collate([encoded[i] for i in idx], pad_id))
+            if pending and (positions[pending[0][0][0]] // block != positions[idx[0]] // block
+                            or sum(len(ix) for ix, _ in pending) + len(idx) > self.contract_rows
+                            or sum(_nbytes(c) for _, c in pending) + _nbytes(cap) > self.contract_bytes):
+                flush()
+            pending.append((idx, cap))
+        flush()
         return ScoreResult(scores, loss, sketch, norm)

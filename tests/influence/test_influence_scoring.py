@@ -58,6 +58,11 @@ def test_fused_scores_equal_dense_reference(setup, strategy):
         gs = torch.stack([d[m.name][2].reshape(-1) for d in ds])
         ref += (-(gz @ hinv @ gs.T)).numpy()  # I(z, s) = -g_zᵀ H⁻¹ g_s
     np.testing.assert_allclose(res.scores, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    # batches contracted one at a time (score_encoded groups them to read the products once)
+    alone = Scorer(model, mods, prods, contract_rows=1).score_encoded(cands, pad_id=tok.pad_token_id, batch_size=3)
+    np.testing.assert_allclose(alone.scores, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_allclose(alone.grad_norm, res.grad_norm, rtol=1e-6)
+    np.testing.assert_array_equal(alone.loss, res.loss)
     np.testing.assert_allclose(sliced.scores, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
     np.testing.assert_allclose(sliced.grad_norm, res.grad_norm, rtol=1e-5)
     assert np.abs(ref).min() > 0
@@ -156,6 +161,19 @@ def test_gradient_norm_is_the_dense_per_example_gradient_norm_on_both_paths(setu
     for path in ("per_example", "token"):
         res = Scorer(model, mods, prods, path=path).score_encoded(cands, pad_id=tok.pad_token_id, batch_size=3)
         np.testing.assert_allclose(res.grad_norm, ref, rtol=1e-4)
+    # each batch picks its path by its own shape: a contraction group can mix both
+    class Mixed(Scorer):
+        def _choose(self, m, b, t):
+            return "token" if t % 2 else "per_example"
+
+    lengths = {len(c.input_ids) % 2 for c in cands}
+    assert lengths == {0, 1}
+    mixer = Mixed(model, mods, prods)
+    mixed = mixer.score_encoded(cands, pad_id=tok.pad_token_id, batch_size=1)
+    assert all(p == {"token", "per_example"} for p in mixer.paths_used.values())
+    one = Scorer(model, mods, prods, path="per_example").score_encoded(cands, pad_id=tok.pad_token_id, batch_size=1)
+    np.testing.assert_allclose(mixed.grad_norm, ref, rtol=1e-4)
+    np.testing.assert_allclose(mixed.scores, one.scores, rtol=1e-4, atol=1e-5 * np.abs(one.scores).max())
 
 
 def test_contraction_choice_by_cost():

@@ -1,0 +1,185 @@
+"""Where scoring's time goes on a real model, and scoring vs a plain full forward+backward.
+
+    PYTHONPATH=. python benchmarks/scoring_profile.py [--gguf /work/cache/gemma3-270m.gguf]
+        [--data /work/shared/data/alma-cs-en/valid.cs-en.json] [--rows 48] [--batch-size 8]
+        [--seeds 200] [--layers -2,-1] [--rounds 3]
+
+Rows: the first --rows cs->en pairs of an ALMA-style JSON file (``[{"translation": {"cs": ..,
+"en": ..}}]``) or of a gdig JSONL pool (src/tgt/src_lang/tgt_lang), encoded with gdig's default
+prompt template, batched by length as scoring does (--batch-size).  Modules: the preset's MLP
+projections of --layers (default the top 2: Gemma's 6 gate/up/down 2048x640).  Seed products:
+--seeds random Gaussian [out, in'] matrices per module (the throughput of scoring does not
+depend on their values, and fitting the curvature of a real model here would take many minutes).
+
+1. Profile: one pass over the batches with a ``PartClock`` in the scorer (forward below the
+   tracked modules; the tracked layers and above; the LM head on target positions; the loss;
+   the backward down to the lowest tracked module; per-example gradient formation; the
+   contraction with the S products; gradient norms; sketches; the rest).
+2. Ratio: --rounds rounds, each scoring every batch and running a plain full forward+backward
+   of the same batches (every weight trainable, full logits, HF's loss), and (unless
+   --no-alone) scoring with every batch contracted with the products by itself
+   (``contract_rows=1``, as before grouping); the sides run in rotating order; per round the
+   ratio of their rows/s; printed: median and range over the rounds.
+
+Measured 2026-12-01 23:40-23:47 UTC (2-core VM shared with a Gemma finetune at nice -15 and
+other engineers' test suites, load average 6-7; Gemma 3 270M fp32, 32 cs-en rows of
+valid.cs-en.json: 84.2 tokens, 28.2 target tokens each, 10.9% padding, 4 batches of 8; the 6
+MLP modules of layers 16-17; 200 products; sketches on; batches contracted one by one, i.e.
+before ``contract_rows``), one profiled pass, 122 s (0.26 rows/s):
+
+    forward below the tracked modules   46.1%     contraction with the 200 products  13.8%
+    backward (LM head + layers 16-17)   15.8%     LM head on the target positions    10.7%
+    per-example gradients                6.0%     gradient norms                      5.7%
+    forward of the tracked layers        3.8%     sketches 1.2%, loss 1.1%, capture 0.4%
+
+Caveat: that run registered the clock hooks before its warm-up batch, so part of the warm-up (parts sum to 104.6%) is booked to "forward below"; its share is overstated. 
+The contraction is a GEMM with 8 rows against S·out·in' = 6.3 GB of products: bound by reading
+them (about 1.5 GB/s on that machine), hence the grouped contraction.  The ratio part of the
+run did not finish on that machine (the finetune got nearly all of both cores): no
+scoring/full-fwd+bwd ratio has been measured with this script yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def read_rows(path: str, n: int, src: str, tgt: str) -> list[tuple[str, str, str, str]]:
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith(".jsonl"):
+        recs = [json.loads(x) for x in text.splitlines()[:n]]
+        return [(r["src"], r["tgt"], r["src_lang"], r["tgt_lang"]) for r in recs]
+    return [(r["translation"][src], r["translation"][tgt], src, tgt) for r in json.loads(text)[:n]]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gguf", default="/work/cache/gemma3-270m.gguf")
+    ap.add_argument("--data", default="/work/shared/data/alma-cs-en/valid.cs-en.json")
+    ap.add_argument("--pair", default="cs-en")
+    ap.add_argument("--rows", type=int, default=48)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--seeds", type=int, default=200)
+    ap.add_argument("--layers", default="-2,-1")
+    ap.add_argument("--preset", default="auto")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-sketch", action="store_true")
+    ap.add_argument("--contract-rows", type=int, default=0, help="Scorer.contract_rows (0: its default)")
+    ap.add_argument("--no-alone", action="store_true", help="skip the side that contracts each batch alone")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    args = ap.parse_args()
+
+    import torch
+
+    from gdig.config import DEFAULT_TEMPLATE
+    from gdig.data.prompts import collate, encode_examples, length_batches
+    from gdig.influence.hooks import PartClock
+    from gdig.influence.modules import select_modules
+    from gdig.influence.scoring import Scorer, SketchSpec
+    from gdig.influence.seeds import SeedProducts
+    from gdig.modeling import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.time()
+    gguf = Path(args.gguf)
+    model, tok = load_model(str(gguf.parent), gguf_file=gguf.name, dtype=args.dtype, device=args.device)
+    print(f"model {gguf.name} loaded in {time.time() - t0:.0f} s; torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, device {args.device}, dtype {args.dtype}", flush=True)
+    src, tgt = args.pair.split("-")
+    enc, _ = encode_examples(tok, read_rows(args.data, args.rows, src, tgt), DEFAULT_TEMPLATE, 256)
+    enc = [e for e in enc if e is not None]
+    mods = select_modules(model, args.preset, layers=[int(x) for x in args.layers.split(",")])
+    gen = torch.Generator().manual_seed(0)
+    prods = SeedProducts([str(i) for i in range(args.seeds)], [m.spec for m in mods],
+                         full={m.name: torch.randn(args.seeds, m.out_features, m.in_dim, generator=gen)
+                               for m in mods})
+    plan = length_batches([len(e.input_ids) for e in enc], args.batch_size)
+    batches = [collate([enc[i] for i in b], tok.pad_token_id) for b in plan]
+    n_tok = sum(len(e.input_ids) for e in enc)
+    n_tgt = sum(sum(1 for x in e.labels if x != -100) for e in enc)
+    pad = sum(b["attention_mask"].numel() for b in batches) - n_tok
+    print(f"rows {len(enc)} ({n_tok / len(enc):.1f} tokens, {n_tgt / len(enc):.1f} target tokens on average; "
+          f"{100 * pad / (pad + n_tok):.1f}% padding), {len(batches)} batches of {args.batch_size}; "
+          f"modules ({len(mods)}): {', '.join(f'{m.name} {m.out_features}x{m.in_dim}' for m in mods)}; "
+          f"{args.seeds} seed products", flush=True)
+    scorer = Scorer(model, mods, prods, sketch=None if args.no_sketch else SketchSpec())
+    contract_rows = args.contract_rows or scorer.contract_rows
+    del prods
+
+    # -- 1. profile ---------------------------------------------------------------------------
+    bs = args.batch_size
+    # warm-up (allocator, dense products) before the clock's hooks exist: nothing of it is booked
+    scorer.score_encoded(enc[:bs], pad_id=tok.pad_token_id, batch_size=bs)
+    clock = PartClock(args.device)
+    lowest = mods[0].module  # model order: the first chosen module is the lowest
+    head = model.get_output_embeddings()
+    hooks = [lowest.register_forward_pre_hook(lambda *_: clock.mark("forward below the tracked modules")),
+             head.register_forward_pre_hook(lambda *_: clock.mark("forward: tracked layers and above")),
+             head.register_forward_hook(lambda *_: clock.mark("LM head (target positions)"))]
+    scorer.clock = clock
+    t0 = time.perf_counter()
+    scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=bs)  # = `batches`, contracted in groups
+    wall = time.perf_counter() - t0
+    scorer.clock = None
+    for h in hooks:
+        h.remove()
+    print(f"\nprofile of one scoring pass ({wall:.2f} s, {len(enc) / wall:.2f} rows/s):")
+    for part, sec in sorted(clock.parts.items(), key=lambda kv: -kv[1]):
+        print(f"  {part:40s} {sec:7.2f} s  {100 * sec / wall:5.1f}%")
+
+    # -- 2. scoring vs plain full forward+backward, interleaved ---------------------------------
+    def score_pass():
+        scorer.contract_rows = contract_rows
+        scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=bs)
+
+    def score_alone_pass():  # each batch contracted with the products by itself (gdig before 2026-12-02)
+        scorer.contract_rows = 1
+        scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=bs)
+
+    def train_pass():
+        for b in batches:
+            model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"],
+                  use_cache=False).loss.backward()
+            model.zero_grad(set_to_none=True)
+
+    for p in model.parameters():  # the scorer freezes them while it runs
+        p.requires_grad_(True)
+    train_pass()  # warm-up
+    sides = [("score", score_pass), ("train", train_pass)] + ([] if args.no_alone else [("alone", score_alone_pass)])
+    sec = {name: [] for name, _ in sides}
+    for r in range(args.rounds):
+        order = sides[r % len(sides):] + sides[:r % len(sides)]  # rotate who goes first
+        for name, fn in order:
+            t0 = time.perf_counter()
+            fn()
+            sec[name].append(time.perf_counter() - t0)
+        print(f"round {r + 1}: " + ", ".join(f"{name} {len(enc) / sec[name][-1]:.2f} rows/s" for name, _ in sides)
+              + f" (load average {os.getloadavg()[0]:.2f})", flush=True)
+
+    def spread(num, den):
+        q = [a / b for a, b in zip(sec[num], sec[den])]
+        return f"median {statistics.median(q):.2f}, range {min(q):.2f}-{max(q):.2f}"
+
+    print(f"\nover {args.rounds} rounds (per-round ratios): scoring/full-forward+backward rows/s "
+          f"{spread('train', 'score')}  (scoring median {len(enc) / statistics.median(sec['score']):.2f} rows/s, "
+          f"full fwd+bwd {len(enc) / statistics.median(sec['train']):.2f}; contract_rows {contract_rows})")
+    if not args.no_alone:
+        print(f"batches contracted in groups / one by one (speed-up): {spread('alone', 'score')}; "
+              f"one by one / full fwd+bwd: {spread('train', 'alone')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
