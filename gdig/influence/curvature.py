@@ -39,6 +39,7 @@ from gdig.progress import track
 from gdig.influence.files import save_tensors
 from gdig.influence.hooks import Captured, capture_batch
 from gdig.influence.modules import ChosenModule
+from gdig.influence.strategies import curvature_strategy
 
 
 @dataclass
@@ -216,6 +217,7 @@ def fit_curvature(
     and is called once per pass, so it must replay the same data."""
     if strategy not in ("kfac", "ekfac"):
         raise ValueError(f"influence.curvature.strategy must be 'kfac' or 'ekfac', got {strategy!r}")
+    kind = curvature_strategy(strategy)
     dtype = torch.float64 if fp64 else torch.float32
     device = next(model.parameters()).device
     average = eigen_average_for(granularity, eigen_average)
@@ -223,7 +225,7 @@ def fit_curvature(
     for batch in track(batches(), "curvature: factors", total=n_batches, unit="batch", enabled=progress):
         acc.update(capture_batch(model, modules, batch, loss_reduction=loss_reduction))
     factors = acc.factors()
-    if strategy == "ekfac":
+    if kind.eigen_pass:
         corr = EigenCorrectionAccumulator(factors, granularity, dtype, average)
         for batch in track(batches(), "curvature: eigenvalues", total=n_batches, unit="batch", enabled=progress):
             corr.update(capture_batch(model, modules, batch, loss_reduction=loss_reduction))
@@ -232,7 +234,7 @@ def fit_curvature(
         factors = corr.finalize()
     return Curvature(strategy, granularity, [m.spec for m in modules], factors, acc.n_examples, acc.n_tokens,
                      _fit_meta(loss_reduction, dtype, granularity, sequence_bias,
-                               average if strategy == "ekfac" else None))
+                               average if kind.eigen_pass else None))
 
 
 def _fit_meta(loss_reduction, dtype, granularity, sequence_bias, average) -> dict:
