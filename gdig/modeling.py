@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 from typing import Iterable
 
@@ -23,6 +24,14 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class ModelLoadError(BadInput, RuntimeError):
     pass
 
+
+
+# One model load at a time per process: transformers' from_pretrained swaps process-wide
+# functions while it builds the model (no_init_weights replaces PreTrainedModel.init_weights and
+# restores what it saw), so two loads interleaved in threads (mapped shards on a thread task
+# runner) can leave init_weights replaced for good: later loads then never tie weights and a
+# tied lm_head stays on the meta device.
+_LOAD_LOCK = threading.Lock()
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
@@ -108,11 +117,15 @@ def load_model(
         # are inference-only), on every device
         kw.update(gguf_file=gguf_file, quantization_config=GgufConfig(dequantize=True))
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kw)
+        with _LOAD_LOCK:
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, **kw)
     except (OSError, ValueError) as err:
         raise ModelLoadError(_explain(name_or_path, err)) from None
     if gguf_file:
         _drop_gguf_quantizer(model)
+    empty = [n for n, p in model.named_parameters() if p.device.type == "meta"]
+    if empty:  # a clear error instead of torch's "cannot copy out of meta tensor" at .to(device)
+        raise ModelLoadError(f"{name_or_path}: weights not loaded (left on the meta device): {', '.join(empty[:5])}")
     tok = load_tokenizer(tokenizer or name_or_path, None if tokenizer else gguf_file, revision, trust_remote_code)
     model.to(device)
     model.eval()
