@@ -215,9 +215,7 @@ def fit_curvature(
 ) -> Curvature:
     """Fit K-FAC (one pass) or EK-FAC (two passes) factors; ``batches()`` yields collated batches
     and is called once per pass, so it must replay the same data."""
-    if strategy not in ("kfac", "ekfac"):
-        raise ValueError(f"influence.curvature.strategy must be 'kfac' or 'ekfac', got {strategy!r}")
-    kind = curvature_strategy(strategy)
+    kind = curvature_strategy(strategy)  # ValueError naming the known strategies
     dtype = torch.float64 if fp64 else torch.float32
     device = next(model.parameters()).device
     average = eigen_average_for(granularity, eigen_average)

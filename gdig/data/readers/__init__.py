@@ -29,9 +29,5 @@ from gdig.data.readers.records import detect_schema
 from gdig.data.readers.resolve import open_source
 from gdig.data.readers.rows import content_hash, read_rows
 
-# every module of the package, for cache keys that must change when any reader does
-MODULES = tuple(f"gdig.data.readers.{m}" for m in (
-    "common", "records", "resolve", "rows", "jsonfile", "tsv", "moses", "hf_datasets"))
-
-__all__ = ["FORMATS", "MODULES", "ReadError", "Row", "Source", "content_hash", "detect_schema", "open_source",
+__all__ = ["FORMATS", "ReadError", "Row", "Source", "content_hash", "detect_schema", "open_source",
            "read_rows"]
