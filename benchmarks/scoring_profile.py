@@ -21,22 +21,29 @@ depend on their values, and fitting the curvature of a real model here would tak
    (``contract_rows=1``, as before grouping); the sides run in rotating order; per round the
    ratio of their rows/s; printed: median and range over the rounds.
 
-Measured 2026-12-01 23:40-23:47 UTC (2-core VM shared with a Gemma finetune at nice -15 and
-other engineers' test suites, load average 6-7; Gemma 3 270M fp32, 32 cs-en rows of
-valid.cs-en.json: 84.2 tokens, 28.2 target tokens each, 10.9% padding, 4 batches of 8; the 6
-MLP modules of layers 16-17; 200 products; sketches on; batches contracted one by one, i.e.
-before ``contract_rows``), one profiled pass, 122 s (0.26 rows/s):
+Measured 2026-12-02 02:33-02:43 UTC (2-core VM, another engineer's small benchmark alongside,
+load average 4.5-5.5), ``--rows 32 --rounds 3 --no-alone``: Gemma 3 270M fp32, 32 cs-en rows of
+valid.cs-en.json (84.2 tokens, 28.2 target tokens each, 10.9% padding), 4 batches of 8, the 6
+MLP modules of layers 16-17, 200 products, sketches on, contract_rows 64 (the 4 batches
+contracted together).  One profiled pass, 58.5 s (0.55 rows/s):
 
-    forward below the tracked modules   46.1%     contraction with the 200 products  13.8%
-    backward (LM head + layers 16-17)   15.8%     LM head on the target positions    10.7%
-    per-example gradients                6.0%     gradient norms                      5.7%
-    forward of the tracked layers        3.8%     sketches 1.2%, loss 1.1%, capture 0.4%
+    forward below the tracked modules   44.4%     per-example gradients              13.4%
+    backward (LM head + layers 16-17)   16.5%     LM head on the target positions    11.1%
+    contraction with the 200 products    5.7%     forward of the tracked layers       3.7%
+    gradient norms                       2.5%     loss 1.3%, sketches 1.0%, capture 0.4%
 
-Caveat: that run registered the clock hooks before its warm-up batch, so part of the warm-up (parts sum to 104.6%) is booked to "forward below"; its share is overstated. 
-The contraction is a GEMM with 8 rows against S·out·in' = 6.3 GB of products: bound by reading
-them (about 1.5 GB/s on that machine), hence the grouped contraction.  The ratio part of the
-run did not finish on that machine (the finetune got nearly all of both cores): no
-scoring/full-fwd+bwd ratio has been measured with this script yet.
+Ratio, 3 rounds: scoring / full forward+backward rows/s median 2.56, range 2.14-2.70 (scoring
+0.67 rows/s, full 0.26 at the median).  Before the grouped contraction (2026-12-01, busier
+machine) the contraction took 13.8% of a pass and the ratio was 1.53.
+
+The ceiling, counted in multiply-adds per token (Gemma: 100M in the 18 layers, 168M in the
+262k-word LM head; 1/3 of the tokens are targets): a full forward+backward costs about
+3 x (100M + 168M) = 804M; scoring costs the forward of the layers (100M), the LM head forward
+and its input gradient on target positions (2 x 168M / 3 = 112M), the backward of the top 2
+layers (~11M), the per-example gradients (8M) and their contraction with 200 products (19M):
+about 250M, so about 3.2x at best with 200 products; the forward below the tracked modules is
+the same work on both sides (measured: a frozen forward to layer 16 takes the time of the
+training forward to layer 16).  Fewer products (seeds in groups) raise the ceiling a little.
 """
 
 from __future__ import annotations
