@@ -1,6 +1,6 @@
 """Influence engine throughput on a tiny model, side by side with plain training steps.
 
-    python benchmarks/influence_throughput.py [--n 256] [--seeds 64] [--hidden 128] [--layers 4]
+    python benchmarks/influence_throughput.py [--n 256] [--seeds 64] [--hidden 128] [--layers 4] [--memory-only]
 
 Modules: the --preset MLP projections of the --module-layers layers (default: the upper half).
 Measures, in one run on the same model and the same length-bucketed candidates:
@@ -21,12 +21,29 @@ Measured 2026-12-02 00:42-01:25 UTC (2-core machine, a Gemma finetune at nice -1
 01:15, load average 13 falling to 4.5), ``--n 64 --seeds 64 --train-batch-sizes 8,16
 --score-batch-sizes 16,32 --repeats 1 --rounds 3 --no-fit-rounds``: scoring/training 1.20
 [1.19-2.06], scoring+sketch/training 1.12 [0.60-2.09]; peak RSS 691 MiB scoring 64 candidates
-(672 before), 857 MiB scoring 256 (709 before).
+(672 before), 857 MiB scoring 256 (709 before): +19 vs +148, memory not flat.  The cause: a
+reference cycle in hooks.ModuleCapture (a leaf's backward hook closed over the capture, which
+holds the leaf) kept every captured batch's a and g alive after its group was contracted, until
+Python's cyclic collector ran (at the 4th group of 256 candidates, 11 of the 16 batches captured
+so far were still alive; after gc.collect() heap in use fell by ~190 MiB).  Fixed (the hook
+closes over the grads dict only).
+
+Peak memory measured 2026-12-02 02:45-02:49 UTC (2-core machine, load average 1.4-3.8), the
+same rows (the first N of the 4N are the N), ``--memory-only --n 64 --seeds 64
+--score-batch-sizes 16``: before the fix 629 MiB scoring 64 (629 before, +0) and 767 MiB
+scoring 256 (632 before, +135); after it 608 MiB scoring 64 (591 before, +17) and 620 MiB
+scoring 256 (596 before, +24); ``--n 128`` after it: 607 MiB scoring 128 (575 before, +32),
+628 MiB scoring 512 (595 before, +33).  What is left of the rise is the contracted group (64
+rows of captured a, g) plus the next captured batch; its size follows the longest 64 rows
+(length-bucketed, the last group is the longest: 50 MiB of a, g at N = 64, where the group is
+all rows, 66 MiB at 256; 61 and 69 MiB at 128 and 512), bounded by contract_rows and
+contract_bytes, not by N.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing as mp
 import os
 import random
@@ -221,6 +238,7 @@ def _memory_child(args, model_dir: str, n: int, bs: int, queue) -> None:
 
     scorer = Scorer(model, mods, prods, sketch=SketchSpec())
     del prods
+    gc.collect()  # garbage of the setup is not the scoring loop's
     before = _status_mib("VmRSS")
     if not _reset_peak():  # no /proc: whole-process peak from getrusage (KiB on Linux)
         before = None
@@ -240,6 +258,14 @@ def peak_memory_mib(args, model_dir: str, n: int, bs: int) -> tuple[float | None
     return out
 
 
+def print_peak_memory(args, model_dir: str, bs: int) -> None:
+    (r1, m1), (r2, m2) = (peak_memory_mib(args, model_dir, k, bs) for k in (args.n, 4 * args.n))
+    rise = lambda m, r: f"{r:.0f} before, +{m - r:.0f}" if r is not None else "whole-process peak"  # noqa: E731
+    print(f"peak RSS while scoring at batch {bs}, each in a fresh process (RSS with model + products loaded, "
+          f"before scoring; the rise): {m1:.0f} MiB for {args.n} candidates ({rise(m1, r1)}), "
+          f"{m2:.0f} MiB for {4 * args.n} ({rise(m2, r2)})", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=128, help="candidates (and training examples)")
@@ -255,6 +281,9 @@ def main() -> None:
     ap.add_argument("--train-batch-sizes", default="1,4,8,16,32", help="training batch sizes tried")
     ap.add_argument("--score-batch-sizes", default="8,16,32,64", help="scoring batch sizes tried")
     ap.add_argument("--no-memory", action="store_true", help="skip the two peak-memory subprocesses")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="only the two peak-memory subprocesses (N and 4N candidates; --score-batch-sizes' first "
+                         "is the batch size)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per batch-size scan point (best is kept)")
     ap.add_argument("--no-fit-rounds", action="store_true", help="leave the fits out of the interleaved rounds")
@@ -271,6 +300,9 @@ def main() -> None:
     score_bs = [int(x) for x in args.score_batch_sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         build(args, tmp)
+        if args.memory_only:
+            print_peak_memory(args, tmp, score_bs[0])
+            return
         model, tok, mods, cands, seeds = setup(args, tmp)
         n_tok = sum(len(e.input_ids) for e in cands)
         print(f"model: llama hidden={args.hidden} layers={args.layers} intermediate={args.intermediate} "
@@ -298,10 +330,7 @@ def main() -> None:
         print(f"scoring, {len(seeds)} seeds, best batch {bsc}: {score[bsc]:.1f} ex/s; "
               f"with sketches (batch {bsk}): {score_sk[bsk]:.1f} ex/s")
         if not args.no_memory:
-            (r1, m1), (r2, m2) = (peak_memory_mib(args, tmp, k, bsc) for k in (args.n, 4 * args.n))
-            print(f"peak RSS while scoring, each in a fresh process (RSS with model + products loaded, "
-                  f"before scoring): {m1:.0f} MiB for {args.n} candidates ({r1:.0f} before), "
-                  f"{m2:.0f} MiB for {4 * args.n} ({r2:.0f} before)", flush=True)
+            print_peak_memory(args, tmp, bsc)
         # the ratios: the two sides of each, at their best batch sizes, interleaved over --rounds rounds
         fns = {"train": train_pass(model, tok, cands, bt), "fit-kfac": None, "fit-ekfac": None,
                "score": score_pass(model, tok, mods, cands, prods, bsc, sketch=False),

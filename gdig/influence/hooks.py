@@ -128,9 +128,11 @@ class ModuleCapture:
             if not output.requires_grad:
                 output = output.detach().requires_grad_(True)
                 self.leaves.append(output)
+            grads = self.grads  # not self: a leaf holds its hook, and self holds the leaf (a cycle would
+            # keep every captured a and g alive until Python's cyclic collector happens to run)
 
             def bwd(grad, name=name):
-                self.grads[name] = grad.detach()
+                grads[name] = grad.detach()
 
             output.register_hook(bwd)
             return output

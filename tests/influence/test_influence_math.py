@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 
 import pytest
 import torch
@@ -50,6 +52,23 @@ def test_hook_per_example_grads_match_autograd(llama, llama_direct):
             assert torch.allclose(peg[m.name][i].double(), ref, rtol=1e-4, atol=1e-7 * ref.abs().max().item())
     # parameters are left as they were (frozen only inside the capture)
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_capture_is_freed_without_the_cyclic_collector(llama):
+    """Dropping a capture frees its a and g at once: no reference cycle (a leaf's backward hook
+    pointing back at the ModuleCapture that holds the leaf) keeps them until gc runs, which
+    made scoring's peak memory grow with the number of candidates."""
+    model, tok, mods = llama
+    batch = collate(encode(tok), tok.pad_token_id)
+    gc.collect()
+    gc.disable()
+    try:
+        cap = capture_batch(model, mods, batch, mask_inputs=False)
+        refs = [weakref.ref(t) for d in (cap.a, cap.g) for t in d.values()]
+        del cap
+        assert [r() is None for r in refs] == [True] * len(refs)
+    finally:
+        gc.enable()
 
 
 def test_hook_grads_conv1d_with_bias(gpt2):
