@@ -14,6 +14,7 @@ installed or the model cannot be loaded, the metric row holds NULL and its signa
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ import torch
 
 from gdig.config import CometConfig, GdigConfig
 from gdig.data.prompts import build_prompt, length_batches
+
+log = logging.getLogger(__name__)
 
 METRICS = ("BLEU", "chrF", "COMET")
 
@@ -117,9 +120,29 @@ def load_checkpoint_model(cfg: GdigConfig, path: str):
     return load_from_config(cfg.model, checkpoint=path)
 
 
+def translation_key(cfg: GdigConfig) -> str:
+    """What a stored translation was made with: the config sections and code modules the graph
+    declares for the translate stage (the key the Prefect executor caches it under, less the
+    inputs: the checkpoint and the eval set are the table's own keys)."""
+    from gdig import graph
+    from gdig.workspace import config_hash, json_hash, module_source_hash
+
+    spec = graph.stage("translate")
+    return json_hash({"config": config_hash(cfg, spec.sections),
+                      "code": [module_source_hash(m) for m in spec.code_modules()]}, 16)
+
+
 def translate_stage(cfg: GdigConfig, store, checkpoint: dict, eval_set: str, progress: bool = True) -> int:
-    """Translate one eval set with one checkpoint; hypotheses go to the store.  Returns the row count."""
+    """Translate one eval set with one checkpoint; hypotheses go to the store.  Returns the row count.
+
+    A complete set stored under the same `translation_key` is reused, so a re-run in one process
+    (the plain executor has no task cache) translates only what is new or what changed."""
     ex = store.dataset_examples(eval_set)
+    key = translation_key(cfg)
+    stored = store.translation_keys(checkpoint["checkpoint_id"], eval_set)
+    if len(ex) and set(stored["example_id"]) == set(ex["example_id"]) and (stored["key"] == key).all():
+        log.info("translations of %s by %s reused (same settings and code)", eval_set, checkpoint["checkpoint_id"])
+        return len(ex)
     model, tok = load_checkpoint_model(cfg, checkpoint["path"])
     ev = cfg.evaluate
     hyp = translate(
@@ -127,7 +150,7 @@ def translate_stage(cfg: GdigConfig, store, checkpoint: dict, eval_set: str, pro
         max_new_tokens=ev.max_new_tokens, length_ratio=ev.length_ratio, device=cfg.model.device,
         progress=progress,
     )
-    meta = [{"n_new_tokens": int(n), "stopped": s} for n, s in zip(hyp["n_new_tokens"], hyp["stopped"])]
+    meta = [{"n_new_tokens": int(n), "stopped": s, "key": key} for n, s in zip(hyp["n_new_tokens"], hyp["stopped"])]
     store.add_translations(
         checkpoint["checkpoint_id"], eval_set,
         pd.DataFrame({"example_id": ex["example_id"], "hypothesis": hyp["hypothesis"], "meta": meta}),

@@ -44,6 +44,33 @@ def json_hash(value: Any, n: int | None = 16) -> str:
     return sha(json.dumps(value, sort_keys=True, default=str), n)
 
 
+def config_hash(cfg, sections: Iterable[str]) -> str:
+    """Hash of config sections; dotted names pick sub-sections ("influence.curvature")."""
+    dump = cfg.model_dump(mode="json")
+    picked = {}
+    for name in sections:
+        node: Any = dump
+        for part in name.split("."):
+            node = node[part]
+        picked[name] = node
+    return json_hash(picked, 32)
+
+
+def module_source_hash(module: str) -> str:
+    """Hash of a module's source file, or of every source file of a package (any edit to a
+    wrapped stage invalidates its cache, also one inside a package such as gdig.data.readers)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return f"missing:{module}"
+    if not spec.submodule_search_locations:
+        return sha(Path(spec.origin).read_bytes())
+    root = Path(spec.origin).parent
+    files = sorted(root.rglob("*.py"))
+    return sha(b"".join(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() for f in files))
+
+
 def parts_hash(*parts: str, n: int = 16) -> str:
     """Hash of a few ids joined by '|' (the id of a result made from those inputs)."""
     return sha("|".join(parts), n)

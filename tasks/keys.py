@@ -10,7 +10,6 @@ while an unchanged input gives the same key in every run, process and machine.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 from pathlib import Path
@@ -22,35 +21,10 @@ from prefect.context import TaskRunContext
 
 from gdig import graph
 from gdig.config import GdigConfig
-from gdig.workspace import ids_hash, json_hash, sha
+from gdig.workspace import config_hash, ids_hash, json_hash, module_source_hash, sha  # noqa: F401 (re-exported)
 
 # parameters that never change a result (where it runs, how chatty it is)
 NOT_CONTENT = frozenset({"cfg", "progress", "device"})
-
-
-def config_hash(cfg: GdigConfig, sections: Iterable[str]) -> str:
-    """Hash of config sections; dotted names pick sub-sections ("influence.curvature")."""
-    dump = cfg.model_dump(mode="json")
-    picked = {}
-    for name in sections:
-        node: Any = dump
-        for part in name.split("."):
-            node = node[part]
-        picked[name] = node
-    return json_hash(picked, 32)
-
-
-def module_source_hash(module: str) -> str:
-    """Hash of a module's source file, or of every source file of a package (any edit to a
-    wrapped stage invalidates its cache, also one inside a package such as gdig.data.readers)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        return f"missing:{module}"
-    if not spec.submodule_search_locations:
-        return sha(Path(spec.origin).read_bytes())
-    root = Path(spec.origin).parent
-    files = sorted(root.rglob("*.py"))
-    return sha(b"".join(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() for f in files))
 
 
 def content(value: Any) -> Any:

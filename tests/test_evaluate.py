@@ -150,3 +150,40 @@ def test_comparison_table_several_eval_sets_and_empty(store):
     for name in ("dev", "test"):
         store.add_metric(f"ck-{name}", name, "BLEU", 10.0, "sig", strategy="gdig", budget=50)
     assert list(comparison_table(store).columns) == ["dev:BLEU@50", "test:BLEU@50"]
+
+
+def test_translate_stage_reuses_a_complete_set_made_with_the_same_settings(store, monkeypatch):
+    import gdig.evaluate as ev
+
+    df = _eval_set(store)
+    calls = []
+
+    def fake_translate(model, tok, rows, template, **kw):
+        calls.append((template, kw["num_beams"]))
+        return pd.DataFrame({"hypothesis": [f"h{len(calls)}-{i}" for i in range(len(rows))],
+                             "n_new_tokens": 3, "stopped": "newline"})
+
+    monkeypatch.setattr(ev, "translate", fake_translate)
+    monkeypatch.setattr(ev, "load_checkpoint_model", lambda cfg, path: (None, None))
+    ck = {"checkpoint_id": "ck", "path": "x"}
+    cfg = GdigConfig(languages={"src": "de", "tgt": "en"}, model={"name_or_path": "unused"})
+    assert ev.translate_stage(cfg, store, ck, "dev") == len(df) and len(calls) == 1
+    assert ev.translate_stage(cfg, store, ck, "dev") == len(df) and len(calls) == 1  # reused
+    assert store.translations("ck", "dev")["hypothesis"].tolist()[0] == "h1-0"
+    beams = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"num_beams": 4})})
+    ev.translate_stage(beams, store, ck, "dev")  # a generation setting changed: translated again
+    assert len(calls) == 2 and calls[-1][1] == 4
+    ev.translate_stage(cfg, store, ck, "dev")  # and back: the stored set is the 4-beam one
+    assert len(calls) == 3
+    other = cfg.model_copy(update={"prompt": cfg.prompt.model_copy(update={"template": TEMPLATE})})
+    ev.translate_stage(other, store, ck, "dev")
+    assert len(calls) == 4 and calls[-1][0] == TEMPLATE
+    # a set stored without a key (before keys were kept), or missing a row, is translated again
+    store.add_translations("ck", "dev", pd.DataFrame({"example_id": df["example_id"], "hypothesis": "old"}))
+    ev.translate_stage(other, store, ck, "dev")
+    assert len(calls) == 5
+    store.add_translations("ck", "dev", store.translations("ck", "dev").iloc[1:].assign(meta=[{"key": ev.translation_key(other)}] * (len(df) - 1)))
+    ev.translate_stage(other, store, ck, "dev")
+    assert len(calls) == 6
+    ev.translate_stage(other, store, ck, "dev")
+    assert len(calls) == 6

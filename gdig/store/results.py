@@ -64,6 +64,13 @@ class ResultTables(StoreBase):
             [checkpoint_id, eval_set],
         ).df()
 
+    def translation_keys(self, checkpoint_id: str, eval_set: str) -> pd.DataFrame:
+        """example_id, key (the settings the hypothesis was made with; None before keys were kept)."""
+        return self.con.execute(
+            "SELECT example_id, json_extract_string(meta, '$.key') AS key FROM translations "
+            "WHERE checkpoint_id = ? AND eval_set = ?", [checkpoint_id, eval_set],
+        ).df()
+
     def add_metric(
         self, checkpoint_id: str, eval_set: str, metric: str, value: float | None, signature: str | None,
         strategy: str | None = None, budget: int | None = None, selection_id: str | None = None,
