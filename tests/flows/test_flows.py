@@ -62,8 +62,7 @@ def build_workspace(root: Path) -> Path:
     return path
 
 
-def task_states(flow_run_id) -> list[tuple[str, str, int]]:
-    """(stage, state name, run count) of every task run of a flow run and its subflows."""
+def _read_task_states(flow_run_id) -> list[tuple[str, str, int]]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
     from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
@@ -80,6 +79,25 @@ def task_states(flow_run_id) -> list[tuple[str, str, int]]:
 
     return [(stage_of(r.name), r.state.name, r.run_count) for r in runs
             if r.state.state_details.child_flow_run_id is None]  # not a subflow's stand-in
+
+
+def task_states(flow_run_id, quiet_s: float = 2.0, timeout_s: float = 60.0) -> list[tuple[str, str, int]]:
+    """(stage, state name, run count) of every task run of a flow run and its subflows.
+
+    Prefect 3 records task runs from events the client sends in the background, so right after
+    a flow returns the server may not know its last task yet (seen on a loaded machine): read
+    until the list has not changed for `quiet_s` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    last = _read_task_states(flow_run_id)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = _read_task_states(flow_run_id)
+        if now == last:
+            return now
+        last = now
+    return last
 
 
 def states_by_stage(states) -> dict[str, list[str]]:
