@@ -195,10 +195,9 @@ Strategy = Literal["gdig", "random", "quality", "diversity", "full", "loss"]
 class SelectionConfig(_Strict):
     budgets: list[int] = Field(default_factory=lambda: [1000])
     strategies: list[Strategy] = Field(default_factory=lambda: ["gdig", "random"])
-    # Eq. 4 threshold on the helped fraction; "auto": the largest γ with |D_hq| >= hq_multiple x budget,
-    # D_hq then cut to the hq_multiple x budget best by `quality` (1.5: measured, see the README)
+    # Eq. 4 threshold on the helped fraction; "auto": the largest γ with |D_hq| >= hq_multiple x budget
     gamma: float | Literal["auto"] = "auto"
-    hq_multiple: float = Field(default=1.5, ge=1.0)
+    hq_multiple: float = Field(default=2.0, ge=1.0)
     # defaults chosen on benchmarks/selection_quality.py (cs-en, Gemma 3 270M; see the README)
     quality: Literal["paper", "influence", "normalized", "loss", "combined"] = "loss"  # ranking score
     allocation: Literal["even", "size", "size_quality", "drop_low"] = "drop_low"  # picks per cluster

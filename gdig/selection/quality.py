@@ -4,10 +4,7 @@ A candidate z is high-quality when its helped fraction — the share of seeds s 
 I(z, s) < 0 — is at least γ (γ = 1.0: it helps every seed); D_hq is the set of them.
 `gamma="auto"` picks the largest γ on the grid k / n_seed_groups at which D_hq holds at least
 `hq_multiple × budget` candidates (whether a fixed γ empties D_hq or keeps half the pool
-depends on the model and the number of seed groups), and keeps the `hq_multiple × budget`
-best of them by the quality score: with a pretrained model nearly every candidate helps every
-seed, γ = 1.0 then admits the whole pool, and without the cap the quality ranking would have
-no say in what the diversity step draws from.  A fixed γ is the paper's rule: no cap.
+depends on the model and the number of seed groups).
 
 The order of candidates (inside D_hq first, then the rest) is a quality score, higher = better:
 
@@ -96,23 +93,6 @@ def auto_gamma(helped_fraction: np.ndarray, n_groups: int, target: int) -> float
         if int((hf >= g - GAMMA_TOL).sum()) >= target:
             return float(g)
     return 0.0
-
-
-def high_quality_ranking(influence: pd.DataFrame, budget: int, gamma: float | str, score: str,
-                         hq_multiple: float, n_groups: int | None) -> tuple[pd.DataFrame, float]:
-    """(the pool in quality order with D_hq marked, the γ used) under a fixed γ or "auto"
-    (the largest γ holding hq_multiple × budget candidates, D_hq cut to that many best)."""
-    if gamma != "auto":
-        g = float(gamma)
-        return rank_by_quality(influence, g, score), g
-    if not n_groups:
-        raise ValueError("gamma 'auto' needs n_seed_groups (the number of seed products scored against)")
-    target = hq_target(budget, hq_multiple)
-    g = auto_gamma(influence["helped_fraction"].to_numpy(), n_groups, target)
-    ranked = rank_by_quality(influence, g, score)
-    # D_hq is the ranking's prefix: its first `target` rows are its best
-    ranked["high_quality"] &= np.arange(len(ranked)) < target
-    return ranked, g
 
 
 def rank_by_quality(influence: pd.DataFrame, gamma: float = 1.0, score: str = "paper") -> pd.DataFrame:

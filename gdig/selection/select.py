@@ -18,7 +18,7 @@ import pandas as pd
 from gdig.selection.allocation import DEFAULT_DROP_MARGIN, allocate
 from gdig.selection.baselines import diversity_pick, full_pick, loss_pick, random_pick
 from gdig.selection.diversity import Clustering, cluster_sketches, default_n_clusters
-from gdig.selection.quality import auto_gamma, high_quality_ranking, select_top
+from gdig.selection.quality import auto_gamma, hq_target, rank_by_quality, select_top
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def select(
     within_cluster: str = "random",
     seed: int = 0,
     quality: str = "paper",
-    hq_multiple: float = 1.5,
+    hq_multiple: float = 2.0,
     allocation: str = "even",
     drop_margin: float = DEFAULT_DROP_MARGIN,
     n_seed_groups: int | None = None,
@@ -93,8 +93,7 @@ def select(
       helped_fraction, mean (and loss, grad_norm, label where present).  sketches: [n, d] rows
       aligned with `influence` (needed by "gdig" and "diversity").
     gamma: a number (Eq. 4's fixed threshold) or "auto" (the largest γ on the grid of
-      `n_seed_groups` at which |D_hq| >= hq_multiple × budget, D_hq then cut to the
-      hq_multiple × budget best by `quality`).
+      `n_seed_groups` at which |D_hq| >= hq_multiple × budget).
     """
     pool = _checked_pool(strategy, budget, influence, sketches)
     n = len(pool)
@@ -156,10 +155,13 @@ def _quality_ranking(pool: pd.DataFrame, budget: int, gamma: float | str, qualit
                      n_seed_groups: int | None) -> tuple[pd.DataFrame, float, int, float | None]:
     """Eq. 4 and the quality ranking: (ranked pool, the γ used, |D_hq|, and with a fixed γ that
     leaves D_hq short of the budget, the γ that would have held it (for the warning))."""
-    ranked, g = high_quality_ranking(pool, budget, gamma, quality, hq_multiple, n_seed_groups)
-    n_hq = int(ranked["high_quality"].sum())
-    fixed = gamma != "auto"
     hf = pool["helped_fraction"].to_numpy()
+    fixed = gamma != "auto"
+    if not fixed and not n_seed_groups:
+        raise ValueError("gamma 'auto' needs n_seed_groups (the number of seed products scored against)")
+    g = float(gamma) if fixed else auto_gamma(hf, n_seed_groups, hq_target(budget, hq_multiple))
+    ranked = rank_by_quality(pool, g, quality)
+    n_hq = int(ranked["high_quality"].sum())
     fitting = auto_gamma(hf, n_seed_groups, budget) if fixed and n_seed_groups and n_hq < budget else None
     return ranked, g, n_hq, fitting
 

@@ -34,14 +34,16 @@ def settings_read(cfg, inputs: dict) -> dict:
 
 def quality(ctx: StageContext, scoring: dict) -> dict:
     """D_hq per budget at a glance: the γ used and |D_hq| (the selections recompute them)."""
-    from gdig.selection.quality import high_quality_ranking
+    from gdig.selection.quality import auto_gamma, hq_target, rank_by_quality
 
     infl = ctx.store.influence(scoring["scoring_id"])
+    hf = infl["helped_fraction"].to_numpy()
     groups = int(ctx.store.get_scoring(scoring["scoring_id"])["n_seeds"] or 0)
     sel = ctx.cfg.selection
     per_budget = {}
     for b in sel.budgets:
-        ranked, g = high_quality_ranking(infl, b, sel.gamma, sel.quality, sel.hq_multiple, groups)
+        g = float(sel.gamma) if sel.gamma != "auto" else auto_gamma(hf, groups, hq_target(b, sel.hq_multiple))
+        ranked = rank_by_quality(infl, g, sel.quality)
         per_budget[int(b)] = {"gamma": g, "n_high_quality": int(ranked["high_quality"].sum())}
     return {"scoring_id": scoring["scoring_id"], "pool_size": len(infl), "per_budget": per_budget}
 

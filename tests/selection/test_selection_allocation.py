@@ -11,7 +11,7 @@ from gdig.config import SelectionConfig
 from gdig.selection.allocation import allocate, cluster_quotas, interleave, proportional_quotas
 from gdig.selection.diversity import quotas as round_robin_quotas
 from gdig.selection.outputs import selection_id
-from gdig.selection.quality import auto_gamma, gamma_grid, high_quality_ranking, hq_target, quality_score, rank_by_quality
+from gdig.selection.quality import auto_gamma, gamma_grid, hq_target, quality_score, rank_by_quality
 from gdig.selection.select import select
 
 
@@ -86,39 +86,20 @@ def _pool(n_clean=40, n_noisy=8):
 
 def test_gdig_auto_gamma_and_size_allocation_keep_small_noisy_clusters_small():
     pool, X = _pool()
-    # hq_multiple 3: D_hq must hold 48: hf 1.0 has 8 rows, 0.75 has all 48 -> gamma 0.75, no cut
-    even = select("gdig", 16, pool, X, gamma="auto", hq_multiple=3.0, n_seed_groups=4, n_clusters=2,
+    even = select("gdig", 16, pool, X, gamma="auto", hq_multiple=2.0, n_seed_groups=4, n_clusters=2,
                   normalize=False, allocation="even", quality="loss", within_cluster="quality")
+    # D_hq must hold 32: hf 1.0 has 8 rows, 0.75 has all 48 -> gamma 0.75
     assert even.gamma == 0.75 and even.n_high_quality == 48
     assert (even.rows["label"] == "untranslated").sum() == 8  # the even share: 8 of 16
-    size = select("gdig", 16, pool, X, gamma="auto", hq_multiple=3.0, n_seed_groups=4, n_clusters=2, normalize=False,
+    size = select("gdig", 16, pool, X, gamma="auto", n_seed_groups=4, n_clusters=2, normalize=False,
                   allocation="size", quality="loss", within_cluster="quality")
     assert (size.rows["label"] == "untranslated").sum() == round(16 * 8 / 48)  # proportional: 3 (2.67)
-    drop = select("gdig", 16, pool, X, gamma="auto", hq_multiple=3.0, n_seed_groups=4, n_clusters=2, normalize=False,
+    drop = select("gdig", 16, pool, X, gamma="auto", n_seed_groups=4, n_clusters=2, normalize=False,
                   allocation="drop_low", quality="loss", within_cluster="quality")
     assert (drop.rows["label"] == "untranslated").sum() == 0
     assert drop.rows["example_id"].tolist()[:2] == ["e0", "e1"]  # within cluster: lowest loss first
     with pytest.raises(ValueError, match="n_seed_groups"):
         select("gdig", 16, pool, X, gamma="auto")
-
-
-def test_auto_gamma_cuts_d_hq_to_the_best_by_quality():
-    pool, X = _pool()
-    # hq_multiple 2: 32 wanted; gamma 1.0 holds 8, 0.75 holds 48 -> gamma 0.75, D_hq = the 32
-    # lowest losses (e0..e31: the noisy rows have loss 6 and fall out although they help more seeds)
-    ranked, g = high_quality_ranking(pool, 16, "auto", "loss", 2.0, 4)
-    assert g == 0.75 and ranked.loc[ranked["high_quality"], "example_id"].tolist() == [f"e{i}" for i in range(32)]
-    sel = select("gdig", 16, pool, X, gamma="auto", hq_multiple=2.0, n_seed_groups=4, n_clusters=2,
-                 normalize=False, allocation="even", quality="loss", within_cluster="quality")
-    assert sel.n_high_quality == 32 and set(sel.rows["example_id"]) <= {f"e{i}" for i in range(32)}
-    # ceil(1.5 x 16) = 24; a fixed gamma is the paper's rule: D_hq is everything at or above it
-    assert int(high_quality_ranking(pool, 16, "auto", "loss", 1.5, 4)[0]["high_quality"].sum()) == 24
-    assert int(high_quality_ranking(pool, 16, 0.75, "loss", 1.5, 4)[0]["high_quality"].sum()) == 48
-    # the paper's score orders by helped fraction first: the cut keeps the 8 rows at 1.0, then
-    # the 16 lowest mean influences at 0.75 (e39 .. e24)
-    kept = high_quality_ranking(pool, 16, "auto", "paper", 1.5, 4)[0]
-    assert kept.loc[kept["high_quality"], "example_id"].tolist() == [f"e{i}" for i in range(40, 48)] + \
-        [f"e{i}" for i in range(39, 23, -1)]
 
 
 def test_fixed_gamma_too_high_names_the_gamma_that_fits():

@@ -99,7 +99,7 @@ def test_filled_rows_and_labels_survive_export(scored_store, tmp_path):
 
 def test_summary_noise_figures_and_coverage(scored_store):
     store = scored_store
-    cfg = SelectionConfig(n_clusters=4, hq_multiple=3.0, **PAPER)  # D_hq: all 30 clean rows, no cut
+    cfg = SelectionConfig(n_clusters=4, **PAPER)
     ids = [run_selection(store, "sc1", s, 10, cfg)[0] for s in ("gdig", "quality", "random", "full")]
     summ = build_summary(store, "sc1", ids, gamma=cfg.gamma, normalize=cfg.normalize)
     assert summ.pool_size == N and summ.n_seeds == 5
