@@ -38,6 +38,18 @@ test suites, load average 10-13), ``--hidden 128 --layers 2 --n 64 --seeds 8
                3.26 [2.10-4.34], 8: 2.83 [2.55-5.04], 16: 2.39 [2.34-3.65]; best batches (1, 1) 3.26
   EK-FAC       Spearman 1.000000, max rel diff 4.6e-6; fit 2.53 [2.24-2.91]; scoring at batch 1
                1.91 [1.52-2.00], 8: 1.34 [1.29-6.98], 16: 3.12 [2.82-6.35]; best batches (16, 16) 3.12
+
+Measured at the defaults (hidden 256, 4 layers, 400 x 20, 1 thread) 2026-12-02 03:58-04:18 UTC
+(quiet machine, a test run alongside from 04:06; that run hit its time limit during the
+EK-FAC scoring rows), median [range] over 3 rounds:
+  token K-FAC  Spearman 1.000000, max rel diff 1.2e-6; fit 0.96 [0.88-1.17]; scoring at batch 1
+               2.48 [2.35-2.82], 8: 2.31 [2.23-2.32], 16: 2.09 [1.99-2.21], 32: 2.16 [1.94-2.20]
+  EK-FAC       Spearman 1.000000, max rel diff 1.1e-6; fit 1.87 [1.83-1.89]; scoring at batch 1
+               2.49 [2.49-2.73]; rerun ``--strategies ekfac --score-batch-sizes 1,16`` 04:33-04:44
+               (load 1.0): fit 1.77 [1.65-1.83], batch 1 2.44 [2.43-2.64], best (16, 16) 2.28 [2.18-2.31]
+At this size the fits of both tools are bound by the same arithmetic (factor products, backward,
+eigendecompositions), hence no 2x there; at the small size kronfluence's per-batch overhead
+dominated.
 """
 
 from __future__ import annotations
