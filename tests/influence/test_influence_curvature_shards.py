@@ -35,6 +35,15 @@ def _config(tmp_path, model_dir, name, strategy, granularity, shard_size=4):
     return cfg
 
 
+def _factor_partials(cfg, store, model_dir, out_dir, prefix):
+    """The factor pass shard by shard into out_dir/{prefix}{start}.safetensors: (rows, paths)."""
+    rows = curvature_rows(cfg, store)
+    paths = [curvature_shard_stage(cfg, model_dir, rows.iloc[a:b].reset_index(drop=True),
+                                   str(out_dir / f"{prefix}{a}.safetensors"), progress=False)
+             for a, b in curvature_shards(cfg, len(rows))]
+    return rows, paths
+
+
 def _sharded(cfg, store, model_dir, checkpoint_id="ck"):
     """What the flow does: map shards (here in turn), bases in the driver, map again, finish."""
     rows = curvature_rows(cfg, store)
@@ -94,10 +103,7 @@ def test_sharded_partials_equal_the_one_process_fit(tmp_path, store, model_dir, 
 def test_partials_sum_in_shard_order_and_counts_add_up(tmp_path, store, model_dir):
     store.add_rows(dataset="pool", role="candidates", src_lang="en", tgt_lang="de", rows=_rows(10, 0))
     cfg = _config(tmp_path, model_dir, "w", "kfac", "token")
-    rows = curvature_rows(cfg, store)
-    paths = [curvature_shard_stage(cfg, model_dir, rows.iloc[a:b].reset_index(drop=True),
-                                   str(tmp_path / f"p{a}.safetensors"), progress=False)
-             for a, b in curvature_shards(cfg, len(rows))]
+    rows, paths = _factor_partials(cfg, store, model_dir, tmp_path, "p")
     parts = [CurvaturePartial.load(p) for p in paths]
     assert [p.n_examples for p in parts] == [4, 4, 2]
     assert [p.meta["example_ids"] for p in parts] == [list(rows["example_id"][a:b]) for a, b in ((0, 4), (4, 8), (8, 10))]
@@ -120,10 +126,7 @@ def test_partials_sum_in_shard_order_and_counts_add_up(tmp_path, store, model_di
 def test_eigenvalue_pass_on_other_data_is_refused(tmp_path, store, model_dir):
     store.add_rows(dataset="pool", role="candidates", src_lang="en", tgt_lang="de", rows=_rows(10, 0))
     cfg = _config(tmp_path, model_dir, "w", "ekfac", "sequence")
-    rows = curvature_rows(cfg, store)
-    factors = [curvature_shard_stage(cfg, model_dir, rows.iloc[a:b].reset_index(drop=True),
-                                     str(tmp_path / f"f{a}.safetensors"), progress=False)
-               for a, b in curvature_shards(cfg, len(rows))]
+    rows, factors = _factor_partials(cfg, store, model_dir, tmp_path, "f")
     bases = curvature_bases_stage(cfg, factors, str(tmp_path / "bases.safetensors"))
     eig0 = curvature_shard_stage(cfg, model_dir, rows.iloc[:4].reset_index(drop=True), str(tmp_path / "e0.safetensors"),
                                  bases_path=bases, progress=False)
