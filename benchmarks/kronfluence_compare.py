@@ -13,8 +13,10 @@ One run, one process, the same everything for both tools: a tiny BLOOM (random i
 the same loss (per example: mean cross-entropy over its target tokens; a batch's loss is the
 sum over its examples; the LM head runs on target positions only, for both), the empirical
 Fisher, and the same damping: δ = 0.1 × mean of the (corrected) Kronecker eigenvalues.
-Both get length-bucketed batches: gdig buckets by itself; kronfluence is handed the rows sorted
-by length, so its sequential batches are the same buckets.  Scores are I = -∇L(z)ᵀ H⁻¹ ∇L(s)
+Batches: gdig buckets rows by length by itself; kronfluence batches rows in the order it gets
+them, so by default (``--kronfluence-order sorted``) it is handed the rows sorted by length and
+its sequential batches are the same buckets (like for like); ``--kronfluence-order given`` hands
+them over in their own order, as kronfluence is called on a dataset.  Scores are I = -∇L(z)ᵀ H⁻¹ ∇L(s)
 in gdig and ∇L(s)ᵀ H⁻¹ ∇L(z) in kronfluence: the comparison negates kronfluence's.
 
 Two settings (the two kronfluence computes):
@@ -116,7 +118,7 @@ def make_task(module_names):
 
 
 class Kronfluence:
-    def __init__(self, model, module_names, pad_id, out_dir, cands, seeds):
+    def __init__(self, model, module_names, pad_id, out_dir, cands, seeds, order: str = "sorted"):
         import torch
         from kronfluence.analyzer import Analyzer, prepare_model
         from kronfluence.utils.dataset import DataLoaderKwargs
@@ -128,11 +130,13 @@ class Kronfluence:
         self.model = prepare_model(model, task)
         self.analyzer = Analyzer("compare", self.model, task, cpu=True, disable_tqdm=True, output_dir=out_dir)
         self.loader = DataLoaderKwargs(collate_fn=lambda rows: collate(rows, pad_id))
-        lengths = [len(e.input_ids) for e in cands]
-        self.order = sorted(range(len(cands)), key=lambda i: (lengths[i], i))  # = gdig's length buckets
+        # "sorted": rows handed over sorted by length, so kronfluence's sequential batches are
+        # gdig's length buckets; "given": the rows in their own order, as a user's dataset arrives
+        by_length = (lambda rows: sorted(range(len(rows)), key=lambda i: (len(rows[i].input_ids), i))) \
+            if order == "sorted" else (lambda rows: list(range(len(rows))))
+        self.order = by_length(cands)
         self.cands = _Rows([cands[i] for i in self.order])
-        qlen = [len(e.input_ids) for e in seeds]
-        self.qorder = sorted(range(len(seeds)), key=lambda i: (qlen[i], i))
+        self.qorder = by_length(seeds)
         self.seeds = _Rows([seeds[i] for i in self.qorder])
 
     def fit(self, strategy: str, batch_size: int) -> None:
@@ -229,6 +233,9 @@ def main() -> int:
     ap.add_argument("--strategies", default="kfac,ekfac")
     ap.add_argument("--repeats", type=int, default=3,
                     help="rounds per measurement (the tools alternate; per-round ratios: median and range)")
+    ap.add_argument("--kronfluence-order", choices=("sorted", "given"), default="sorted",
+                    help="rows handed to kronfluence sorted by length (its batches = gdig's length buckets; "
+                         "default) or in their given order, as kronfluence is called on a dataset")
     ap.add_argument("--gdig-fp32", action="store_true",
                     help="gdig sums the factors over batches in float32 like kronfluence (default: gdig's float64)")
     args = ap.parse_args()
@@ -267,9 +274,12 @@ def main() -> int:
               f"threads={torch.get_num_threads()}; per-batch factor products in float32 in both, summed over "
               f"batches in {'float32' if args.gdig_fp32 else 'float64'} by gdig, in float32 by kronfluence")
         print(f"modules ({len(mods)}): {', '.join(m.name for m in mods)}")
-        print(f"candidates: {len(cands)} ({n_tok / len(cands):.1f} tokens on average), seeds: {len(seeds)}", flush=True)
+        print(f"candidates: {len(cands)} ({n_tok / len(cands):.1f} tokens on average), seeds: {len(seeds)}; "
+              f"rows handed to kronfluence {args.kronfluence_order}"
+              + (" by length" if args.kronfluence_order == "sorted" else " (dataset order)"), flush=True)
         gd = Gdig(g_model, mods, tok.pad_token_id, cands, seeds, fp64=not args.gdig_fp32)
-        kf = Kronfluence(k_model, [m.name for m in mods], tok.pad_token_id, str(Path(tmp) / "kf"), cands, seeds)
+        kf = Kronfluence(k_model, [m.name for m in mods], tok.pad_token_id, str(Path(tmp) / "kf"), cands, seeds,
+                         args.kronfluence_order)
         summary = []
         for strategy in strategies:
             name = {"kfac": "token K-FAC", "ekfac": "EK-FAC (per-example correction)"}[strategy]

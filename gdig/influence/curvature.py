@@ -22,7 +22,8 @@ Accumulation is streaming over batches: each batch's products (Σ over its B·T 
 examples) are computed in the captured dtype (float32), as kronfluence computes its factors,
 and summed over batches in float64 by default (``fp64``).  float64 GEMMs ran at half speed on a
 CPU; the dense reference test (tests/influence/test_influence_reference.py) gives a relative error of
-5.3e-7 either way.
+5.3e-7 either way.  A and G are symmetric, so each batch computes only their block upper
+triangle (``gram_upper_``), mirrored once at the end.
 """
 
 from __future__ import annotations
@@ -113,16 +114,39 @@ def _check_sequence_bias(sequence_bias: str) -> None:
         raise ValueError(f"influence.curvature.sequence_bias must be 'one' or 'tokens', got {sequence_bias!r}")
 
 
+GRAM_BLOCK = 256  # column block of the blocked Gram product (gram_upper_)
+
+
+def gram_upper_(acc: torch.Tensor, x: torch.Tensor, block: int | None = None) -> torch.Tensor:
+    """acc += xᵀx on the block upper triangle only (blocks of ``block`` columns; symmetrize_ fills
+    the rest).  xᵀx is symmetric, so one GEMM per row of blocks, X_iᵀ [X_i .. X_last], does
+    (k + 1) / 2k of the full product's multiply-adds for k blocks (62.5% at d = 1024): the
+    factor products were the largest part of a curvature fit besides the model's own
+    forward and backward (benchmarks/kronfluence_compare.py).  Each product in x's dtype,
+    added in acc's."""
+    d, block = x.shape[1], block or GRAM_BLOCK
+    for i in range(0, d, block):
+        j = min(d, i + block)
+        acc[i:j, i:] += (x[:, i:j].T @ x[:, i:]).to(acc.dtype)
+    return acc
+
+
+def symmetrize_(acc: torch.Tensor) -> torch.Tensor:
+    """The upper triangle written by gram_upper_ mirrored onto the lower one, in place: exactly
+    symmetric (a GEMM's diagonal blocks need not be bit-for-bit)."""
+    return acc.copy_(torch.triu(acc) + torch.triu(acc, 1).T)
+
+
 class FactorAccumulator:
-    """Streaming sums for the K-FAC factors A, G."""
+    """Streaming sums for the K-FAC factors A, G (block upper triangles until ``sums``)."""
 
     def __init__(self, modules: list[ChosenModule], granularity: str, dtype: torch.dtype, device,
                  sequence_bias: str = "one"):
         _check_granularity(granularity)
         _check_sequence_bias(sequence_bias)
         self.granularity, self.dtype, self.sequence_bias = granularity, dtype, sequence_bias
-        self.A = {m.name: torch.zeros(m.in_dim, m.in_dim, dtype=dtype, device=device) for m in modules}
-        self.G = {m.name: torch.zeros(m.out_features, m.out_features, dtype=dtype, device=device) for m in modules}
+        self._A = {m.name: torch.zeros(m.in_dim, m.in_dim, dtype=dtype, device=device) for m in modules}
+        self._G = {m.name: torch.zeros(m.out_features, m.out_features, dtype=dtype, device=device) for m in modules}
         self.biased = {m.name for m in modules if m.has_bias}
         self.n_examples = 0
         self.n_tokens = 0
@@ -130,7 +154,7 @@ class FactorAccumulator:
     def update(self, cap: Captured) -> None:
         self.n_examples += cap.mask.shape[0]
         self.n_tokens += int(cap.mask.sum().item())
-        for name in self.A:
+        for name in self._A:
             a, g = cap.a[name], cap.g[name]  # the captured dtype (float32): one batch's products
             if self.granularity == "token":
                 a, g = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])  # padding rows are zero
@@ -138,14 +162,18 @@ class FactorAccumulator:
                 a, g = a.sum(1), g.sum(1)
                 if name in self.biased and self.sequence_bias == "one":  # one bias entry per sequence
                     a[:, -1] = (cap.mask.sum(1) > 0).to(a.dtype)
-            self.A[name] += (a.T @ a).to(self.dtype)  # summed over batches in the accumulator's dtype
-            self.G[name] += (g.T @ g).to(self.dtype)
+            gram_upper_(self._A[name], a)  # summed over batches in the accumulator's dtype
+            gram_upper_(self._G[name], g)
+
+    def sums(self) -> dict[str, dict[str, torch.Tensor]]:
+        """{module: {"A": Σ a aᵀ, "G": Σ g gᵀ}}, full symmetric matrices (the end of streaming)."""
+        return {k: {"A": symmetrize_(self._A[k]), "G": symmetrize_(self._G[k])} for k in self._A}
 
     def factors(self) -> dict[str, ModuleFactors]:
         n = self.n_tokens if self.granularity == "token" else self.n_examples
         if n == 0:
             raise ValueError("curvature fitting saw no examples (or no tokens)")
-        return {k: ModuleFactors(self.A[k] / n, self.G[k] / n) for k in self.A}
+        return {k: ModuleFactors(d["A"] / n, d["G"] / n) for k, d in self.sums().items()}
 
 
 def eigenbasis(factor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -318,7 +346,7 @@ def curvature_partial(
     for batch in track(batches, desc, total=n_batches, unit="batch", enabled=progress):
         acc.update(capture_batch(model, modules, batch, loss_reduction=loss_reduction))
     if kind == "factors":
-        sums = {m.name: {"A": acc.A[m.name], "G": acc.G[m.name]} for m in modules}
+        sums = acc.sums()
     else:
         sums = {m.name: {"eigen": acc.sums[m.name]} for m in modules}
     return CurvaturePartial(kind, granularity, [m.spec for m in modules], sums, acc.n_examples, acc.n_tokens,

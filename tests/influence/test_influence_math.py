@@ -12,7 +12,7 @@ from _influence_util import direct_capture, encode, micro_model
 from conftest import TEXTS
 
 from gdig.data.prompts import collate, length_batches
-from gdig.influence.curvature import Curvature, ModuleFactors, fit_curvature
+from gdig.influence.curvature import Curvature, ModuleFactors, fit_curvature, gram_upper_, symmetrize_
 from gdig.influence.hooks import capture_batch
 from gdig.influence.inverse import InverseHessian
 from gdig.influence.modules import select_modules
@@ -123,6 +123,23 @@ def test_kfac_and_ekfac_factors_match_direct(llama, llama_direct, granularity, e
             per = [d[m.name][2] for d in direct]
         lam = torch.stack([(f.QG.T @ x @ f.QA) ** 2 for x in per]).mean(0)
         assert torch.allclose(f.eigen, lam, rtol=1e-4, atol=1e-6 * lam.max().item())
+
+
+@pytest.mark.parametrize("d,block", [(10, 3), (9, 3), (8, 16), (257, 64)])
+def test_blocked_gram_is_the_full_symmetric_product(d, block):
+    """Upper block triangle accumulated over batches, then mirrored: Σ xᵀx exactly symmetric,
+    equal to the dense product (blocks that do not divide d, one block, many)."""
+    gen = torch.Generator().manual_seed(d)
+    xs = [torch.randn(n, d, generator=gen) for n in (7, 13)]
+    acc = torch.zeros(d, d, dtype=torch.float64)
+    for x in xs:
+        gram_upper_(acc, x, block)
+    if d > block:
+        assert acc[block:, :block].abs().max() == 0  # only the upper blocks were written
+    full = symmetrize_(acc)
+    assert torch.equal(full, full.T)
+    dense = sum(x.double().T @ x.double() for x in xs)
+    assert torch.allclose(full, dense, rtol=1e-5, atol=1e-5 * dense.abs().max().item())
 
 
 def _spd(n, gen):
