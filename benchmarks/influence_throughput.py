@@ -57,6 +57,11 @@ for fairness: it collates its batches outside the timed pass (scoring collates i
 its time) and computes full-vocabulary logits (as a plain HF training step does); nothing in it
 was changed.
 
+On a quiet machine (2026-12-02 06:21 UTC, nothing else running, load average 1.3), ``--n 64
+--seeds 64 --train-batch-sizes 8,16 --score-batch-sizes 16,32 --repeats 1 --rounds 7
+--no-fit-rounds --no-memory``: scoring/training 1.62 [1.26-1.78], scoring+sketch/training 1.59
+[1.25-1.72] (training 167 ex/s at batch 8, scoring 249 ex/s at 32).
+
 Peak memory measured 2026-12-02 02:45-02:49 UTC (2-core machine, load average 1.4-3.8), the
 same rows (the first N of the 4N are the N), ``--memory-only --n 64 --seeds 64
 --score-batch-sizes 16``: before the fix 629 MiB scoring 64 (629 before, +0) and 767 MiB

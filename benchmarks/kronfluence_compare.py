@@ -41,17 +41,23 @@ test suites, load average 10-13), ``--hidden 128 --layers 2 --n 64 --seeds 8
   EK-FAC       Spearman 1.000000, max rel diff 4.6e-6; fit 2.53 [2.24-2.91]; scoring at batch 1
                1.91 [1.52-2.00], 8: 1.34 [1.29-6.98], 16: 3.12 [2.82-6.35]; best batches (16, 16) 3.12
 
-Measured at the defaults (hidden 256, 4 layers, 400 x 20, 1 thread) 2026-12-02 03:58-04:18 UTC
-(quiet machine, a test run alongside from 04:06; that run hit its time limit during the
-EK-FAC scoring rows), median [range] over 3 rounds:
-  token K-FAC  Spearman 1.000000, max rel diff 1.2e-6; fit 0.96 [0.88-1.17]; scoring at batch 1
-               2.48 [2.35-2.82], 8: 2.31 [2.23-2.32], 16: 2.09 [1.99-2.21], 32: 2.16 [1.94-2.20]
-  EK-FAC       Spearman 1.000000, max rel diff 1.1e-6; fit 1.87 [1.83-1.89]; scoring at batch 1
-               2.49 [2.49-2.73]; rerun ``--strategies ekfac --score-batch-sizes 1,16`` 04:33-04:44
-               (load 1.0): fit 1.77 [1.65-1.83], batch 1 2.44 [2.43-2.64], best (16, 16) 2.28 [2.18-2.31]
-At this size the fits of both tools are bound by the same arithmetic (factor products, backward,
-eigendecompositions), hence no 2x there; at the small size kronfluence's per-batch overhead
-dominated.
+Measured at the defaults (hidden 256, 4 layers, 400 x 20, 1 thread; factor sums on their block
+upper triangle), quiet machine (load average 1.0), median [range] over 3 rounds:
+  2026-12-02 05:46-06:10 UTC, rows handed to kronfluence sorted by length (the default):
+  token K-FAC  Spearman 1.000000, max rel diff 1.2e-6; fit 1.20 [1.07-1.25]; scoring at batch 1
+               2.48 [2.27-2.57], 8: 2.25 [2.23-2.42], 16: 2.24 [1.97-2.38], 32: 2.69 [2.02-2.70];
+               best batches (8, 8) 2.25
+  EK-FAC       Spearman 1.000000, max rel diff 1.1e-6; fit 1.67 [1.59-1.73]; scoring at batch 1
+               2.67 [2.47-2.93], 8: 2.19, 16: 2.33 [2.32-2.34], 32: 2.29; best (32, 8) 2.05 [1.79-2.53]
+  05:33-05:46 UTC, ``--kronfluence-order given`` (kronfluence's batches of 16 hold 1.51x the
+  positions of gdig's buckets):
+  token K-FAC  fit 1.78 [1.55-1.81]; scoring at batch 1 2.61 [2.54-2.67], 8: 3.15, 16: 3.21,
+               32: 3.87; best (32, 8) 3.33 [3.27-3.39]
+  EK-FAC       (06:10-06:21, ``--strategies ekfac --score-batch-sizes 1,16``) Spearman 1.000000,
+               1.1e-6; fit 2.38 [1.90-2.50]; scoring at batch 1 2.68 [2.33-2.81], 16: 2.93 [2.89-3.30]
+At this size the fits of both tools are bound by the same arithmetic (the model's forward and
+backward, the factor products, the float64 eigendecompositions), hence no 2x there; at the
+small size kronfluence's per-batch overhead dominated.
 """
 
 from __future__ import annotations

@@ -211,7 +211,7 @@ class EigenCorrectionAccumulator:
             if self.average == "token":
                 part = torch.einsum("bto,bti->oi", rg.square(), ra.square())
             else:
-                part = torch.einsum("bto,bti->boi", rg, ra).square().sum(0)
+                part = torch.einsum("bto,bti->boi", rg, ra).square_().sum(0)  # in place: [B, out, in'] is the big one
             self.sums[name] += part.to(self.dtype)  # summed over batches in the accumulator's dtype
 
     def _bases(self, name: str, f: ModuleFactors, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
