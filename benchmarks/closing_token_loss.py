@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/closing_token_loss.py --pool WORKSPACE/data/pool.jsonl
         [--gguf /work/cache/gemma3-270m.gguf] [--clean 300] [--batch-size 8]
+    PYTHONPATH=. python benchmarks/closing_token_loss.py --workspace WORKSPACE --scoring-id ID
 
 --pool: a labelled gdig JSONL pool (src, tgt, src_lang, tgt_lang, label = clean or a noise type),
 as ``selection_quality.py`` writes it into its workspace.  The rows that pass gdig's default
@@ -16,6 +17,13 @@ does not see that (a prefix of a good translation has a low mean loss).
 Printed: AUROC clean vs each type for -mean loss, -EOS loss and two blends, the median EOS loss
 per class, and the share of each class above EOS-loss thresholds (a rule like the copy rule).
 
+--workspace (a selection_quality.py --out folder, whose scoring pass is stored): the EOS loss of
+every row of the stored scoring that passes the prefilter (the LM head on the EOS-predicting
+position only; cached in WORKSPACE/closing_loss.npy), then quality-only and gdig selected from
+the stored scores through gdig.selection.select with the workspace's selection settings, at the
+first budget, with and without the rows above each threshold (gdig over K-means seeds 0-3):
+noisy rows per type and clean-pool clusters touched (K = 100, as selection_quality.py counts).
+
 Measured 2026-12-02 06:40-06:47 UTC (quiet 2-core machine), the pool of the Gemma benchmark
 workspace (4,000 cs-en rows, 35% noise; 2,585 clean, 106 truncated and 156 misaligned rows pass
 the prefilter), Gemma 3 270M fp32, 300 clean rows, forward over 562 rows 356 s:
@@ -28,11 +36,15 @@ the prefilter), Gemma 3 270M fp32, 300 clean rows, forward over 562 rows 356 s:
 Over all 3,078 rows that pass the prefilter (06:58-07:07, a no-grad forward with the LM head on
 the EOS-predicting position only, 519 s): AUROC clean vs truncated by -EOS loss 0.993, by the
 stored mean loss 0.787; EOS loss > 8 nats holds 14 clean rows (0.5%), 98 of the 106 truncated,
-51 of the 231 shuffled and 5 of the 156 misaligned.  Selection emulated on the benchmark's stored
-scoring (gdig.selection.select, budget 1,000, gdig's defaults) with those rows left out:
-quality-only 1 noisy row (7 without the rule), gdig 1, 1, 1, 0 over K-means seeds 0-3 (7-9
-without), clean-pool clusters touched 97 / 97, 98, 97, 97.  Not used by gdig yet: a rule (like
-the copy rule) or a quality-score term, to be chosen on selection_quality.py with --downstream.
+51 of the 231 shuffled and 5 of the 156 misaligned.  ``--workspace /work/runs/bench-gemma
+--scoring-id 8a33c067213190a0`` (budget 1,000, the workspace's = gdig's default selection
+settings), noisy rows / clean-pool clusters touched:
+    rule off         quality-only 7 / 97   gdig seeds 0-3: 9, 8, 7, 7 / 97 each (all truncated but 1-2)
+    EOS > 10 nats    quality-only 4 / 97   gdig 3, 3, 5, 3 / 97           (4 clean rows left out)
+    EOS > 8 nats     quality-only 1 / 97   gdig 1, 1, 1, 0 / 97, 98, 97, 97 (14 clean left out)
+    EOS > 6 nats     quality-only 1 / 97   gdig 1, 1, 2, 2 / 97, 97, 97, 96 (438 clean left out)
+Not used by gdig yet: a rule (like the copy rule) or a quality-score term, to be chosen on
+selection_quality.py with --downstream.
 """
 
 from __future__ import annotations
@@ -68,12 +80,19 @@ def read_pool(path: str) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pool", required=True)
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--pool", help="a labelled pool JSONL: a probe on a sample of its rows")
+    what.add_argument("--workspace", help="a selection_quality.py workspace: every scored row, and the selection")
+    ap.add_argument("--scoring-id", help="with --workspace: the stored scoring (selection_quality.py prints its id)")
     ap.add_argument("--gguf", default="/work/cache/gemma3-270m.gguf")
     ap.add_argument("--clean", type=int, default=300, help="clean rows drawn (all noisy rows of TYPES are kept)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
+    if args.workspace:
+        if not args.scoring_id:
+            ap.error("--workspace needs --scoring-id (the scoring_id selection_quality.py printed)")
+        return workspace_mode(args)
 
     from pathlib import Path
 
@@ -140,6 +159,103 @@ def main() -> int:
     for th in THRESHOLDS:
         print(f"EOS loss > {th:g}: " + ", ".join(f"{k} {100 * np.mean(eos_l[ok & (label == k)] > th):.1f}%"
                                                 for k in ("clean",) + TYPES if (ok & (label == k)).any()))
+    return 0
+
+
+def closing_losses(model, tok, rows: list[tuple[str, str, str, str]], batch_size: int, device: str):
+    """Cross-entropy of the appended EOS token per row, the LM head run on that position only."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from gdig.config import DEFAULT_TEMPLATE
+    from gdig.data.prompts import IGNORE, collate, encode_examples, length_batches
+    from gdig.progress import track
+
+    enc, _ = encode_examples(tok, rows, DEFAULT_TEMPLATE, 256)
+    out = np.full(len(rows), np.nan)
+    keep = [j for j, e in enumerate(enc) if e is not None]
+    plan = length_batches([len(enc[j].input_ids) for j in keep], batch_size)
+    with torch.no_grad():
+        for b in track(plan, "closing-token loss", unit="batch", total=len(plan)):
+            idx = [keep[k] for k in b]
+            bt = {k: v.to(device) for k, v in collate([enc[j] for j in idx], tok.pad_token_id).items()}
+            target = bt["labels"][:, 1:]
+            last = (target != IGNORE).long().cumsum(1).argmax(1)  # each row's last target position: its EOS
+            rows_ = torch.arange(len(idx), device=target.device)
+            at = torch.zeros_like(bt["labels"], dtype=torch.bool)
+            at[rows_, last] = True
+            logits = model(input_ids=bt["input_ids"], attention_mask=bt["attention_mask"], use_cache=False,
+                           logits_to_keep=at).logits
+            if logits.dim() != 2:  # a model without the mask form of logits_to_keep
+                logits = logits[:, :-1][rows_, last]
+            out[idx] = F.cross_entropy(logits.float(), target[rows_, last], reduction="none").cpu().numpy()
+    return out
+
+
+def workspace_mode(args) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import selection_quality as sq
+
+    from gdig.config import parse_config
+    from gdig.modeling import load_model
+    from gdig.selection.diversity import cluster_sketches
+    from gdig.selection.select import select
+    from gdig.store import Store
+
+    ws = Path(args.workspace)
+    cfg = parse_config(json.loads((ws / "gdig.json").read_text()))
+    with Store(cfg.workspace.db) as store:
+        sid = args.scoring_id
+        if store.get_scoring(sid) is None:
+            raise SystemExit(f"{cfg.workspace.db}: no scoring {sid!r}")
+        pool = sq.load_scored_pool(store, sid)
+        ds = store.get_dataset("pool")
+    labels, noisy, passed = pool["labels"], pool["noisy"], np.flatnonzero(pool["passed"])
+    cache = ws / "closing_loss.npy"
+    if cache.exists() and json.loads((ws / "closing_loss.json").read_text()) == {"scoring_id": sid}:
+        eos = np.load(cache)
+    else:
+        gguf = Path(args.gguf)
+        model, tok = load_model(str(gguf.parent), gguf_file=gguf.name, device=args.device)
+        eos = np.full(len(labels), np.nan)
+        eos[passed] = closing_losses(model, tok, [(pool["src"][i], pool["tgt"][i], ds["src_lang"], ds["tgt_lang"])
+                                                  for i in passed], args.batch_size, args.device)
+        np.save(cache, eos)
+        (ws / "closing_loss.json").write_text(json.dumps({"scoring_id": sid}))
+    loss = pool["influence"]["loss"].to_numpy()
+    both = pool["passed"] & np.isin(labels, ["clean", "truncated"]) & ~np.isnan(eos)
+    print(f"scoring {sid}: {len(labels)} rows, {len(passed)} pass the prefilter; AUROC clean vs truncated among "
+          f"them: -EOS loss {roc_auc_score(labels[both] == 'clean', -eos[both]):.3f}, "
+          f"-mean loss {roc_auc_score(labels[both] == 'clean', -loss[both]):.3f}")
+    sel_cfg, budget = cfg.selection, cfg.selection.budgets[0]
+    part = cluster_sketches(pool["sketches"][~noisy], 100, normalize=True, seed=0).assign(pool["sketches"])
+    row_of = {p: i for i, p in enumerate(pool["influence"]["position"])}
+    types = [t for t in np.unique(labels) if t != "clean"]
+    for th in (None,) + THRESHOLDS:
+        rows = passed if th is None else passed[eos[passed] <= th]
+        left = np.setdiff1d(passed, rows)
+        print(f"\nEOS loss rule {'off' if th is None else f'> {th:g} nats left out'}: {len(rows)} rows"
+              + ("" if th is None else " (left out: " + ", ".join(f"{t} {int((labels[left] == t).sum())}"
+                                                           for t in ["clean"] + types) + ")"))
+        cand = pool["influence"].iloc[rows].reset_index(drop=True)
+        for strategy, seeds in (("quality", (0,)), ("gdig", (0, 1, 2, 3))):
+            for seed in seeds:
+                sel = select(strategy, budget, cand, pool["sketches"][rows], gamma=sel_cfg.gamma,
+                             n_clusters=sel_cfg.n_clusters, normalize=sel_cfg.normalize,
+                             within_cluster=sel_cfg.within_cluster, seed=seed, quality=sel_cfg.quality,
+                             hq_multiple=sel_cfg.hq_multiple, allocation=sel_cfg.allocation,
+                             drop_margin=sel_cfg.drop_margin, n_seed_groups=pool["matrix"].shape[1])
+                picked = np.array([row_of[p] for p in sel.rows["position"]])
+                bad = {t: int((labels[picked] == t).sum()) for t in types if (labels[picked] == t).any()}
+                print(f"  {strategy:8s} seed {seed}: {int(noisy[picked].sum())} noisy {bad or ''}, "
+                      f"{len(np.unique(part[picked[~noisy[picked]]]))} of 100 clusters")
     return 0
 
 
