@@ -202,6 +202,9 @@ class SelectionConfig(_Strict):
     quality: Literal["paper", "influence", "normalized", "loss", "combined"] = "loss"  # ranking score
     allocation: Literal["even", "size", "size_quality", "drop_low"] = "drop_low"  # picks per cluster
     drop_margin: float = Field(default=0.15, ge=0.0, le=1.0)  # drop_low: how far below D_hq's mean
+    # gdig, quality: a candidate whose closing (EOS) token costs more than this many nats is outside
+    # D_hq and ranks last (truncated targets); null: off
+    closing_loss_max: float | None = Field(default=8.0, gt=0.0)
     n_clusters: int | None = Field(default=None, ge=1)  # default: a function of the budget
     normalize: bool = True  # L2-normalise sketches before K-means
     within_cluster: Literal["random", "quality"] = "quality"

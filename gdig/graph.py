@@ -100,7 +100,8 @@ STAGES: tuple[Stage, ...] = (
           ("influence.scoring",), ("gdig.influence.stages", "gdig.workspace")),
     # 5-6. quality, diversity, per strategy x budget
     Stage("quality", "gdig.stages.selection:quality", ("scoring",), "γ used and D_hq size per budget",
-          ("selection.gamma", "selection.hq_multiple", "selection.quality", "selection.budgets"),
+          ("selection.gamma", "selection.hq_multiple", "selection.quality", "selection.closing_loss_max",
+           "selection.budgets"),
           ("gdig.selection.quality",)),
     Stage("cluster-resample", "gdig.stages.selection:cluster_resample", ("scoring", "quality", "strategy", "budget"),
           "selection id, size", (), SELECTION, settings="gdig.stages.selection:settings_read"),

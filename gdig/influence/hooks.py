@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -42,26 +42,46 @@ class Captured:
     loss: torch.Tensor  # [B] per-example loss (float32, detached)
     mask: torch.Tensor  # [B, T] 1.0 on real tokens
     n_target: torch.Tensor  # [B] number of target tokens per example
+    closing: torch.Tensor | None = None  # [B] CE of each example's last target token (float32, detached)
 
     def per_example_grads(self) -> dict[str, torch.Tensor]:
         """{module: [B, out, in(+1)]} = Σ_t g_t a_tᵀ (Linear layout; transpose for Conv1D)."""
         return {n: torch.einsum("bto,bti->boi", self.g[n], self.a[n]) for n in self.a}
 
 
-def per_example_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"):
-    """(loss [B], n_target [B]): next-token CE over target tokens, in float32."""
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"influence.loss must be 'mean' or 'sum', got {reduction!r}")
-    logits = logits[:, :-1].float()
-    target = labels[:, 1:]
-    b, t, v = logits.shape
-    ce = F.cross_entropy(logits.reshape(b * t, v), target.reshape(b * t), ignore_index=IGNORE,
-                         reduction="none").view(b, t)
-    n = (target != IGNORE).sum(1)
-    total = ce.sum(1)
+class TargetLoss(NamedTuple):
+    """Per-example cross-entropy over target tokens (float32)."""
+
+    loss: torch.Tensor  # [B] mean (or sum) over the target tokens
+    n_target: torch.Tensor  # [B] number of target tokens
+    closing: torch.Tensor  # [B] CE of the last target token (the EOS encode_examples appends); NaN without one
+
+
+def _reduce(ce: torch.Tensor, row: torch.Tensor, n: torch.Tensor, reduction: str) -> TargetLoss:
+    """TargetLoss from the CE of the target positions (flat, row-major) and their rows."""
+    total = torch.zeros(n.shape[0], dtype=ce.dtype, device=ce.device).index_add(0, row, ce)
     if reduction == "mean":
         total = total / n.clamp(min=1)
-    return total, n
+    # a row's target positions are contiguous in the flat order: its last one closes at cumsum - 1
+    closing = torch.full_like(total, float("nan"))
+    has = n > 0
+    closing[has] = ce[(n.cumsum(0) - 1)[has]]
+    return TargetLoss(total, n, closing)
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"influence.loss must be 'mean' or 'sum', got {reduction!r}")
+
+
+def per_example_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> TargetLoss:
+    """(loss [B], n_target [B], closing [B]): next-token CE over target tokens, in float32."""
+    _check_reduction(reduction)
+    target = labels[:, 1:]
+    keep = target != IGNORE
+    ce = F.cross_entropy(logits[:, :-1][keep].float(), target[keep], reduction="none")
+    row = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(keep)[keep]
+    return _reduce(ce, row, keep.sum(1), reduction)
 
 
 def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
@@ -71,16 +91,15 @@ def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
         return False
 
 
-def forward_loss(model, ids, attn, labels, reduction: str = "mean"):
-    """(per-example loss [B], n_target [B]) of one forward.
+def forward_loss(model, ids, attn, labels, reduction: str = "mean") -> TargetLoss:
+    """(per-example loss [B], n_target [B], closing-token loss [B]) of one forward.
 
     When the model supports ``logits_to_keep`` (HF causal LMs), the LM head runs only on the
     positions that predict a target token: the same loss, without vocabulary-wide logits for
     prompt and padding positions."""
     if not _accepts_logits_to_keep(model):
         return per_example_loss(model(input_ids=ids, attention_mask=attn, use_cache=False).logits, labels, reduction)
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"influence.loss must be 'mean' or 'sum', got {reduction!r}")
+    _check_reduction(reduction)
     target = labels[:, 1:]
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = target != IGNORE
@@ -90,11 +109,7 @@ def forward_loss(model, ids, attn, labels, reduction: str = "mean"):
         return per_example_loss(logits, labels, reduction)
     ce = F.cross_entropy(logits.float(), target[keep[:, :-1]], reduction="none")
     row = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(keep)[keep]
-    total = torch.zeros(labels.shape[0], dtype=ce.dtype, device=ce.device).index_add(0, row, ce)
-    n = keep.sum(1)
-    if reduction == "mean":
-        total = total / n.clamp(min=1)
-    return total, n
+    return _reduce(ce, row, keep.sum(1), reduction)
 
 
 @contextmanager
@@ -228,7 +243,7 @@ def capture_batch(
     attn = batch["attention_mask"].to(device)
     labels = batch["labels"].to(device)
     with frozen(model), torch.enable_grad(), ModuleCapture(modules) as cap:
-        loss, n_target = forward_loss(model, ids, attn, labels, loss_reduction)
+        loss, n_target, closing = forward_loss(model, ids, attn, labels, loss_reduction)
         if clock is not None:
             clock.mark("loss (cross-entropy)")
         if cap.leaves:
@@ -251,4 +266,4 @@ def capture_batch(
         g_out[cm.name] = zero_padding_(g.to(acc_dtype), attn, plan)  # the backward is over: ours to edit
     if clock is not None:
         clock.mark("capture: casts, padding")
-    return Captured(a_out, g_out, loss.detach().float(), mask, n_target)
+    return Captured(a_out, g_out, loss.detach().float(), mask, n_target, closing.detach().float())

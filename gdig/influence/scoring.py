@@ -81,6 +81,7 @@ class ScoreResult:
     loss: np.ndarray  # [N] float32
     sketch: np.ndarray | None  # [N, D] float32
     grad_norm: np.ndarray | None = None  # [N] float32: ||g_z|| over the tracked modules
+    closing_loss: np.ndarray | None = None  # [N] float32: CE of the last target token (its EOS)
 
     def aggregates(self) -> dict[str, np.ndarray]:
         return aggregate(self.scores)
@@ -282,6 +283,7 @@ class Scorer:
         plan = plan_batches([len(e.input_ids) for e in encoded], positions, batch_size, block_size or max(n, 1))
         scores = np.zeros((n, self.n_seeds), dtype=np.float32)
         loss = np.zeros(n, dtype=np.float32)
+        closing = np.full(n, np.nan, dtype=np.float32)
         norm = np.zeros(n, dtype=np.float32)
         sketch = None
         block = block_size or max(n, 1)
@@ -296,6 +298,7 @@ class Scorer:
             self._mark("rest (sums, negation)")
             scores[idx] = sc.cpu().numpy()
             loss[idx] = torch.cat([cap.loss for _, cap in pending]).cpu().numpy()
+            closing[idx] = torch.cat([cap.closing for _, cap in pending]).cpu().numpy()
             norm[idx] = nm.cpu().numpy()
             if sk is not None:
                 if sketch is None:
@@ -314,4 +317,4 @@ class Scorer:
                 flush()
             pending.append((idx, cap))
         flush()
-        return ScoreResult(scores, loss, sketch, norm)
+        return ScoreResult(scores, loss, sketch, norm, closing)

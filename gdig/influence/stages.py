@@ -29,8 +29,9 @@ from gdig.data.prompts import Encoded, PromptTooLong, collate, encode_examples, 
 from gdig.influence.strategies import curvature_strategy
 from gdig.workspace import Workspace, ids_hash
 
-SHARD_COLUMNS = ["example_id", "position", "loss", "grad_norm", "helped_fraction", "mean", "min", "max", "scores",
-                 "sketch"]
+SHARD_COLUMNS = ["example_id", "position", "loss", "closing_loss", "grad_norm", "helped_fraction", "mean", "min",
+                 "max", "scores", "sketch"]
+AGGREGATES = ["example_id", "position", "loss", "closing_loss", "grad_norm", "helped_fraction", "mean", "min", "max"]
 
 
 def pool_rows(store, dataset: str = "pool") -> pd.DataFrame:
@@ -314,6 +315,7 @@ def score_shard_stage(cfg, checkpoint_path: str, products_path: str, rows: pd.Da
         "example_id": pa.array(rows["example_id"].astype(str), pa.string()),
         "position": pa.array(rows["position"].astype("int64"), pa.int64()),
         "loss": pa.array(res.loss.astype(np.float64)),
+        "closing_loss": pa.array(res.closing_loss.astype(np.float64)),
         "grad_norm": pa.array(res.grad_norm.astype(np.float64)),
         **{k: pa.array(agg[k]) for k in ("helped_fraction", "mean", "min", "max")},
         "scores": pa.array(list(res.scores), f32),
@@ -379,7 +381,7 @@ def merge_scores_stage(cfg, store, shard_paths: list[str], curvature_id: str, pr
     matrix = table.select(["example_id", "position", "scores"]).replace_schema_metadata(
         {"gdig": json.dumps({"seed_ids": seed_ids, "scoring_id": scoring_id, "curvature_id": curvature_id})})
     pq.write_table(matrix, str(matrix_path))
-    df = table.select(["example_id", "position", "loss", "grad_norm", "helped_fraction", "mean", "min", "max"]).to_pandas()
+    df = table.select(AGGREGATES).to_pandas()
     sk = table.column("sketch")
     sketches = None
     if sk.null_count < len(table):

@@ -20,9 +20,9 @@ from gdig.workspace import json_hash
 
 # the selection settings each strategy reads: a change to any other leaves its id (and result) alone
 READS = {
-    "gdig": ("gamma", "hq_multiple", "quality", "allocation", "drop_margin", "n_clusters", "normalize",
-             "within_cluster", "seed"),
-    "quality": ("gamma", "hq_multiple", "quality"),
+    "gdig": ("gamma", "hq_multiple", "quality", "closing_loss_max", "allocation", "drop_margin", "n_clusters",
+             "normalize", "within_cluster", "seed"),
+    "quality": ("gamma", "hq_multiple", "quality", "closing_loss_max"),
     "diversity": ("n_clusters", "normalize", "seed"),
     "random": ("seed",),
     "loss": (),
@@ -74,12 +74,13 @@ def run_selection(store, scoring_id: str, strategy: str, budget: int, sel_cfg) -
     sel = select(strategy, budget, influence, X, gamma=sel_cfg.gamma, n_clusters=sel_cfg.n_clusters,
                  normalize=sel_cfg.normalize, within_cluster=sel_cfg.within_cluster, seed=sel_cfg.seed,
                  quality=sel_cfg.quality, hq_multiple=sel_cfg.hq_multiple, allocation=sel_cfg.allocation,
-                 drop_margin=sel_cfg.drop_margin, n_seed_groups=n_groups)
+                 drop_margin=sel_cfg.drop_margin, n_seed_groups=n_groups, closing_loss_max=sel_cfg.closing_loss_max)
     sid = selection_id(scoring_id, strategy, sel.budget, sel_cfg)
     clusters = sel.cluster_frame()
     if clusters is not None:
         store.add_clusters(sid, scoring_id, clusters)
     settings = {**strategy_settings(strategy, sel_cfg), "gamma_used": sel.gamma, "n_high_quality": sel.n_high_quality,
+                "n_closing_rejected": sel.n_closing_rejected,
                 "n_clusters_used": None if sel.clustering is None else sel.clustering.n_clusters}
     store.add_selection(sid, strategy=strategy, budget=sel.budget, df=sel.rows, scoring_id=scoring_id,
                         settings=settings)

@@ -18,7 +18,7 @@ import pandas as pd
 from gdig.selection.allocation import DEFAULT_DROP_MARGIN, allocate
 from gdig.selection.baselines import diversity_pick, full_pick, loss_pick, random_pick
 from gdig.selection.diversity import Clustering, cluster_sketches, default_n_clusters
-from gdig.selection.quality import auto_gamma, hq_target, rank_by_quality, select_top
+from gdig.selection.quality import auto_gamma, hq_target, passes_closing_rule, rank_by_quality, select_top
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class Selection:
     rows: pd.DataFrame  # OUTPUT_COLUMNS, in rank order (rank 0 = first pick)
     n_pool: int
     n_high_quality: int | None = None  # |D_hq| (strategies that use the quality filter)
+    n_closing_rejected: int | None = None  # candidates the closing-token rule put outside D_hq, last
     gamma: float | None = None  # the γ used (chosen by "auto", or the fixed one)
     clustering: Clustering | None = None
     clustered_ids: list[str] = field(default_factory=list)  # example ids the clustering was fit on
@@ -86,6 +87,7 @@ def select(
     allocation: str = "even",
     drop_margin: float = DEFAULT_DROP_MARGIN,
     n_seed_groups: int | None = None,
+    closing_loss_max: float | None = None,
 ) -> Selection:
     """Select `budget` candidates from the pool with `strategy`.
 
@@ -94,6 +96,8 @@ def select(
       aligned with `influence` (needed by "gdig" and "diversity").
     gamma: a number (Eq. 4's fixed threshold) or "auto" (the largest γ on the grid of
       `n_seed_groups` at which |D_hq| >= hq_multiple × budget).
+    closing_loss_max: the closing-token rule of gdig and quality (nats; None: off): candidates
+      whose last target token costs more are outside D_hq and rank last (quality.py).
     """
     pool = _checked_pool(strategy, budget, influence, sketches)
     n = len(pool)
@@ -104,14 +108,25 @@ def select(
         return _baseline(strategy, budget, pool, sketches, warnings, n_clusters=n_clusters, normalize=normalize,
                          seed=seed)
 
-    ranked, g, n_hq, fitting = _quality_ranking(pool, budget, gamma, quality, hq_multiple, n_seed_groups)
+    ranked, g, n_hq, fitting = _quality_ranking(pool, budget, gamma, quality, hq_multiple, n_seed_groups,
+                                                closing_loss_max)
+    n_rejected = int((~ranked["closing_ok"]).sum())
     if strategy == "quality":
         top, warn = select_top(ranked, budget, fitting)
         frame = _frame(pool, top["row"].to_numpy(), top["reason"].to_numpy())
-        return Selection("quality", budget, frame, n_pool=n, n_high_quality=n_hq, gamma=g, warnings=warn)
-    return _gdig(pool, ranked, budget, g, n_hq, fitting, sketches, warnings, n_clusters=n_clusters,
-                 normalize=normalize, within_cluster=within_cluster, seed=seed, allocation=allocation,
-                 drop_margin=drop_margin)
+        sel = Selection("quality", budget, frame, n_pool=n, n_high_quality=n_hq, gamma=g, warnings=warn)
+    else:
+        sel = _gdig(pool, ranked, budget, g, n_hq, fitting, sketches, warnings, n_clusters=n_clusters,
+                    normalize=normalize, within_cluster=within_cluster, seed=seed, allocation=allocation,
+                    drop_margin=drop_margin)
+    sel.n_closing_rejected = None if closing_loss_max is None else n_rejected
+    if closing_loss_max is not None and n_rejected > n / 2:
+        msg = (f"the closing-token rule (closing loss > {closing_loss_max:g} nats) ranks {n_rejected} of {n} "
+               "candidates last: the model may not have learnt where a target ends (pool finetuning?); "
+               "selection.closing_loss_max: null switches the rule off")
+        log.warning(msg)
+        sel.warnings.append(msg)
+    return sel
 
 
 def _checked_pool(strategy: str, budget: int, influence: pd.DataFrame, sketches: np.ndarray | None) -> pd.DataFrame:
@@ -152,15 +167,17 @@ def _baseline(strategy: str, budget: int, pool: pd.DataFrame, sketches: np.ndarr
 
 
 def _quality_ranking(pool: pd.DataFrame, budget: int, gamma: float | str, quality: str, hq_multiple: float,
-                     n_seed_groups: int | None) -> tuple[pd.DataFrame, float, int, float | None]:
+                     n_seed_groups: int | None, closing_loss_max: float | None = None
+                     ) -> tuple[pd.DataFrame, float, int, float | None]:
     """Eq. 4 and the quality ranking: (ranked pool, the γ used, |D_hq|, and with a fixed γ that
-    leaves D_hq short of the budget, the γ that would have held it (for the warning))."""
-    hf = pool["helped_fraction"].to_numpy()
+    leaves D_hq short of the budget, the γ that would have held it (for the warning)).  γ
+    counts only the candidates that pass the closing-token rule: the others never enter D_hq."""
+    hf = pool["helped_fraction"].to_numpy()[passes_closing_rule(pool, closing_loss_max)]
     fixed = gamma != "auto"
     if not fixed and not n_seed_groups:
         raise ValueError("gamma 'auto' needs n_seed_groups (the number of seed products scored against)")
     g = float(gamma) if fixed else auto_gamma(hf, n_seed_groups, hq_target(budget, hq_multiple))
-    ranked = rank_by_quality(pool, g, quality)
+    ranked = rank_by_quality(pool, g, quality, closing_loss_max)
     n_hq = int(ranked["high_quality"].sum())
     fitting = auto_gamma(hf, n_seed_groups, budget) if fixed and n_seed_groups and n_hq < budget else None
     return ranked, g, n_hq, fitting

@@ -31,6 +31,7 @@ class SelectionReport:
     cluster_evenness: float | None = None  # entropy of its rows over those clusters / log(K); 1 = even
     gamma: float | None = None  # the γ used (gdig, quality)
     n_high_quality: int | None = None  # |D_hq| at that γ
+    n_closing_rejected: int | None = None  # ranked last by the closing-token rule (gdig, quality)
     export_path: str | None = None
     noise: dict | None = None  # metrics.noise_removal(...)
 
@@ -48,6 +49,7 @@ class SelectSummary:
     warnings: list[str] = field(default_factory=list)
     datasets: dict[str, dict] = field(default_factory=dict)  # name -> rows, duplicates, rejected (ingest)
     prefilter: dict[str, dict] = field(default_factory=dict)  # name -> n_rows, n_passed, rejected per rule
+    closing_loss_max: float | None = None  # the closing-token rule's threshold (nats; None: off)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +77,10 @@ class SelectSummary:
             seen.add((r.budget, r.gamma))
             lines.append(f"budget {r.budget}: high-quality (helped fraction >= gamma {r.gamma:.4g}"
                          f"{', auto' if self.gamma == 'auto' else ''}): |D_hq| = {r.n_high_quality}"
-                         f" ({r.n_high_quality / max(self.pool_size, 1):.1%} of the pool)")
+                         f" ({r.n_high_quality / max(self.pool_size, 1):.1%} of the pool)"
+                         + (f"; {r.n_closing_rejected} candidates with a closing-token loss above "
+                            f"{self.closing_loss_max:g} nats ranked last" if r.n_closing_rejected is not None
+                            and self.closing_loss_max is not None else ""))
         if self.noise_types:
             n_noisy = sum(self.noise_types.values())
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.noise_types.items()))
@@ -129,7 +134,7 @@ def evenness(labels: np.ndarray, k: int) -> float | None:
 def build_summary(
     store, scoring_id: str, selection_ids: list[str], *, gamma: float | str, normalize: bool,
     exports: dict[str, str] | None = None, warnings: list[str] | None = None, quality: str = "paper",
-    prefilter: dict[str, dict] | None = None,
+    prefilter: dict[str, dict] | None = None, closing_loss_max: float | None = None,
 ) -> SelectSummary:
     scoring = store.get_scoring(scoring_id)
     influence = store.influence(scoring_id)
@@ -138,7 +143,7 @@ def build_summary(
         gamma=gamma, n_high_quality=None, warnings=list(warnings or []),
         datasets={str(r.name): {"rows": int(r.n_rows), "duplicates": int(r.n_duplicates), "rejected": int(r.n_rejected)}
                   for r in store.datasets().itertuples()},
-        prefilter=dict(prefilter or {}),
+        prefilter=dict(prefilter or {}), closing_loss_max=closing_loss_max,
     )
     labels = influence["label"].to_numpy()
     noisy = is_noisy(labels) if has_noise_labels(labels) else None
@@ -179,6 +184,8 @@ def _add_noise_separation(summary: SelectSummary, influence: pd.DataFrame, label
         "-mean_influence": auroc(-influence["mean"].to_numpy(), clean),
         "-loss": auroc(-influence["loss"].to_numpy(), clean),
     }
+    if "closing_loss" in influence and influence["closing_loss"].notna().all():
+        summary.auroc["-closing_loss"] = auroc(-influence["closing_loss"].to_numpy(), clean)
     if quality != "paper":
         summary.auroc[f"quality:{quality}"] = auroc(quality_score(influence, quality), clean)
 
@@ -220,6 +227,7 @@ def _selection_report(store, sid: str, df: pd.DataFrame, meta: pd.DataFrame,
         settings = json.loads(settings)
     if settings and settings.get("gamma_used") is not None:
         rep.gamma, rep.n_high_quality = float(settings["gamma_used"]), settings.get("n_high_quality")
+        rep.n_closing_rejected = settings.get("n_closing_rejected")
     own = store.clusters(sid)
     if len(own):
         rep.n_clusters = int(own["cluster"].nunique())

@@ -34,17 +34,18 @@ def settings_read(cfg, inputs: dict) -> dict:
 
 def quality(ctx: StageContext, scoring: dict) -> dict:
     """D_hq per budget at a glance: the γ used and |D_hq| (the selections recompute them)."""
-    from gdig.selection.quality import auto_gamma, hq_target, rank_by_quality
+    from gdig.selection.quality import auto_gamma, hq_target, passes_closing_rule, rank_by_quality
 
     infl = ctx.store.influence(scoring["scoring_id"])
-    hf = infl["helped_fraction"].to_numpy()
-    groups = int(ctx.store.get_scoring(scoring["scoring_id"])["n_seeds"] or 0)
     sel = ctx.cfg.selection
+    hf = infl["helped_fraction"].to_numpy()[passes_closing_rule(infl, sel.closing_loss_max)]
+    groups = int(ctx.store.get_scoring(scoring["scoring_id"])["n_seeds"] or 0)
     per_budget = {}
     for b in sel.budgets:
         g = float(sel.gamma) if sel.gamma != "auto" else auto_gamma(hf, groups, hq_target(b, sel.hq_multiple))
-        ranked = rank_by_quality(infl, g, sel.quality)
-        per_budget[int(b)] = {"gamma": g, "n_high_quality": int(ranked["high_quality"].sum())}
+        ranked = rank_by_quality(infl, g, sel.quality, sel.closing_loss_max)
+        per_budget[int(b)] = {"gamma": g, "n_high_quality": int(ranked["high_quality"].sum()),
+                              "n_closing_rejected": int((~ranked["closing_ok"]).sum())}
     return {"scoring_id": scoring["scoring_id"], "pool_size": len(infl), "per_budget": per_budget}
 
 
@@ -78,7 +79,7 @@ def summarize(ctx: StageContext, scoring: dict, prefilter: dict, exports: list[d
     sel = ctx.cfg.selection
     summary = build_summary(ctx.store, scoring["scoring_id"], [e["selection_id"] for e in exports], gamma=sel.gamma,
                             normalize=sel.normalize, exports={e["selection_id"]: e["path"] for e in exports},
-                            quality=sel.quality, prefilter=prefilter)
+                            quality=sel.quality, prefilter=prefilter, closing_loss_max=sel.closing_loss_max)
     short = sorted({(r.budget, r.gamma, r.n_high_quality) for r in summary.selections
                     if r.n_high_quality is not None and r.n_high_quality < r.budget})
     for budget, gamma, n_hq in short:  # said once per budget, not once per strategy

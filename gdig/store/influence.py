@@ -36,14 +36,16 @@ class InfluenceTables(StoreBase):
     ) -> None:
         """Load one merged scoring in one transaction (replaces a previous load of the same id).
 
-        aggregates: example_id, position, loss, helped_fraction, mean, min, max.
+        aggregates: example_id, position, loss, helped_fraction, mean, min, max (grad_norm and
+        closing_loss where the scoring has them).
         sketches: example_id, sketch (list of float32).
         """
         with self.transaction():
             for t in ("influence", "sketches"):
                 self.con.execute(f"DELETE FROM {t} WHERE scoring_id = ?", [scoring_id])
             agg = aggregates[["example_id", "position", "loss", "helped_fraction", "mean", "min", "max"]].copy()
-            agg["grad_norm"] = aggregates["grad_norm"] if "grad_norm" in aggregates else np.nan
+            for col in ("grad_norm", "closing_loss"):
+                agg[col] = aggregates[col] if col in aggregates else np.nan
             agg.insert(0, "scoring_id", scoring_id)
             self._insert_df("influence", agg)
             if sketches is not None and len(sketches):
@@ -67,8 +69,13 @@ class InfluenceTables(StoreBase):
         sc = self.get_scoring(scoring_id)
         if sc is None:
             raise StoreError(f"no scoring {scoring_id!r} in {self.path}")
+        # a store opened read-only is not migrated: columns a newer schema added read as NULL
+        have = {r[0] for r in self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'influence'").fetchall()}
+        late = ", ".join(f"i.{c}" if c in have else f"NULL::DOUBLE AS {c}" for c in ("grad_norm", "closing_loss"))
         return self.con.execute(
-            "SELECT i.example_id, i.position, i.loss, i.helped_fraction, i.mean, i.min, i.max, i.grad_norm, m.label "
+            "SELECT i.example_id, i.position, i.loss, i.helped_fraction, i.mean, i.min, i.max, "
+            f"{late}, m.label "
             "FROM influence i LEFT JOIN dataset_examples m "
             "ON m.example_id = i.example_id AND m.dataset = ? "
             "WHERE i.scoring_id = ? ORDER BY i.position",

@@ -18,13 +18,14 @@ from typing import Any, Iterator, Self
 import duckdb
 import pandas as pd
 
-SCHEMA_VERSION = 2  # 2: prefilter verdicts, influence.grad_norm, selections.settings
+SCHEMA_VERSION = 3  # 2: prefilter verdicts, influence.grad_norm, selections.settings; 3: influence.closing_loss
 
 # what an older store gains on open (version -> statements), so a workspace survives an upgrade;
 # new tables come from the CREATE TABLE IF NOT EXISTS schema itself
 _MIGRATIONS = {
     2: ["ALTER TABLE influence ADD COLUMN IF NOT EXISTS grad_norm DOUBLE",
         "ALTER TABLE selections ADD COLUMN IF NOT EXISTS settings JSON"],
+    3: ["ALTER TABLE influence ADD COLUMN IF NOT EXISTS closing_loss DOUBLE"],
 }
 
 
@@ -85,7 +86,7 @@ CREATE TABLE IF NOT EXISTS scorings (
 
 CREATE TABLE IF NOT EXISTS influence (
     scoring_id VARCHAR, example_id VARCHAR, position INTEGER, loss DOUBLE,
-    helped_fraction DOUBLE, mean DOUBLE, min DOUBLE, max DOUBLE, grad_norm DOUBLE,
+    helped_fraction DOUBLE, mean DOUBLE, min DOUBLE, max DOUBLE, grad_norm DOUBLE, closing_loss DOUBLE,
     PRIMARY KEY (scoring_id, example_id));
 
 CREATE TABLE IF NOT EXISTS sketches (

@@ -47,7 +47,7 @@ def direct_capture(model, modules, enc, reduction="mean"):
         for p in model.parameters():
             p.requires_grad_(True)
         logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-        loss, _ = per_example_loss(logits, b["labels"], reduction)
+        loss = per_example_loss(logits, b["labels"], reduction).loss
         loss.sum().backward()
         for h in hooks:
             h.remove()

@@ -69,15 +69,19 @@ def test_fused_scores_equal_dense_reference(setup, strategy):
     agg = res.aggregates()
     np.testing.assert_allclose(agg["helped_fraction"], (ref < 0).mean(1))
     np.testing.assert_allclose(agg["min"], ref.min(1), rtol=1e-5)
-    # own loss = mean CE over target tokens
+    # own loss = mean CE over target tokens; closing loss = CE of the last target token (the EOS)
+    np.testing.assert_array_equal(alone.closing_loss, res.closing_loss)
     for i, e in enumerate(cands):
         b = collate([e], 0)
         with torch.no_grad():
             logits = model(input_ids=b["input_ids"]).logits[0, :-1]
         tgt = torch.tensor(e.input_ids[1:])
         on = torch.tensor(e.labels[1:]) != IGNORE
-        ce = torch.nn.functional.cross_entropy(logits[on], tgt[on])
-        assert res.loss[i] == pytest.approx(ce.item(), rel=1e-5)
+        ce = torch.nn.functional.cross_entropy(logits[on], tgt[on], reduction="none")
+        assert res.loss[i] == pytest.approx(ce.mean().item(), rel=1e-5)
+        assert e.input_ids[-1] == tok.eos_token_id and on[-1]  # the last target token is the appended EOS
+        assert res.closing_loss[i] == pytest.approx(ce[-1].item(), rel=1e-5)
+    assert len(set(res.closing_loss.tolist())) == len(cands)  # one per row, not one per batch
 
 
 def test_seed_groups_average_gradients(setup):
@@ -109,12 +113,18 @@ def test_padding_and_prompt_do_not_change_scores(setup):
     b3 = {k: v.clone() for k, v in b.items()}
     b3["labels"][0, 1:p] = b3["input_ids"][0, 1:p]  # what an unmasked prompt would do
     assert not torch.allclose(scorer.score_batch(b3)[0], alone[0])
-    # per_example_loss counts target tokens only
-    logits = torch.randn(1, 6, 11)
-    labels = torch.tensor([[IGNORE, IGNORE, IGNORE, 4, 5, IGNORE]])
-    loss, n = per_example_loss(logits, labels, "sum")
-    ref = torch.nn.functional.cross_entropy(logits[0, 2:4], torch.tensor([4, 5]), reduction="sum")
-    assert n.item() == 2 and loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    # per_example_loss counts target tokens only; the closing loss is the last one's
+    logits = torch.randn(3, 6, 11)
+    labels = torch.tensor([[IGNORE, IGNORE, IGNORE, 4, 5, IGNORE], [IGNORE, 1, 2, 3, 4, 5],
+                           [IGNORE] * 6])
+    loss, n, closing = per_example_loss(logits, labels, "sum")
+    ce = lambda r, a, b, t: torch.nn.functional.cross_entropy(logits[r, a:b], torch.tensor(t), reduction="none")  # noqa: E731
+    assert n.tolist() == [2, 5, 0]
+    assert loss[0].item() == pytest.approx(ce(0, 2, 4, [4, 5]).sum().item(), rel=1e-6)
+    assert loss[1].item() == pytest.approx(ce(1, 0, 5, [1, 2, 3, 4, 5]).sum().item(), rel=1e-6)
+    assert closing[0].item() == pytest.approx(ce(0, 3, 4, [5]).item(), rel=1e-6)
+    assert closing[1].item() == pytest.approx(ce(1, 4, 5, [5]).item(), rel=1e-6)
+    assert loss[2].item() == 0 and torch.isnan(closing[2])  # no target token: no closing loss
 
 
 @pytest.mark.parametrize("strategy", ["kfac", "ekfac"])

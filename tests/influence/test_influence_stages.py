@@ -99,8 +99,9 @@ def test_stages_round_trip_and_sharded_equals_unsharded(tmp_path, store, model_d
         shards.append(score_shard_stage(cfg, model_dir, ppath, part, str(tmp_path / f"s{lo}.parquet"),
                                         progress=False, device="cpu"))
     t = pq.read_table(shards[0])
-    assert t.column_names == ["example_id", "position", "loss", "grad_norm", "helped_fraction", "mean", "min",
-                              "max", "scores", "sketch"]
+    assert t.column_names == ["example_id", "position", "loss", "closing_loss", "grad_norm", "helped_fraction",
+                              "mean", "min", "max", "scores", "sketch"]
+    assert t.column("closing_loss").null_count == 0 and min(t.column("closing_loss").to_pylist()) > 0
 
     sid_whole = merge_scores_stage(cfg, store, [whole], cid, ppath)
     ids_w, seeds_w, mat_w = read_score_matrix(store.get_scoring(sid_whole)["matrix_path"])

@@ -225,3 +225,42 @@ def test_gdig_within_cluster_by_quality_takes_each_clusters_best():
     # cluster 0 holds the best candidate (e11, blob 2), then clusters in first-appearance order
     assert sel.rows["example_id"].tolist() == ["e11", "e7", "e3"]
     assert sel.rows["cluster"].tolist() == [0, 1, 2]
+
+
+def test_closing_rule_puts_rows_outside_dhq_and_last():
+    infl = influence_from_matrix(M).assign(closing_loss=[3.0, 9.0, 8.0, 12.0, 1.0, np.nan])
+    # e3 (12 nats) and e1 (9) fail at 8; e2 at exactly 8 and e5 without a closing loss pass
+    ranked = rank_by_quality(infl, gamma=1.0, closing_loss_max=8.0)
+    assert list(ranked["example_id"]) == ["e5", "e0", "e2", "e4", "e3", "e1"]  # the failed ones in paper order
+    assert list(ranked["high_quality"]) == [True, True, True, False, False, False]
+    assert list(ranked["closing_ok"]) == [True] * 4 + [False] * 2
+    by_loss = rank_by_quality(infl.assign(loss=[0.5, 0.1, 0.2, 0.3, 0.4, 0.6]), gamma=1.0, score="loss",
+                              closing_loss_max=8.0)
+    assert list(by_loss["example_id"]) == ["e2", "e0", "e5", "e4", "e1", "e3"]  # D_hq by loss, e4, then failed
+    off = rank_by_quality(infl, gamma=1.0)  # the rule off: the order without it
+    assert list(off["example_id"]) == ["e5", "e0", "e3", "e2", "e1", "e4"]
+    with pytest.raises(ValueError, match="closing-token loss, which this scoring lacks"):
+        rank_by_quality(influence_from_matrix(M), closing_loss_max=8.0)
+
+
+def test_closing_rule_in_select_gamma_auto_counts_only_passing_rows():
+    infl = influence_from_matrix(M).assign(closing_loss=[3.0, 9.0, 8.0, 12.0, 1.0, 2.0])
+    # helped fractions 1, .75, 1, 1, .25, 1; passing rows e0 e2 e4 e5: 3 at γ = 1, so budget 2 x 2 -> γ 0.25
+    sel = select("quality", 2, infl, gamma="auto", n_seed_groups=4, hq_multiple=2.0, closing_loss_max=8.0)
+    assert sel.gamma == 0.25 and sel.n_high_quality == 4 and sel.n_closing_rejected == 2
+    assert sel.rows["example_id"].tolist() == ["e5", "e0"]
+    full = select("quality", 6, infl, gamma=1.0, n_seed_groups=4, closing_loss_max=8.0)
+    assert full.rows["example_id"].tolist() == ["e5", "e0", "e2", "e4", "e3", "e1"]
+    assert full.rows["reason"].tolist() == ["quality"] * 3 + ["filled"] * 3
+    assert select("quality", 2, infl, gamma=1.0).n_closing_rejected is None  # off: not counted
+    X, truth = blobs([3, 3])
+    g = select("gdig", 3, influence_from_matrix(-np.ones((6, 2))).assign(closing_loss=[1, 9, 1, 9, 1, 9.0]), X,
+               n_clusters=2, normalize=False, closing_loss_max=8.0)
+    assert sorted(g.rows["example_id"]) == ["e0", "e2", "e4"] and g.n_high_quality == 3
+
+
+def test_closing_rule_that_rejects_most_of_the_pool_warns():
+    infl = influence_from_matrix(M).assign(closing_loss=[9.0] * 5 + [1.0])
+    sel = select("quality", 2, infl, gamma=1.0, closing_loss_max=8.0)
+    assert sel.n_closing_rejected == 5
+    assert any("ranks 5 of 6 candidates last" in w and "closing_loss_max: null" in w for w in sel.warnings)

@@ -19,7 +19,7 @@ N = 40
 
 
 # the paper's selection settings (these hand-built scorings carry no loss or gradient norms)
-PAPER = {"quality": "paper", "allocation": "even", "within_cluster": "random"}
+PAPER = {"quality": "paper", "allocation": "even", "within_cluster": "random", "closing_loss_max": None}
 
 @pytest.fixture()
 def scored_store(store, tmp_path):
@@ -112,6 +112,32 @@ def test_summary_noise_figures_and_coverage(scored_store):
     assert by["full"].size == N and by["full"].noise["removal_recall"] == 0.0
     text = summ.render()
     assert "|D_hq| = " in text and "AUROC" in text and "gdig" in text
+
+
+def test_closing_rule_through_the_store_settings_and_summary(scored_store):
+    store = scored_store
+    infl = store.influence("sc1")
+    closing = np.where(np.arange(N) % 5 == 1, 9.5, 2.0)  # 8 rows above 8 nats, none of them noisy-labelled
+    agg = infl.drop(columns=["label"]).assign(closing_loss=closing)
+    store.add_scoring("sc2", curvature_id="cv1", seed_dataset="seed", candidate_dataset="pool", aggregates=agg,
+                      sketches=None, matrix_path=None, n_seeds=5)
+    back = store.influence("sc2")
+    np.testing.assert_array_equal(back["closing_loss"].to_numpy(), closing)  # kept, in pool order
+    assert store.influence("sc1")["closing_loss"].isna().all()  # a scoring without it reads back as NaN
+    cfg = SelectionConfig(gamma=0.0, quality="paper", closing_loss_max=8.0)
+    assert cfg.closing_loss_max == SelectionConfig().closing_loss_max  # the default rule
+    sid, sel = run_selection(store, "sc2", "quality", N - 8, cfg)
+    assert sel.n_closing_rejected == 8 and sel.n_high_quality == N - 8
+    assert not set(sel.rows["example_id"]) & set(back.loc[closing > 8, "example_id"])
+    assert selection_id("sc2", "quality", N - 8, cfg) != selection_id("sc2", "quality", N - 8,
+                                                                       SelectionConfig(gamma=0.0, quality="paper",
+                                                                                       closing_loss_max=None))
+    summ = build_summary(store, "sc2", [sid], gamma=cfg.gamma, normalize=True, closing_loss_max=8.0)
+    assert summ.selections[0].n_closing_rejected == 8
+    assert "8 candidates with a closing-token loss above 8 nats ranked last" in summ.render()
+    assert "-closing_loss" in summ.auroc
+    with pytest.raises(ValueError, match="closing-token loss, which this scoring lacks"):
+        run_selection(store, "sc1", "quality", 5, cfg)
 
 
 def test_evenness():

@@ -188,6 +188,21 @@ def test_a_scoring_reload_replaces_it(store):
     assert got_ids == [] and m.shape == (0, 0)
 
 
+def test_a_schema_2_store_gains_the_closing_loss_column(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with Store(path) as s:
+        ids = _scored(s)
+        s.con.execute("ALTER TABLE influence DROP COLUMN closing_loss")  # what schema 2 wrote
+        s.con.execute("UPDATE schema_info SET value = '2' WHERE key = 'version'")
+    with Store(path, read_only=True) as s:  # read-only: not migrated, the new column reads as NULL
+        assert s.info("version") == "2" and s.influence("sc")["closing_loss"].isna().all()
+    with Store(path) as s:
+        assert s.info("version") == str(SCHEMA_VERSION) == "3"
+        inf = s.influence("sc")
+        assert inf["example_id"].tolist() == ids and inf["closing_loss"].isna().all()  # rows kept, NULL
+        assert inf["grad_norm"].tolist() == [0.1, 0.2, 0.3]
+
+
 # -- selections ----------------------------------------------------------------------------------
 def test_clusters_and_selections(store):
     ids = _scored(store)
