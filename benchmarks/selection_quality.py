@@ -39,6 +39,8 @@ import pandas as pd
 
 NOISE = 0.35
 MAX_WORDS = 50  # pool rows longer than this (either side) are left out of the benchmark
+CLOSING_RULES = (6.0, 8.0, 10.0)  # closing-token rule thresholds tried beside the config's (nats)
+COVERAGE_K = (100, 300)  # K-means sizes of the clean-pool partitions coverage is counted on
 
 
 # -- data --------------------------------------------------------------------------------------------
@@ -229,7 +231,7 @@ def seed_pairs(M: np.ndarray) -> np.ndarray:
 
 def score_variants(pool) -> dict[str, np.ndarray]:
     """Every quality score of the table (higher = better), all from the one pass."""
-    from gdig.selection.quality import percentile_rank, quality_score
+    from gdig.selection.quality import passes_closing_rule, percentile_rank, quality_score
 
     infl = pool["influence"]
     paired = with_aggregates(infl, seed_pairs(pool["matrix"]))
@@ -241,6 +243,12 @@ def score_variants(pool) -> dict[str, np.ndarray]:
         v[f"{name}+copy-rule"] = np.where(copy, -np.inf, percentile_rank(v[name]))
     for name in ("paper", "loss", "normalized", "combined"):  # what the prefilter rejects ranks last
         v[f"prefilter+{name}"] = np.where(pool["passed"], percentile_rank(v[name]), -np.inf)
+    if infl["closing_loss"].notna().all():
+        v["closing"] = -infl["closing_loss"].to_numpy(np.float64)
+        for t in CLOSING_RULES:  # the closing-token rule: rows above t nats after every other passing row
+            ok = passes_closing_rule(infl, t)
+            for name in ("paper", "loss"):
+                v[f"prefilter+{name}+closing<={t:g}"] = np.where(pool["passed"], percentile_rank(v[name]) + ok, -np.inf)
     return v
 
 
@@ -281,10 +289,12 @@ def clean_clusters(pool, k: int = 100, seed: int = 0):
 
     clean = np.flatnonzero(~pool["noisy"])
     c = cluster_sketches(pool["sketches"][clean], k, normalize=True, seed=seed)
-    return c.assign(pool["sketches"]), k
+    return c.assign(pool["sketches"])
 
 
-def describe(pool, rows: np.ndarray, part, k) -> dict:
+def describe(pool, rows: np.ndarray, parts: dict) -> dict:
+    """Clean share, rows per noise type, and per clean-pool partition (K -> cluster of every row)
+    the clusters its clean rows touch and how evenly (entropy / log K)."""
     from gdig.selection.summary import evenness
 
     labels = pool["labels"][rows]
@@ -292,14 +302,21 @@ def describe(pool, rows: np.ndarray, part, k) -> dict:
     d = {"clean%": 100 * float((labels == "clean").mean()), "size": len(rows)}
     for kind in sorted(set(pool["labels"]) - {"clean"}):
         d[kind] = int((labels == kind).sum())
-    d["clusters"] = int(len(np.unique(part[clean_rows])))
-    d["even"] = evenness(part[clean_rows], k) or 0.0
+    for k, part in parts.items():
+        tag = "" if k == COVERAGE_K[0] else f"@{k}"
+        d[f"clusters{tag}"] = int(len(np.unique(part[clean_rows])))
+        d[f"even{tag}"] = evenness(part[clean_rows], k) or 0.0
     return d
 
 
-def strategies(args) -> dict[str, dict]:
-    """name -> keyword arguments of gdig.selection.select (strategy included)."""
-    base = {"gamma": "auto", "n_seed_groups": None}
+def closing_tag(t: float | None) -> str:
+    return "" if t is None else f"+closing<={t:g}"
+
+
+def strategies(args, cfg) -> dict[str, dict]:
+    """name -> keyword arguments of gdig.selection.select (strategy included).  The grid runs
+    without the closing-token rule; the config's defaults also with each threshold."""
+    base = {"gamma": "auto", "n_seed_groups": None, "closing_loss_max": None}
     out = {"random": {"strategy": "random"}, "loss": {"strategy": "loss"}, "diversity": {"strategy": "diversity"}}
     for q in ("paper", "normalized", "loss", "combined"):
         out[f"quality[{q}]"] = {"strategy": "quality", **base, "quality": q}
@@ -308,7 +325,12 @@ def strategies(args) -> dict[str, dict]:
             for within in ("random", "quality"):
                 out[f"gdig[{q},{alloc},{within}]"] = {"strategy": "gdig", **base, "quality": q,
                                                       "allocation": alloc, "within_cluster": within}
-    out["gdig[paper,gamma=1.0]"] = {"strategy": "gdig", "gamma": 1.0, "quality": "paper"}
+    out["gdig[paper,gamma=1.0]"] = {"strategy": "gdig", "gamma": 1.0, "quality": "paper", "closing_loss_max": None}
+    s = cfg.selection
+    for t in sorted({*CLOSING_RULES, *([s.closing_loss_max] if s.closing_loss_max else [])}):
+        out[f"quality[{s.quality}]{closing_tag(t)}"] = {**out[f"quality[{s.quality}]"], "closing_loss_max": t}
+        grid = f"gdig[{s.quality},{s.allocation},{s.within_cluster}]"
+        out[grid + closing_tag(t)] = {**out[grid], "closing_loss_max": t}
     for name in list(out):  # the same, drawing from the rows that pass the prefilter
         out[f"prefilter+{name}"] = {**out[name], "prefilter": True}
     return out
@@ -317,19 +339,28 @@ def strategies(args) -> dict[str, dict]:
 def evaluate_variants(args, cfg, pool, names: set[str] | None = None) -> pd.DataFrame:
     from gdig.selection.select import select
 
+    from gdig.selection.quality import passes_closing_rule
+
     infl = pool["influence"].copy()
     n_groups = pool["matrix"].shape[1]
-    part, k = clean_clusters(pool)
+    parts = {k: clean_clusters(pool, k) for k in COVERAGE_K}
     rows, picks = {}, {}
     clean_idx = np.flatnonzero(~pool["noisy"])
     picks["oracle"] = np.random.default_rng(args.seed).choice(clean_idx, size=min(args.budget, len(clean_idx)),
                                                               replace=False)
-    rows["oracle"] = describe(pool, picks["oracle"], part, k)
+    rows["oracle"] = describe(pool, picks["oracle"], parts)
     copy = copy_rule(pool)
-    picks["loss+copy-rule"] = np.flatnonzero(~copy)[np.argsort(infl["loss"].to_numpy()[~copy], kind="stable")][: args.budget]
-    rows["loss+copy-rule"] = describe(pool, picks["loss+copy-rule"], part, k)
+    by_loss = np.argsort(infl["loss"].to_numpy(), kind="stable")
+    picks["loss+copy-rule"] = by_loss[~copy[by_loss]][: args.budget]
+    rows["loss+copy-rule"] = describe(pool, picks["loss+copy-rule"], parts)
+    t = cfg.selection.closing_loss_max
+    if t is not None:  # the same baseline with the closing-token rule too (rows above t last)
+        ok = passes_closing_rule(infl, t)[by_loss]
+        name = "loss+copy-rule" + closing_tag(t)
+        picks[name] = np.concatenate([by_loss[~copy[by_loss] & ok], by_loss[~copy[by_loss] & ~ok]])[: args.budget]
+        rows[name] = describe(pool, picks[name], parts)
     passed = np.flatnonzero(pool["passed"])
-    for name, kw in strategies(args).items():
+    for name, kw in strategies(args, cfg).items():
         if names is not None and name not in names:
             continue
         kw = dict(kw)
@@ -342,7 +373,7 @@ def evaluate_variants(args, cfg, pool, names: set[str] | None = None) -> pd.Data
         picked = sel.rows["position"].to_numpy()
         pos_to_row = {p: i for i, p in enumerate(infl["position"])}
         picks[name] = np.array([pos_to_row[p] for p in picked])
-        d = describe(pool, picks[name], part, k)
+        d = describe(pool, picks[name], parts)
         d["gamma"] = sel.gamma
         d["|D_hq|"] = sel.n_high_quality
         rows[name] = d
@@ -400,8 +431,9 @@ def print_report(args, cfg, run, pool, table, ratio) -> None:
     print(prefilter_table(pool).to_string(float_format=lambda x: f"{x:.1f}"))
     print("\nAUROC clean vs noisy (higher = cleaner ranked higher):")
     print(aurocs(pool, score_variants(pool)).to_string(float_format=lambda x: f"{x:.3f}"))
-    print(f"\nstrategies at budget {args.budget} (clusters: of 100 K-means clusters of the clean pool's sketches "
-          f"touched by the selection's clean rows; even: entropy / log 100):")
+    print(f"\nstrategies at budget {args.budget} (clusters / clusters@300: of 100 / 300 K-means clusters of the clean "
+          f"pool's sketches touched by the selection's clean rows; even: entropy / log K; +closing<=t: the "
+          f"closing-token rule at t nats; the grid runs without it):")
     print(table.to_string(float_format=lambda x: f"{x:.3g}"))
     print(f"\nscoring pass: {score_rps:.2f} rows/s over the pool; side by side on the same "
           f"{cfg.influence.scoring.batch_size}-row batches: scoring {ratio['score_rows_per_s']:.2f} rows/s, "
@@ -412,16 +444,20 @@ def print_report(args, cfg, run, pool, table, ratio) -> None:
 # -- downstream: finetune on each selection, translate the test slice, score ---------------------------
 
 # finetuned in this order (most telling first): gdig's defaults (prefilter on, as `gdig select`),
-# random from the raw pool, the loss-plus-copy-rule baseline, quality-only (defaults), clean rows
-DOWNSTREAM = ("gdig", "random", "loss+copy-rule", "quality", "oracle")
+# quality-only (defaults), random from the raw pool, the loss-plus-copy-rule baseline, clean rows,
+# and gdig's defaults without the closing-token rule (what gdig selected before it)
+DOWNSTREAM = ("gdig", "quality", "random", "loss+copy-rule", "oracle", "gdig-no-closing-rule")
 
 
 def default_name(cfg, strategy: str) -> str:
-    """The table row of gdig's defaults for a strategy."""
+    """The table row of gdig's defaults for a strategy (a name of DOWNSTREAM)."""
     s = cfg.selection
+    if strategy in ("random", "loss+copy-rule", "oracle"):
+        return strategy
     if strategy == "quality":
-        return f"quality[{s.quality}]"
-    return f"gdig[{s.quality},{s.allocation},{s.within_cluster}]"
+        return f"prefilter+quality[{s.quality}]{closing_tag(s.closing_loss_max)}"
+    name = f"prefilter+gdig[{s.quality},{s.allocation},{s.within_cluster}]"
+    return name if strategy == "gdig-no-closing-rule" else name + closing_tag(s.closing_loss_max)
 
 
 def target_nll(cfg, checkpoint_path: str, files) -> float:
@@ -468,8 +504,8 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
 
     evaluate("base model", base_checkpoint_stage(cfg, store))
     ids = pool["influence"]["example_id"].to_numpy()
-    for strategy in DOWNSTREAM:
-        name = f"prefilter+{default_name(cfg, strategy)}" if strategy in ("gdig", "quality") else strategy
+    for strategy in args.downstream_strategies.split(","):
+        name = default_name(cfg, strategy)
         rows = picks[name]
         sid = f"bench-{name}-{args.budget}".replace("[", "(").replace("]", ")").replace(",", "_")
         store.add_selection(sid, strategy=name, budget=args.budget, scoring_id=run["scoring_id"],
@@ -503,9 +539,14 @@ def main() -> None:
     ap.add_argument("--downstream", action="store_true")
     ap.add_argument("--score-only", action="store_true", help="stop after the scoring pass")
     ap.add_argument("--downstream-only", action="store_true", help="skip the variant table, run --downstream")
+    ap.add_argument("--downstream-strategies", default=",".join(DOWNSTREAM),
+                    help=f"comma-separated, in the order finetuned (default: {','.join(DOWNSTREAM)})")
     args = ap.parse_args()
     args.pool = args.pool or (4000 if args.model == "gemma" else 10000)
     args.budget = args.budget or (1000 if args.model == "gemma" else 4000)
+    unknown = set(args.downstream_strategies.split(",")) - set(DOWNSTREAM)
+    if unknown:
+        ap.error(f"--downstream-strategies: unknown {', '.join(sorted(unknown))}; choose from {', '.join(DOWNSTREAM)}")
 
     from gdig.config import parse_config
     from gdig.store import Store
@@ -529,8 +570,8 @@ def main() -> None:
     with Store(cfg.workspace.db) as store:
         pool = load_scored_pool(store, run["scoring_id"])
         if args.downstream_only:  # the table's strategies were printed by an earlier run
-            wanted = {default_name(cfg, "gdig"), default_name(cfg, "quality")}
-            table = evaluate_variants(args, cfg, pool, {"random"} | {f"prefilter+{w}" for w in wanted})
+            wanted = {default_name(cfg, s) for s in args.downstream_strategies.split(",")}
+            table = evaluate_variants(args, cfg, pool, wanted)
             print(table.to_string(float_format=lambda x: f"{x:.3g}"))
         else:
             ratio = throughput_ratio(cfg, run, files)

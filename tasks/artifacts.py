@@ -62,6 +62,9 @@ def selection_markdown(cfg, data: dict, quality: dict, summary: dict) -> str:
         "- D_hq (helped fraction >= gamma): " + ", ".join(
             f"budget {b}: gamma {v['gamma']:.4g}, **{v['n_high_quality']}** of {quality['pool_size']} "
             f"({100 * v['n_high_quality'] / max(quality['pool_size'], 1):.1f}%)"
+            + (f", {v['n_closing_rejected']} ranked last by the closing-token rule (closing loss > "
+               f"{cfg.selection.closing_loss_max:g} nats)" if cfg.selection.closing_loss_max is not None
+               and v.get("n_closing_rejected") is not None else "")
             for b, v in quality["per_budget"].items()),
         f"- scoring: `{s['scoring_id']}`",
     ]
