@@ -44,8 +44,9 @@ settings), noisy rows / clean-pool clusters touched:
     EOS > 10 nats    quality-only 4 / 97   gdig 3, 3, 5, 3 / 97           (4 clean rows left out)
     EOS > 8 nats     quality-only 1 / 97   gdig 1, 1, 1, 0 / 97, 98, 97, 97 (14 clean left out)
     EOS > 6 nats     quality-only 1 / 97   gdig 1, 1, 2, 2 / 97, 97, 97, 96 (438 clean left out)
-Not used by gdig yet: a rule (like the copy rule) or a quality-score term, to be chosen on
-selection_quality.py with --downstream.
+Since then gdig scores the closing loss in its own scoring pass (``influence.closing_loss``) and
+applies it as the rule ``selection.closing_loss_max`` (default 8 nats, chosen on
+selection_quality.py, where the rule's thresholds and its downstream effect are measured).
 """
 
 from __future__ import annotations
