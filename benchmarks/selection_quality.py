@@ -382,9 +382,11 @@ def evaluate_variants(args, cfg, pool, names: set[str] | None = None) -> pd.Data
     return table
 
 
-def throughput_ratio(cfg, run, files, n_rows: int = 48) -> dict:
+def throughput_ratio(cfg, run, files, n_rows: int = 32, rounds: int = 3) -> dict:
     """Rows/s of gdig's scoring vs a plain full forward+backward (every weight, full logits) on the
-    same rows in the same length-bucketed batches, measured side by side now."""
+    same rows in the same length-bucketed batches, measured side by side now: one untimed warm-up
+    of each side (first-touch allocations: a cold first scoring call ran at a third of the pass's
+    rows/s), then `rounds` rounds alternating the sides; the median of the per-round ratios."""
     from gdig.data.prompts import collate, encode_examples, length_batches
     from gdig.influence.modules import select_from_config
     from gdig.influence.scoring import Scorer, SketchSpec
@@ -395,24 +397,39 @@ def throughput_ratio(cfg, run, files, n_rows: int = 48) -> dict:
     rows = [json.loads(x) for x in files["pool"].read_text(encoding="utf-8").splitlines()[:n_rows]]
     enc, _ = encode_examples(tok, [(r["src"], r["tgt"], r["src_lang"], r["tgt_lang"]) for r in rows],
                              cfg.prompt.template, cfg.prompt.max_length, "truncate_target")
-    plan = length_batches([len(e.input_ids) for e in enc], cfg.influence.scoring.batch_size)
     sc = cfg.influence.scoring
+    plan = length_batches([len(e.input_ids) for e in enc], sc.batch_size)
     scorer = Scorer(model, select_from_config(model, cfg.influence.modules), SeedProducts.load(run["products"]),
                     sketch=SketchSpec(sc.sketch_dim_g, sc.sketch_dim_a, sc.sketch_seed))
-    t0 = time.time()
-    # the same length-bucketed batches as `plan` (one position block), contracted as scoring does
-    scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=cfg.influence.scoring.batch_size)
-    score_s = time.time() - t0
-    for p in model.parameters():
+    for p in model.parameters():  # the full pass trains every weight; scoring freezes them itself
         p.requires_grad_(True)
-    model.train()
-    t0 = time.time()
-    for idx in plan:
-        batch = collate([enc[i] for i in idx], tok.pad_token_id)
-        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss.backward()
-        model.zero_grad(set_to_none=True)
-    train_s = time.time() - t0
-    return {"score_rows_per_s": len(enc) / score_s, "train_rows_per_s": len(enc) / train_s}
+
+    def score(encoded) -> None:  # the same length-bucketed batches as `plan`, contracted as scoring does
+        model.eval()
+        scorer.score_encoded(encoded, pad_id=tok.pad_token_id, batch_size=sc.batch_size)
+
+    def train(batches) -> None:
+        model.train()
+        for idx in batches:
+            batch = collate([enc[i] for i in idx], tok.pad_token_id)
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  labels=batch["labels"]).loss.backward()
+            model.zero_grad(set_to_none=True)
+
+    score([enc[i] for i in plan[0]])
+    train(plan[:1])
+    ratios, rps = [], {"score": [], "train": []}
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        score(enc)
+        t1 = time.perf_counter()
+        train(plan)
+        t2 = time.perf_counter()
+        rps["score"].append(len(enc) / (t1 - t0))
+        rps["train"].append(len(enc) / (t2 - t1))
+        ratios.append(rps["score"][-1] / rps["train"][-1])
+    return {"score_rows_per_s": float(np.median(rps["score"])), "train_rows_per_s": float(np.median(rps["train"])),
+            "ratio": float(np.median(ratios)), "ratio_range": (min(ratios), max(ratios)), "rounds": rounds}
 
 
 def print_report(args, cfg, run, pool, table, ratio) -> None:
@@ -437,8 +454,9 @@ def print_report(args, cfg, run, pool, table, ratio) -> None:
     print(table.to_string(float_format=lambda x: f"{x:.3g}"))
     print(f"\nscoring pass: {score_rps:.2f} rows/s over the pool; side by side on the same "
           f"{cfg.influence.scoring.batch_size}-row batches: scoring {ratio['score_rows_per_s']:.2f} rows/s, "
-          f"plain full forward+backward {ratio['train_rows_per_s']:.2f} rows/s: "
-          f"scoring/training ratio {ratio['score_rows_per_s'] / ratio['train_rows_per_s']:.2f}")
+          f"plain full forward+backward {ratio['train_rows_per_s']:.2f} rows/s (medians after a warm-up): "
+          f"scoring/training ratio {ratio['ratio']:.2f} [{ratio['ratio_range'][0]:.2f}-{ratio['ratio_range'][1]:.2f}] "
+          f"over {ratio['rounds']} alternating rounds")
 
 
 # -- downstream: finetune on each selection, translate the test slice, score ---------------------------
