@@ -386,12 +386,13 @@ def throughput_ratio(cfg, run, files, n_rows: int = 32, rounds: int = 3) -> dict
     """Rows/s of gdig's scoring vs a plain full forward+backward (every weight, full logits) on the
     same rows in the same length-bucketed batches, measured side by side now: one untimed warm-up
     of each side (first-touch allocations: a cold first scoring call ran at a third of the pass's
-    rows/s), then `rounds` rounds alternating the sides; the median of the per-round ratios."""
+    rows/s), then `rounds` rounds with the sides in rotating order; the median of the per-round ratios."""
     from gdig.data.prompts import collate, encode_examples, length_batches
     from gdig.influence.modules import select_from_config
     from gdig.influence.scoring import Scorer, SketchSpec
     from gdig.influence.seeds import SeedProducts
     from gdig.modeling import load_from_config
+    from influence_throughput import interleaved, ratio_spread
 
     model, tok = load_from_config(cfg.model, run["checkpoint"]["path"])
     rows = [json.loads(x) for x in files["pool"].read_text(encoding="utf-8").splitlines()[:n_rows]]
@@ -418,18 +419,11 @@ def throughput_ratio(cfg, run, files, n_rows: int = 32, rounds: int = 3) -> dict
 
     score([enc[i] for i in plan[0]])
     train(plan[:1])
-    ratios, rps = [], {"score": [], "train": []}
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        score(enc)
-        t1 = time.perf_counter()
-        train(plan)
-        t2 = time.perf_counter()
-        rps["score"].append(len(enc) / (t1 - t0))
-        rps["train"].append(len(enc) / (t2 - t1))
-        ratios.append(rps["score"][-1] / rps["train"][-1])
-    return {"score_rows_per_s": float(np.median(rps["score"])), "train_rows_per_s": float(np.median(rps["train"])),
-            "ratio": float(np.median(ratios)), "ratio_range": (min(ratios), max(ratios)), "rounds": rounds}
+    sec = interleaved({"score": lambda: score(enc), "train": lambda: train(plan)}, rounds)
+    ratio, lo, hi = ratio_spread(sec["train"], sec["score"])  # time of training / of scoring = rows/s ratio
+    return {"score_rows_per_s": len(enc) / float(np.median(sec["score"])),
+            "train_rows_per_s": len(enc) / float(np.median(sec["train"])),
+            "ratio": ratio, "ratio_range": (lo, hi), "rounds": rounds}
 
 
 def print_report(args, cfg, run, pool, table, ratio) -> None:
@@ -456,7 +450,7 @@ def print_report(args, cfg, run, pool, table, ratio) -> None:
           f"{cfg.influence.scoring.batch_size}-row batches: scoring {ratio['score_rows_per_s']:.2f} rows/s, "
           f"plain full forward+backward {ratio['train_rows_per_s']:.2f} rows/s (medians after a warm-up): "
           f"scoring/training ratio {ratio['ratio']:.2f} [{ratio['ratio_range'][0]:.2f}-{ratio['ratio_range'][1]:.2f}] "
-          f"over {ratio['rounds']} alternating rounds")
+          f"over {ratio['rounds']} rounds in rotating order")
 
 
 # -- downstream: finetune on each selection, translate the test slice, score ---------------------------
