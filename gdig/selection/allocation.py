@@ -9,6 +9,10 @@
 - ``drop_low``: clusters whose mean quality percentile is more than ``drop_margin`` below the
   clustered set's (0.5) are left out; quotas proportional to size over the rest.  When the kept
   clusters cannot fill the budget, the dropped ones fill it, best cluster first.
+- ``cover``: the clusters ``drop_low`` keeps, each with at least one pick (its first member),
+  the rest of the budget proportional to size; when the budget is smaller than the number of
+  kept clusters, the best clusters (by mean quality) get one each.  More clusters touched than
+  ``drop_low``, which hands a small kept cluster a share that rounds to nothing.
 
 Whatever the quotas, picks are interleaved: round r takes the r-th member of every cluster
 whose quota exceeds r, clusters in id order, so a selection's prefix is still spread out.
@@ -22,7 +26,7 @@ import numpy as np
 
 from gdig.selection.diversity import round_robin, selection_rng
 
-ALLOCATIONS = ("even", "size", "size_quality", "drop_low")
+ALLOCATIONS = ("even", "size", "size_quality", "drop_low", "cover")
 DEFAULT_DROP_MARGIN = 0.15
 
 
@@ -85,9 +89,24 @@ def cluster_quotas(labels, budget: int, allocation: str = "even", quality=None,
     if allocation == "size_quality":
         return proportional_quotas(sizes * mean_q, sizes, budget)
     kept = mean_q >= pr.mean() - drop_margin
-    q = proportional_quotas(sizes * kept, sizes * kept, budget)
+    if allocation == "drop_low":
+        q = proportional_quotas(sizes * kept, sizes * kept, budget)
+    else:  # cover: one pick per kept cluster first (the best clusters when they outnumber the budget)
+        total = int(min(budget, (sizes * kept).sum()))
+        q = np.zeros(len(sizes), dtype=np.int64)
+        order = [c for c in np.argsort(-mean_q, kind="stable") if kept[c] and sizes[c] > 0]
+        q[order[:total]] = 1
+        rest = total - int(q.sum())
+        if rest > 0:
+            q += proportional_quotas(sizes * kept, (sizes - 1) * kept, rest)
+    return _fill_from_dropped(q, sizes, kept, mean_q, budget)
+
+
+def _fill_from_dropped(q: np.ndarray, sizes: np.ndarray, kept: np.ndarray, mean_q: np.ndarray,
+                       budget: int) -> np.ndarray:
+    """Dropped clusters fill what the kept ones cannot hold, best cluster first."""
     short = int(min(budget, sizes.sum())) - int(q.sum())
-    for c in np.argsort(-mean_q, kind="stable"):  # dropped clusters fill a shortfall, best first
+    for c in np.argsort(-mean_q, kind="stable"):
         if short <= 0:
             break
         if not kept[c]:

@@ -35,7 +35,7 @@ def strategy_settings(strategy: str, sel_cfg) -> dict:
     settings = {k: getattr(sel_cfg, k) for k in READS[strategy]}
     if strategy in ("gdig", "quality") and settings["gamma"] != "auto":
         settings.pop("hq_multiple")  # only "auto" reads it
-    if strategy == "gdig" and settings["allocation"] != "drop_low":
+    if strategy == "gdig" and settings["allocation"] not in ("drop_low", "cover"):
         settings.pop("drop_margin")
     return settings
 

@@ -51,6 +51,13 @@ def test_cluster_quotas_per_allocation():
     assert cluster_quotas(labels, 6, "drop_low", q).tolist() == [5, 0, 1]  # 1/7 < 4/7 - 0.15: dropped
     assert cluster_quotas(labels, 7, "drop_low", q).tolist() == [5, 1, 1]  # ... until it is needed
     assert cluster_quotas(labels, 6, "drop_low", q, drop_margin=1.0).tolist() == [4, 1, 1]  # nothing dropped
+    # cover: drop_low's clusters, each touched before any takes a second pick
+    assert cluster_quotas(labels, 2, "drop_low", q).tolist() == [2, 0, 0]  # 5/6 x 2 and 1/6 x 2
+    assert cluster_quotas(labels, 2, "cover", q).tolist() == [1, 0, 1]
+    assert cluster_quotas(labels, 1, "cover", q).tolist() == [0, 0, 1]  # the best cluster first
+    assert cluster_quotas(labels, 4, "cover", q).tolist() == [3, 0, 1]  # the rest by size, capped
+    assert cluster_quotas(labels, 7, "cover", q).tolist() == [5, 1, 1]  # dropped ones fill a shortfall
+    assert cluster_quotas(labels, 3, "cover", q, drop_margin=1.0).tolist() == [1, 1, 1]
     with pytest.raises(ValueError, match="quality score"):
         cluster_quotas(labels, 3, "size_quality")
     with pytest.raises(ValueError, match="unknown allocation"):
