@@ -267,16 +267,18 @@ def prefilter_table(pool) -> pd.DataFrame:
     return pd.concat([df, caught.to_frame().T])
 
 
-def aurocs(pool, variants) -> pd.DataFrame:
+def aurocs(pool, variants, keep: np.ndarray | None = None) -> pd.DataFrame:
+    """AUROC clean vs noisy of each score, overall and per noise type; `keep`: over those rows only."""
     from gdig.selection.metrics import auroc
 
+    keep = np.ones(len(pool["labels"]), dtype=bool) if keep is None else keep
     clean = ~pool["noisy"]
-    kinds = sorted(set(pool["labels"][pool["noisy"]]))
+    kinds = sorted(set(pool["labels"][keep & pool["noisy"]]))
     out = {}
     for name, s in variants.items():
-        row = {"overall": auroc(s, clean)}
+        row = {"overall": auroc(s[keep], clean[keep])}
         for k in kinds:
-            m = clean | (pool["labels"] == k)
+            m = keep & (clean | (pool["labels"] == k))
             row[k] = auroc(s[m], clean[m])
         out[name] = row
     return pd.DataFrame(out).T

@@ -70,19 +70,6 @@ def source_free_losses(cfg, rows: pd.DataFrame, batch_size: int) -> np.ndarray:
     return out
 
 
-def auroc_table(scores: dict[str, np.ndarray], labels: np.ndarray, clean: np.ndarray, keep: np.ndarray) -> pd.DataFrame:
-    from gdig.selection.metrics import auroc
-
-    out = {}
-    for name, s in scores.items():
-        row = {"overall": auroc(s[keep], clean[keep])}
-        for kind in sorted(set(labels[keep & ~clean])):
-            m = keep & (clean | (labels == kind))
-            row[kind] = auroc(s[m], clean[m])
-        out[name] = row
-    return pd.DataFrame(out).T
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workspace", required=True)
@@ -122,27 +109,26 @@ def main() -> int:
         scores[f"loss, gain >= {t:g} first"] = percentile_rank(-loss) + (gain >= t)
     for what, keep in (("the whole pool", np.ones(len(loss), bool)), ("the rows gdig's defaults keep", kept)):
         print(f"\nAUROC clean vs noisy over {what} ({int(keep.sum())} rows, {int((keep & ~clean).sum())} noisy):")
-        print(auroc_table(scores, labels, clean, keep).to_string(float_format=lambda x: f"{x:.3f}"))
+        print(sq.aurocs(pool, scores, keep).to_string(float_format=lambda x: f"{x:.3f}"))
     print("\nmean gain (nats per target token) per type: " + ", ".join(
         f"{k} {gain[labels == k].mean():.2f}" for k in sorted(set(labels))))
 
     budget = s.budgets[0]
     parts = {k: sq.clean_clusters(pool, k) for k in sq.COVERAGE_K}
+    common = {"gamma": s.gamma, "n_seed_groups": pool["matrix"].shape[1], "quality": s.quality,
+              "closing_loss_max": s.closing_loss_max, "seed": s.seed}
+    runs = {"quality-only": ("quality", {})}
+    for alloc, k, within in GDIG_VARIANTS:
+        runs[f"gdig {alloc}" + (f" K={k}" if k else "")] = (
+            "gdig", {"allocation": alloc, "n_clusters": k, "within_cluster": within, "drop_margin": s.drop_margin})
+    pos_to_row = {p: i for i, p in enumerate(infl["position"])}
     rows = {}
     for t in (None, *GAIN_RULES[:2]):
         cand = np.flatnonzero(pool["passed"] & (True if t is None else gain >= t))
-        common = {"gamma": s.gamma, "n_seed_groups": pool["matrix"].shape[1], "quality": s.quality,
-                  "closing_loss_max": s.closing_loss_max, "seed": s.seed}
-        runs = {"quality-only": {"strategy": "quality"}}
-        for alloc, k, within in GDIG_VARIANTS:
-            runs[f"gdig {alloc}" + (f" K={k}" if k else "")] = {"strategy": "gdig", "allocation": alloc,
-                                                                "n_clusters": k, "within_cluster": within,
-                                                                "drop_margin": s.drop_margin}
-        for name, kw in runs.items():
-            sel = select(kw.pop("strategy"), budget, infl.iloc[cand].reset_index(drop=True), pool["sketches"][cand],
+        for name, (strategy, kw) in runs.items():
+            sel = select(strategy, budget, infl.iloc[cand].reset_index(drop=True), pool["sketches"][cand],
                          **common, **kw)
-            picked = cand[sel.rows["position"].map({p: i for i, p in enumerate(infl["position"].iloc[cand])})]
-            d = sq.describe(pool, np.asarray(picked), parts)
+            d = sq.describe(pool, sel.rows["position"].map(pos_to_row).to_numpy(), parts)
             d["|D_hq|"] = sel.n_high_quality
             rows[f"{name}, " + ("no gain rule" if t is None else f"gain >= {t:g}")] = d
     print(f"\nselections at budget {budget} (prefilter and gdig's defaults; rows below the gain threshold left out):")
