@@ -205,6 +205,10 @@ class SelectionConfig(_Strict):
     # gdig, quality: a candidate whose closing (EOS) token costs more than this many nats is outside
     # D_hq and ranks last (truncated targets); null: off
     closing_loss_max: float | None = Field(default=8.0, gt=0.0)
+    # gdig, quality: a candidate whose target loss falls by less than this (nats per target token)
+    # when the model sees the source is outside D_hq and ranks last (misaligned, wrong-language
+    # targets); costs one no-grad forward per scored row; null: off
+    source_gain_min: float | None = None
     n_clusters: int | None = Field(default=None, ge=1)  # default: a function of the budget
     normalize: bool = True  # L2-normalise sketches before K-means
     within_cluster: Literal["random", "quality"] = "quality"

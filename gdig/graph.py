@@ -98,12 +98,18 @@ STAGES: tuple[Stage, ...] = (
           maps="score shards", uses_store=False, reports_progress=True),
     Stage("merge-scores", "gdig.stages.influence:merge_scores", ("shards", "curvature", "products"), "scoring id",
           ("influence.scoring",), ("gdig.influence.stages", "gdig.workspace")),
+    # the source-gain rule's input (selection.source_gain_min; not run when it is off)
+    Stage("source-free-loss", "gdig.stages.influence:source_free_loss", ("checkpoint", "scoring"),
+          "the candidates' target loss without the source (in the store)",
+          ("languages", "model", "prompt", "influence.loss"),  # rows already stored are kept: no batch size
+          ("gdig.influence.source_free", "gdig.influence.hooks", "gdig.data.prompts"), reports_progress=True),
     # 5-6. quality, diversity, per strategy x budget
-    Stage("quality", "gdig.stages.selection:quality", ("scoring",), "γ used and D_hq size per budget",
+    Stage("quality", "gdig.stages.selection:quality", ("scoring", "source_free"), "γ used and D_hq size per budget",
           ("selection.gamma", "selection.hq_multiple", "selection.quality", "selection.closing_loss_max",
-           "selection.budgets"),
+           "selection.source_gain_min", "selection.budgets"),
           ("gdig.selection.quality",)),
-    Stage("cluster-resample", "gdig.stages.selection:cluster_resample", ("scoring", "quality", "strategy", "budget"),
+    Stage("cluster-resample", "gdig.stages.selection:cluster_resample",
+          ("scoring", "quality", "source_free", "strategy", "budget"),
           "selection id, size", (), SELECTION, settings="gdig.stages.selection:settings_read"),
     Stage("export", "gdig.stages.selection:export", ("selection",), "JSONL path", (), SELECTION + ("gdig.workspace",)),
     Stage("summarize-selection", "gdig.stages.selection:summarize", ("scoring", "prefilter", "exports"),
@@ -186,14 +192,18 @@ def select(ex: Executor) -> dict:
 
     scored = score(ex)
     scoring = scored["scoring"]
-    high_quality = ex.run("quality", scoring=scoring)
+    source_free = None
+    if ex.cfg.selection.source_gain_min is not None:  # the source-gain rule needs one more forward per row
+        source_free = ex.run("source-free-loss", checkpoint=scored["checkpoint"], scoring=scoring)
+    high_quality = ex.run("quality", scoring=scoring, source_free=source_free)
     selections = [ex.run("cluster-resample", scoring=scoring, quality=high_quality if reads_quality(s) else None,
-                         strategy=s, budget=b) for s, b in selection_jobs(ex.cfg)]
+                         source_free=source_free if reads_quality(s) else None, strategy=s, budget=b)
+                  for s, b in selection_jobs(ex.cfg)]
     exports = [ex.run("export", selection=selection) for selection in selections]
     # the verdict counts, not the prefilter's result: a new eval set judged leaves an unfiltered summary alone
     summary = ex.run("summarize-selection", scoring=scoring, prefilter=scored["prefilter"]["datasets"],
                      exports=exports)
-    return {**scored, "quality": high_quality, "selections": exports, "summary": summary}
+    return {**scored, "source_free": source_free, "quality": high_quality, "selections": exports, "summary": summary}
 
 
 def prove(ex: Executor, selected: dict, evaluate_base: bool = True) -> dict:

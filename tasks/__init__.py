@@ -22,9 +22,9 @@ from tasks.runtime import StageError, device_for, load_settings, task_runner_for
 TASKS: dict[str, Task] = {t.name: t for t in (
     data.ingest, data.prefilter, model.finetune_pool, influence.plan_curvature, influence.curvature_shard,
     influence.curvature_bases, influence.fit_curvature, influence.seed_products, influence.plan_shards,
-    influence.score_shard, influence.merge_scores, selection.quality, selection.cluster_resample, selection.export,
-    selection.summarize, model.base_model, model.finetune_selection, evaluation.translate, evaluation.metrics,
-    evaluation.report,
+    influence.score_shard, influence.merge_scores, influence.source_free_loss, selection.quality,
+    selection.cluster_resample, selection.export, selection.summarize, model.base_model, model.finetune_selection,
+    evaluation.translate, evaluation.metrics, evaluation.report,
 )}
 missing = sorted(set(graph.BY_NAME) ^ set(TASKS))
 if missing:  # a stage declared without a task, or a task of no declared stage

@@ -65,6 +65,9 @@ def selection_markdown(cfg, data: dict, quality: dict, summary: dict) -> str:
             + (f", {v['n_closing_rejected']} ranked last by the closing-token rule (closing loss > "
                f"{cfg.selection.closing_loss_max:g} nats)" if cfg.selection.closing_loss_max is not None
                and v.get("n_closing_rejected") is not None else "")
+            + (f", {v['n_gain_rejected']} ranked last by the source-gain rule (gain < "
+               f"{cfg.selection.source_gain_min:g} nats per target token)" if v.get("n_gain_rejected") is not None
+               else "")
             for b, v in quality["per_budget"].items()),
         f"- scoring: `{s['scoring_id']}`",
     ]

@@ -73,3 +73,9 @@ def score_shard(cfg: GdigConfig, checkpoint: dict, products: dict, rows, out_pat
 def merge_scores(cfg: GdigConfig, shards: list[dict], curvature: dict, products: dict) -> dict:
     """Load the shard Parquets into the store (aggregates, sketches, candidate x seed matrix)."""
     return call_stage("merge-scores", cfg, shards=shards, curvature=curvature, products=products)
+
+
+@task(name="source-free-loss", cache_policy=stage_policy("source-free-loss"))
+def source_free_loss(cfg: GdigConfig, checkpoint: dict, scoring: dict) -> dict:
+    """The candidates' target loss with the source left out of the prompt (the source-gain rule)."""
+    return call_stage("source-free-loss", cfg, checkpoint=checkpoint, scoring=scoring)

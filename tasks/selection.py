@@ -11,16 +11,17 @@ from tasks.keys import stage_policy
 
 
 @task(name="quality", cache_policy=stage_policy("quality"))
-def quality(cfg: GdigConfig, scoring: dict) -> dict:
+def quality(cfg: GdigConfig, scoring: dict, source_free: dict | None = None) -> dict:
     """D_hq per budget: the γ used and how many candidates help at least that fraction of seeds."""
-    return call_stage("quality", cfg, scoring=scoring)
+    return call_stage("quality", cfg, scoring=scoring, source_free=source_free)
 
 
 @task(name="cluster-resample", cache_policy=stage_policy("cluster-resample"))
-def cluster_resample(cfg: GdigConfig, scoring: dict, quality: dict | None, strategy: str, budget: int) -> dict:
+def cluster_resample(cfg: GdigConfig, scoring: dict, quality: dict | None, strategy: str, budget: int,
+                     source_free: dict | None = None) -> dict:
     """One selection: K-means over D_hq's sketches, resampling across clusters (or a baseline)."""
     return call_stage("cluster-resample", cfg, f"cluster-resample {strategy}-{budget}", scoring=scoring,
-                      quality=quality, strategy=strategy, budget=budget)
+                      quality=quality, source_free=source_free, strategy=strategy, budget=budget)
 
 
 @task(name="export", cache_policy=stage_policy("export"))

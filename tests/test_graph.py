@@ -56,6 +56,12 @@ def test_a_config_change_renews_exactly_the_stages_that_read_it(tmp_path):
     assert changed(base, keys(gamma)) == {"quality", "cluster-resample", "summarize-selection"}
     # a strategy that does not read γ keeps its selection (cluster-resample's declared settings)
     assert changed(keys(_cfg(tmp_path), "random"), keys(gamma, "random")) == {"quality", "summarize-selection"}
+    # the source-gain rule: the selections that read it, not the scoring (its forward is a stage of its own)
+    gain = _cfg(tmp_path, selection={"source_gain_min": 0.25})
+    assert changed(base, keys(gain)) == {"quality", "cluster-resample", "summarize-selection"}
+    assert changed(keys(_cfg(tmp_path), "random"), keys(gain, "random")) == {"quality", "summarize-selection"}
+    template = keys(_cfg(tmp_path, prompt={"template": "{src_lang}: {src}\n{tgt_lang}:"}))
+    assert "source-free-loss" in changed(base, template)
     finetune = keys(_cfg(tmp_path, finetune={"lr": 1e-3}))
     assert changed(base, finetune) == {"finetune-selection"}
 

@@ -20,9 +20,9 @@ from gdig.workspace import json_hash
 
 # the selection settings each strategy reads: a change to any other leaves its id (and result) alone
 READS = {
-    "gdig": ("gamma", "hq_multiple", "quality", "closing_loss_max", "allocation", "drop_margin", "n_clusters",
-             "normalize", "within_cluster", "seed"),
-    "quality": ("gamma", "hq_multiple", "quality", "closing_loss_max"),
+    "gdig": ("gamma", "hq_multiple", "quality", "closing_loss_max", "source_gain_min", "allocation", "drop_margin",
+             "n_clusters", "normalize", "within_cluster", "seed"),
+    "quality": ("gamma", "hq_multiple", "quality", "closing_loss_max", "source_gain_min"),
     "diversity": ("n_clusters", "normalize", "seed"),
     "random": ("seed",),
     "loss": (),
@@ -37,6 +37,8 @@ def strategy_settings(strategy: str, sel_cfg) -> dict:
         settings.pop("hq_multiple")  # only "auto" reads it
     if strategy == "gdig" and settings["allocation"] not in ("drop_low", "cover"):
         settings.pop("drop_margin")
+    if strategy in ("gdig", "quality") and settings["source_gain_min"] is None:
+        settings.pop("source_gain_min")  # off: the ids of selections made before the rule existed stay
     return settings
 
 
@@ -49,9 +51,20 @@ def selection_id(scoring_id: str, strategy: str, budget: int, sel_cfg) -> str:
     return f"{strategy}-{budget}-" + json_hash(key, 12)
 
 
-def load_pool(store, scoring_id: str, need_sketches: bool) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """(influence aggregates in pool order, sketches aligned with them or None)."""
-    influence = store.influence(scoring_id)
+def with_source_free(store, influence: pd.DataFrame, source_free: dict | None) -> pd.DataFrame:
+    """The influence frame with column source_free_loss (NaN where not stored) when the
+    source-free-loss stage ran (`source_free`: its result), else as it is."""
+    if source_free is None:
+        return influence
+    losses = store.source_free_losses(source_free["checkpoint_id"], source_free["prompt_key"])
+    return influence.assign(source_free_loss=influence["example_id"].map(losses).astype(np.float64))
+
+
+def load_pool(store, scoring_id: str, need_sketches: bool, source_free: dict | None = None
+              ) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """(influence aggregates in pool order (with source_free_loss given `source_free`), sketches
+    aligned with them or None)."""
+    influence = with_source_free(store, store.influence(scoring_id), source_free)
     if len(influence) == 0:
         raise ValueError(f"scoring {scoring_id!r} has no influence rows")
     if not need_sketches:
@@ -65,22 +78,27 @@ def load_pool(store, scoring_id: str, need_sketches: bool) -> tuple[pd.DataFrame
     return influence, X
 
 
-def run_selection(store, scoring_id: str, strategy: str, budget: int, sel_cfg) -> tuple[str, Selection]:
-    """Select with the config's settings and write clusters + selection rows to the store."""
+def run_selection(store, scoring_id: str, strategy: str, budget: int, sel_cfg,
+                  source_free: dict | None = None) -> tuple[str, Selection]:
+    """Select with the config's settings and write clusters + selection rows to the store
+    (`source_free`: the source-free-loss stage's result, which the source-gain rule reads)."""
     from gdig.selection.select import NEEDS_SKETCHES
 
-    influence, X = load_pool(store, scoring_id, strategy in NEEDS_SKETCHES)
+    if sel_cfg.source_gain_min is not None and strategy in ("gdig", "quality") and source_free is None:
+        raise ValueError("selection.source_gain_min is set but the source-free-loss stage did not run")
+    influence, X = load_pool(store, scoring_id, strategy in NEEDS_SKETCHES, source_free)
     n_groups = int(store.get_scoring(scoring_id)["n_seeds"] or 0)
     sel = select(strategy, budget, influence, X, gamma=sel_cfg.gamma, n_clusters=sel_cfg.n_clusters,
                  normalize=sel_cfg.normalize, within_cluster=sel_cfg.within_cluster, seed=sel_cfg.seed,
                  quality=sel_cfg.quality, hq_multiple=sel_cfg.hq_multiple, allocation=sel_cfg.allocation,
-                 drop_margin=sel_cfg.drop_margin, n_seed_groups=n_groups, closing_loss_max=sel_cfg.closing_loss_max)
+                 drop_margin=sel_cfg.drop_margin, n_seed_groups=n_groups, closing_loss_max=sel_cfg.closing_loss_max,
+                 source_gain_min=sel_cfg.source_gain_min)
     sid = selection_id(scoring_id, strategy, sel.budget, sel_cfg)
     clusters = sel.cluster_frame()
     if clusters is not None:
         store.add_clusters(sid, scoring_id, clusters)
     settings = {**strategy_settings(strategy, sel_cfg), "gamma_used": sel.gamma, "n_high_quality": sel.n_high_quality,
-                "n_closing_rejected": sel.n_closing_rejected,
+                "n_closing_rejected": sel.n_closing_rejected, "n_gain_rejected": sel.n_gain_rejected,
                 "n_clusters_used": None if sel.clustering is None else sel.clustering.n_clusters}
     store.add_selection(sid, strategy=strategy, budget=sel.budget, df=sel.rows, scoring_id=scoring_id,
                         settings=settings)

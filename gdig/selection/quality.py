@@ -23,6 +23,13 @@ after every other candidate.  A truncated target stops mid-sentence; the mean lo
 tokens does not see it (a prefix of a good translation is cheap), the loss of stopping there
 does (benchmarks/closing_token_loss.py: AUROC clean vs truncated 0.993 against the mean loss's
 0.787 on the Gemma benchmark).
+
+The source-gain rule (``source_gain_min``, nats per target token; off by default): a candidate
+whose target loss falls by less than that when the model sees the source (``source_free_loss``
+− ``loss``: column ``source_free_loss`` from the source-free-loss stage) is outside D_hq and
+ranks with the closing-token rule's rejects.  A misaligned or wrong-language target gains
+nothing from the source; a right translation, hard or easy, gains (benchmarks/source_gain.py:
+AUROC clean vs misaligned 0.997 against the loss's 0.898).
 """
 
 from __future__ import annotations
@@ -92,6 +99,24 @@ def passes_closing_rule(influence: pd.DataFrame, closing_loss_max: float | None)
     return ~(influence["closing_loss"].to_numpy(np.float64) > closing_loss_max)
 
 
+def source_gain(influence: pd.DataFrame) -> np.ndarray:
+    """Loss without the source minus loss with it, per row (nats per target token)."""
+    if "source_free_loss" not in influence or influence["source_free_loss"].isna().any():
+        n = 0 if "source_free_loss" not in influence else int(influence["source_free_loss"].isna().sum())
+        raise ValueError("selection.source_gain_min needs every candidate's source-free loss (the source-free-loss "
+                         f"stage){f'; {n} candidate(s) lack it' if n else ''}, or set it to null")
+    return influence["source_free_loss"].to_numpy(np.float64) - influence["loss"].to_numpy(np.float64)
+
+
+def passes_rules(influence: pd.DataFrame, closing_loss_max: float | None,
+                 source_gain_min: float | None = None) -> np.ndarray:
+    """True where a candidate passes the closing-token and the source-gain rules (those that are on)."""
+    ok = passes_closing_rule(influence, closing_loss_max)
+    if source_gain_min is not None:
+        ok &= source_gain(influence) >= source_gain_min
+    return ok
+
+
 def gamma_grid(n_groups: int) -> np.ndarray:
     """The γ values that can make a difference: k / n_groups, descending (1.0 first)."""
     if n_groups < 1:
@@ -115,11 +140,11 @@ def auto_gamma(helped_fraction: np.ndarray, n_groups: int, target: int) -> float
 
 
 def rank_by_quality(influence: pd.DataFrame, gamma: float = 1.0, score: str = "paper",
-                    closing_loss_max: float | None = None) -> pd.DataFrame:
-    """The pool in quality order, with `high_quality` (Eq. 4, and the closing-token rule),
-    `closing_ok`, `quality` (the score) and `quality_rank` (0 = best): D_hq first, then the
-    other candidates that pass the closing-token rule, then those that do not; each part
-    ordered by the score.
+                    closing_loss_max: float | None = None, source_gain_min: float | None = None) -> pd.DataFrame:
+    """The pool in quality order, with `high_quality` (Eq. 4, and the closing-token and
+    source-gain rules), `closing_ok`, `gain_ok`, `rules_ok` (both), `quality` (the score) and
+    `quality_rank` (0 = best): D_hq first, then the other candidates that pass the rules, then
+    those that do not; each part ordered by the score.
 
     The input index is kept as column `row` so callers can align sketches with it.
     """
@@ -130,11 +155,13 @@ def rank_by_quality(influence: pd.DataFrame, gamma: float = 1.0, score: str = "p
     df["row"] = np.arange(len(df))
     df["quality"] = q
     df["closing_ok"] = passes_closing_rule(df, closing_loss_max)
-    df["high_quality"] = (df["helped_fraction"] >= gamma - GAMMA_TOL) & df["closing_ok"]
+    df["gain_ok"] = passes_rules(df, None, source_gain_min)
+    df["rules_ok"] = df["closing_ok"] & df["gain_ok"]
+    df["high_quality"] = (df["helped_fraction"] >= gamma - GAMMA_TOL) & df["rules_ok"]
     if score == "paper":  # the paper's order already puts D_hq first
-        keys, asc = ["closing_ok", "helped_fraction", "mean", "position"], [False, False, True, True]
+        keys, asc = ["rules_ok", "helped_fraction", "mean", "position"], [False, False, True, True]
     else:
-        keys, asc = ["closing_ok", "high_quality", "quality", "position"], [False, False, False, True]
+        keys, asc = ["rules_ok", "high_quality", "quality", "position"], [False, False, False, True]
     df = df.sort_values(keys, ascending=asc, kind="mergesort").reset_index(drop=True)
     df["quality_rank"] = np.arange(len(df))
     return df

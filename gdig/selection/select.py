@@ -18,7 +18,7 @@ import pandas as pd
 from gdig.selection.allocation import DEFAULT_DROP_MARGIN, allocate
 from gdig.selection.baselines import diversity_pick, full_pick, loss_pick, random_pick
 from gdig.selection.diversity import Clustering, cluster_sketches, default_n_clusters
-from gdig.selection.quality import auto_gamma, hq_target, passes_closing_rule, rank_by_quality, select_top
+from gdig.selection.quality import auto_gamma, hq_target, passes_rules, rank_by_quality, select_top
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class Selection:
     n_pool: int
     n_high_quality: int | None = None  # |D_hq| (strategies that use the quality filter)
     n_closing_rejected: int | None = None  # candidates the closing-token rule put outside D_hq, last
+    n_gain_rejected: int | None = None  # candidates the source-gain rule put outside D_hq, last
     gamma: float | None = None  # the γ used (chosen by "auto", or the fixed one)
     clustering: Clustering | None = None
     clustered_ids: list[str] = field(default_factory=list)  # example ids the clustering was fit on
@@ -88,6 +89,7 @@ def select(
     drop_margin: float = DEFAULT_DROP_MARGIN,
     n_seed_groups: int | None = None,
     closing_loss_max: float | None = None,
+    source_gain_min: float | None = None,
 ) -> Selection:
     """Select `budget` candidates from the pool with `strategy`.
 
@@ -98,6 +100,9 @@ def select(
       `n_seed_groups` at which |D_hq| >= hq_multiple × budget).
     closing_loss_max: the closing-token rule of gdig and quality (nats; None: off): candidates
       whose last target token costs more are outside D_hq and rank last (quality.py).
+    source_gain_min: the source-gain rule of gdig and quality (nats per target token; None:
+      off; needs column source_free_loss): candidates whose loss falls by less when the model
+      sees the source are outside D_hq and rank last, with the closing rule's rejects.
     """
     pool = _checked_pool(strategy, budget, influence, sketches)
     n = len(pool)
@@ -109,8 +114,9 @@ def select(
                          seed=seed)
 
     ranked, g, n_hq, fitting = _quality_ranking(pool, budget, gamma, quality, hq_multiple, n_seed_groups,
-                                                closing_loss_max)
+                                                closing_loss_max, source_gain_min)
     n_rejected = int((~ranked["closing_ok"]).sum())
+    n_gain_rejected = int((~ranked["gain_ok"]).sum())
     if strategy == "quality":
         top, warn = select_top(ranked, budget, fitting)
         frame = _frame(pool, top["row"].to_numpy(), top["reason"].to_numpy())
@@ -120,6 +126,13 @@ def select(
                     normalize=normalize, within_cluster=within_cluster, seed=seed, allocation=allocation,
                     drop_margin=drop_margin)
     sel.n_closing_rejected = None if closing_loss_max is None else n_rejected
+    sel.n_gain_rejected = None if source_gain_min is None else n_gain_rejected
+    if source_gain_min is not None and n_gain_rejected > n / 2:
+        msg = (f"the source-gain rule (gain < {source_gain_min:g} nats per target token) ranks {n_gain_rejected} "
+               f"of {n} candidates last: does the prompt template show the model the source? "
+               "selection.source_gain_min: null switches the rule off")
+        log.warning(msg)
+        sel.warnings.append(msg)
     if closing_loss_max is not None and n_rejected > n / 2:
         msg = (f"the closing-token rule (closing loss > {closing_loss_max:g} nats) ranks {n_rejected} of {n} "
                "candidates last: the model may not have learnt where a target ends (pool finetuning?); "
@@ -167,17 +180,18 @@ def _baseline(strategy: str, budget: int, pool: pd.DataFrame, sketches: np.ndarr
 
 
 def _quality_ranking(pool: pd.DataFrame, budget: int, gamma: float | str, quality: str, hq_multiple: float,
-                     n_seed_groups: int | None, closing_loss_max: float | None = None
-                     ) -> tuple[pd.DataFrame, float, int, float | None]:
+                     n_seed_groups: int | None, closing_loss_max: float | None = None,
+                     source_gain_min: float | None = None) -> tuple[pd.DataFrame, float, int, float | None]:
     """Eq. 4 and the quality ranking: (ranked pool, the γ used, |D_hq|, and with a fixed γ that
     leaves D_hq short of the budget, the γ that would have held it (for the warning)).  γ
-    counts only the candidates that pass the closing-token rule: the others never enter D_hq."""
-    hf = pool["helped_fraction"].to_numpy()[passes_closing_rule(pool, closing_loss_max)]
+    counts only the candidates that pass the closing-token and source-gain rules: the others
+    never enter D_hq."""
+    hf = pool["helped_fraction"].to_numpy()[passes_rules(pool, closing_loss_max, source_gain_min)]
     fixed = gamma != "auto"
     if not fixed and not n_seed_groups:
         raise ValueError("gamma 'auto' needs n_seed_groups (the number of seed products scored against)")
     g = float(gamma) if fixed else auto_gamma(hf, n_seed_groups, hq_target(budget, hq_multiple))
-    ranked = rank_by_quality(pool, g, quality, closing_loss_max)
+    ranked = rank_by_quality(pool, g, quality, closing_loss_max, source_gain_min)
     n_hq = int(ranked["high_quality"].sum())
     fitting = auto_gamma(hf, n_seed_groups, budget) if fixed and n_seed_groups and n_hq < budget else None
     return ranked, g, n_hq, fitting

@@ -32,6 +32,7 @@ class SelectionReport:
     gamma: float | None = None  # the γ used (gdig, quality)
     n_high_quality: int | None = None  # |D_hq| at that γ
     n_closing_rejected: int | None = None  # ranked last by the closing-token rule (gdig, quality)
+    n_gain_rejected: int | None = None  # ranked last by the source-gain rule (gdig, quality)
     export_path: str | None = None
     noise: dict | None = None  # metrics.noise_removal(...)
 
@@ -50,6 +51,7 @@ class SelectSummary:
     datasets: dict[str, dict] = field(default_factory=dict)  # name -> rows, duplicates, rejected (ingest)
     prefilter: dict[str, dict] = field(default_factory=dict)  # name -> n_rows, n_passed, rejected per rule
     closing_loss_max: float | None = None  # the closing-token rule's threshold (nats; None: off)
+    source_gain_min: float | None = None  # the source-gain rule's threshold (nats per token; None: off)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,7 +82,10 @@ class SelectSummary:
                          f" ({r.n_high_quality / max(self.pool_size, 1):.1%} of the pool)"
                          + (f"; {r.n_closing_rejected} candidates with a closing-token loss above "
                             f"{self.closing_loss_max:g} nats ranked last" if r.n_closing_rejected is not None
-                            and self.closing_loss_max is not None else ""))
+                            and self.closing_loss_max is not None else "")
+                         + (f"; {r.n_gain_rejected} candidates gaining less than {self.source_gain_min:g} nats "
+                            "per target token from the source ranked last" if r.n_gain_rejected is not None
+                            and self.source_gain_min is not None else ""))
         if self.noise_types:
             n_noisy = sum(self.noise_types.values())
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.noise_types.items()))
@@ -135,6 +140,7 @@ def build_summary(
     store, scoring_id: str, selection_ids: list[str], *, gamma: float | str, normalize: bool,
     exports: dict[str, str] | None = None, warnings: list[str] | None = None, quality: str = "paper",
     prefilter: dict[str, dict] | None = None, closing_loss_max: float | None = None,
+    source_gain_min: float | None = None,
 ) -> SelectSummary:
     scoring = store.get_scoring(scoring_id)
     influence = store.influence(scoring_id)
@@ -143,7 +149,7 @@ def build_summary(
         gamma=gamma, n_high_quality=None, warnings=list(warnings or []),
         datasets={str(r.name): {"rows": int(r.n_rows), "duplicates": int(r.n_duplicates), "rejected": int(r.n_rejected)}
                   for r in store.datasets().itertuples()},
-        prefilter=dict(prefilter or {}), closing_loss_max=closing_loss_max,
+        prefilter=dict(prefilter or {}), closing_loss_max=closing_loss_max, source_gain_min=source_gain_min,
     )
     labels = influence["label"].to_numpy()
     noisy = is_noisy(labels) if has_noise_labels(labels) else None
@@ -228,6 +234,7 @@ def _selection_report(store, sid: str, df: pd.DataFrame, meta: pd.DataFrame,
     if settings and settings.get("gamma_used") is not None:
         rep.gamma, rep.n_high_quality = float(settings["gamma_used"]), settings.get("n_high_quality")
         rep.n_closing_rejected = settings.get("n_closing_rejected")
+        rep.n_gain_rejected = settings.get("n_gain_rejected")
     own = store.clusters(sid)
     if len(own):
         rep.n_clusters = int(own["cluster"].nunique())

@@ -192,3 +192,13 @@ def merge_scores(ctx: StageContext, shards: list[dict], curvature: dict, product
     sid = merge_scores_stage(ctx.cfg, ctx.store, paths, curvature["curvature_id"], products["products_path"],
                              keep=set(scoring_rows(ctx.cfg, ctx.store)["example_id"]))
     return {"scoring_id": sid, "n_shards": len(shards)}
+
+
+def source_free_loss(ctx: StageContext, checkpoint: dict, scoring: dict) -> dict:
+    """The scored candidates' target loss with the source left out of the prompt, in the store
+    (the source-gain rule, selection.source_gain_min); rows already stored for this checkpoint
+    and prompt are not recomputed, and a pass that dies resumes from its last stored batch."""
+    from gdig.influence.source_free import source_free_stage
+
+    return source_free_stage(ctx.cfg, ctx.store, checkpoint["path"], checkpoint["checkpoint_id"],
+                             scoring["scoring_id"], device=ctx.device, progress=ctx.progress)

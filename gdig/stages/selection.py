@@ -32,29 +32,35 @@ def settings_read(cfg, inputs: dict) -> dict:
     return strategy_settings(inputs["strategy"], cfg.selection)
 
 
-def quality(ctx: StageContext, scoring: dict) -> dict:
-    """D_hq per budget at a glance: the γ used and |D_hq| (the selections recompute them)."""
-    from gdig.selection.quality import auto_gamma, hq_target, passes_closing_rule, rank_by_quality
+def quality(ctx: StageContext, scoring: dict, source_free: dict | None = None) -> dict:
+    """D_hq per budget at a glance: the γ used and |D_hq| (the selections recompute them);
+    `source_free`: the source-free-loss stage's result when the source-gain rule is on."""
+    from gdig.selection.outputs import with_source_free
+    from gdig.selection.quality import auto_gamma, hq_target, passes_rules, rank_by_quality
 
-    infl = ctx.store.influence(scoring["scoring_id"])
+    infl = with_source_free(ctx.store, ctx.store.influence(scoring["scoring_id"]), source_free)
     sel = ctx.cfg.selection
-    hf = infl["helped_fraction"].to_numpy()[passes_closing_rule(infl, sel.closing_loss_max)]
+    hf = infl["helped_fraction"].to_numpy()[passes_rules(infl, sel.closing_loss_max, sel.source_gain_min)]
     groups = int(ctx.store.get_scoring(scoring["scoring_id"])["n_seeds"] or 0)
     per_budget = {}
     for b in sel.budgets:
         g = float(sel.gamma) if sel.gamma != "auto" else auto_gamma(hf, groups, hq_target(b, sel.hq_multiple))
-        ranked = rank_by_quality(infl, g, sel.quality, sel.closing_loss_max)
+        ranked = rank_by_quality(infl, g, sel.quality, sel.closing_loss_max, sel.source_gain_min)
         per_budget[int(b)] = {"gamma": g, "n_high_quality": int(ranked["high_quality"].sum()),
                               "n_closing_rejected": int((~ranked["closing_ok"]).sum())}
+        if sel.source_gain_min is not None:
+            per_budget[int(b)]["n_gain_rejected"] = int((~ranked["gain_ok"]).sum())
     return {"scoring_id": scoring["scoring_id"], "pool_size": len(infl), "per_budget": per_budget}
 
 
-def cluster_resample(ctx: StageContext, scoring: dict, quality: dict | None, strategy: str, budget: int) -> dict:
+def cluster_resample(ctx: StageContext, scoring: dict, quality: dict | None, strategy: str, budget: int,
+                     source_free: dict | None = None) -> dict:
     """One selection: K-means over D_hq's sketches, resampling across clusters (or a baseline);
-    `quality` is given to the strategies that read it (so only they follow a γ change)."""
+    `quality` and `source_free` are given to the strategies that read them (so only they follow
+    a γ change)."""
     from gdig.selection.outputs import run_selection
 
-    sid, sel = run_selection(ctx.store, scoring["scoring_id"], strategy, budget, ctx.cfg.selection)
+    sid, sel = run_selection(ctx.store, scoring["scoring_id"], strategy, budget, ctx.cfg.selection, source_free)
     for w in sel.warnings:
         log.warning("%s-%s: %s", strategy, budget, w)
     return {"selection_id": sid, "strategy": strategy, "budget": budget, "size": len(ctx.store.selection(sid))}
@@ -79,7 +85,8 @@ def summarize(ctx: StageContext, scoring: dict, prefilter: dict, exports: list[d
     sel = ctx.cfg.selection
     summary = build_summary(ctx.store, scoring["scoring_id"], [e["selection_id"] for e in exports], gamma=sel.gamma,
                             normalize=sel.normalize, exports={e["selection_id"]: e["path"] for e in exports},
-                            quality=sel.quality, prefilter=prefilter, closing_loss_max=sel.closing_loss_max)
+                            quality=sel.quality, prefilter=prefilter, closing_loss_max=sel.closing_loss_max,
+                            source_gain_min=sel.source_gain_min)
     short = sorted({(r.budget, r.gamma, r.n_high_quality) for r in summary.selections
                     if r.n_high_quality is not None and r.n_high_quality < r.budget})
     for budget, gamma, n_hq in short:  # said once per budget, not once per strategy

@@ -82,6 +82,25 @@ class InfluenceTables(StoreBase):
             [sc["candidate_dataset"], scoring_id],
         ).df()
 
+    # -- the source-free loss (the source-gain rule) -------------------------------------------
+    def add_source_free_losses(self, checkpoint_id: str, prompt_key: str, example_ids, losses) -> None:
+        """Store (or replace) the target losses without the source of some examples."""
+        df = pd.DataFrame({"checkpoint_id": checkpoint_id, "prompt_key": prompt_key,
+                           "example_id": [str(e) for e in example_ids],
+                           "loss": np.asarray(losses, dtype=np.float64)})
+        self._insert_df("source_free_loss", df, replace=True)
+
+    def source_free_losses(self, checkpoint_id: str, prompt_key: str) -> pd.Series:
+        """example_id -> loss without the source, for one checkpoint and prompt (empty when the
+        table is missing: a store opened read-only from an older gdig)."""
+        have = self.con.execute("SELECT count(*) FROM information_schema.tables "
+                                "WHERE table_name = 'source_free_loss'").fetchone()[0]
+        if not have:
+            return pd.Series(dtype=np.float64, name="loss")
+        df = self.con.execute("SELECT example_id, loss FROM source_free_loss WHERE checkpoint_id = ? AND "
+                              "prompt_key = ?", [checkpoint_id, prompt_key]).df()
+        return df.set_index("example_id")["loss"]
+
     def sketches(self, scoring_id: str, example_ids: list[str] | None = None) -> tuple[list[str], np.ndarray]:
         """(example_ids, matrix [n, d] float32) in pool order, optionally restricted."""
         df = self.con.execute(

@@ -89,6 +89,12 @@ CREATE TABLE IF NOT EXISTS influence (
     helped_fraction DOUBLE, mean DOUBLE, min DOUBLE, max DOUBLE, grad_norm DOUBLE, closing_loss DOUBLE,
     PRIMARY KEY (scoring_id, example_id));
 
+-- the target's loss with the source left out of the prompt, per checkpoint and prompt settings
+-- (selection.source_gain_min); filled as batches finish, so an interrupted pass resumes
+CREATE TABLE IF NOT EXISTS source_free_loss (
+    checkpoint_id VARCHAR, prompt_key VARCHAR, example_id VARCHAR, loss DOUBLE,
+    PRIMARY KEY (checkpoint_id, prompt_key, example_id));
+
 CREATE TABLE IF NOT EXISTS sketches (
     scoring_id VARCHAR, example_id VARCHAR, sketch FLOAT[], PRIMARY KEY (scoring_id, example_id));
 
@@ -114,7 +120,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 
 TABLES = (
     "runs", "datasets", "ingested_files", "examples", "dataset_examples", "rejects", "prefilter",
-    "checkpoints", "curvature", "scorings", "influence", "sketches", "clusters",
+    "checkpoints", "curvature", "scorings", "influence", "source_free_loss", "sketches", "clusters",
     "selections", "translations", "metrics",
 )
 

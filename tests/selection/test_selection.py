@@ -259,6 +259,45 @@ def test_closing_rule_in_select_gamma_auto_counts_only_passing_rows():
     assert sorted(g.rows["example_id"]) == ["e0", "e2", "e4"] and g.n_high_quality == 3
 
 
+LOSS = [0.5, 0.1, 0.2, 0.3, 0.4, 0.6]
+
+
+def test_source_gain_rule_puts_rows_outside_dhq_and_last_with_the_closing_rejects():
+    # gains (source-free loss - loss): e0 1.5, e1 0.0, e2 0.3, e3 1.0, e4 2.0, e5 0.2
+    infl = influence_from_matrix(M).assign(loss=LOSS, source_free_loss=[2.0, 0.1, 0.5, 1.3, 2.4, 0.8],
+                                           closing_loss=[3.0, 1.0, 1.0, 12.0, 1.0, 1.0])
+    ranked = rank_by_quality(infl, gamma=1.0, score="loss", source_gain_min=0.3)
+    # e1 (0.0) and e5 (0.2) fail; e2 at exactly 0.3 passes; D_hq = e0 e2 e3 by loss, then e4, then e1 e5 by loss
+    assert list(ranked["example_id"]) == ["e2", "e3", "e0", "e4", "e1", "e5"]
+    assert list(ranked["gain_ok"]) == [True] * 4 + [False] * 2
+    assert list(ranked["high_quality"]) == [True] * 3 + [False] * 3
+    both = rank_by_quality(infl, gamma=1.0, score="loss", closing_loss_max=8.0, source_gain_min=0.3)
+    assert list(both["example_id"]) == ["e2", "e0", "e4", "e1", "e3", "e5"]  # e3 fails the closing rule
+    assert list(both["rules_ok"]) == [True] * 3 + [False] * 3
+    off = rank_by_quality(infl, gamma=1.0, score="loss")
+    assert list(off["example_id"]) == ["e2", "e3", "e0", "e5", "e1", "e4"] and off["gain_ok"].all()
+    with pytest.raises(ValueError, match="source-free loss .*1 candidate\\(s\\) lack it"):
+        rank_by_quality(infl.assign(source_free_loss=[2.0, np.nan, 0.5, 1.3, 2.4, 0.8]), source_gain_min=0.3)
+    with pytest.raises(ValueError, match="needs every candidate's source-free loss"):
+        rank_by_quality(influence_from_matrix(M).assign(loss=LOSS), source_gain_min=0.3)
+
+
+def test_source_gain_rule_in_select_gamma_auto_counts_only_passing_rows():
+    infl = influence_from_matrix(M).assign(loss=LOSS, source_free_loss=[2.0, 0.1, 0.5, 1.3, 2.4, 0.8])
+    # passing rows e0 e2 e3 e4 (helped fractions 1, 1, 1, .25): 3 at γ = 1 < 2 x 2 -> γ 0.25
+    sel = select("quality", 2, infl, gamma="auto", n_seed_groups=4, hq_multiple=2.0, quality="loss",
+                 source_gain_min=0.3)
+    assert sel.gamma == 0.25 and sel.n_high_quality == 4 and sel.n_gain_rejected == 2
+    assert sel.rows["example_id"].tolist() == ["e2", "e3"]
+    assert select("quality", 2, infl, gamma=1.0, quality="loss").n_gain_rejected is None  # off: not counted
+    X, _ = blobs([3, 3])
+    g = select("gdig", 3, influence_from_matrix(-np.ones((6, 2))).assign(
+        loss=[1.0] * 6, source_free_loss=[3, 1, 3, 1, 3, 1.0]), X, n_clusters=2, normalize=False, source_gain_min=0.5)
+    assert sorted(g.rows["example_id"]) == ["e0", "e2", "e4"] and g.n_high_quality == 3
+    most = select("quality", 2, infl.assign(source_free_loss=LOSS), gamma=1.0, source_gain_min=0.3)
+    assert any("ranks 6 of 6 candidates last" in w and "source_gain_min: null" in w for w in most.warnings)
+
+
 def test_closing_rule_that_rejects_most_of_the_pool_warns():
     infl = influence_from_matrix(M).assign(closing_loss=[9.0] * 5 + [1.0])
     sel = select("quality", 2, infl, gamma=1.0, closing_loss_max=8.0)

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from gdig.config import parse_config
+from gdig.selection.summary import SelectSummary
 
 
 from tiny_workspace import demo_config, demo_model_dir  # noqa: F401  (fixture)
@@ -97,3 +98,53 @@ def test_gdig_explain_command(workspace):
     assert eid in res.output and "helps most" in res.output and "hurts most" in res.output
     res = CliRunner().invoke(app, ["explain", "nope", "--db", data["workspace"]["db"]])
     assert res.exit_code == 2 and "'nope' is not in scoring" in res.output
+
+
+def test_source_gain_rule_end_to_end(workspace):
+    """The rule on the same workspace: the scoring is reused, the source-free forward runs once,
+    is stored per candidate (the dense computation's values), resumes, and the rule holds."""
+    from gdig import graph
+    from gdig.influence.source_free import source_free_encodings, source_free_losses
+    from gdig.influence.stages import pool_rows
+    from gdig.modeling import load_from_config
+    from gdig.pipeline import PlainExecutor
+    from gdig.store import Store
+
+    tmp_path, data, summary = workspace
+    cfg = parse_config({**data, "selection": {**data["selection"], "source_gain_min": 0.0}})
+    with Store(cfg.workspace.db) as store:
+        ex = PlainExecutor(cfg, store, progress=False)
+        out = graph.select(ex)
+        assert out["scoring"]["scoring_id"] == summary.scoring_id  # scores reused: a selection setting
+        sf = out["source_free"]
+        assert sf["n_rows"] == sf["n_computed"] == 120
+        rows = pool_rows(store)
+        model, tok = load_from_config(cfg.model, out["checkpoint"]["path"])
+        enc = source_free_encodings(tok, rows, cfg.prompt.template, cfg.prompt.max_length, cfg.prompt.too_long)
+        want = source_free_losses(model, enc, tok.pad_token_id, cfg.influence.scoring.batch_size, progress=False)
+        stored = store.source_free_losses(sf["checkpoint_id"], sf["prompt_key"])
+        assert stored.loc[rows["example_id"]].to_numpy() == pytest.approx(want, rel=1e-6)
+
+        infl = store.influence(summary.scoring_id).set_index("example_id")
+        gain = stored.loc[infl.index] - infl["loss"]
+        failing = set(gain.index[gain < 0.0])
+        assert 0 < len(failing) < 120  # the case is exercised both ways
+        by_sel = {(r.strategy, r.budget): r for r in SelectSummary.from_dict(out["summary"]["summary"]).selections}
+        for strategy in ("gdig", "quality"):
+            r = by_sel[(strategy, 20)]
+            assert r.n_gain_rejected == len(failing)
+            picked = store.selection(r.selection_id)
+            assert not failing & set(picked.loc[picked["reason"] == "quality", "example_id"])
+        assert f"{len(failing)} candidates gaining less than 0 nats per target token" in out["summary"]["text"]
+        # random reads no quality rule: its selection (and id) is the one made without the rule
+        assert by_sel[("random", 20)].selection_id == {(r.strategy, r.budget): r for r in summary.selections}[
+            ("random", 20)].selection_id
+
+        # reused, then resumed: rows already stored are never recomputed
+        assert ex.run("source-free-loss", checkpoint=out["checkpoint"], scoring=out["scoring"])["n_computed"] == 0
+        store.con.execute("DELETE FROM source_free_loss WHERE example_id IN (SELECT example_id FROM "
+                          "source_free_loss ORDER BY example_id LIMIT 50)")
+        again = ex.run("source-free-loss", checkpoint=out["checkpoint"], scoring=out["scoring"])
+        assert again["n_computed"] == 50
+        assert store.source_free_losses(sf["checkpoint_id"], sf["prompt_key"]).loc[rows["example_id"]].to_numpy() \
+            == pytest.approx(want, rel=1e-6)
