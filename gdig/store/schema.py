@@ -18,7 +18,9 @@ from typing import Any, Iterator, Self
 import duckdb
 import pandas as pd
 
-SCHEMA_VERSION = 3  # 2: prefilter verdicts, influence.grad_norm, selections.settings; 3: influence.closing_loss
+# 2: prefilter verdicts, influence.grad_norm, selections.settings; 3: influence.closing_loss;
+# 4: table source_free_loss (created by the schema itself on the upgrade)
+SCHEMA_VERSION = 4
 
 # what an older store gains on open (version -> statements), so a workspace survives an upgrade;
 # new tables come from the CREATE TABLE IF NOT EXISTS schema itself

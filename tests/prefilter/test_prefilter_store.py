@@ -75,5 +75,5 @@ def test_a_schema_1_store_gains_the_prefilter_table(tmp_path):
         s.con.execute("DROP TABLE prefilter")  # what a store written by schema 1 looks like
         s.con.execute("UPDATE schema_info SET value = '1' WHERE key = 'version'")
     with Store(path) as s:
-        assert s.info("version") == str(SCHEMA_VERSION) == "3"
+        assert s.info("version") == str(SCHEMA_VERSION) == "4"
         assert s.count("prefilter") == 0 and s.count("examples") == 3  # data kept

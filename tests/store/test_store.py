@@ -197,10 +197,27 @@ def test_a_schema_2_store_gains_the_closing_loss_column(tmp_path):
     with Store(path, read_only=True) as s:  # read-only: not migrated, the new column reads as NULL
         assert s.info("version") == "2" and s.influence("sc")["closing_loss"].isna().all()
     with Store(path) as s:
-        assert s.info("version") == str(SCHEMA_VERSION) == "3"
+        assert s.info("version") == str(SCHEMA_VERSION) == "4"
         inf = s.influence("sc")
         assert inf["example_id"].tolist() == ids and inf["closing_loss"].isna().all()  # rows kept, NULL
         assert inf["grad_norm"].tolist() == [0.1, 0.2, 0.3]
+
+
+def test_a_schema_3_store_gains_the_source_free_loss_table(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with Store(path) as s:
+        ids = _scored(s)
+        s.con.execute("DROP TABLE source_free_loss")  # what schema 3 wrote
+        s.con.execute("UPDATE schema_info SET value = '3' WHERE key = 'version'")
+    with Store(path, read_only=True) as s:  # read-only: not migrated, reads as no rows
+        assert s.info("version") == "3" and len(s.source_free_losses("ck", "p")) == 0
+    with Store(path) as s:
+        assert s.info("version") == "4" and s.influence("sc")["example_id"].tolist() == ids
+        s.add_source_free_losses("ck", "p", ids[:2], [1.5, 2.5])
+        s.add_source_free_losses("ck", "p", ids[1:], [3.5, 4.5])  # a stored row is replaced, not doubled
+        s.add_source_free_losses("ck2", "p", ids[:1], [9.0])
+        assert s.source_free_losses("ck", "p").sort_index().to_dict() == dict(sorted(zip(ids, [1.5, 3.5, 4.5])))
+        assert s.source_free_losses("ck", "other").empty and s.source_free_losses("ck2", "p").to_dict() == {ids[0]: 9.0}
 
 
 # -- selections ----------------------------------------------------------------------------------
