@@ -91,6 +91,8 @@ def main() -> int:
     ap.add_argument("--no-sketch", action="store_true")
     ap.add_argument("--contract-rows", type=int, default=0, help="Scorer.contract_rows (0: its default)")
     ap.add_argument("--no-alone", action="store_true", help="skip the side that contracts each batch alone")
+    ap.add_argument("--source-free", action="store_true",
+                    help="add a side: the source-gain rule's no-grad forward of the same rows without the source")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
@@ -114,7 +116,9 @@ def main() -> int:
     print(f"model {gguf.name} loaded in {time.time() - t0:.0f} s; torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, device {args.device}, dtype {args.dtype}", flush=True)
     src, tgt = args.pair.split("-")
-    enc, _ = encode_examples(tok, read_rows(args.data, args.rows, src, tgt), DEFAULT_TEMPLATE, 256)
+    rows = read_rows(args.data, args.rows, src, tgt)
+    enc, _ = encode_examples(tok, rows, DEFAULT_TEMPLATE, 256)
+    rows = [r for r, e in zip(rows, enc) if e is not None]
     enc = [e for e in enc if e is not None]
     mods = select_modules(model, args.preset, layers=[int(x) for x in args.layers.split(",")])
     gen = torch.Generator().manual_seed(0)
@@ -170,10 +174,21 @@ def main() -> int:
                   use_cache=False).loss.backward()
             model.zero_grad(set_to_none=True)
 
+    import pandas as pd
+
+    from gdig.influence.source_free import source_free_encodings, source_free_losses
+
+    free_enc = source_free_encodings(tok, pd.DataFrame(rows, columns=["src", "tgt", "src_lang", "tgt_lang"]),
+                                     DEFAULT_TEMPLATE, 256)
+
+    def source_free_pass():  # what selection.source_gain_min adds per scored row
+        source_free_losses(model, free_enc, tok.pad_token_id, bs, progress=False)
+
     for p in model.parameters():  # the scorer freezes them while it runs
         p.requires_grad_(True)
     train_pass()  # warm-up
     sides = [("score", score_pass), ("train", train_pass)] + ([] if args.no_alone else [("alone", score_alone_pass)])
+    sides += [("free", source_free_pass)] if args.source_free else []
     sec = {name: [] for name, _ in sides}
     for r in range(args.rounds):
         order = sides[r % len(sides):] + sides[:r % len(sides)]  # rotate who goes first
@@ -191,6 +206,11 @@ def main() -> int:
     print(f"\nover {args.rounds} rounds (per-round ratios): scoring/full-forward+backward rows/s "
           f"{spread('train', 'score')}  (scoring median {len(enc) / statistics.median(sec['score']):.2f} rows/s, "
           f"full fwd+bwd {len(enc) / statistics.median(sec['train']):.2f}; contract_rows {contract_rows})")
+    if args.source_free:
+        both = [sc + fr for sc, fr in zip(sec["score"], sec["free"])]
+        q = [t / b for t, b in zip(sec["train"], both)]
+        print(f"source-free forward / scoring time: {spread('free', 'score')}; scoring + source-free forward "
+              f"vs full fwd+bwd rows/s: median {statistics.median(q):.2f}, range {min(q):.2f}-{max(q):.2f}")
     if not args.no_alone:
         print(f"batches contracted in groups / one by one (speed-up): {spread('alone', 'score')}; "
               f"one by one / full fwd+bwd: {spread('train', 'alone')}")

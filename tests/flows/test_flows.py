@@ -640,3 +640,23 @@ def test_prefect_deploy_of_each_deployment_exits_0(first_select):
         assert set(props) == {"config", "overrides"}
         assert "workspace YAML config" in props["config"]["description"] and props["config"]["examples"]
         assert "KEY=VALUE" in props["overrides"]["description"] and props["overrides"]["examples"]
+
+
+def test_source_gain_rule_adds_one_stage_and_rescores_nothing(workspace, first_select):
+    """The rule on: the source-free-loss task runs once and is cached after; the scoring is
+    reused, and only the selections that read the rule are made again."""
+    from flows.select import select_flow
+    from gdig.config import load_config
+    from gdig.store import Store
+
+    on = ["selection.source_gain_min=0.0"]
+    _, states = run(select_flow, workspace, on)
+    by_stage = states_by_stage(states)
+    assert set(by_stage) == SELECT_STAGES | {"source-free-loss"} and by_stage["source-free-loss"] == ["Completed"]
+    fixed = ("finetune-pool", "fit-curvature", "seed-products", "score-shard", "merge-scores")
+    assert {k: set(by_stage[k]) for k in fixed} == {k: {"Cached"} for k in fixed}
+    assert by_stage["cluster-resample"] == ["Cached", "Completed"]  # random reads no quality rule
+    with Store(load_config(workspace, on).workspace.db) as store:
+        assert store.count("source_free_loss") == 96
+    _, states = run(select_flow, workspace, on)
+    assert set(states_by_stage(states)["source-free-loss"]) == {"Cached"}
