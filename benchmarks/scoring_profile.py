@@ -35,6 +35,12 @@ after a short warm-up, so it still pays first-touch allocations; 22.8 s, 1.40 ro
     contraction with the 200 products   10.2%     forward of the tracked layers       2.5%
     per-example gradients                2.2%     norms 0.5%, sketches 0.2%
 
+With ``--source-free`` a fourth side runs the source-gain rule's no-grad forward of the same rows
+without the source (``gdig.influence.source_free``).  2026-12-03 14:17-14:30 UTC, quiet machine,
+``--rows 32 --rounds 3 --no-alone --source-free --threads 2``: scoring/full 6.42 [5.84-7.56]
+(scoring 2.18 rows/s, full 0.35), the source-free forward 0.49 [0.47-0.53] of scoring's time
+(4.6 rows/s), scoring plus it 4.31 [3.97-4.95] the rows/s of the full pass.
+
 Under load the picture is different: 02:33-02:43 UTC, another benchmark alongside (load average
 4.5-5.5), the same command gave a ratio of 2.56 [2.14-2.70] (scoring 0.67 rows/s, full 0.26),
 and a profiled pass of 58.5 s with the forward below the tracked modules at 44% and the
