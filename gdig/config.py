@@ -200,8 +200,8 @@ class SelectionConfig(_Strict):
     hq_multiple: float = Field(default=2.0, ge=1.0)
     # defaults chosen on benchmarks/selection_quality.py (cs-en, Gemma 3 270M; see the README)
     quality: Literal["paper", "influence", "normalized", "loss", "combined"] = "loss"  # ranking score
-    allocation: Literal["even", "size", "size_quality", "drop_low", "cover"] = "drop_low"  # picks per cluster
-    drop_margin: float = Field(default=0.15, ge=0.0, le=1.0)  # drop_low, cover: how far below D_hq's mean
+    allocation: Literal["even", "size", "size_quality", "drop_low", "cover", "cover_best"] = "drop_low"  # picks per cluster
+    drop_margin: float = Field(default=0.15, ge=0.0, le=1.0)  # drop_low, cover(_best): how far below D_hq's mean
     # gdig, quality: a candidate whose closing (EOS) token costs more than this many nats is outside
     # D_hq and ranks last (truncated targets); null: off
     closing_loss_max: float | None = Field(default=8.0, gt=0.0)

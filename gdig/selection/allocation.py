@@ -13,6 +13,9 @@
   the rest of the budget proportional to size; when the budget is smaller than the number of
   kept clusters, the best clusters (by mean quality) get one each.  More clusters touched than
   ``drop_low``, which hands a small kept cluster a share that rounds to nothing.
+- ``cover_best``: the same one pick per kept cluster, the rest of the budget to the best
+  remaining members of the kept clusters, in quality order: the quality ranking with a floor of
+  one pick per cluster, so coverage is bought with the fewest swaps of good rows for worse ones.
 
 Whatever the quotas, picks are interleaved: round r takes the r-th member of every cluster
 whose quota exceeds r, clusters in id order, so a selection's prefix is still spread out.
@@ -26,7 +29,7 @@ import numpy as np
 
 from gdig.selection.diversity import round_robin, selection_rng
 
-ALLOCATIONS = ("even", "size", "size_quality", "drop_low", "cover")
+ALLOCATIONS = ("even", "size", "size_quality", "drop_low", "cover", "cover_best")
 DEFAULT_DROP_MARGIN = 0.15
 
 
@@ -70,7 +73,7 @@ def proportional_quotas(weights, caps, budget: int) -> np.ndarray:
 def cluster_quotas(labels, budget: int, allocation: str = "even", quality=None,
                    drop_margin: float = DEFAULT_DROP_MARGIN) -> np.ndarray:
     """Picks per cluster id (0..K-1) under `allocation`; `quality` (one score per member,
-    higher = better) is needed by size_quality and drop_low."""
+    higher = better) is needed by every allocation but even and size."""
     labels = np.asarray(labels)
     if allocation not in ALLOCATIONS:
         raise ValueError(f"unknown allocation {allocation!r}; one of {', '.join(ALLOCATIONS)}")
@@ -91,15 +94,37 @@ def cluster_quotas(labels, budget: int, allocation: str = "even", quality=None,
     kept = mean_q >= pr.mean() - drop_margin
     if allocation == "drop_low":
         q = proportional_quotas(sizes * kept, sizes * kept, budget)
-    else:  # cover: one pick per kept cluster first (the best clusters when they outnumber the budget)
+    else:  # cover, cover_best: one pick per kept cluster first (the best clusters when they outnumber the budget)
         total = int(min(budget, (sizes * kept).sum()))
         q = np.zeros(len(sizes), dtype=np.int64)
         order = [c for c in np.argsort(-mean_q, kind="stable") if kept[c] and sizes[c] > 0]
         q[order[:total]] = 1
         rest = total - int(q.sum())
-        if rest > 0:
+        if rest > 0 and allocation == "cover":
             q += proportional_quotas(sizes * kept, (sizes - 1) * kept, rest)
+        elif rest > 0:  # cover_best: the rest to the best members not yet taken, across kept clusters
+            q += _best_remaining(labels, pr, kept, len(sizes), rest)
     return _fill_from_dropped(q, sizes, kept, mean_q, budget)
+
+
+def _best_remaining(labels: np.ndarray, pr: np.ndarray, kept: np.ndarray, k: int, n: int) -> np.ndarray:
+    """Per cluster, how many of the `n` best members of the kept clusters fall in it once each
+    cluster's best member (its floor pick) is set aside; ties go to the lower index."""
+    order = np.lexsort((np.arange(len(pr)), -pr))  # best first
+    seen = np.zeros(k, dtype=bool)
+    extra = np.zeros(k, dtype=np.int64)
+    for i in order:
+        c = labels[i]
+        if not kept[c]:
+            continue
+        if not seen[c]:  # the floor pick
+            seen[c] = True
+            continue
+        extra[c] += 1
+        n -= 1
+        if n == 0:
+            break
+    return extra
 
 
 def _fill_from_dropped(q: np.ndarray, sizes: np.ndarray, kept: np.ndarray, mean_q: np.ndarray,

@@ -35,7 +35,7 @@ def strategy_settings(strategy: str, sel_cfg) -> dict:
     settings = {k: getattr(sel_cfg, k) for k in READS[strategy]}
     if strategy in ("gdig", "quality") and settings["gamma"] != "auto":
         settings.pop("hq_multiple")  # only "auto" reads it
-    if strategy == "gdig" and settings["allocation"] not in ("drop_low", "cover"):
+    if strategy == "gdig" and settings["allocation"] not in ("drop_low", "cover", "cover_best"):
         settings.pop("drop_margin")
     if strategy in ("gdig", "quality") and settings["source_gain_min"] is None:
         settings.pop("source_gain_min")  # off: the ids of selections made before the rule existed stay

@@ -11,7 +11,7 @@ from gdig.config import SelectionConfig
 from gdig.selection.allocation import allocate, cluster_quotas, interleave, proportional_quotas
 from gdig.selection.diversity import quotas as round_robin_quotas
 from gdig.selection.outputs import selection_id
-from gdig.selection.quality import auto_gamma, gamma_grid, hq_target, quality_score, rank_by_quality
+from gdig.selection.quality import auto_gamma, gamma_grid, hq_target, percentile_rank, quality_score, rank_by_quality
 from gdig.selection.select import select
 
 
@@ -58,10 +58,49 @@ def test_cluster_quotas_per_allocation():
     assert cluster_quotas(labels, 4, "cover", q).tolist() == [3, 0, 1]  # the rest by size, capped
     assert cluster_quotas(labels, 7, "cover", q).tolist() == [5, 1, 1]  # dropped ones fill a shortfall
     assert cluster_quotas(labels, 3, "cover", q, drop_margin=1.0).tolist() == [1, 1, 1]
+    # cover_best: the same floors; the rest to the best remaining members, not by size
+    assert cluster_quotas(labels, 2, "cover_best", q).tolist() == [1, 0, 1]
+    assert cluster_quotas(labels, 1, "cover_best", q).tolist() == [0, 0, 1]
+    assert cluster_quotas(labels, 7, "cover_best", q).tolist() == [5, 1, 1]
+    two = np.array([0] * 4 + [1] * 4)  # equal sizes; cluster 0 holds the four best rows
+    q2 = np.array([10.0, 9, 8, 7, 6, 5, 4, 3])
+    assert cluster_quotas(two, 4, "cover", q2, drop_margin=1.0).tolist() == [2, 2]  # the rest by size
+    assert cluster_quotas(two, 4, "cover_best", q2, drop_margin=1.0).tolist() == [3, 1]  # by quality
+    assert allocate(two, 4, allocation="cover_best", quality=q2, within="quality", drop_margin=1.0).tolist() == \
+        [0, 4, 1, 2]
     with pytest.raises(ValueError, match="quality score"):
         cluster_quotas(labels, 3, "size_quality")
     with pytest.raises(ValueError, match="unknown allocation"):
         cluster_quotas(labels, 3, "uniform")
+
+
+def test_cover_best_is_the_quality_ranking_with_a_floor_of_one_per_kept_cluster():
+    rng = np.random.default_rng(7)
+    for trial in range(50):
+        k = int(rng.integers(1, 8))
+        labels = rng.integers(0, k, size=int(rng.integers(k, 40)))
+        labels = np.unique(labels, return_inverse=True)[1]  # every id 0..K-1 present
+        quality = rng.permutation(len(labels)).astype(float)  # distinct scores
+        order = np.argsort(-quality, kind="stable")  # callers pass members best first
+        labels, quality = labels[order], quality[order]
+        budget = int(rng.integers(0, len(labels) + 2))
+        margin = float(rng.choice([0.15, 1.0]))
+        picks = allocate(labels, budget, allocation="cover_best", quality=quality, within="quality",
+                         drop_margin=margin)
+        pr = percentile_rank(quality)
+        sizes = np.bincount(labels)
+        mean_q = np.bincount(labels, weights=pr) / sizes
+        kept = mean_q >= pr.mean() - margin
+        n_kept_rows = int(sizes[kept].sum())
+        want = min(budget, len(labels))
+        assert len(picks) == want and len(set(picks.tolist())) == want
+        firsts = [int(np.flatnonzero(labels == c)[0]) for c in np.argsort(-mean_q, kind="stable") if kept[c]]
+        if budget <= n_kept_rows:
+            floors = firsts[:budget]
+            rest = [i for i in range(len(labels)) if kept[labels[i]] and i not in firsts][: budget - len(floors)]
+            assert sorted(picks.tolist()) == sorted(floors + rest)
+        else:  # every kept row, then the dropped clusters fill the shortfall
+            assert set(np.flatnonzero(kept[labels]).tolist()) <= set(picks.tolist())
 
 
 def test_interleave_takes_rounds_in_cluster_order_and_even_equals_round_robin():
