@@ -39,6 +39,15 @@ def default_n_clusters(budget: int, n_points: int) -> int:
     return int(min(max(round(np.sqrt(budget)), 2), n_points))
 
 
+def default_k(allocation: str, budget: int, n_points: int) -> int:
+    """K when selection.n_clusters is unset: ~sqrt(budget) for the quota allocations; for
+    cover_best as many clusters as picks (capped by the points), since its floors are what buy
+    coverage (measured on the real-data benchmark: see the README)."""
+    if allocation == "cover_best":
+        return int(max(min(budget, n_points), 1))
+    return default_n_clusters(budget, n_points)
+
+
 @dataclass
 class Clustering:
     labels: np.ndarray  # [n] cluster per point, renumbered by first appearance
@@ -55,9 +64,11 @@ class Clustering:
         return nearest_centroid(X, self.centroids, self.normalize)
 
 
-def nearest_centroid(X: np.ndarray, centroids: np.ndarray, normalize: bool, block: int = 65536) -> np.ndarray:
-    """Index of the nearest centroid per row, in blocks so a large pool never builds an [n, k] matrix."""
+def nearest_centroid(X: np.ndarray, centroids: np.ndarray, normalize: bool, block: int | None = None) -> np.ndarray:
+    """Index of the nearest centroid per row, in blocks so a large pool never builds an [n, k]
+    matrix (default: ~2^25 entries, 256 MB, per block, whatever K is)."""
     out = np.empty(len(X), dtype=np.int64)
+    block = block or max(256, 2**25 // max(len(centroids), 1))
     c2 = (centroids**2).sum(1)[None, :]
     for start in range(0, len(X), block):
         Z = _prepare(X[start:start + block], normalize)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from gdig.selection.allocation import DEFAULT_DROP_MARGIN, allocate
 from gdig.selection.baselines import diversity_pick, full_pick, loss_pick, random_pick
-from gdig.selection.diversity import Clustering, cluster_sketches, default_n_clusters
+from gdig.selection.diversity import Clustering, cluster_sketches, default_k
 from gdig.selection.quality import auto_gamma, hq_target, passes_rules, rank_by_quality, select_top
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ def _gdig(pool: pd.DataFrame, ranked: pd.DataFrame, budget: int, g: float, n_hq:
     hq_rows = hq["row"].to_numpy()
     clustering = None
     if n_hq:
-        k = n_clusters or default_n_clusters(budget, n_hq)
+        k = n_clusters or default_k(allocation, budget, n_hq)
         clustering = cluster_sketches(sketches[hq_rows], k, normalize=normalize, seed=seed)
         picks = allocate(clustering.labels, budget, allocation=allocation, quality=hq["quality"].to_numpy(),
                          within=within_cluster, seed=seed, drop_margin=drop_margin)

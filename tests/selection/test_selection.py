@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gdig.selection.diversity import cluster_sketches, default_n_clusters, quotas, round_robin
+from gdig.selection.diversity import cluster_sketches, default_k, default_n_clusters, nearest_centroid, quotas, round_robin
 from gdig.selection.metrics import auroc, noise_removal
 from gdig.selection.quality import quality_key, rank_by_quality, select_top
 from gdig.selection.select import select
@@ -104,6 +104,17 @@ def test_default_n_clusters():
     assert default_n_clusters(1, 1000) == 2
     assert default_n_clusters(10_000, 50) == 50
     assert default_n_clusters(10, 1) == 1
+    assert default_k("drop_low", 100, 1000) == 10 and default_k("cover", 100, 1000) == 10
+    assert default_k("cover_best", 100, 1000) == 100  # one cluster per pick
+    assert default_k("cover_best", 100, 40) == 40 and default_k("cover_best", 0, 40) == 1
+
+
+def test_nearest_centroid_blocks_agree_with_one_dense_argmin():
+    rng = np.random.default_rng(0)
+    X, C = rng.normal(size=(1000, 5)), rng.normal(size=(30, 5))
+    dense = ((X[:, None, :] - C[None]) ** 2).sum(-1).argmin(1)
+    assert np.array_equal(nearest_centroid(X, C, normalize=False), dense)
+    assert np.array_equal(nearest_centroid(X, C, normalize=False, block=7), dense)
 
 
 def blobs(n_per: list[int], d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
