@@ -323,7 +323,7 @@ def strategies(args, cfg) -> dict[str, dict]:
     for q in ("paper", "normalized", "loss", "combined"):
         out[f"quality[{q}]"] = {"strategy": "quality", **base, "quality": q}
     for q in ("paper", "normalized", "loss", "combined"):
-        for alloc in ("even", "size", "size_quality", "drop_low", "cover"):
+        for alloc in ("even", "size", "size_quality", "drop_low", "cover", "cover_best"):
             for within in ("random", "quality"):
                 out[f"gdig[{q},{alloc},{within}]"] = {"strategy": "gdig", **base, "quality": q,
                                                       "allocation": alloc, "within_cluster": within}
