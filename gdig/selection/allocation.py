@@ -27,10 +27,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from gdig.selection.diversity import round_robin, selection_rng
+from gdig.selection.diversity import default_n_clusters, round_robin, selection_rng
 
 ALLOCATIONS = ("even", "size", "size_quality", "drop_low", "cover", "cover_best")
+READS_DROP_MARGIN = ("drop_low", "cover", "cover_best")  # the allocations that leave clusters out
 DEFAULT_DROP_MARGIN = 0.15
+
+
+def default_k(allocation: str, budget: int, n_points: int) -> int:
+    """K when selection.n_clusters is unset: ~sqrt(budget) for the quota allocations; for
+    cover_best as many clusters as picks (capped by the points), since its floors are what buy
+    coverage (measured on the real-data benchmark: see the README)."""
+    if allocation == "cover_best":
+        return int(max(min(budget, n_points), 1))
+    return default_n_clusters(budget, n_points)
 
 
 def proportional_quotas(weights, caps, budget: int) -> np.ndarray:
@@ -111,20 +121,9 @@ def _best_remaining(labels: np.ndarray, pr: np.ndarray, kept: np.ndarray, k: int
     """Per cluster, how many of the `n` best members of the kept clusters fall in it once each
     cluster's best member (its floor pick) is set aside; ties go to the lower index."""
     order = np.lexsort((np.arange(len(pr)), -pr))  # best first
-    seen = np.zeros(k, dtype=bool)
-    extra = np.zeros(k, dtype=np.int64)
-    for i in order:
-        c = labels[i]
-        if not kept[c]:
-            continue
-        if not seen[c]:  # the floor pick
-            seen[c] = True
-            continue
-        extra[c] += 1
-        n -= 1
-        if n == 0:
-            break
-    return extra
+    order = order[kept[labels[order]]]
+    _, floors = np.unique(labels[order], return_index=True)
+    return np.bincount(labels[np.delete(order, floors)[:n]], minlength=k).astype(np.int64)
 
 
 def _fill_from_dropped(q: np.ndarray, sizes: np.ndarray, kept: np.ndarray, mean_q: np.ndarray,

@@ -39,15 +39,6 @@ def default_n_clusters(budget: int, n_points: int) -> int:
     return int(min(max(round(np.sqrt(budget)), 2), n_points))
 
 
-def default_k(allocation: str, budget: int, n_points: int) -> int:
-    """K when selection.n_clusters is unset: ~sqrt(budget) for the quota allocations; for
-    cover_best as many clusters as picks (capped by the points), since its floors are what buy
-    coverage (measured on the real-data benchmark: see the README)."""
-    if allocation == "cover_best":
-        return int(max(min(budget, n_points), 1))
-    return default_n_clusters(budget, n_points)
-
-
 @dataclass
 class Clustering:
     labels: np.ndarray  # [n] cluster per point, renumbered by first appearance

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gdig.selection.allocation import READS_DROP_MARGIN
 from gdig.selection.select import Selection, select
 from gdig.workspace import json_hash
 
@@ -35,7 +36,7 @@ def strategy_settings(strategy: str, sel_cfg) -> dict:
     settings = {k: getattr(sel_cfg, k) for k in READS[strategy]}
     if strategy in ("gdig", "quality") and settings["gamma"] != "auto":
         settings.pop("hq_multiple")  # only "auto" reads it
-    if strategy == "gdig" and settings["allocation"] not in ("drop_low", "cover", "cover_best"):
+    if strategy == "gdig" and settings["allocation"] not in READS_DROP_MARGIN:
         settings.pop("drop_margin")
     if strategy in ("gdig", "quality") and settings["source_gain_min"] is None:
         settings.pop("source_gain_min")  # off: the ids of selections made before the rule existed stay

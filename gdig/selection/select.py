@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from gdig.selection.allocation import DEFAULT_DROP_MARGIN, allocate
+from gdig.selection.allocation import DEFAULT_DROP_MARGIN, allocate, default_k
 from gdig.selection.baselines import diversity_pick, full_pick, loss_pick, random_pick
-from gdig.selection.diversity import Clustering, cluster_sketches, default_k
+from gdig.selection.diversity import Clustering, cluster_sketches
 from gdig.selection.quality import auto_gamma, hq_target, passes_rules, rank_by_quality, select_top
 
 log = logging.getLogger(__name__)
