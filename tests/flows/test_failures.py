@@ -47,9 +47,20 @@ def write_config(path: Path, base: Path, **changes) -> Path:
     return path
 
 
+def child_env(**extra) -> dict:
+    """The environment of a gdig child process.  It runs torch on as many threads as this test
+    process does: a float reduction split over another number of threads can round differently
+    (measured on a 2-core machine: the pool finetune's weights, hence every id downstream, differed
+    between 1 and 2 threads), and tests compare the child's artifacts with in-process runs."""
+    import torch
+
+    return dict(os.environ, PYTHONPATH=str(ROOT), GDIG_PROGRESS="0", OMP_NUM_THREADS=str(torch.get_num_threads()),
+                **extra)
+
+
 def gdig(*args, env_extra: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """`python -m gdig.cli ARGS` in a fresh process: real stderr, real interpreter exit."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), GDIG_PROGRESS="0", OMP_NUM_THREADS="1", **(env_extra or {}))
+    env = child_env(**(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "gdig.cli", *map(str, args)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -337,7 +348,7 @@ select_flow(sys.argv[1], [])
 
 def run_until(script: str, config: Path, marker: Path) -> int:
     """Run `script` on config in a fresh process until it writes marker, then kill -9 it."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), GDIG_PROGRESS="0", OMP_NUM_THREADS="1", **prefect_env())
+    env = child_env(**prefect_env())
     proc = subprocess.Popen([sys.executable, "-c", script, str(config), str(marker)], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
