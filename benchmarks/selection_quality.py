@@ -498,7 +498,8 @@ def target_nll(cfg, checkpoint_path: str, files) -> float:
 
 
 def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
-    """gdig's own finetune / translate / metrics stages on each selection (equal steps)."""
+    """gdig's own finetune / translate / metrics stages on each selection (equal steps), once per
+    finetune seed (--finetune-seeds): one seed's margins are mostly the training order's noise."""
     from gdig.data.ingest import ingest_config
     from gdig.evaluate import metrics_stage, translate_stage
     from gdig.train import base_checkpoint_stage, finetune_selection_stage, steps_for_budget
@@ -507,16 +508,19 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
     files = {"test": Path(cfg.data.eval[0].path)}
     picks = table.attrs["picks"]
     steps = steps_for_budget(args.budget, cfg.finetune)
+    seeds = [int(x) for x in str(args.finetune_seeds).split(",")]
     results = {}
 
-    def evaluate(name, ck):
+    def evaluate(name, ck, run_cfg):
         if len(store.translations(ck["checkpoint_id"], "test")) != len(store.dataset_examples("test")):
-            translate_stage(cfg, store, ck, "test")
-        m = metrics_stage(cfg, store, ck, "test")
-        results[name] = {"BLEU": m["BLEU"], "chrF": m["chrF"], "target NLL": target_nll(cfg, ck["path"], files)}
-        print(f"downstream {name}: {results[name]}", flush=True)
+            translate_stage(run_cfg, store, ck, "test")
+        m = metrics_stage(run_cfg, store, ck, "test")
+        out = {"BLEU": m["BLEU"], "chrF": m["chrF"], "target NLL": target_nll(run_cfg, ck["path"], files)}
+        print(f"downstream {name}: {out}", flush=True)
+        return out
 
-    evaluate("base model", base_checkpoint_stage(cfg, store))
+    base = evaluate("base model", base_checkpoint_stage(cfg, store), cfg)
+    results["base model"] = {**base, **{f"chrF s{s}": base["chrF"] for s in seeds}}
     ids = pool["influence"]["example_id"].to_numpy()
     for strategy in args.downstream_strategies.split(","):
         name = default_name(cfg, strategy)
@@ -525,13 +529,19 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
         store.add_selection(sid, strategy=name, budget=args.budget, scoring_id=run["scoring_id"],
                             df=pd.DataFrame({"example_id": ids[rows], "rank": np.arange(len(rows)),
                                              "reason": strategy, "cluster": None}))
-        ck = finetune_selection_stage(cfg, store, sid, steps)
-        evaluate(name, ck)
+        per_seed = {}
+        for s in seeds:
+            run_cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"seed": s})})
+            per_seed[s] = evaluate(f"{name} (finetune seed {s})", finetune_selection_stage(run_cfg, store, sid, steps),
+                                   run_cfg)
+        results[name] = {k: float(np.mean([r[k] for r in per_seed.values()])) for k in ("BLEU", "chrF", "target NLL")}
+        results[name].update({f"chrF s{s}": r["chrF"] for s, r in per_seed.items()})
     return pd.DataFrame(results).T
 
 
 def print_downstream(df: pd.DataFrame) -> None:
-    print("\ndownstream (LoRA on each selection, equal steps; greedy; test slice):")
+    print("\ndownstream (LoRA on each selection, equal steps; greedy; test slice; BLEU, chrF, NLL: "
+          "mean over the finetune seeds):")
     print(df.to_string(float_format=lambda x: f"{x:.2f}"))
 
 
@@ -550,6 +560,8 @@ def main() -> None:
     ap.add_argument("--curvature-rows", type=int, default=512)
     ap.add_argument("--finetune-steps", type=int, default=125)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--finetune-seeds", default="0",
+                    help="comma-separated finetune seeds of --downstream; the table gives the mean and each")
     ap.add_argument("--downstream", action="store_true")
     ap.add_argument("--score-only", action="store_true", help="stop after the scoring pass")
     ap.add_argument("--downstream-only", action="store_true", help="skip the variant table, run --downstream")
