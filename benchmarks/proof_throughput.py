@@ -27,7 +27,10 @@ an AdamW step (lr 0, so the weights stay the same for both sides) and zero_grad.
    CUDA, torch's peak allocated bytes over the pass.
 4. Translation rows/s of the same model (greedy, gdig.evaluate.translate) on --translate-rows
    rows of the data, for the record.
-5. With --compare-steps N: a short finetune (gdig.train.train_model, lr 2e-4 linear decay) with
+5. With --profile-steps N: one gdig.train.finetune of N steps on --rows rows under cProfile, and
+   what surrounds the steps timed (tokenizer and model loads, encoding, saving, hashing, the
+   checkpoint's reload by the next stage), then translate() of --translate-rows rows under cProfile.
+6. With --compare-steps N: a short finetune (gdig.train.train_model, lr 2e-4 linear decay) with
    each path from the same initial weights and the same seed on the first N x --batch-size rows, then the largest weight difference of the
    merged models, the loss curves, and the test NLL and chrF of each on the first --test-rows
    rows of --test-data: the two checkpoints should differ by float rounding only.
@@ -217,6 +220,67 @@ def compare_finetunes(args, model, tok, enc) -> None:
     print(f"  identical hypotheses: {same_hyp} of {len(test)}", flush=True)
 
 
+def profile_finetune(args) -> None:
+    """Where one selection finetune's time goes outside its steps: gdig.train.finetune of
+    --profile-steps steps on --rows rows into a fresh directory under cProfile, its parts timed."""
+    import cProfile
+    import pstats
+    import shutil
+
+    import gdig.train as train
+    from gdig.config import ModelConfig, PromptConfig
+    from gdig.modeling import load_from_config
+
+    out = Path(args.out)
+    if args.model == "gemma":
+        gguf = Path(args.gguf) if args.gguf else out / "model" / "gemma3-270m-q4_k_m.gguf"
+        mc = ModelConfig(name_or_path=str(gguf.parent), gguf_file=gguf.name, dtype=args.dtype, device=args.device)
+    else:
+        mc = ModelConfig(name_or_path=str(out / "model" / "tiny"), dtype=args.dtype, device=args.device)
+    rows = [dict(zip(("src", "tgt", "src_lang", "tgt_lang"), r))
+            for r in read_rows(args.data, args.rows, *args.pair.split("-"))]
+    parts = {}
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        res = fn()
+        parts[name] = time.perf_counter() - t0
+        return res
+
+    tok = timed("tokenizer load (train._load_tokenizer)", lambda: train._load_tokenizer(mc, None))
+    timed(f"encode {len(rows)} rows (train.encode_frame)",
+          lambda: train.encode_frame(tok, train.load_training_frame(rows), PromptConfig()))
+    timed("model + tokenizer load (load_from_config)", lambda: load_from_config(mc))
+    tcfg = train_config(args, load_from_config(mc)[0]).model_copy(update={"max_steps": args.profile_steps})
+    run_dir = out / "profile-finetune"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    prof = cProfile.Profile()
+    res = timed(f"finetune() of {args.profile_steps} steps, end to end", lambda: prof.runcall(
+        train.finetune, mc, PromptConfig(), tcfg, rows, run_dir, progress=False))
+    timed("checkpoint hash (train.model_hash of the output)", lambda: train.model_hash(res.path))
+    timed("checkpoint load (load_from_config of the output)", lambda: load_from_config(mc, res.path))
+    size = sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file())
+    print(f"\nprofile of one finetune ({args.method}, {len(rows)} rows; output {size / 2**20:.0f} MiB):")
+    for name, sec in parts.items():
+        print(f"  {name:55s} {sec:7.2f} s")
+    print("finetune() by cumulative time (cProfile, top 25):", flush=True)
+    pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats(25)
+    if args.translate_rows:
+        import pandas as pd
+
+        from gdig.config import DEFAULT_TEMPLATE
+        from gdig.evaluate import translate
+
+        model, tok = load_from_config(mc, res.path)
+        df = pd.DataFrame(read_rows(args.data, args.translate_rows, *args.pair.split("-")),
+                          columns=["src", "tgt", "src_lang", "tgt_lang"])
+        prof = cProfile.Profile()
+        t0 = time.perf_counter()
+        prof.runcall(translate, model, tok, df, DEFAULT_TEMPLATE, batch_size=8, max_new_tokens=128, progress=False)
+        print(f"translate() of {len(df)} rows: {time.perf_counter() - t0:.1f} s; by cumulative time (top 30):")
+        pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats(30)
+
+
 def test_nll(model, tok, rows) -> float:
     from gdig.config import DEFAULT_TEMPLATE
     from gdig.data.prompts import collate, encode_examples, length_batches
@@ -250,7 +314,9 @@ def main() -> int:
     ap.add_argument("--compare-steps", type=int, default=0, help="finetune this many steps with each path (0: skip)")
     ap.add_argument("--test-data", default=None, help="test rows for --compare-steps (ALMA-style JSON)")
     ap.add_argument("--test-rows", type=int, default=50)
-    ap.add_argument("--skip-timing", action="store_true", help="only --compare-steps")
+    ap.add_argument("--skip-timing", action="store_true", help="only --compare-steps / --profile-steps")
+    ap.add_argument("--profile-steps", type=int, default=0,
+                    help="profile one gdig.train.finetune of this many steps on --rows rows (0: skip)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
@@ -311,6 +377,8 @@ def main() -> int:
                   f"{len(enc) / statistics.median(sec[side]):.2f} rows/s; peak memory of a pass: {mem[side]}")
         print(f"  target-only / full step time: median {med:.3f} (range {lo:.3f}-{hi:.3f}) "
               f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+    if args.profile_steps:
+        profile_finetune(args)
     if args.compare_steps:
         rows = read_rows(args.data, args.compare_steps * args.batch_size, *args.pair.split("-"))
         enc, _ = encode_examples(tok, rows, DEFAULT_TEMPLATE, 256)
