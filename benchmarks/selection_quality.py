@@ -62,15 +62,8 @@ def _write_jsonl(df: pd.DataFrame, path: Path, src: str, tgt: str) -> Path:
     return path
 
 
-def prepare_data(args, out: Path) -> dict[str, Path]:
-    """pool (noisy, labelled), seeds, held-out and test slice as JSONL under out/data."""
-    from gdig.data.noise import inject_noise
-
-    d = out / "data"
-    files = {k: d / f"{k}.jsonl" for k in ("pool", "seed", "heldout", "test")}
-    if all(p.exists() for p in files.values()):
-        return files
-    d.mkdir(parents=True, exist_ok=True)
+def training_rows(args) -> pd.DataFrame:
+    """The usable training pairs of --data in the benchmark's order (pool first, then held-out)."""
     src, tgt = args.pair.split("-")
     data = Path(args.data)
     train = pd.DataFrame({
@@ -83,9 +76,86 @@ def prepare_data(args, out: Path) -> dict[str, Path]:
     train = train.drop_duplicates().sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
     if len(train) < args.pool + args.heldout:
         raise SystemExit(f"{data}: {len(train)} usable training rows, need {args.pool + args.heldout}")
+    return train
+
+
+def noise_types(args) -> list[str]:
+    """The injected types: the four the loss cannot see first (machine_translated takes only the
+    rows with a machine translation), then the six classic ones; --hidden-noise 0: the classic six."""
+    from gdig.data.noise import HIDDEN_NOISE_TYPES, NOISE_TYPES
+
+    return list(HIDDEN_NOISE_TYPES) + list(NOISE_TYPES) if args.hidden_noise else list(NOISE_TYPES)
+
+
+def mt_rows(args) -> int:
+    """Pool rows (the first ones) given a machine translation: twice the machine_translated rows."""
+    from gdig.data.noise import noise_counts
+
+    if not args.hidden_noise:
+        return 0
+    return 2 * noise_counts(args.pool, args.noise, noise_types(args))["machine_translated"]
+
+
+def mt_cache(args, out: Path) -> Path:
+    return Path(args.mt_cache) if args.mt_cache else out / "data" / "machine_translations.jsonl"
+
+
+def machine_translations(args, out: Path, sources: list[str]) -> dict[str, str]:
+    """source -> the base model's greedy translation (gdig's translate code), cached in a JSONL
+    file keyed by source text; only the sources not there are translated, 16 at a time, each
+    batch appended, so an interrupted run resumes."""
+    from gdig.evaluate import translate
+    from gdig.modeling import load_from_config
+    from gdig.config import ModelConfig, PromptConfig, EvaluateConfig
+
+    path = mt_cache(args, out)
+    done = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done[r["src"]] = r["mt"]
+    todo = list(dict.fromkeys(s for s in sources if s not in done))
+    if todo:
+        if args.model != "gemma":
+            raise SystemExit("machine_translated noise needs --model gemma (the base model translates)")
+        g = gemma_file(out)
+        model, tok = load_from_config(ModelConfig(name_or_path=str(g.parent), gguf_file=g.name))
+        src, tgt = args.pair.split("-")
+        ev = EvaluateConfig()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for lo in range(0, len(todo), 16):
+            chunk = todo[lo:lo + 16]
+            hyp = translate(model, tok, pd.DataFrame({"src": chunk, "src_lang": src, "tgt_lang": tgt}),
+                            PromptConfig().template, batch_size=8, max_new_tokens=128,
+                            length_ratio=ev.length_ratio, progress=False)
+            with path.open("a", encoding="utf-8") as f:
+                for s_, h in zip(chunk, hyp["hypothesis"]):
+                    f.write(json.dumps({"src": s_, "mt": h}, ensure_ascii=False) + "\n")
+                    done[s_] = h
+            print(f"machine translations: {lo + len(chunk)} of {len(todo)}", flush=True)
+    return {s_: done[s_] for s_ in sources}
+
+
+def prepare_data(args, out: Path) -> dict[str, Path]:
+    """pool (noisy, labelled), seeds, held-out and test slice as JSONL under out/data."""
+    from gdig.data.noise import inject_noise
+
+    d = out / "data"
+    files = {k: d / f"{k}.jsonl" for k in ("pool", "seed", "heldout", "test")}
+    if all(p.exists() for p in files.values()):
+        return files
+    d.mkdir(parents=True, exist_ok=True)
+    src, tgt = args.pair.split("-")
+    data = Path(args.data)
+    train = training_rows(args)
     other_file = data / args.other
     other_lang = _hf_rows(other_file, args.other.split(".")[1].split("-")[0], "en")["src"].tolist()
-    pool = inject_noise(train.iloc[:args.pool], NOISE, seed=args.seed, other_lang=other_lang)
+    pool_rows = train.iloc[:args.pool].reset_index(drop=True)
+    n_mt = mt_rows(args)
+    mt = machine_translations(args, out, pool_rows["src"].iloc[:n_mt].tolist()) if n_mt else {}
+    pool = inject_noise(pool_rows, args.noise, seed=args.seed, types=noise_types(args), other_lang=other_lang,
+                        machine_translations={i: mt[s_] for i, s_ in enumerate(pool_rows["src"].iloc[:n_mt])})
     _write_jsonl(pool, files["pool"], src, tgt)
     _write_jsonl(train.iloc[args.pool:args.pool + args.heldout], files["heldout"], src, tgt)
     valid = _hf_rows(data / f"valid.{args.pair}.json", src, tgt).sample(frac=1.0, random_state=args.seed)
@@ -553,6 +623,12 @@ def main() -> None:
     ap.add_argument("--model", choices=["gemma", "tiny"], default="gemma")
     ap.add_argument("--out", required=True)
     ap.add_argument("--pool", type=int)
+    ap.add_argument("--noise", type=float, default=NOISE, help="share of the pool made noisy, split evenly over the types")
+    ap.add_argument("--hidden-noise", action="store_true",
+                    help="inject the four types the loss cannot see (machine_translated, near_duplicate, "
+                         "hard_misaligned, omission) beside the six classic ones")
+    ap.add_argument("--mt-cache", help="JSONL cache of the base model's translations (default: OUT/data/...)")
+    ap.add_argument("--prepare-only", action="store_true", help="stop once the data (and translations) are ready")
     ap.add_argument("--budget", type=int)
     ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--heldout", type=int, default=500)
@@ -580,6 +656,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = prepare_data(args, out)
+    if args.prepare_only:
+        return
     data = make_config(args, out, files)
     (out / "gdig.json").write_text(json.dumps(data, indent=1))
     cfg = parse_config(data)
