@@ -341,6 +341,8 @@ class PrefilterConfig(_Strict):
 
 
 class GdigConfig(_Strict):
+    # a named setting (gdig.presets) filled in under the keys the config sets itself: "paper"
+    preset: str | None = None
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     languages: LanguagePair
     data: DataConfig = Field(default_factory=DataConfig)
@@ -425,6 +427,12 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>", base_dir: Pa
     """Validate a config dict; errors name the source and each bad key."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    from gdig.presets import apply_preset
+
+    try:
+        data = apply_preset(data)
+    except ValueError as err:
+        raise ConfigError(f"{source}: invalid config: {err}") from None
     try:
         cfg = GdigConfig.model_validate(data)
     except ValidationError as err:
