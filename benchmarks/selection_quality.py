@@ -25,6 +25,7 @@ each selection through gdig's finetune/translate/metrics stages and reports BLEU
 Run:  python benchmarks/selection_quality.py --data DATA/alma-cs-en --pair cs-en \\
           --model gemma --out runs/bench-gemma [--downstream]
 Everything is cached under --out: a re-run reuses the model, curvature, products and shards.
+Where the data comes from, and the results with their date, machine and settings: benchmarks/README.md.
 """
 
 from __future__ import annotations
