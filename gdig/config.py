@@ -74,7 +74,16 @@ class ModelConfig(_Strict):
     gguf_file: str | None = Field(None, description="A GGUF file in that directory; transformers dequantises it, "
                                   "and finetuned checkpoints are written as ordinary safetensors directories.")
     tokenizer: str | None = Field(None, description="The tokenizer, as in transformers; null: `name_or_path`'s.")
-    revision: str | None = Field(None, description="Hub revision, as in transformers.")
+    revision: str | None = Field(
+        None,
+        description=(
+            "Hub revision (branch, tag or commit), as in transformers; null: `main`. A hub id is resolved "
+            "to the commit the revision names (asked of the hub when reachable, else read from the local hub "
+            "cache), loaded at that commit, and every result that depends on the model is keyed by it (the "
+            "store's `checkpoints` rows and the report say which), so a moved branch never reuses an older "
+            "commit's results. A local directory or GGUF file is keyed by its content; `revision` does not apply."
+        ),
+    )
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description=(
         "Weights' dtype; curvature factors and scores accumulate in float32/float64 whatever it is."))
     device: str = Field("cpu", description="`cpu`, `cuda`, `cuda:1`, ...")
