@@ -89,15 +89,20 @@ def trivial_edit(text: str, v: int) -> str:
     return out
 
 
-def _trigrams(texts: list[str], dim: int = 1 << 16) -> np.ndarray:
-    """Unit rows of hashed character-trigram counts (crc32, so the same on every run)."""
-    x = np.zeros((len(texts), dim), dtype=np.float32)
+def _trigrams(texts: list[str], dim: int = 1 << 18):
+    """Sparse unit rows of hashed character-trigram counts (crc32, so the same on every run)."""
+    from scipy import sparse
+
+    rows, cols = [], []
     for i, t in enumerate(texts):
         t = f"  {t.casefold()} "
         for j in range(len(t) - 2):
-            x[i, zlib.crc32(t[j:j + 3].encode("utf-8")) % dim] += 1.0
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+            rows.append(i)
+            cols.append(zlib.crc32(t[j:j + 3].encode("utf-8")) % dim)
+    x = sparse.csr_matrix((np.ones(len(rows), np.float64), (rows, cols)), shape=(len(texts), dim))
+    x.sum_duplicates()
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    return sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ x
 
 
 def most_similar(src: list[str], tgt: list[str], block: int = 1024) -> np.ndarray:
@@ -107,7 +112,7 @@ def most_similar(src: list[str], tgt: list[str], block: int = 1024) -> np.ndarra
     tgt_arr = np.array(tgt, dtype=object)
     best = np.full(len(src), -1, dtype=np.int64)
     for lo in range(0, len(src), block):
-        sim = xs[lo:lo + block] @ xs.T + xt[lo:lo + block] @ xt.T
+        sim = (xs[lo:lo + block] @ xs.T + xt[lo:lo + block] @ xt.T).toarray()
         same = tgt_arr[lo:lo + block, None] == tgt_arr[None, :]  # itself and identical targets
         sim[same] = -np.inf
         j = sim.argmax(axis=1)
