@@ -267,8 +267,10 @@ class CopyRule(_Strict):
 class LangidRule(_Strict):
     enabled: bool = True
     # reject a side when the identifier gives its expected language less than this probability
+    # (a Chinese, Japanese or Korean side whose scripts show its language counts as 1.0)
     min_prob: float = Field(default=0.1, ge=0.0, le=1.0)
-    # judge only sides at least this long: on shorter ones the model guesses ("Do you care?": it)
+    # judge only sides at least this long, in script-normalised letters (a Han character counts
+    # three; spaces and punctuation nothing): on shorter ones the model guesses ("Do you care?": it)
     min_chars: int = Field(default=20, ge=0)
     # languages the identifier confuses and that count as one (probabilities summed)
     equivalent: list[list[str]] = Field(default_factory=lambda: [
@@ -288,8 +290,8 @@ class LengthRule(_Strict):
     min_chars: int = Field(default=1, ge=0)  # each side, characters after stripping outer spaces
     max_chars: int = Field(default=1000, ge=1)  # each side
     # the LONGER side: a pair whose sides are both shorter is a fragment (a short source with
-    # a long target is the ratio rule's business); a side in a language without spaces has no
-    # word count, the other side decides alone
+    # a long target is the ratio rule's business); a side in a language without spaces counts
+    # its script-normalised letters / 5 as words
     min_words: int = Field(default=3, ge=0)
     max_words: int = Field(default=250, ge=1)  # each side
 
@@ -304,12 +306,29 @@ class LengthRule(_Strict):
 
 class RatioRule(_Strict):
     enabled: bool = True
-    # (longer side + smoothing) / (shorter side + smoothing): smoothing keeps short pairs,
-    # whose plain ratio swings widely ("Ano." / "Yes, it is."), from failing
-    max_chars: float = Field(default=2.0, ge=1.0)
-    max_words: float = Field(default=3.0, ge=1.0)  # word counts vary more across languages
-    smoothing_chars: float = Field(default=5.0, ge=0.0)
-    smoothing_words: float = Field(default=1.0, ge=0.0)
+    # the pair's own log length ratio log(target / source) in script-normalised letters
+    # (gdig.prefilter.lengths), learned from the pool: its median over the rows every other check
+    # passes, and its spread (1.4826 x their median absolute deviation); a row more than
+    # max_deviation spreads from the median fails (check ratio.length, signed: below = short target)
+    max_deviation: float = Field(default=4.0, gt=0.0)
+    # check ratio.open_end: a target that stops where its source closes a sentence (. ! ? 。 ...)
+    # fails when it is more than this many spreads shorter than the pair's ratio (truncated)
+    max_open_shortfall: float = Field(default=1.5, gt=0.0)
+    # normalised letters added to both sides, so that short pairs ("Ano." / "Yes, it is.") do not
+    # swing past the bound
+    smoothing: float = Field(default=5.0, ge=0.0)
+    # a number instead of "auto": the expected log ratio (center) or its spread, not learned
+    center: float | Literal["auto"] = "auto"
+    spread: float | Literal["auto"] = "auto"
+    # fewer reference rows than this: center 0 and spread 0.25 (gdig.prefilter.bounds) unless set
+    min_rows: int = Field(default=100, ge=1)
+
+    @field_validator("spread")
+    @classmethod
+    def _positive(cls, v):
+        if v != "auto" and v <= 0:
+            raise ValueError(f"spread must be 'auto' or above 0, got {v}")
+        return v
 
 
 class ScriptRule(_Strict):
