@@ -20,7 +20,7 @@ gdig.prefilter.prefilter_rows under the default config (or --set overrides).  Pr
 Run:  python benchmarks/prefilter_quality.py DIR [DIR ...] [--rate 0.35] [--seed 0]
       [--wrong-language other|pool] [--set langid.min_prob=0.2 ...] [--show RULE] (clean rows a check rejects)
 
-Results: benchmarks/README.md ("Prefilter on every pair").
+Results, with their date, machine and settings: benchmarks/README.md ("Prefilter on every pair").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Does gdig's selection hold up on real data with a real pretrained LLM?
 
-Real parallel data in the layout of `shared/data/alma-cs-en` (`train.xx-en.{xx,en}` Moses pair,
+Real parallel data in the layout of benchmarks/README.md's `alma-cs-en` (`train.xx-en.{xx,en}` Moses pair,
 `valid.xx-en.json` and `test.xx-en.json` HF translation rows, plus a wrong-language source such
 as `valid.ru-en.json`):
 
@@ -22,9 +22,10 @@ type, coverage of the clean pool's gradient clusters, γ, |D_hq|; scoring rows/s
 full forward+backward of the same batches.  `--downstream` finetunes the base model (LoRA) on
 each selection through gdig's finetune/translate/metrics stages and reports BLEU / chrF.
 
-Run:  python benchmarks/selection_quality.py --data ../shared/data/alma-cs-en --pair cs-en \\
+Run:  python benchmarks/selection_quality.py --data DATA/alma-cs-en --pair cs-en \\
           --model gemma --out runs/bench-gemma [--downstream]
 Everything is cached under --out: a re-run reuses the model, curvature, products and shards.
+Where the data comes from, and the results with their date, machine and settings: benchmarks/README.md.
 """
 
 from __future__ import annotations
