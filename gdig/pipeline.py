@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from gdig import graph
+from gdig import faults, graph
 from gdig.selection.summary import SelectSummary
 from gdig.stages import StageContext
 
@@ -43,7 +43,8 @@ class PlainExecutor:
                            self.run_identity)
         t0 = time.perf_counter()
         try:
-            return spec.function()(ctx, **inputs)
+            with faults.stage(spec.name):
+                return spec.function()(ctx, **inputs)
         finally:
             self.timings[spec.name] = self.timings.get(spec.name, 0.0) + time.perf_counter() - t0
 
