@@ -55,12 +55,16 @@ def run_stage(name: str, cfg, store, progress: bool = True, **inputs) -> Any:
 
 
 def _with_store(cfg, store, fn):
-    if store is not None:
-        return fn(store)
-    from gdig.store import Store
+    """fn(store) while this run holds the workspace (gdig.runlock: a second run fails at once)."""
+    from gdig.runlock import exclusive
 
-    with Store(cfg.workspace.db) as own:
-        return fn(own)
+    with exclusive(cfg):
+        if store is not None:
+            return fn(store)
+        from gdig.store import Store
+
+        with Store(cfg.workspace.db) as own:
+            return fn(own)
 
 
 def select_pipeline(cfg, store=None, progress: bool = True) -> SelectSummary:
