@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from gdig.config import GdigConfig, ModelConfig, PromptConfig, TrainConfig
 from gdig.data.prompts import IGNORE, Encoded, collate, encode_examples, length_batches
+from gdig.target_loss import SplitHead, split_head, target_loss_backward
 from gdig.workspace import Workspace, json_hash
 
 DONE_FILE = "gdig_train.json"
@@ -303,12 +304,13 @@ def train_model(
     if state is not None:
         start, losses = _restore(state, model, optimizer, scheduler)
 
+    split = _target_head(model, collate([encoded[i] for i in schedule.micro_batch(0)], pad_id), device, autocast)
     model.train()
     bar = Tracker(desc, total=steps, initial=start, unit="step", enabled=progress)
     for step in range(start, steps):
         micro = [schedule.micro_batch(step * tcfg.grad_accum + j) for j in range(tcfg.grad_accum)]
         batches = [collate([encoded[i] for i in mb], pad_id) for mb in micro]
-        losses.append(_accumulate_gradients(model, batches, device, autocast))
+        losses.append(_accumulate_gradients(model, batches, device, autocast, split))
         if tcfg.max_grad_norm and tcfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, tcfg.max_grad_norm)
         optimizer.step()
@@ -357,9 +359,32 @@ def _restore(state: dict[str, Any], model, optimizer, scheduler) -> tuple[int, l
     return int(state["step"]), list(state["losses"])
 
 
-def _accumulate_gradients(model, batches: list[dict], device: str, autocast) -> float:
+def _target_head(model, batch: dict, device: str, autocast) -> SplitHead | None:
+    """The model split into backbone and LM head for the target-only loss (gdig.target_loss),
+    checked on one row; None, with a warning, for a model the split does not reproduce."""
+    split, why = split_head(model, batch, device, autocast)
+    if split is None:
+        warnings.warn(f"training with full logits at every position (slower): {why}", stacklevel=3)
+    return split
+
+
+def _accumulate_gradients(model, batches: list[dict], device: str, autocast, split: SplitHead | None) -> float:
     """Backward of one optimizer step's micro-batches; the loss is the mean over all target
-    tokens of the step (so grad_accum x batch_size equals one batch of that size).  Returns it."""
+    tokens of the step (so grad_accum x batch_size equals one batch of that size).  Returns it.
+    The LM head runs on target positions only (gdig.target_loss); `split` None: full logits."""
+    if split is None:
+        return _full_logits_gradients(model, batches, device, autocast)
+    n_tok = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+    step_loss = 0.0
+    for b in batches:
+        b = {k: v.to(device) for k, v in b.items()}
+        step_loss += target_loss_backward(split, b, n_tok, autocast).item()
+    return step_loss / n_tok
+
+
+def _full_logits_gradients(model, batches: list[dict], device: str, autocast) -> float:
+    """_accumulate_gradients from the logits at every position over the whole vocabulary (the
+    reference the target-only path is tested and benchmarked against, and the fallback)."""
     n_tok = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
     step_loss = 0.0
     for b in batches:
