@@ -586,6 +586,16 @@ def require_data(cfg: GdigConfig, roles: tuple[str, ...] = ("candidates", "seed"
     return cfg
 
 
+def require_budgets_fit(cfg: GdigConfig, n_pool: int) -> None:
+    """A budget larger than the whole candidate pool can be met by no strategy (each would select
+    everything, and the comparison would show nothing): a config error, found right after ingest
+    and before any model work."""
+    over = [b for b in cfg.selection.budgets if b > n_pool]
+    if over:
+        raise ConfigError(f"selection.budgets: budget {max(over)} is larger than the candidate pool "
+                          f"({n_pool} rows in data.candidates); lower it to at most {n_pool}")
+
+
 def _format_errors(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
