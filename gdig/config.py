@@ -15,7 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gdig.data.readers.formats import FORMATS
 from gdig.errors import BadInput
+from gdig.selection.allocation import ALLOCATIONS
+from gdig.selection.quality import QUALITY_SCORES
+from gdig.selection.select import STRATEGIES
 
 
 class ConfigError(BadInput, ValueError):
@@ -41,7 +45,7 @@ class LanguagePair(_Strict):
 class DataSource(_Strict):
     path: str  # file, directory (save_to_disk), Moses prefix or "hf:<dataset>"
     name: str | None = None  # dataset name in the store; default: file stem
-    format: Literal["auto", "jsonl", "json", "gdig", "hf", "tsv", "moses", "disk", "hub"] = "auto"
+    format: Literal[FORMATS] = "auto"
     split: str | None = None  # for save_to_disk / hub datasets
     limit: int | None = Field(default=None, ge=1)  # read at most this many rows
 
@@ -189,7 +193,7 @@ DEPRECATED_SEED_KEY = ("config key influence.seed is deprecated: rename it to in
                        "(same keys: batch_size, weighting, low_rank); the old name is still read")
 
 
-Strategy = Literal["gdig", "random", "quality", "diversity", "full", "loss"]
+Strategy = Literal[STRATEGIES]
 
 
 class SelectionConfig(_Strict):
@@ -199,8 +203,8 @@ class SelectionConfig(_Strict):
     gamma: float | Literal["auto"] = "auto"
     hq_multiple: float = Field(default=2.0, ge=1.0)
     # defaults chosen on benchmarks/selection_quality.py (cs-en, Gemma 3 270M; see the README)
-    quality: Literal["paper", "influence", "normalized", "loss", "combined"] = "loss"  # ranking score
-    allocation: Literal["even", "size", "size_quality", "drop_low", "cover", "cover_best"] = "drop_low"  # picks per cluster
+    quality: Literal[tuple(QUALITY_SCORES)] = "loss"  # ranking score
+    allocation: Literal[ALLOCATIONS] = "drop_low"  # picks per cluster
     drop_margin: float = Field(default=0.15, ge=0.0, le=1.0)  # drop_low, cover(_best): how far below D_hq's mean
     # gdig, quality: a candidate whose closing (EOS) token costs more than this many nats is outside
     # D_hq and ranks last (truncated targets); null: off
