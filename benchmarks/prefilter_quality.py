@@ -13,20 +13,10 @@ instead (the same script as English: a job for language ID alone).  Prints:
   (the one-time cost of loading the language-ID model and the character tables is printed
   apart).
 
-Run:  python benchmarks/prefilter_quality.py [--data DIR] [--rate 0.35] [--seed 0]
+Run:  python benchmarks/prefilter_quality.py --data DATA [--rate 0.35] [--seed 0]
       [--wrong-language pool] [--set langid.min_prob=0.2 ...] [--show RULE] (clean rows a check rejects)
 
-Measured (defaults, seed 0, 2-core CPU shared with other jobs): removed untranslated 100%,
-wrong_language 100% (script.tgt 98.9% and langid.tgt 99.9% each on its own), fragment 100%
-(length.min_words), truncated 47.7% and misaligned 43.0% (ratio.chars), shuffled 0.9%; clean
-rows rejected 0.64% (50 of 7,849: 16 two-word headlines, 15 loose translations over twice as
-long as their source, 15 short segments language ID misreads, 3 near-copies (names, a quote), 1 over
-1,000 chars).  --wrong-language pool: wrong_language 99.9% removed, langid.tgt 98.3% alone.
-About 5,200-5,700 pairs/s of CPU time (12,076 pairs in 2.1-2.3 s); wall time is that on an
-idle core and far more on a saturated machine.  Tuning: ratio.max_chars 3.0 -> 2.0 doubles
-the misaligned and truncated catch (24% -> 43%, 11% -> 48%) for +0.2% clean rejects (1.8 costs
-1.9% clean); length.min_words on the shorter side instead of the longer rejected 0.59% clean
-(vs 0.20%); langid at min_prob 0.1 without the 20-char floor rejected 0.5% of clean sources.
+Results, with their date, machine and settings: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -72,7 +62,7 @@ def config(overrides: list[str]) -> PrefilterConfig:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/alma-cs-en"))
+    ap.add_argument("--data", type=Path, required=True, help="the alma-cs-en folder (train.cs-en.{cs,en}, valid.ru-en.json); benchmarks/README.md says where the data comes from and how to lay it out")
     ap.add_argument("--rate", type=float, default=0.35)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--wrong-language", choices=["ru", "pool"], default="ru",

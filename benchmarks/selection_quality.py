@@ -1,6 +1,6 @@
 """Does gdig's selection hold up on real data with a real pretrained LLM?
 
-Real parallel data in the layout of `shared/data/alma-cs-en` (`train.xx-en.{xx,en}` Moses pair,
+Real parallel data in the layout of benchmarks/README.md's `alma-cs-en` (`train.xx-en.{xx,en}` Moses pair,
 `valid.xx-en.json` and `test.xx-en.json` HF translation rows, plus a wrong-language source such
 as `valid.ru-en.json`):
 
@@ -22,9 +22,10 @@ type, coverage of the clean pool's gradient clusters, γ, |D_hq|; scoring rows/s
 full forward+backward of the same batches.  `--downstream` finetunes the base model (LoRA) on
 each selection through gdig's finetune/translate/metrics stages and reports BLEU / chrF.
 
-Run:  python benchmarks/selection_quality.py --data ../shared/data/alma-cs-en --pair cs-en \\
+Run:  python benchmarks/selection_quality.py --data DATA/alma-cs-en --pair cs-en \\
           --model gemma --out runs/bench-gemma [--downstream]
 Everything is cached under --out: a re-run reuses the model, curvature, products and shards.
+Where the data comes from, and the results with their date, machine and settings: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -62,6 +63,16 @@ def _write_jsonl(df: pd.DataFrame, path: Path, src: str, tgt: str) -> Path:
     return path
 
 
+def other_language_file(data: Path, pair: str) -> str:
+    """The one `valid.xx-en.json` in `data` that is not the pair's own: its xx side is the
+    wrong-language text (each shared/data/alma-* folder ships one)."""
+    found = sorted(p.name for p in data.glob("valid.*-*.json") if p.name != f"valid.{pair}.json")
+    if len(found) != 1:
+        raise SystemExit(f"{data}: need exactly one valid.xx-en.json besides valid.{pair}.json for the "
+                         f"wrong-language targets, found {found or 'none'}; name it with --other")
+    return found[0]
+
+
 def prepare_data(args, out: Path) -> dict[str, Path]:
     """pool (noisy, labelled), seeds, held-out and test slice as JSONL under out/data."""
     from gdig.data.noise import inject_noise
@@ -77,14 +88,19 @@ def prepare_data(args, out: Path) -> dict[str, Path]:
         "src": (data / f"train.{args.pair}.{src}").read_text(encoding="utf-8").splitlines(),
         "tgt": (data / f"train.{args.pair}.{tgt}").read_text(encoding="utf-8").splitlines(),
     })
-    words = lambda col: train[col].str.split().str.len()  # noqa: E731
+    from gdig.prefilter.scripts import NO_SPACES
+
+    def words(col: str, lang: str) -> pd.Series:  # a language without spaces: two characters a word
+        return train[col].str.strip().str.len() / 2 if lang in NO_SPACES else train[col].str.split().str.len()
+
     # non-empty, and short enough that prompt + target fit prompt.max_length with any tokenizer
-    train = train[(words("src") >= 1) & (words("tgt") >= 1) & (words("src") <= MAX_WORDS) & (words("tgt") <= MAX_WORDS)]
+    ws, wt = words("src", src), words("tgt", tgt)
+    train = train[(ws >= 0.5) & (wt >= 0.5) & (ws <= MAX_WORDS) & (wt <= MAX_WORDS)]
     train = train.drop_duplicates().sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
     if len(train) < args.pool + args.heldout:
         raise SystemExit(f"{data}: {len(train)} usable training rows, need {args.pool + args.heldout}")
-    other_file = data / args.other
-    other_lang = _hf_rows(other_file, args.other.split(".")[1].split("-")[0], "en")["src"].tolist()
+    other = args.other or other_language_file(data, args.pair)
+    other_lang = _hf_rows(data / other, other.split(".")[1].split("-")[0], "en")["src"].tolist()
     pool = inject_noise(train.iloc[:args.pool], NOISE, seed=args.seed, other_lang=other_lang)
     _write_jsonl(pool, files["pool"], src, tgt)
     _write_jsonl(train.iloc[args.pool:args.pool + args.heldout], files["heldout"], src, tgt)
@@ -108,7 +124,7 @@ def gemma_file(out: Path) -> Path:
     return path
 
 
-def tiny_model(out: Path, files) -> Path:
+def tiny_model(args, out: Path, files) -> Path:
     from gdig.modeling import build_tiny_model
 
     path = out / "model" / "tiny"
@@ -118,7 +134,10 @@ def tiny_model(out: Path, files) -> Path:
             for line in files[k].read_text(encoding="utf-8").splitlines():
                 r = json.loads(line)
                 texts += [r["src"], r["tgt"]]
-        build_tiny_model(texts + ["Translate the following Czech text into English.\nCzech: English: "] * 50,
+        from gdig.data.languages import lang_name
+
+        src, tgt = (lang_name(x) for x in args.pair.split("-"))
+        build_tiny_model(texts + [f"Translate the following {src} text into {tgt}.\n{src}: {tgt}: "] * 50,
                          path, arch="llama", vocab_size=4000, hidden=256, layers=4, heads=4, intermediate=768)
     return path
 
@@ -149,7 +168,7 @@ def make_config(args, out: Path, files) -> dict:
         g = gemma_file(out)
         cfg["model"] = {"name_or_path": str(g.parent), "gguf_file": g.name}
     else:
-        cfg["model"] = {"name_or_path": str(tiny_model(out, files))}
+        cfg["model"] = {"name_or_path": str(tiny_model(args, out, files))}
         cfg["pool_finetune"] = {"enabled": True, "epochs": 3, "batch_size": 16, "lr": 1e-3}
     return cfg
 
@@ -551,7 +570,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="folder with train.xx-en.{xx,en}, valid/test.xx-en.json")
     ap.add_argument("--pair", default="cs-en")
-    ap.add_argument("--other", default="valid.ru-en.json", help="file (in --data) of wrong-language text")
+    ap.add_argument("--other", help="file (in --data) of wrong-language text, HF rows whose first language is "
+                                    "taken (default: the one valid.xx-en.json that is not the pair's own)")
     ap.add_argument("--model", choices=["gemma", "tiny"], default="gemma")
     ap.add_argument("--out", required=True)
     ap.add_argument("--pool", type=int)

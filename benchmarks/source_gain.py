@@ -20,9 +20,7 @@ stored scores with gdig's defaults, with the rows below each gain threshold left
 prefilter's rejects are: noisy rows per type and clean-pool clusters touched (K = 100 and 300,
 as selection_quality.py counts them).
 
-Measured 2026-12-03 (2-core machine, the Gemma benchmark workspace: 4,000 cs-en rows, 35% noise,
-scoring 277d75fe1f141221; the source-free forward over 4,000 rows took 2,070 s on 1 thread beside
-the scoring pass; README "Real data" has the table).
+Results, with their date, machine and settings: benchmarks/README.md.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ DEFAULT_DROP_MARGIN = 0.15
 def default_k(allocation: str, budget: int, n_points: int) -> int:
     """K when selection.n_clusters is unset: ~sqrt(budget) for the quota allocations; for
     cover_best as many clusters as picks (capped by the points), since its floors are what buy
-    coverage (measured on the real-data benchmark: see the README)."""
+    coverage (measured on the real-data benchmark: benchmarks/README.md)."""
     return allocation_of(allocation).k(budget, n_points)
 
 
