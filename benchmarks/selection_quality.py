@@ -361,7 +361,8 @@ def seed_pairs(M: np.ndarray) -> np.ndarray:
 
 def score_variants(pool) -> dict[str, np.ndarray]:
     """Every quality score of the table (higher = better), all from the one pass."""
-    from gdig.selection.quality import passes_closing_rule, percentile_rank, quality_score
+    from gdig.selection.quality import percentile_rank, quality_score
+    from gdig.selection.rules import passes_closing_rule
 
     infl = pool["influence"]
     paired = with_aggregates(infl, seed_pairs(pool["matrix"]))
@@ -489,7 +490,7 @@ def strategies(args, cfg) -> dict[str, dict]:
 def evaluate_variants(args, cfg, pool, names: set[str] | None = None) -> pd.DataFrame:
     from gdig.selection.select import select
 
-    from gdig.selection.quality import passes_closing_rule
+    from gdig.selection.rules import passes_closing_rule
 
     infl = pool["influence"].copy()
     n_groups = pool["matrix"].shape[1]
@@ -519,7 +520,8 @@ def evaluate_variants(args, cfg, pool, names: set[str] | None = None) -> pd.Data
         strategy = kw.pop("strategy")
         cand, sk = (infl, pool["sketches"]) if not kw.pop("prefilter", False) else \
             (infl.iloc[passed].reset_index(drop=True), pool["sketches"][passed])
-        sel = select(strategy, args.budget, cand, sk, seed=cfg.selection.seed, **kw)
+        n_groups_kw = kw.pop("n_seed_groups", None)
+        sel = select(strategy, args.budget, cand, sk, {"seed": cfg.selection.seed, **kw}, n_seed_groups=n_groups_kw)
         picked = sel.rows["position"].to_numpy()
         pos_to_row = {p: i for i, p in enumerate(infl["position"])}
         picks[name] = np.array([pos_to_row[p] for p in picked])

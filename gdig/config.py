@@ -15,7 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gdig.data.readers.formats import FORMATS
 from gdig.errors import BadInput
+from gdig.selection.allocation import ALLOCATIONS
+from gdig.selection.quality import QUALITY_SCORES
+from gdig.selection.select import STRATEGIES
 
 
 class ConfigError(BadInput, ValueError):
@@ -44,7 +48,7 @@ class DataSource(_Strict):
     path: str = Field(description="A file, a Moses prefix (`x` for `x.de` + `x.en`), a `save_to_disk` directory "
                       "or `hf:<name>[:<config>]`; relative paths resolve against the config's directory.")
     name: str | None = Field(None, description="Dataset name in the store (eval sets); null: the file stem.")
-    format: Literal["auto", "jsonl", "json", "gdig", "hf", "tsv", "moses", "disk", "hub"] = Field(
+    format: Literal[FORMATS] = Field(
         "auto", description="Input format (docs/data.md); `auto` picks it from the path, else from the content.")
     split: str | None = Field(None, description="Split of a `save_to_disk` or hub dataset with several splits.")
     limit: int | None = Field(default=None, ge=1, description="Read at most this many rows from this source.")
@@ -280,7 +284,7 @@ DEPRECATED_SEED_KEY = ("config key influence.seed is deprecated: rename it to in
                        "(same keys: batch_size, weighting, low_rank); the old name is still read")
 
 
-Strategy = Literal["gdig", "random", "quality", "diversity", "full", "loss"]
+Strategy = Literal[STRATEGIES]
 
 
 class SelectionConfig(_Strict):
@@ -299,11 +303,11 @@ class SelectionConfig(_Strict):
         "choice."))
     # the defaults of quality, allocation and the closing-token rule were chosen on
     # benchmarks/selection_quality.py (benchmarks/README.md)
-    quality: Literal["paper", "influence", "normalized", "loss", "combined"] = Field("loss", description=(
+    quality: Literal[tuple(QUALITY_SCORES)] = Field("loss", description=(
         "The score that orders candidates (D_hq first, then the rest): `paper` (helped fraction, then mean "
         "influence), `influence` (−mean influence), `normalized` (−mean influence / ‖g_z‖), `loss` (−own target "
         "loss), `combined` (mean percentile rank of `normalized` and `loss`)."))
-    allocation: Literal["even", "size", "size_quality", "drop_low", "cover", "cover_best"] = Field(
+    allocation: Literal[ALLOCATIONS] = Field(
         "drop_low", description=(
             "Picks per cluster in the diversity step: `even` (the paper: clusters take turns), `size` "
             "(proportional to cluster size), `size_quality` (size × mean quality), `drop_low` (clusters whose mean "
