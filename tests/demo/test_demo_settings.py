@@ -13,7 +13,7 @@ from gdig.demo import CONFIG_PATH, demo_config_template, demo_defaults, demo_set
 def test_the_demo_sizes_are_the_config_files():
     assert demo_defaults() == yaml.safe_load(CONFIG_PATH.read_text(encoding="utf-8"))["demo"]
     assert demo_config_template()["demo"] == demo_defaults()
-    # the sizes the README's demo reports
+    # the sizes benchmarks/README.md's demo section reports
     assert {k: demo_defaults()[k] for k in ("n_pool", "n_seed", "n_eval", "n_general", "noise_rate")} == {
         "n_pool": 2000, "n_seed": 100, "n_eval": 200, "n_general": 2000, "noise_rate": 0.3}
 
