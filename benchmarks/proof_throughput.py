@@ -229,7 +229,7 @@ def profile_finetune(args) -> None:
 
     import gdig.train as train
     from gdig.config import ModelConfig, PromptConfig
-    from gdig.modeling import load_from_config
+    from gdig.modeling import ModelRef, load_from_config
 
     out = Path(args.out)
     if args.model == "gemma":
@@ -247,7 +247,8 @@ def profile_finetune(args) -> None:
         parts[name] = time.perf_counter() - t0
         return res
 
-    tok = timed("tokenizer load (train._load_tokenizer)", lambda: train._load_tokenizer(mc, None))
+    ref = ModelRef.of(mc)
+    tok = timed("tokenizer load (ModelRef.load_tokenizer)", lambda: ref.load_tokenizer())
     timed(f"encode {len(rows)} rows (train.encode_frame)",
           lambda: train.encode_frame(tok, train.load_training_frame(rows), PromptConfig()))
     timed("model + tokenizer load (load_from_config)", lambda: load_from_config(mc))
