@@ -339,7 +339,7 @@ def main() -> int:
     rows = read_rows(args.data, max(args.rows, args.translate_rows), *args.pair.split("-"))
     if args.translate_rows and not args.skip_timing:
         print(translation_rate(model, tok, rows, args.translate_rows), flush=True)
-    enc, _ = encode_examples(tok, rows[:args.rows], DEFAULT_TEMPLATE, 256)
+    enc, _ = encode_examples(tok, rows[:args.rows], DEFAULT_TEMPLATE, 256, "skip")
     enc = [e for e in enc if e is not None]
     batches = [collate([enc[i] for i in b], tok.pad_token_id)
                for b in length_batches([len(e.input_ids) for e in enc], args.batch_size)]
@@ -382,7 +382,7 @@ def main() -> int:
         profile_finetune(args)
     if args.compare_steps:
         rows = read_rows(args.data, args.compare_steps * args.batch_size, *args.pair.split("-"))
-        enc, _ = encode_examples(tok, rows, DEFAULT_TEMPLATE, 256)
+        enc, _ = encode_examples(tok, rows, DEFAULT_TEMPLATE, 256, "skip")
         compare_finetunes(args, base, tok, [e for e in enc if e is not None])
     return 0
 
