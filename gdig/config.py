@@ -15,7 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gdig.data.readers.formats import FORMATS
 from gdig.errors import BadInput
+from gdig.selection.allocation import ALLOCATIONS
+from gdig.selection.quality import QUALITY_SCORES
+from gdig.selection.select import STRATEGIES
 
 
 class ConfigError(BadInput, ValueError):
@@ -44,7 +48,7 @@ class DataSource(_Strict):
     path: str = Field(description="A file, a Moses prefix (`x` for `x.de` + `x.en`), a `save_to_disk` directory "
                       "or `hf:<name>[:<config>]`; relative paths resolve against the config's directory.")
     name: str | None = Field(None, description="Dataset name in the store (eval sets); null: the file stem.")
-    format: Literal["auto", "jsonl", "json", "gdig", "hf", "tsv", "moses", "disk", "hub"] = Field(
+    format: Literal[FORMATS] = Field(
         "auto", description="Input format (docs/data.md); `auto` picks it from the path, else from the content.")
     split: str | None = Field(None, description="Split of a `save_to_disk` or hub dataset with several splits.")
     limit: int | None = Field(default=None, ge=1, description="Read at most this many rows from this source.")
@@ -280,7 +284,7 @@ DEPRECATED_SEED_KEY = ("config key influence.seed is deprecated: rename it to in
                        "(same keys: batch_size, weighting, low_rank); the old name is still read")
 
 
-Strategy = Literal["gdig", "random", "quality", "diversity", "full", "loss"]
+Strategy = Literal[STRATEGIES]
 
 
 class SelectionConfig(_Strict):
@@ -299,11 +303,11 @@ class SelectionConfig(_Strict):
         "choice."))
     # the defaults of quality, allocation and the closing-token rule were chosen on
     # benchmarks/selection_quality.py (benchmarks/README.md)
-    quality: Literal["paper", "influence", "normalized", "loss", "combined"] = Field("loss", description=(
+    quality: Literal[tuple(QUALITY_SCORES)] = Field("loss", description=(
         "The score that orders candidates (D_hq first, then the rest): `paper` (helped fraction, then mean "
         "influence), `influence` (−mean influence), `normalized` (−mean influence / ‖g_z‖), `loss` (−own target "
         "loss), `combined` (mean percentile rank of `normalized` and `loss`)."))
-    allocation: Literal["even", "size", "size_quality", "drop_low", "cover", "cover_best"] = Field(
+    allocation: Literal[ALLOCATIONS] = Field(
         "drop_low", description=(
             "Picks per cluster in the diversity step: `even` (the paper: clusters take turns), `size` "
             "(proportional to cluster size), `size_quality` (size × mean quality), `drop_low` (clusters whose mean "
@@ -522,6 +526,12 @@ class PrefilterConfig(_Strict):
 
 
 class GdigConfig(_Strict):
+    preset: str | None = Field(None, description=(
+        "A named setting (`gdig/presets.py`) filled in under the keys the config sets itself (those win). "
+        "`paper`: G-DIG as the official code runs it: pool finetuning first (one epoch), K-FAC over the MLP "
+        "projections of every layer with per-example factors and π-damping at λ = 0.5, seeds in groups of 2, "
+        "γ = 1 with the paper's ranking (helped fraction, then mean influence), even turns across clusters, "
+        "no prefilter, no closing-token or source-gain rule."))
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig, description=(
         "Where the workspace's artifacts live."))
     languages: LanguagePair = Field(description="The translation direction.")
@@ -580,6 +590,16 @@ def require_data(cfg: GdigConfig, roles: tuple[str, ...] = ("candidates", "seed"
     return cfg
 
 
+def require_budgets_fit(cfg: GdigConfig, n_pool: int) -> None:
+    """A budget larger than the whole candidate pool can be met by no strategy (each would select
+    everything, and the comparison would show nothing): a config error, found right after ingest
+    and before any model work."""
+    over = [b for b in cfg.selection.budgets if b > n_pool]
+    if over:
+        raise ConfigError(f"selection.budgets: budget {max(over)} is larger than the candidate pool "
+                          f"({n_pool} rows in data.candidates); lower it to at most {n_pool}")
+
+
 def _format_errors(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
@@ -622,6 +642,12 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>", base_dir: Pa
     """Validate a config dict; errors name the source and each bad key."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    from gdig.presets import apply_preset
+
+    try:
+        data = apply_preset(data)
+    except ValueError as err:
+        raise ConfigError(f"{source}: invalid config: {err}") from None
     try:
         cfg = GdigConfig.model_validate(data)
     except ValidationError as err:
