@@ -58,7 +58,8 @@ ENGINE = ("gdig.influence.stages", "gdig.influence.hooks", "gdig.influence.modul
 SELECTION = ("gdig.selection.select", "gdig.selection.quality", "gdig.selection.allocation",
              "gdig.selection.diversity", "gdig.selection.baselines", "gdig.selection.outputs")
 PREFILTER = ("gdig.prefilter.rules", "gdig.prefilter.decisions", "gdig.prefilter.stage", "gdig.prefilter.langid",
-             "gdig.prefilter.text", "gdig.prefilter.scripts", "gdig.prefilter.charclass")
+             "gdig.prefilter.text", "gdig.prefilter.scripts", "gdig.prefilter.charclass", "gdig.prefilter.lengths",
+             "gdig.prefilter.bounds")
 EVALUATE = ("evaluate.batch_size", "evaluate.num_beams", "evaluate.max_new_tokens", "evaluate.length_ratio")
 
 STAGES: tuple[Stage, ...] = (
