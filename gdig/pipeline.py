@@ -141,9 +141,10 @@ def render_run(result: dict, timings: dict[str, float] | None = None) -> str:
     report = result["report"]
     lines = [result["summary"]["text"], "", comparison_text(report["table"], report["notes"])]
     for m in result.get("baseline", []):
-        bleu, chrf = m.get("BLEU"), m.get("chrF")
+        bleu, chrf, nll = m.get("BLEU"), m.get("chrF"), m.get("NLL")
         if bleu is not None and chrf is not None:
-            lines.append(f"base model before finetuning, {m['eval_set']}: BLEU {bleu:.2f}, chrF {chrf:.2f}")
+            lines.append(f"base model before finetuning, {m['eval_set']}: BLEU {bleu:.2f}, chrF {chrf:.2f}"
+                         + (f", NLL {nll:.3f}" if nll is not None else ""))
     if timings:
         lines.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     lines += [f"{k}: {report['paths'][k]}" for k in ("html", "markdown", "comparison_csv") if k in report["paths"]]
