@@ -175,12 +175,14 @@ def workspace_mode(args) -> int:
     from sklearn.metrics import roc_auc_score
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from dataclasses import replace
+
     import selection_quality as sq
 
     from gdig.config import parse_config
     from gdig.modeling import load_model
     from gdig.selection.diversity import cluster_sketches
-    from gdig.selection.select import select
+    from gdig.selection.select import SelectSettings, select
     from gdig.store import Store
 
     ws = Path(args.workspace)
@@ -221,11 +223,9 @@ def workspace_mode(args) -> int:
         cand = pool["influence"].iloc[rows].reset_index(drop=True)
         for strategy, seeds in (("quality", (0,)), ("gdig", (0, 1, 2, 3))):
             for seed in seeds:
-                sel = select(strategy, budget, cand, pool["sketches"][rows], gamma=sel_cfg.gamma,
-                             n_clusters=sel_cfg.n_clusters, normalize=sel_cfg.normalize,
-                             within_cluster=sel_cfg.within_cluster, seed=seed, quality=sel_cfg.quality,
-                             hq_multiple=sel_cfg.hq_multiple, allocation=sel_cfg.allocation,
-                             drop_margin=sel_cfg.drop_margin, n_seed_groups=pool["matrix"].shape[1])
+                settings = replace(SelectSettings.from_config(sel_cfg), seed=seed, rules={})  # rule off: rows cut above
+                sel = select(strategy, budget, cand, pool["sketches"][rows], settings,
+                             n_seed_groups=pool["matrix"].shape[1])
                 picked = np.array([row_of[p] for p in sel.rows["position"]])
                 bad = {t: int((labels[picked] == t).sum()) for t in types if (labels[picked] == t).any()}
                 print(f"  {strategy:8s} seed {seed}: {int(noisy[picked].sum())} noisy {bad or ''}, "

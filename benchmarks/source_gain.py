@@ -78,7 +78,8 @@ def main() -> int:
     import torch
 
     from gdig.config import parse_config
-    from gdig.selection.quality import passes_closing_rule, percentile_rank
+    from gdig.selection.quality import percentile_rank
+    from gdig.selection.rules import passes_closing_rule
     from gdig.selection.select import select
     from gdig.store import Store
 
@@ -113,8 +114,7 @@ def main() -> int:
 
     budget = s.budgets[0]
     parts = {k: sq.clean_clusters(pool, k) for k in sq.COVERAGE_K}
-    common = {"gamma": s.gamma, "n_seed_groups": pool["matrix"].shape[1], "quality": s.quality,
-              "closing_loss_max": s.closing_loss_max, "seed": s.seed}
+    common = {"gamma": s.gamma, "quality": s.quality, "closing_loss_max": s.closing_loss_max, "seed": s.seed}
     runs = {"quality-only": ("quality", {})}
     for alloc, k, within in GDIG_VARIANTS:
         runs[f"gdig {alloc}" + (f" K={k}" if k else "")] = (
@@ -125,7 +125,7 @@ def main() -> int:
         cand = np.flatnonzero(pool["passed"] & (True if t is None else gain >= t))
         for name, (strategy, kw) in runs.items():
             sel = select(strategy, budget, infl.iloc[cand].reset_index(drop=True), pool["sketches"][cand],
-                         **common, **kw)
+                         {**common, **kw}, n_seed_groups=pool["matrix"].shape[1])
             d = sq.describe(pool, sel.rows["position"].map(pos_to_row).to_numpy(), parts)
             d["|D_hq|"] = sel.n_high_quality
             rows[f"{name}, " + ("no gain rule" if t is None else f"gain >= {t:g}")] = d

@@ -9,6 +9,7 @@ from typing import NoReturn
 import typer
 
 from gdig import __version__
+from gdig.data.readers.formats import FORMATS
 
 app = typer.Typer(
     name="gdig",
@@ -52,7 +53,7 @@ def ingest_cmd(
     name: str = typer.Option(..., "--name", help="Dataset name in the store (rows are appended to it)."),
     src_lang: str | None = typer.Option(None, "--src-lang", help="Source language (ISO 639-1 code or name); needed for HF translation rows, Moses pairs, TSV."),
     tgt_lang: str | None = typer.Option(None, "--tgt-lang", help="Target language (ISO 639-1 code or name)."),
-    fmt: str = typer.Option("auto", "--format", help="auto | jsonl | json | gdig | hf | tsv | moses | disk | hub."),
+    fmt: str = typer.Option("auto", "--format", help=" | ".join(FORMATS) + "."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid/--no-skip-invalid", help="Load the valid rows and record invalid ones in the rejects table instead of stopping."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Read at most this many rows from each path."),
     max_chars: int = typer.Option(20_000, "--max-chars", min=0, help="A row whose source or target is longer (in characters) is invalid; 0: no limit."),

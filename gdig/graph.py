@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Callable, Protocol
 
+from gdig.config import require_budgets_fit
 from gdig.influence.strategies import curvature_strategy
+from gdig.selection.rules import HQ_RULES, needed_stages, thresholds
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,8 @@ STAGES: tuple[Stage, ...] = (
           ("gdig.influence.source_free", "gdig.influence.hooks", "gdig.data.prompts"), reports_progress=True),
     # 5-6. quality, diversity, per strategy x budget
     Stage("quality", "gdig.stages.selection:quality", ("scoring", "source_free"), "γ used and D_hq size per budget",
-          ("selection.gamma", "selection.hq_multiple", "selection.quality", "selection.closing_loss_max",
-           "selection.source_gain_min", "selection.budgets"),
+          ("selection.gamma", "selection.hq_multiple", "selection.quality",
+           *(f"selection.{key}" for key in HQ_RULES), "selection.budgets"),
           ("gdig.selection.quality",)),
     Stage("cluster-resample", "gdig.stages.selection:cluster_resample",
           ("scoring", "quality", "source_free", "strategy", "budget"),
@@ -175,6 +177,7 @@ def fit_curvature(ex: Executor, checkpoint: dict, reference: dict) -> dict:
 def score(ex: Executor) -> dict:
     """Steps 0-4: data, prefilter, pool model, curvature, seed products, scores of the pool."""
     data = ex.run("ingest")
+    require_budgets_fit(ex.cfg, data["pool"]["n_rows"])
     screened = ex.run("prefilter", data=data)
     checkpoint = ex.run("finetune-pool", reference=data["reference"])
     curvature = fit_curvature(ex, checkpoint, data["reference"])
@@ -195,7 +198,7 @@ def select(ex: Executor) -> dict:
     scored = score(ex)
     scoring = scored["scoring"]
     source_free = None
-    if ex.cfg.selection.source_gain_min is not None:  # the source-gain rule needs one more forward per row
+    if "source-free-loss" in needed_stages(thresholds(ex.cfg.selection)):  # one more forward per row
         source_free = ex.run("source-free-loss", checkpoint=scored["checkpoint"], scoring=scoring)
     high_quality = ex.run("quality", scoring=scoring, source_free=source_free)
     selections = [ex.run("cluster-resample", scoring=scoring, quality=high_quality if reads_quality(s) else None,

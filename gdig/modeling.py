@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -50,6 +53,9 @@ def require_local(name_or_path: str) -> None:
     if looks_local(name_or_path) and not Path(name_or_path).expanduser().exists():
         raise ModelLoadError(f"model {name_or_path}: no such file or directory (a local path, so not "
                              f"looked up on the Hugging Face hub)")
+    if Path(name_or_path).expanduser().is_file():
+        raise ModelLoadError(f"model {name_or_path}: a file, not a model directory (a GGUF file is given as "
+                             f"model.name_or_path: its directory, model.gguf_file: its name)")
 
 
 POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
@@ -105,7 +111,13 @@ def load_model(
     trust_remote_code: bool = False,
     tokenizer: str | None = None,
 ):
-    """(model, tokenizer) in eval mode on `device`.  GGUF weights are dequantised by transformers."""
+    """(model, tokenizer) in eval mode on `device` (ModelRef.load of these names)."""
+    return ModelRef(name_or_path, gguf_file, revision, tokenizer).load(
+        dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+
+
+def _load_weights(name_or_path: str, gguf_file: str | None, revision: str | None, dtype, trust_remote_code: bool):
+    """The causal LM (on the CPU).  GGUF weights are dequantised by transformers."""
     from transformers import AutoModelForCausalLM
 
     require_local(name_or_path)
@@ -126,10 +138,7 @@ def load_model(
     empty = [n for n, p in model.named_parameters() if p.device.type == "meta"]
     if empty:  # a clear error instead of torch's "cannot copy out of meta tensor" at .to(device)
         raise ModelLoadError(f"{name_or_path}: weights not loaded (left on the meta device): {', '.join(empty[:5])}")
-    tok = load_tokenizer(tokenizer or name_or_path, None if tokenizer else gguf_file, revision, trust_remote_code)
-    model.to(device)
-    model.eval()
-    return model, tok
+    return model
 
 
 def _drop_gguf_quantizer(model) -> None:
@@ -156,15 +165,143 @@ def is_base(model_cfg, checkpoint: str | None) -> bool:
 def load_from_config(model_cfg, checkpoint: str | None = None, device: str | None = None):
     """Load the model a config names, or a checkpoint directory in its place, on `device`
     (default model.device).  Every stage loads through here, so a GGUF base reaches them all."""
-    device = device or model_cfg.device
-    if not is_base(model_cfg, checkpoint):
-        return load_model(checkpoint, dtype=model_cfg.dtype, device=device,
-                          trust_remote_code=model_cfg.trust_remote_code)
-    return load_model(
-        model_cfg.name_or_path, gguf_file=model_cfg.gguf_file, dtype=model_cfg.dtype,
-        device=device, revision=model_cfg.revision,
-        trust_remote_code=model_cfg.trust_remote_code, tokenizer=model_cfg.tokenizer,
-    )
+    ref = ModelRef.of(model_cfg) if is_base(model_cfg, checkpoint) else ModelRef(str(checkpoint))
+    return ref.load(dtype=model_cfg.dtype, device=device or model_cfg.device,
+                    trust_remote_code=model_cfg.trust_remote_code)
+
+
+# -- the model's identity ------------------------------------------------------------------------
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+COMMIT_TTL_S = 300.0  # a long-lived process (a served deployment) asks the hub again after this
+_COMMITS: dict[tuple[str, str | None], tuple[float, str | None]] = {}
+_HASHES: dict[tuple, str] = {}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What names a model: where it is (hub id, local directory, or the directory of a GGUF
+    file), which revision, which tokenizer.  The one place a model is keyed (`hash`) and loaded
+    (`load`, `load_tokenizer`): a local directory or GGUF file is keyed by its content; a hub id
+    by the commit its revision resolves to (the hub when reachable, else the local hub cache's
+    ref: what an offline load would read) and is loaded at that commit, so a result computed
+    from one commit is never handed back for another."""
+
+    name_or_path: str
+    gguf_file: str | None = None
+    revision: str | None = None
+    tokenizer: str | None = None
+
+    @classmethod
+    def of(cls, model_cfg) -> "ModelRef":
+        """The config's own model (gdig.config.ModelConfig)."""
+        return cls(model_cfg.name_or_path, model_cfg.gguf_file, model_cfg.revision, model_cfg.tokenizer)
+
+    @property
+    def is_local(self) -> bool:
+        """A path (existing, or clearly one: gdig.config.looks_local), never asked of the hub."""
+        from gdig.config import looks_local
+
+        return Path(self.name_or_path).expanduser().exists() or looks_local(self.name_or_path)
+
+    def commit(self) -> str | None:
+        """The hub commit this revision names now (None for a local model, or when neither the
+        hub nor the local cache knows it)."""
+        if self.is_local:
+            return None
+        return resolve_commit(self.name_or_path, self.revision)
+
+    def hash(self) -> str:
+        """16 hex characters that change whenever the weights or tokenizer could: the content of
+        a local directory / GGUF file, the resolved commit of a hub id.  Unchanged from earlier
+        gdig versions for a local model without a separate tokenizer, and for a hub id whose
+        revision is unset and unresolvable."""
+        if self.is_local:
+            weights = model_hash(str(Path(self.name_or_path).expanduser()), self.gguf_file)
+        else:
+            commit = self.commit()
+            at = f"@{commit}" if commit else (f"@{self.revision}" if self.revision else "")
+            weights = sha(f"hub:{self.name_or_path}:{self.gguf_file}{at}", 16)
+        if self.tokenizer is None:
+            return weights
+        return sha(f"{weights}|tokenizer:{ModelRef(self.tokenizer).hash()}", 16)
+
+    def record(self) -> dict:
+        """What the store and the report say about the model: its names and the commit loaded."""
+        return {"name_or_path": self.name_or_path, "gguf_file": self.gguf_file, "revision": self.revision,
+                "commit": self.commit(), "tokenizer": self.tokenizer, "model_hash": self.hash()}
+
+    def _revision(self) -> str | None:
+        """The revision to load: the resolved commit where there is one (what `hash` keyed)."""
+        return self.commit() or self.revision
+
+    def load(self, *, dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu",
+             trust_remote_code: bool = False):
+        """(model, tokenizer) in eval mode on `device`."""
+        model = _load_weights(self.name_or_path, self.gguf_file, self._revision(), dtype, trust_remote_code)
+        tok = self.load_tokenizer(trust_remote_code)
+        model.to(device)
+        model.eval()
+        return model, tok
+
+    def load_tokenizer(self, trust_remote_code: bool = False):
+        if self.tokenizer:
+            return ModelRef(self.tokenizer).load_tokenizer(trust_remote_code)
+        return load_tokenizer(self.name_or_path, self.gguf_file, self._revision(), trust_remote_code)
+
+    def position_limit(self, trust_remote_code: bool = False) -> int | None:
+        return position_limit(self.name_or_path, gguf_file=self.gguf_file, revision=self._revision(),
+                              trust_remote_code=trust_remote_code)
+
+
+def resolve_commit(repo_id: str, revision: str | None) -> str | None:
+    """The commit sha a hub revision (None: main) names: itself when it is one; else the hub's
+    answer when it is reachable (HF_HUB_OFFLINE unset); else the ref in the local hub cache.
+    Remembered for COMMIT_TTL_S seconds per process."""
+    if revision and _HEX40.fullmatch(revision):
+        return revision
+    now = time.monotonic()
+    hit = _COMMITS.get((repo_id, revision))
+    if hit is not None and now - hit[0] < COMMIT_TTL_S:
+        return hit[1]
+    commit = _hub_commit(repo_id, revision) or _cached_commit(repo_id, revision)
+    _COMMITS[(repo_id, revision)] = (now, commit)
+    return commit
+
+
+def _hub_commit(repo_id: str, revision: str | None) -> str | None:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return None
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().model_info(repo_id, revision=revision, timeout=10).sha
+    except Exception:  # unreachable, unknown, gated: the cache (or the load) says the rest
+        return None
+
+
+def _cached_commit(repo_id: str, revision: str | None) -> str | None:
+    from huggingface_hub import constants
+
+    ref = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / (revision or "main")
+    try:
+        commit = ref.read_text().strip()
+    except OSError:
+        return None
+    return commit if _HEX40.fullmatch(commit) else None
+
+
+def model_hash(path: str, gguf_file: str | None = None) -> str:
+    """checkpoint_hash, remembered per (path, file sizes and mtimes): a multi-GB base model is
+    read once per process, not once per stage."""
+    p = Path(path)
+    files = sorted(p.rglob("*")) if p.is_dir() else ([p] if p.exists() else [])
+    key = (str(p), gguf_file, tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()))
+    if key not in _HASHES:
+        _HASHES[key] = checkpoint_hash(path, gguf_file)
+    return _HASHES[key]
 
 
 def _explain(name: str, err: Exception) -> str:

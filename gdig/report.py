@@ -80,7 +80,27 @@ def overview_section(store) -> Section:
         s.table_md += "\n\nSelections:\n\n" + st.to_markdown(index=False)
         s.table_html += "<p>Selections:</p>" + st.to_html(index=False, border=0)
     s.text.append(f"{store.count('checkpoints')} checkpoint(s), {store.count('metrics')} metric row(s).")
+    model = model_line(store)
+    if model:
+        s.text.append(model)
     return s
+
+
+def model_line(store) -> str | None:
+    """The base model as loaded: its name, the hub commit it resolved to (or that it is a local
+    model, keyed by content) and its identity hash, from the newest base or pool checkpoint."""
+    import json
+
+    ck = store.table("checkpoints")
+    ck = ck[ck["kind"].isin(["base", "pool"])].sort_values("created_at")
+    for meta in reversed(list(ck["meta"])):
+        info = json.loads(meta) if isinstance(meta, str) else (meta or {})
+        info = info.get("model", info)
+        if "model_hash" in info:
+            at = f"commit {info['commit']}" if info.get("commit") else "local, keyed by content"
+            gguf = f" ({info['gguf_file']})" if info.get("gguf_file") else ""
+            return f"Model: {info['name_or_path']}{gguf}, {at}, identity {info['model_hash']}."
+    return None
 
 
 def _type_order(labels: pd.Series) -> list[str]:

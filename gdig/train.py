@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from gdig.config import GdigConfig, ModelConfig, PromptConfig, TrainConfig
 from gdig.data.prompts import IGNORE, Encoded, collate, encode_examples, length_batches
+from gdig.target_loss import SplitHead, split_head, target_loss_backward
 from gdig.workspace import Workspace, json_hash
 
 DONE_FILE = "gdig_train.json"
@@ -303,12 +304,13 @@ def train_model(
     if state is not None:
         start, losses = _restore(state, model, optimizer, scheduler)
 
+    split = _target_head(model, collate([encoded[i] for i in schedule.micro_batch(0)], pad_id), device, autocast)
     model.train()
     bar = Tracker(desc, total=steps, initial=start, unit="step", enabled=progress)
     for step in range(start, steps):
         micro = [schedule.micro_batch(step * tcfg.grad_accum + j) for j in range(tcfg.grad_accum)]
         batches = [collate([encoded[i] for i in mb], pad_id) for mb in micro]
-        losses.append(_accumulate_gradients(model, batches, device, autocast))
+        losses.append(_accumulate_gradients(model, batches, device, autocast, split))
         if tcfg.max_grad_norm and tcfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, tcfg.max_grad_norm)
         optimizer.step()
@@ -357,9 +359,32 @@ def _restore(state: dict[str, Any], model, optimizer, scheduler) -> tuple[int, l
     return int(state["step"]), list(state["losses"])
 
 
-def _accumulate_gradients(model, batches: list[dict], device: str, autocast) -> float:
+def _target_head(model, batch: dict, device: str, autocast) -> SplitHead | None:
+    """The model split into backbone and LM head for the target-only loss (gdig.target_loss),
+    checked on one row; None, with a warning, for a model the split does not reproduce."""
+    split, why = split_head(model, batch, device, autocast)
+    if split is None:
+        warnings.warn(f"training with full logits at every position (slower): {why}", stacklevel=3)
+    return split
+
+
+def _accumulate_gradients(model, batches: list[dict], device: str, autocast, split: SplitHead | None) -> float:
     """Backward of one optimizer step's micro-batches; the loss is the mean over all target
-    tokens of the step (so grad_accum x batch_size equals one batch of that size).  Returns it."""
+    tokens of the step (so grad_accum x batch_size equals one batch of that size).  Returns it.
+    The LM head runs on target positions only (gdig.target_loss); `split` None: full logits."""
+    if split is None:
+        return _full_logits_gradients(model, batches, device, autocast)
+    n_tok = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+    step_loss = 0.0
+    for b in batches:
+        b = {k: v.to(device) for k, v in b.items()}
+        step_loss += target_loss_backward(split, b, n_tok, autocast).item()
+    return step_loss / n_tok
+
+
+def _full_logits_gradients(model, batches: list[dict], device: str, autocast) -> float:
+    """_accumulate_gradients from the logits at every position over the whole vocabulary (the
+    reference the target-only path is tested and benchmarked against, and the fallback)."""
     n_tok = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
     step_loss = 0.0
     for b in batches:
@@ -375,15 +400,11 @@ def _accumulate_gradients(model, batches: list[dict], device: str, autocast) -> 
     return step_loss / n_tok
 
 
-def _load_tokenizer(model_cfg: ModelConfig, base: str | None):
-    from gdig.modeling import is_base, load_tokenizer
+def _model_ref(model_cfg: ModelConfig, base: str | None):
+    """The model a finetune starts from: the config's own, or a checkpoint directory gdig wrote."""
+    from gdig.modeling import ModelRef, is_base
 
-    if not is_base(model_cfg, base):
-        return load_tokenizer(base, trust_remote_code=model_cfg.trust_remote_code)
-    return load_tokenizer(
-        model_cfg.tokenizer or model_cfg.name_or_path, None if model_cfg.tokenizer else model_cfg.gguf_file,
-        model_cfg.revision, model_cfg.trust_remote_code,
-    )
+    return ModelRef.of(model_cfg) if is_base(model_cfg, base) else ModelRef(str(base))
 
 
 def _save_final(model, tokenizer, out: Path, method: str) -> None:
@@ -417,17 +438,16 @@ def finetune(
     record: written into the done marker (so two strategies that picked the same rows still
     get distinct checkpoint ids, and their metric rows do not overwrite each other).
     """
-    from gdig.modeling import load_from_config
-
     t0 = time.time()
     out = Path(out_dir)
     df = load_training_frame(data, src_lang, tgt_lang)
     tcfg = TrainConfig(**{k: v for k, v in tcfg.model_dump().items() if k in _TRAIN_FIELDS})
-    tok = _load_tokenizer(model_cfg, base)
+    start_from = _model_ref(model_cfg, base)
+    tok = start_from.load_tokenizer(model_cfg.trust_remote_code)
     encoded, summary = encode_frame(tok, df, prompt)
     n_batches = math.ceil(len(encoded) / tcfg.batch_size)
     steps = total_steps(n_batches, tcfg, max_steps)
-    base_id = model_hash(base) if base else model_hash(model_cfg.name_or_path, model_cfg.gguf_file)
+    base_id = start_from.hash()
     fp = _fingerprint(
         base=base_id, dtype=model_cfg.dtype, train=tcfg.model_dump(mode="json"), steps=steps,
         prompt=prompt.model_dump(mode="json"),
@@ -437,7 +457,8 @@ def finetune(
     if finished is not None:
         return finished
     out.mkdir(parents=True, exist_ok=True)
-    model, _ = load_from_config(model_cfg, checkpoint=base)
+    model, _ = start_from.load(dtype=model_cfg.dtype, device=model_cfg.device,
+                               trust_remote_code=model_cfg.trust_remote_code)
     model, losses, start = train_model(
         model, tok, encoded, tcfg, out, steps=steps, device=model_cfg.device, fingerprint=fp,
         progress=progress, on_step=on_step, desc=desc,
@@ -472,20 +493,12 @@ def _mark_done(out: Path, info: dict[str, Any]) -> None:
 
 # -- stages (wrapped one-to-one by tasks/) ---------------------------------------------------
 
-_HASHES: dict[tuple, str] = {}
-
-
 def model_hash(path: str, gguf_file: str | None = None) -> str:
-    """gdig.modeling.checkpoint_hash, remembered per (path, file sizes and mtimes): a multi-GB
-    base model is read once per process, not once per stage."""
-    from gdig.modeling import checkpoint_hash
+    """The content hash of a checkpoint directory (gdig.modeling.model_hash, remembered per file
+    sizes and mtimes)."""
+    from gdig.modeling import model_hash as remembered
 
-    p = Path(path)
-    files = sorted(p.rglob("*")) if p.is_dir() else ([p] if p.exists() else [])
-    key = (str(p), gguf_file, tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()))
-    if key not in _HASHES:
-        _HASHES[key] = checkpoint_hash(path, gguf_file)
-    return _HASHES[key]
+    return remembered(path, gguf_file)
 
 
 def _safe(name: str) -> str:
@@ -500,7 +513,7 @@ def _record(store, path: str, kind: str, base: str | None, selection_id: str | N
 
 def _train_stage_dir(cfg: GdigConfig, prefix: str, tcfg: TrainConfig, example_ids: list[str], extra: Any) -> Path:
     key = _fingerprint(
-        base=model_hash(cfg.model.name_or_path, cfg.model.gguf_file), dtype=cfg.model.dtype,
+        base=checkpoint_hash_of_base(cfg), dtype=cfg.model.dtype,
         train={k: v for k, v in tcfg.model_dump(mode="json").items() if k in _TRAIN_FIELDS},
         prompt=cfg.prompt.model_dump(mode="json"), examples=example_ids, extra=extra,
     )
@@ -512,23 +525,24 @@ def check_model(cfg: GdigConfig, path: str | None = None) -> None:
     prompt.max_length fits its position limit (ConfigError).  path: a checkpoint dir in place of
     cfg.model."""
     from gdig.config import ConfigError
-    from gdig.modeling import position_limit
 
     name = path or cfg.model.name_or_path
-    limit = position_limit(name, gguf_file=None if path else cfg.model.gguf_file,
-                           revision=None if path else cfg.model.revision,
-                           trust_remote_code=cfg.model.trust_remote_code)
+    limit = _model_ref(cfg.model, path).position_limit(cfg.model.trust_remote_code)
     if limit is not None and cfg.prompt.max_length > limit:
         raise ConfigError(f"prompt.max_length {cfg.prompt.max_length} is above the position limit {limit} of "
                           f"the model {name}; lower prompt.max_length to at most {limit}")
 
 
 def base_checkpoint_stage(cfg: GdigConfig, store) -> dict:
-    """The base model of the config as a store checkpoint (kind 'base'; hub ids hash by name),
-    recorded only once the model is known to load (check_model)."""
+    """The base model of the config as a store checkpoint (kind 'base'; id: ModelRef.hash, a hub
+    id's resolved commit recorded in its meta), recorded only once the model is known to load
+    (check_model)."""
+    from gdig.modeling import ModelRef
+
     check_model(cfg)
-    ckpt_id = model_hash(cfg.model.name_or_path, cfg.model.gguf_file)
-    store.add_checkpoint(ckpt_id, "base", cfg.model.name_or_path, meta={"gguf_file": cfg.model.gguf_file})
+    ref = ModelRef.of(cfg.model)
+    ckpt_id = ref.hash()
+    store.add_checkpoint(ckpt_id, "base", cfg.model.name_or_path, meta=ref.record())
     return {"checkpoint_id": ckpt_id, "path": cfg.model.name_or_path}
 
 
@@ -541,6 +555,8 @@ def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True, n_rows:
     pool_finetune.checkpoint: that checkpoint; else the base model.
     Returns {"checkpoint_id", "path"}.
     """
+    from gdig.modeling import ModelRef
+
     pf = cfg.pool_finetune
     if pf.enabled:
         check_model(cfg)
@@ -550,7 +566,7 @@ def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True, n_rows:
         res = finetune(cfg.model, cfg.prompt, pf, pool, out, progress=progress, desc="finetune-pool")
         meta = {"steps": res.steps, "n_examples": res.n_examples, "final_loss": res.losses[-1] if res.losses else None,
                 "first_loss": res.losses[0] if res.losses else None, "encode": res.encode_summary,
-                "method": pf.method}
+                "method": pf.method, "model": ModelRef.of(cfg.model).record()}
         base = checkpoint_hash_of_base(cfg)
         return _record(store, res.path, "pool", base, None, meta)
     if pf.checkpoint:
@@ -564,7 +580,10 @@ def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True, n_rows:
 
 
 def checkpoint_hash_of_base(cfg: GdigConfig) -> str:
-    return model_hash(cfg.model.name_or_path, cfg.model.gguf_file)
+    """The identity of the config's model (gdig.modeling.ModelRef.hash)."""
+    from gdig.modeling import ModelRef
+
+    return ModelRef.of(cfg.model).hash()
 
 
 def finetune_selection_stage(cfg: GdigConfig, store, selection_id: str, max_steps: int, progress: bool = True) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from gdig.runinfo import workspace_label
+from gdig.selection.rules import clauses, thresholds
 from tasks.naming import artifact_key
 
 EMBED_LIMIT = 20_000  # characters of a markdown file embedded in its artifact
@@ -62,12 +63,7 @@ def selection_markdown(cfg, data: dict, quality: dict, summary: dict) -> str:
         "- D_hq (helped fraction >= gamma): " + ", ".join(
             f"budget {b}: gamma {v['gamma']:.4g}, **{v['n_high_quality']}** of {quality['pool_size']} "
             f"({100 * v['n_high_quality'] / max(quality['pool_size'], 1):.1f}%)"
-            + (f", {v['n_closing_rejected']} ranked last by the closing-token rule (closing loss > "
-               f"{cfg.selection.closing_loss_max:g} nats)" if cfg.selection.closing_loss_max is not None
-               and v.get("n_closing_rejected") is not None else "")
-            + (f", {v['n_gain_rejected']} ranked last by the source-gain rule (gain < "
-               f"{cfg.selection.source_gain_min:g} nats per target token)" if v.get("n_gain_rejected") is not None
-               else "")
+            + "".join(f", {c}" for c in clauses("artifact", thresholds(cfg.selection), v))
             for b, v in quality["per_budget"].items()),
         f"- scoring: `{s['scoring_id']}`",
     ]

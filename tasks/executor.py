@@ -10,7 +10,7 @@ from typing import Any
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
-from gdig import graph
+from gdig import faults, graph
 from gdig.config import GdigConfig
 from gdig.stages import StageContext
 from tasks.keys import own_key
@@ -31,7 +31,8 @@ def call_stage(name: str, cfg: GdigConfig, label: str | None = None, device: str
         if spec.reports_progress:
             stack.enter_context(watch())
         store = stack.enter_context(open_store(cfg)) if spec.uses_store else None
-        out = spec.function()(StageContext(cfg, store, progress_bars(), device, run), **inputs)
+        with faults.stage(name):
+            out = spec.function()(StageContext(cfg, store, progress_bars(), device, run), **inputs)
     return {**out, "key": own_key()} if isinstance(out, dict) else out
 
 

@@ -52,6 +52,14 @@ def store_identity(cfg: GdigConfig) -> str:
         return store.store_id()
 
 
+def model_identity(cfg: GdigConfig) -> str:
+    """gdig.modeling.ModelRef.hash of the config's model: a local directory edited in place or a
+    hub revision that moved to another commit renews every stage that reads the model."""
+    from gdig.modeling import ModelRef
+
+    return ModelRef.of(cfg.model).hash()
+
+
 def stage_key(
     stage: str, cfg: GdigConfig, inputs: dict[str, Any], *, sections: Iterable[str],
     modules: Iterable[str] = (), source: str = "", uses_store: bool = True,
@@ -65,6 +73,8 @@ def stage_key(
         "store": store_identity(cfg) if uses_store else None,
         "extra": extra,
     }
+    if any(s == "model" or s.startswith("model.") for s in sections):
+        parts["model"] = model_identity(cfg)  # the weights' content or hub commit, not just the name
     return f"{stage}-{sha(json.dumps(parts, sort_keys=True, default=str))}"
 
 

@@ -25,12 +25,13 @@ or in a seeded random order (``random``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
 from gdig.selection.diversity import default_n_clusters, round_robin, selection_rng
 
-ALLOCATIONS = ("even", "size", "size_quality", "drop_low", "cover", "cover_best")
-READS_DROP_MARGIN = ("drop_low", "cover", "cover_best")  # the allocations that leave clusters out
 DEFAULT_DROP_MARGIN = 0.15
 
 
@@ -38,9 +39,7 @@ def default_k(allocation: str, budget: int, n_points: int) -> int:
     """K when selection.n_clusters is unset: ~sqrt(budget) for the quota allocations; for
     cover_best as many clusters as picks (capped by the points), since its floors are what buy
     coverage (measured on the real-data benchmark: benchmarks/README.md)."""
-    if allocation == "cover_best":
-        return int(max(min(budget, n_points), 1))
-    return default_n_clusters(budget, n_points)
+    return allocation_of(allocation).k(budget, n_points)
 
 
 def proportional_quotas(weights, caps, budget: int) -> np.ndarray:
@@ -80,41 +79,97 @@ def proportional_quotas(weights, caps, budget: int) -> np.ndarray:
     return q
 
 
+@dataclass(frozen=True)
+class Clusters:
+    """What an allocation sees: members' labels, cluster sizes, and (the quality-aware ones)
+    each cluster's mean quality percentile, which clusters are kept, members' percentiles."""
+
+    labels: np.ndarray
+    sizes: np.ndarray
+    mean_q: np.ndarray | None = None
+    kept: np.ndarray | None = None
+    pr: np.ndarray | None = None
+
+
+def _even(c: Clusters, budget: int) -> np.ndarray:
+    picked = c.labels[round_robin(c.labels, budget, within="quality")]
+    return np.bincount(picked, minlength=len(c.sizes)).astype(np.int64)
+
+
+def _drop_low(c: Clusters, budget: int) -> np.ndarray:
+    return proportional_quotas(c.sizes * c.kept, c.sizes * c.kept, budget)
+
+
+def _floors(c: Clusters, budget: int) -> tuple[np.ndarray, int]:
+    """One pick per kept cluster (the best clusters when they outnumber the budget), and the
+    picks left for the rest."""
+    total = int(min(budget, (c.sizes * c.kept).sum()))
+    q = np.zeros(len(c.sizes), dtype=np.int64)
+    order = [k for k in np.argsort(-c.mean_q, kind="stable") if c.kept[k] and c.sizes[k] > 0]
+    q[order[:total]] = 1
+    return q, total - int(q.sum())
+
+
+def _cover(c: Clusters, budget: int) -> np.ndarray:
+    q, rest = _floors(c, budget)
+    if rest > 0:
+        q += proportional_quotas(c.sizes * c.kept, (c.sizes - 1) * c.kept, rest)
+    return q
+
+
+def _cover_best(c: Clusters, budget: int) -> np.ndarray:
+    q, rest = _floors(c, budget)
+    if rest > 0:  # the rest to the best members not yet taken, across kept clusters
+        q += _best_remaining(c.labels, c.pr, c.kept, len(c.sizes), rest)
+    return q
+
+
+@dataclass(frozen=True)
+class Allocation:
+    name: str  # the selection.allocation value
+    quotas: Callable[[Clusters, int], np.ndarray]  # (clusters, budget) -> picks per cluster
+    reads_quality: bool = True  # needs one quality score per member
+    reads_drop_margin: bool = False  # leaves clusters more than drop_margin below the mean out
+    k: Callable[[int, int], int] = default_n_clusters  # (budget, points) -> K when n_clusters is unset
+
+
+ALLOCATION_REGISTRY: dict[str, Allocation] = {a.name: a for a in (
+    Allocation("even", _even, reads_quality=False),
+    Allocation("size", lambda c, budget: proportional_quotas(c.sizes, c.sizes, budget), reads_quality=False),
+    Allocation("size_quality", lambda c, budget: proportional_quotas(c.sizes * c.mean_q, c.sizes, budget)),
+    Allocation("drop_low", _drop_low, reads_drop_margin=True),
+    Allocation("cover", _cover, reads_drop_margin=True),
+    Allocation("cover_best", _cover_best, reads_drop_margin=True, k=lambda budget, n: int(max(min(budget, n), 1))),
+)}
+ALLOCATIONS = tuple(ALLOCATION_REGISTRY)
+READS_DROP_MARGIN = tuple(a.name for a in ALLOCATION_REGISTRY.values() if a.reads_drop_margin)
+
+
+def allocation_of(name: str) -> Allocation:
+    try:
+        return ALLOCATION_REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown allocation {name!r}; one of {', '.join(ALLOCATIONS)}") from None
+
+
 def cluster_quotas(labels, budget: int, allocation: str = "even", quality=None,
                    drop_margin: float = DEFAULT_DROP_MARGIN) -> np.ndarray:
     """Picks per cluster id (0..K-1) under `allocation`; `quality` (one score per member,
     higher = better) is needed by every allocation but even and size."""
     labels = np.asarray(labels)
-    if allocation not in ALLOCATIONS:
-        raise ValueError(f"unknown allocation {allocation!r}; one of {', '.join(ALLOCATIONS)}")
+    entry = allocation_of(allocation)
     sizes = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
-    if allocation == "even":
-        picked = labels[round_robin(labels, budget, within="quality")]
-        return np.bincount(picked, minlength=len(sizes)).astype(np.int64)
-    if allocation == "size":
-        return proportional_quotas(sizes, sizes, budget)
+    if not entry.reads_quality:
+        return entry.quotas(Clusters(labels, sizes), budget)
     if quality is None or len(quality) != len(labels):
         raise ValueError(f"allocation {allocation!r} needs one quality score per clustered candidate")
     from gdig.selection.quality import percentile_rank
 
     pr = percentile_rank(quality)
     mean_q = np.bincount(labels, weights=pr, minlength=len(sizes)) / np.maximum(sizes, 1)
-    if allocation == "size_quality":
-        return proportional_quotas(sizes * mean_q, sizes, budget)
     kept = mean_q >= pr.mean() - drop_margin
-    if allocation == "drop_low":
-        q = proportional_quotas(sizes * kept, sizes * kept, budget)
-    else:  # cover, cover_best: one pick per kept cluster first (the best clusters when they outnumber the budget)
-        total = int(min(budget, (sizes * kept).sum()))
-        q = np.zeros(len(sizes), dtype=np.int64)
-        order = [c for c in np.argsort(-mean_q, kind="stable") if kept[c] and sizes[c] > 0]
-        q[order[:total]] = 1
-        rest = total - int(q.sum())
-        if rest > 0 and allocation == "cover":
-            q += proportional_quotas(sizes * kept, (sizes - 1) * kept, rest)
-        elif rest > 0:  # cover_best: the rest to the best members not yet taken, across kept clusters
-            q += _best_remaining(labels, pr, kept, len(sizes), rest)
-    return _fill_from_dropped(q, sizes, kept, mean_q, budget)
+    q = entry.quotas(Clusters(labels, sizes, mean_q, kept, pr), budget)
+    return _fill_from_dropped(q, sizes, kept, mean_q, budget) if entry.reads_drop_margin else q
 
 
 def _best_remaining(labels: np.ndarray, pr: np.ndarray, kept: np.ndarray, k: int, n: int) -> np.ndarray:

@@ -14,32 +14,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gdig.selection.allocation import READS_DROP_MARGIN
-from gdig.selection.select import Selection, select
+from gdig.selection.allocation import allocation_of
+from gdig.selection.rules import HQ_RULES, rejected_names
+from gdig.selection.select import Selection, SelectSettings, select, strategy_of
 from gdig.workspace import json_hash
 
 
-# the selection settings each strategy reads: a change to any other leaves its id (and result) alone
-READS = {
-    "gdig": ("gamma", "hq_multiple", "quality", "closing_loss_max", "source_gain_min", "allocation", "drop_margin",
-             "n_clusters", "normalize", "within_cluster", "seed"),
-    "quality": ("gamma", "hq_multiple", "quality", "closing_loss_max", "source_gain_min"),
-    "diversity": ("n_clusters", "normalize", "seed"),
-    "random": ("seed",),
-    "loss": (),
-    "full": (),
-}
-
-
 def strategy_settings(strategy: str, sel_cfg) -> dict:
-    """The settings of sel_cfg (a gdig.config.SelectionConfig) that `strategy` reads."""
-    settings = {k: getattr(sel_cfg, k) for k in READS[strategy]}
-    if strategy in ("gdig", "quality") and settings["gamma"] != "auto":
+    """The settings of sel_cfg (a gdig.config.SelectionConfig) that `strategy` reads: a change to
+    any other leaves its id (and result) alone."""
+    settings = {k: getattr(sel_cfg, k) for k in strategy_of(strategy).reads}
+    if "hq_multiple" in settings and settings["gamma"] != "auto":
         settings.pop("hq_multiple")  # only "auto" reads it
-    if strategy == "gdig" and settings["allocation"] not in READS_DROP_MARGIN:
+    if "drop_margin" in settings and not allocation_of(settings["allocation"]).reads_drop_margin:
         settings.pop("drop_margin")
-    if strategy in ("gdig", "quality") and settings["source_gain_min"] is None:
-        settings.pop("source_gain_min")  # off: the ids of selections made before the rule existed stay
+    for key, rule in HQ_RULES.items():
+        if key in settings and settings[key] is None and not rule.in_id_when_off:
+            settings.pop(key)  # off: the ids of selections made before the rule existed stay
     return settings
 
 
@@ -83,23 +74,19 @@ def run_selection(store, scoring_id: str, strategy: str, budget: int, sel_cfg,
                   source_free: dict | None = None) -> tuple[str, Selection]:
     """Select with the config's settings and write clusters + selection rows to the store
     (`source_free`: the source-free-loss stage's result, which the source-gain rule reads)."""
-    from gdig.selection.select import NEEDS_SKETCHES
-
-    if sel_cfg.source_gain_min is not None and strategy in ("gdig", "quality") and source_free is None:
-        raise ValueError("selection.source_gain_min is set but the source-free-loss stage did not run")
-    influence, X = load_pool(store, scoring_id, strategy in NEEDS_SKETCHES, source_free)
+    entry, settings = strategy_of(strategy), SelectSettings.from_config(sel_cfg)
+    waiting = [k for k, t in settings.rules.items() if t is not None and HQ_RULES[k].needs_stage == "source-free-loss"]
+    if entry.reads_quality and waiting and source_free is None:
+        raise ValueError(f"selection.{waiting[0]} is set but the source-free-loss stage did not run")
+    influence, X = load_pool(store, scoring_id, entry.needs_sketches, source_free)
     n_groups = int(store.get_scoring(scoring_id)["n_seeds"] or 0)
-    sel = select(strategy, budget, influence, X, gamma=sel_cfg.gamma, n_clusters=sel_cfg.n_clusters,
-                 normalize=sel_cfg.normalize, within_cluster=sel_cfg.within_cluster, seed=sel_cfg.seed,
-                 quality=sel_cfg.quality, hq_multiple=sel_cfg.hq_multiple, allocation=sel_cfg.allocation,
-                 drop_margin=sel_cfg.drop_margin, n_seed_groups=n_groups, closing_loss_max=sel_cfg.closing_loss_max,
-                 source_gain_min=sel_cfg.source_gain_min)
+    sel = select(strategy, budget, influence, X, settings, n_seed_groups=n_groups)
     sid = selection_id(scoring_id, strategy, sel.budget, sel_cfg)
     clusters = sel.cluster_frame()
     if clusters is not None:
         store.add_clusters(sid, scoring_id, clusters)
     settings = {**strategy_settings(strategy, sel_cfg), "gamma_used": sel.gamma, "n_high_quality": sel.n_high_quality,
-                "n_closing_rejected": sel.n_closing_rejected, "n_gain_rejected": sel.n_gain_rejected,
+                **{count: sel.rejected.get(count) for count in rejected_names()},
                 "n_clusters_used": None if sel.clustering is None else sel.clustering.n_clusters}
     store.add_selection(sid, strategy=strategy, budget=sel.budget, df=sel.rows, scoring_id=scoring_id,
                         settings=settings)

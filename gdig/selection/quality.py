@@ -17,27 +17,21 @@ The order of candidates (inside D_hq first, then the rest) is a quality score, h
 
 Ties break by pool position (ascending), so every order is deterministic.
 
-The closing-token rule (``closing_loss_max``, nats): a candidate whose last target token (the
-EOS that encode_examples appends) costs the model more than that is outside D_hq and ranks
-after every other candidate.  A truncated target stops mid-sentence; the mean loss over its
-tokens does not see it (a prefix of a good translation is cheap), the loss of stopping there
-does (benchmarks/closing_token_loss.py: AUROC clean vs truncated 0.993 against the mean loss's
-0.787 on the Gemma benchmark).
-
-The source-gain rule (``source_gain_min``, nats per target token; off by default): a candidate
-whose target loss falls by less than that when the model sees the source (``source_free_loss``
-− ``loss``: column ``source_free_loss`` from the source-free-loss stage) is outside D_hq and
-ranks with the closing-token rule's rejects.  A misaligned or wrong-language target gains
-nothing from the source; a right translation, hard or easy, gains (benchmarks/source_gain.py:
-AUROC clean vs misaligned 0.997 against the loss's 0.898).
+The D_hq rules beyond Eq. 4 (the closing-token and source-gain rules) are the entries of
+gdig.selection.rules: a candidate that fails one is outside D_hq and ranks after every
+candidate that passes them all.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
+
+from gdig.selection.rules import HQ_RULES, checked
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +39,6 @@ log = logging.getLogger(__name__)
 GAMMA_TOL = 1e-9
 
 REQUIRED = ("example_id", "position", "helped_fraction", "mean")
-QUALITY_SCORES = ("paper", "influence", "normalized", "loss", "combined")
-_NEEDS = {"normalized": ("grad_norm",), "loss": ("loss",), "combined": ("grad_norm", "loss")}
 
 
 def _check_columns(influence: pd.DataFrame) -> None:
@@ -69,52 +61,40 @@ def quality_score(influence: pd.DataFrame, score: str = "paper") -> np.ndarray:
     if score not in QUALITY_SCORES:
         raise ValueError(f"unknown quality score {score!r}; one of {', '.join(QUALITY_SCORES)}")
     _check_columns(influence)
-    missing = [c for c in _NEEDS.get(score, ()) if c not in influence or influence[c].isna().any()]
+    entry = QUALITY_SCORES[score]
+    missing = [c for c in entry.needs if c not in influence or influence[c].isna().any()]
     if missing:
         raise ValueError(f"quality score {score!r} needs {missing} for every candidate; this scoring lacks it "
                          "(scored by an older gdig? re-run the scoring stage)")
-    if score == "paper":
-        return quality_key(influence)
+    return entry.score(influence)
+
+
+def _normalized(influence: pd.DataFrame) -> np.ndarray:
     mean = influence["mean"].to_numpy(np.float64)
-    if score == "influence":
-        return -mean
-    if score == "loss":
-        return -influence["loss"].to_numpy(np.float64)
     norm = influence["grad_norm"].to_numpy(np.float64)
-    normalized = -np.divide(mean, norm, out=np.zeros_like(mean), where=norm > 0)
-    if score == "normalized":
-        return normalized
-    return (percentile_rank(normalized) + percentile_rank(-influence["loss"].to_numpy(np.float64))) / 2
+    return -np.divide(mean, norm, out=np.zeros_like(mean), where=norm > 0)
 
 
-def passes_closing_rule(influence: pd.DataFrame, closing_loss_max: float | None) -> np.ndarray:
-    """True where the candidate's closing-token loss is at most `closing_loss_max` (all True
-    when the rule is off; a row without a closing loss, e.g. no target token, passes)."""
-    n = len(influence)
-    if closing_loss_max is None:
-        return np.ones(n, dtype=bool)
-    if "closing_loss" not in influence or (n and influence["closing_loss"].isna().all()):
-        raise ValueError("selection.closing_loss_max needs the candidates' closing-token loss, which this scoring "
-                         "lacks (scored by an older gdig? re-run the scoring stage), or set it to null")
-    return ~(influence["closing_loss"].to_numpy(np.float64) > closing_loss_max)
+def _neg_loss(influence: pd.DataFrame) -> np.ndarray:
+    return -influence["loss"].to_numpy(np.float64)
 
 
-def source_gain(influence: pd.DataFrame) -> np.ndarray:
-    """Loss without the source minus loss with it, per row (nats per target token)."""
-    if "source_free_loss" not in influence or influence["source_free_loss"].isna().any():
-        n = 0 if "source_free_loss" not in influence else int(influence["source_free_loss"].isna().sum())
-        raise ValueError("selection.source_gain_min needs every candidate's source-free loss (the source-free-loss "
-                         f"stage){f'; {n} candidate(s) lack it' if n else ''}, or set it to null")
-    return influence["source_free_loss"].to_numpy(np.float64) - influence["loss"].to_numpy(np.float64)
+@dataclass(frozen=True)
+class QualityScore:
+    name: str  # the selection.quality value
+    score: Callable[[pd.DataFrame], np.ndarray]  # the influence frame -> one value per row, higher = better
+    needs: tuple[str, ...] = ()  # columns beyond REQUIRED it reads (none of them may be missing)
+    paper_order: bool = False  # rank by (helped fraction desc, mean asc) itself, which puts D_hq first
 
 
-def passes_rules(influence: pd.DataFrame, closing_loss_max: float | None,
-                 source_gain_min: float | None = None) -> np.ndarray:
-    """True where a candidate passes the closing-token and the source-gain rules (those that are on)."""
-    ok = passes_closing_rule(influence, closing_loss_max)
-    if source_gain_min is not None:
-        ok &= source_gain(influence) >= source_gain_min
-    return ok
+QUALITY_SCORES: dict[str, QualityScore] = {q.name: q for q in (
+    QualityScore("paper", lambda df: quality_key(df), paper_order=True),
+    QualityScore("influence", lambda df: -df["mean"].to_numpy(np.float64)),
+    QualityScore("normalized", _normalized, ("grad_norm",)),
+    QualityScore("loss", _neg_loss, ("loss",)),
+    QualityScore("combined", lambda df: (percentile_rank(_normalized(df)) + percentile_rank(_neg_loss(df))) / 2,
+                 ("grad_norm", "loss")),
+)}
 
 
 def gamma_grid(n_groups: int) -> np.ndarray:
@@ -140,9 +120,10 @@ def auto_gamma(helped_fraction: np.ndarray, n_groups: int, target: int) -> float
 
 
 def rank_by_quality(influence: pd.DataFrame, gamma: float = 1.0, score: str = "paper",
-                    closing_loss_max: float | None = None, source_gain_min: float | None = None) -> pd.DataFrame:
-    """The pool in quality order, with `high_quality` (Eq. 4, and the closing-token and
-    source-gain rules), `closing_ok`, `gain_ok`, `rules_ok` (both), `quality` (the score) and
+                    rules: Mapping[str, float | None] | None = None) -> pd.DataFrame:
+    """The pool in quality order, with `high_quality` (Eq. 4 and the D_hq rules that are on,
+    `rules`: threshold by key of gdig.selection.rules.HQ_RULES), each rule's ok column
+    (`closing_ok`, `gain_ok`), `rules_ok` (all of them), `quality` (the score) and
     `quality_rank` (0 = best): D_hq first, then the other candidates that pass the rules, then
     those that do not; each part ordered by the score.
 
@@ -154,11 +135,11 @@ def rank_by_quality(influence: pd.DataFrame, gamma: float = 1.0, score: str = "p
     df = influence.reset_index(drop=True).copy()
     df["row"] = np.arange(len(df))
     df["quality"] = q
-    df["closing_ok"] = passes_closing_rule(df, closing_loss_max)
-    df["gain_ok"] = passes_rules(df, None, source_gain_min)
-    df["rules_ok"] = df["closing_ok"] & df["gain_ok"]
+    for key, threshold in checked(rules).items():
+        df[HQ_RULES[key].ok_column] = HQ_RULES[key].passes(df, threshold)
+    df["rules_ok"] = df[[r.ok_column for r in HQ_RULES.values()]].all(axis=1)
     df["high_quality"] = (df["helped_fraction"] >= gamma - GAMMA_TOL) & df["rules_ok"]
-    if score == "paper":  # the paper's order already puts D_hq first
+    if QUALITY_SCORES[score].paper_order:  # the paper's order already puts D_hq first
         keys, asc = ["rules_ok", "helped_fraction", "mean", "position"], [False, False, True, True]
     else:
         keys, asc = ["rules_ok", "high_quality", "quality", "position"], [False, False, False, True]

@@ -16,6 +16,7 @@ import pandas as pd
 from gdig.selection.diversity import _prepare, nearest_centroid
 from gdig.selection.metrics import auroc, has_noise_labels, is_noisy, noise_removal
 from gdig.selection.quality import quality_key, quality_score
+from gdig.selection.rules import checked, clauses, rejected_names
 
 
 @dataclass
@@ -31,10 +32,14 @@ class SelectionReport:
     cluster_evenness: float | None = None  # entropy of its rows over those clusters / log(K); 1 = even
     gamma: float | None = None  # the γ used (gdig, quality)
     n_high_quality: int | None = None  # |D_hq| at that γ
-    n_closing_rejected: int | None = None  # ranked last by the closing-token rule (gdig, quality)
-    n_gain_rejected: int | None = None  # ranked last by the source-gain rule (gdig, quality)
     export_path: str | None = None
     noise: dict | None = None  # metrics.noise_removal(...)
+    rejected: dict[str, int] = field(default_factory=dict)  # per D_hq rule that is on: ranked last (gdig, quality)
+
+    def __getattr__(self, name: str):
+        if name in rejected_names():  # n_closing_rejected, ...: None while the rule is off
+            return self.__dict__.get("rejected", {}).get(name)
+        raise AttributeError(name)
 
 
 @dataclass
@@ -50,8 +55,7 @@ class SelectSummary:
     warnings: list[str] = field(default_factory=list)
     datasets: dict[str, dict] = field(default_factory=dict)  # name -> rows, duplicates, rejected (ingest)
     prefilter: dict[str, dict] = field(default_factory=dict)  # name -> n_rows, n_passed, rejected per rule
-    closing_loss_max: float | None = None  # the closing-token rule's threshold (nats; None: off)
-    source_gain_min: float | None = None  # the source-gain rule's threshold (nats per token; None: off)
+    rules: dict[str, float | None] = field(default_factory=dict)  # D_hq rule -> threshold (None: off)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,12 +84,7 @@ class SelectSummary:
             lines.append(f"budget {r.budget}: high-quality (helped fraction >= gamma {r.gamma:.4g}"
                          f"{', auto' if self.gamma == 'auto' else ''}): |D_hq| = {r.n_high_quality}"
                          f" ({r.n_high_quality / max(self.pool_size, 1):.1%} of the pool)"
-                         + (f"; {r.n_closing_rejected} candidates with a closing-token loss above "
-                            f"{self.closing_loss_max:g} nats ranked last" if r.n_closing_rejected is not None
-                            and self.closing_loss_max is not None else "")
-                         + (f"; {r.n_gain_rejected} candidates gaining less than {self.source_gain_min:g} nats "
-                            "per target token from the source ranked last" if r.n_gain_rejected is not None
-                            and self.source_gain_min is not None else ""))
+                         + "".join(f"; {c}" for c in clauses("summary", self.rules, r.rejected)))
         if self.noise_types:
             n_noisy = sum(self.noise_types.values())
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.noise_types.items()))
@@ -139,8 +138,7 @@ def evenness(labels: np.ndarray, k: int) -> float | None:
 def build_summary(
     store, scoring_id: str, selection_ids: list[str], *, gamma: float | str, normalize: bool,
     exports: dict[str, str] | None = None, warnings: list[str] | None = None, quality: str = "paper",
-    prefilter: dict[str, dict] | None = None, closing_loss_max: float | None = None,
-    source_gain_min: float | None = None,
+    prefilter: dict[str, dict] | None = None, rules: dict[str, float | None] | None = None,
 ) -> SelectSummary:
     scoring = store.get_scoring(scoring_id)
     influence = store.influence(scoring_id)
@@ -149,7 +147,7 @@ def build_summary(
         gamma=gamma, n_high_quality=None, warnings=list(warnings or []),
         datasets={str(r.name): {"rows": int(r.n_rows), "duplicates": int(r.n_duplicates), "rejected": int(r.n_rejected)}
                   for r in store.datasets().itertuples()},
-        prefilter=dict(prefilter or {}), closing_loss_max=closing_loss_max, source_gain_min=source_gain_min,
+        prefilter=dict(prefilter or {}), rules=checked(rules),
     )
     labels = influence["label"].to_numpy()
     noisy = is_noisy(labels) if has_noise_labels(labels) else None
@@ -233,8 +231,7 @@ def _selection_report(store, sid: str, df: pd.DataFrame, meta: pd.DataFrame,
         settings = json.loads(settings)
     if settings and settings.get("gamma_used") is not None:
         rep.gamma, rep.n_high_quality = float(settings["gamma_used"]), settings.get("n_high_quality")
-        rep.n_closing_rejected = settings.get("n_closing_rejected")
-        rep.n_gain_rejected = settings.get("n_gain_rejected")
+        rep.rejected = {c: settings[c] for c in rejected_names() if settings.get(c) is not None}
     own = store.clusters(sid)
     if len(own):
         rep.n_clusters = int(own["cluster"].nunique())

@@ -10,19 +10,21 @@ log = logging.getLogger(__name__)
 
 
 def selection_jobs(cfg) -> list[tuple[str, int]]:
-    """(strategy, budget) pairs to run; "full" ignores the budget, so it runs once."""
+    """(strategy, budget) pairs to run; a strategy that ignores the budget ("full") runs once."""
+    from gdig.selection.select import strategy_of
+
     jobs = []
     for strategy in cfg.selection.strategies:
-        budgets = cfg.selection.budgets[:1] if strategy == "full" else cfg.selection.budgets
+        budgets = cfg.selection.budgets if strategy_of(strategy).budgeted else cfg.selection.budgets[:1]
         jobs += [(strategy, int(b)) for b in budgets]
     return list(dict.fromkeys(jobs))
 
 
 def reads_quality(strategy: str) -> bool:
-    """Whether a strategy reads D_hq (γ, the quality score): gdig and quality."""
-    from gdig.selection.select import USES_QUALITY
+    """Whether a strategy reads D_hq (γ, the quality score, the D_hq rules): gdig and quality."""
+    from gdig.selection.select import strategy_of
 
-    return strategy in USES_QUALITY
+    return strategy_of(strategy).reads_quality
 
 
 def settings_read(cfg, inputs: dict) -> dict:
@@ -33,23 +35,23 @@ def settings_read(cfg, inputs: dict) -> dict:
 
 
 def quality(ctx: StageContext, scoring: dict, source_free: dict | None = None) -> dict:
-    """D_hq per budget at a glance: the γ used and |D_hq| (the selections recompute them);
-    `source_free`: the source-free-loss stage's result when the source-gain rule is on."""
+    """D_hq per budget at a glance: the γ used, |D_hq| and what each D_hq rule that is on ranks
+    last (the selections recompute them); `source_free`: the source-free-loss stage's result
+    when the source-gain rule is on."""
     from gdig.selection.outputs import with_source_free
-    from gdig.selection.quality import auto_gamma, hq_target, passes_rules, rank_by_quality
+    from gdig.selection.quality import auto_gamma, hq_target, rank_by_quality
+    from gdig.selection.rules import passes_rules, rejected_counts, thresholds
 
     infl = with_source_free(ctx.store, ctx.store.influence(scoring["scoring_id"]), source_free)
-    sel = ctx.cfg.selection
-    hf = infl["helped_fraction"].to_numpy()[passes_rules(infl, sel.closing_loss_max, sel.source_gain_min)]
+    sel, rules = ctx.cfg.selection, thresholds(ctx.cfg.selection)
+    hf = infl["helped_fraction"].to_numpy()[passes_rules(infl, rules)]
     groups = int(ctx.store.get_scoring(scoring["scoring_id"])["n_seeds"] or 0)
     per_budget = {}
     for b in sel.budgets:
         g = float(sel.gamma) if sel.gamma != "auto" else auto_gamma(hf, groups, hq_target(b, sel.hq_multiple))
-        ranked = rank_by_quality(infl, g, sel.quality, sel.closing_loss_max, sel.source_gain_min)
+        ranked = rank_by_quality(infl, g, sel.quality, rules)
         per_budget[int(b)] = {"gamma": g, "n_high_quality": int(ranked["high_quality"].sum()),
-                              "n_closing_rejected": int((~ranked["closing_ok"]).sum())}
-        if sel.source_gain_min is not None:
-            per_budget[int(b)]["n_gain_rejected"] = int((~ranked["gain_ok"]).sum())
+                              **rejected_counts(ranked, rules)}
     return {"scoring_id": scoring["scoring_id"], "pool_size": len(infl), "per_budget": per_budget}
 
 
@@ -82,11 +84,12 @@ def summarize(ctx: StageContext, scoring: dict, prefilter: dict, exports: list[d
     `prefilter`: the prefilter stage's verdict counts per dataset, reported as they are."""
     from gdig.selection.summary import build_summary
 
+    from gdig.selection.rules import thresholds
+
     sel = ctx.cfg.selection
     summary = build_summary(ctx.store, scoring["scoring_id"], [e["selection_id"] for e in exports], gamma=sel.gamma,
                             normalize=sel.normalize, exports={e["selection_id"]: e["path"] for e in exports},
-                            quality=sel.quality, prefilter=prefilter, closing_loss_max=sel.closing_loss_max,
-                            source_gain_min=sel.source_gain_min)
+                            quality=sel.quality, prefilter=prefilter, rules=thresholds(sel))
     short = sorted({(r.budget, r.gamma, r.n_high_quality) for r in summary.selections
                     if r.n_high_quality is not None and r.n_high_quality < r.budget})
     for budget, gamma, n_hq in short:  # said once per budget, not once per strategy

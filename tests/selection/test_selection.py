@@ -145,7 +145,7 @@ def test_gdig_spreads_over_clusters_and_beats_quality_only_coverage():
     M = -np.ones((n, 3)) * np.where(truth == 0, 5.0, 1.0)[:, None]
     M[truth == 3] = 1.0  # blob 3 hurts every seed: not in D_hq
     infl = influence_from_matrix(M)
-    sel = select("gdig", 6, infl, X, n_clusters=3, normalize=False, seed=0)
+    sel = select("gdig", 6, infl, X, {"n_clusters": 3, "normalize": False, "seed": 0})
     assert sel.n_high_quality == 16
     assert sel.counts() == {"quality": 6}
     picked = truth[sel.rows["position"].to_numpy()]
@@ -153,9 +153,9 @@ def test_gdig_spreads_over_clusters_and_beats_quality_only_coverage():
     q = select("quality", 6, infl)
     assert set(truth[q.rows["position"].to_numpy()]) == {0}
     # same seed -> same selection; different seed -> still 2/2/2
-    again = select("gdig", 6, infl, X, n_clusters=3, normalize=False, seed=0)
+    again = select("gdig", 6, infl, X, {"n_clusters": 3, "normalize": False, "seed": 0})
     assert again.rows["example_id"].tolist() == sel.rows["example_id"].tolist()
-    other = select("gdig", 6, infl, X, n_clusters=3, normalize=False, seed=7)
+    other = select("gdig", 6, infl, X, {"n_clusters": 3, "normalize": False, "seed": 7})
     assert np.bincount(truth[other.rows["position"].to_numpy()], minlength=4).tolist() == [2, 2, 2, 0]
 
 
@@ -164,7 +164,7 @@ def test_gdig_budget_larger_than_dhq_fills_in_rank_order():
     M = np.where(truth[:, None] == 2, 1.0, -1.0) * np.ones((9, 2))
     M[6:, :] += np.arange(3)[:, None] * 0.1  # blob 2 ranked e6 (best) < e7 < e8 ... (less harmful first)
     infl = influence_from_matrix(M)
-    sel = select("gdig", 8, infl, X, normalize=False)
+    sel = select("gdig", 8, infl, X, {"normalize": False})
     assert sel.n_high_quality == 6
     assert sel.counts() == {"quality": 6, "filled": 2}
     assert sel.rows["reason"].tolist()[-2:] == ["filled", "filled"]
@@ -176,11 +176,11 @@ def test_gdig_budget_larger_than_dhq_fills_in_rank_order():
 def test_baselines_share_the_output_shape():
     X, truth = blobs([10, 10])
     infl = influence_from_matrix(-np.ones((20, 2)))
-    r = select("random", 5, infl, seed=1)
+    r = select("random", 5, infl, None, {"seed": 1})
     assert len(set(r.rows["example_id"])) == 5 and set(r.rows["reason"]) == {"random"}
-    assert r.rows["example_id"].tolist() == select("random", 5, infl, seed=1).rows["example_id"].tolist()
-    assert select("random", 8, infl, seed=1).rows["example_id"].tolist()[:5] == r.rows["example_id"].tolist()
-    d = select("diversity", 4, infl, X, n_clusters=2, normalize=False)
+    assert r.rows["example_id"].tolist() == select("random", 5, infl, None, {"seed": 1}).rows["example_id"].tolist()
+    assert select("random", 8, infl, None, {"seed": 1}).rows["example_id"].tolist()[:5] == r.rows["example_id"].tolist()
+    d = select("diversity", 4, infl, X, {"n_clusters": 2, "normalize": False})
     assert np.bincount(truth[d.rows["position"].to_numpy()]).tolist() == [2, 2]
     f = select("full", 5, infl)
     assert f.budget == 20 and f.rows["position"].tolist() == list(range(20))
@@ -225,7 +225,7 @@ def test_random_streams_are_salted_apart_from_plain_default_rng():
     # the demo injects noise with default_rng(seed).permutation: the random baseline must not
     # reproduce that permutation, or at seed 0 it would select exactly the noisy rows
     infl = influence_from_matrix(-np.ones((400, 2)))
-    picked = select("random", 100, infl, seed=0).rows["position"].to_numpy()
+    picked = select("random", 100, infl, None, {"seed": 0}).rows["position"].to_numpy()
     plain = np.random.default_rng(0).permutation(400)[:100]
     assert len(set(picked) & set(plain)) < 50  # ~25 expected by chance; equal sets before the fix
 
@@ -233,7 +233,8 @@ def test_random_streams_are_salted_apart_from_plain_default_rng():
 def test_gdig_within_cluster_by_quality_takes_each_clusters_best():
     X, truth = blobs([4, 4, 4])
     M = -np.arange(1, 13, dtype=float)[:, None] * np.ones((12, 2))  # e11 best, e0 worst; all in D_hq
-    sel = select("gdig", 3, influence_from_matrix(M), X, n_clusters=3, normalize=False, within_cluster="quality")
+    sel = select("gdig", 3, influence_from_matrix(M), X,
+        {"n_clusters": 3, "normalize": False, "within_cluster": "quality"})
     # cluster 0 holds the best candidate (e11, blob 2), then clusters in first-appearance order
     assert sel.rows["example_id"].tolist() == ["e11", "e7", "e3"]
     assert sel.rows["cluster"].tolist() == [0, 1, 2]
@@ -242,32 +243,32 @@ def test_gdig_within_cluster_by_quality_takes_each_clusters_best():
 def test_closing_rule_puts_rows_outside_dhq_and_last():
     infl = influence_from_matrix(M).assign(closing_loss=[3.0, 9.0, 8.0, 12.0, 1.0, np.nan])
     # e3 (12 nats) and e1 (9) fail at 8; e2 at exactly 8 and e5 without a closing loss pass
-    ranked = rank_by_quality(infl, gamma=1.0, closing_loss_max=8.0)
+    ranked = rank_by_quality(infl, gamma=1.0, rules={"closing_loss_max": 8.0})
     assert list(ranked["example_id"]) == ["e5", "e0", "e2", "e4", "e3", "e1"]  # the failed ones in paper order
     assert list(ranked["high_quality"]) == [True, True, True, False, False, False]
     assert list(ranked["closing_ok"]) == [True] * 4 + [False] * 2
-    by_loss = rank_by_quality(infl.assign(loss=[0.5, 0.1, 0.2, 0.3, 0.4, 0.6]), gamma=1.0, score="loss",
-                              closing_loss_max=8.0)
+    by_loss = rank_by_quality(infl.assign(loss=[0.5, 0.1, 0.2, 0.3, 0.4, 0.6]), gamma=1.0, score="loss", rules={"closing_loss_max": 8.0})
     assert list(by_loss["example_id"]) == ["e2", "e0", "e5", "e4", "e1", "e3"]  # D_hq by loss, e4, then failed
     off = rank_by_quality(infl, gamma=1.0)  # the rule off: the order without it
     assert list(off["example_id"]) == ["e5", "e0", "e3", "e2", "e1", "e4"]
     with pytest.raises(ValueError, match="closing-token loss, which this scoring lacks"):
-        rank_by_quality(influence_from_matrix(M), closing_loss_max=8.0)
+        rank_by_quality(influence_from_matrix(M), rules={"closing_loss_max": 8.0})
 
 
 def test_closing_rule_in_select_gamma_auto_counts_only_passing_rows():
     infl = influence_from_matrix(M).assign(closing_loss=[3.0, 9.0, 8.0, 12.0, 1.0, 2.0])
     # helped fractions 1, .75, 1, 1, .25, 1; passing rows e0 e2 e4 e5: 3 at γ = 1, so budget 2 x 2 -> γ 0.25
-    sel = select("quality", 2, infl, gamma="auto", n_seed_groups=4, hq_multiple=2.0, closing_loss_max=8.0)
+    sel = select("quality", 2, infl, None,
+        {"gamma": "auto", "hq_multiple": 2.0, "closing_loss_max": 8.0}, n_seed_groups=4)
     assert sel.gamma == 0.25 and sel.n_high_quality == 4 and sel.n_closing_rejected == 2
     assert sel.rows["example_id"].tolist() == ["e5", "e0"]
-    full = select("quality", 6, infl, gamma=1.0, n_seed_groups=4, closing_loss_max=8.0)
+    full = select("quality", 6, infl, None, {"gamma": 1.0, "closing_loss_max": 8.0}, n_seed_groups=4)
     assert full.rows["example_id"].tolist() == ["e5", "e0", "e2", "e4", "e3", "e1"]
     assert full.rows["reason"].tolist() == ["quality"] * 3 + ["filled"] * 3
-    assert select("quality", 2, infl, gamma=1.0).n_closing_rejected is None  # off: not counted
+    assert select("quality", 2, infl, None, {"gamma": 1.0}).n_closing_rejected is None  # off: not counted
     X, truth = blobs([3, 3])
     g = select("gdig", 3, influence_from_matrix(-np.ones((6, 2))).assign(closing_loss=[1, 9, 1, 9, 1, 9.0]), X,
-               n_clusters=2, normalize=False, closing_loss_max=8.0)
+        {"n_clusters": 2, "normalize": False, "closing_loss_max": 8.0})
     assert sorted(g.rows["example_id"]) == ["e0", "e2", "e4"] and g.n_high_quality == 3
 
 
@@ -278,40 +279,42 @@ def test_source_gain_rule_puts_rows_outside_dhq_and_last_with_the_closing_reject
     # gains (source-free loss - loss): e0 1.5, e1 0.0, e2 0.3, e3 1.0, e4 2.0, e5 0.2
     infl = influence_from_matrix(M).assign(loss=LOSS, source_free_loss=[2.0, 0.1, 0.5, 1.3, 2.4, 0.8],
                                            closing_loss=[3.0, 1.0, 1.0, 12.0, 1.0, 1.0])
-    ranked = rank_by_quality(infl, gamma=1.0, score="loss", source_gain_min=0.3)
+    ranked = rank_by_quality(infl, gamma=1.0, score="loss", rules={"source_gain_min": 0.3})
     # e1 (0.0) and e5 (0.2) fail; e2 at exactly 0.3 passes; D_hq = e0 e2 e3 by loss, then e4, then e1 e5 by loss
     assert list(ranked["example_id"]) == ["e2", "e3", "e0", "e4", "e1", "e5"]
     assert list(ranked["gain_ok"]) == [True] * 4 + [False] * 2
     assert list(ranked["high_quality"]) == [True] * 3 + [False] * 3
-    both = rank_by_quality(infl, gamma=1.0, score="loss", closing_loss_max=8.0, source_gain_min=0.3)
+    both = rank_by_quality(infl, gamma=1.0, score="loss", rules={"closing_loss_max": 8.0, "source_gain_min": 0.3})
     assert list(both["example_id"]) == ["e2", "e0", "e4", "e1", "e3", "e5"]  # e3 fails the closing rule
     assert list(both["rules_ok"]) == [True] * 3 + [False] * 3
     off = rank_by_quality(infl, gamma=1.0, score="loss")
     assert list(off["example_id"]) == ["e2", "e3", "e0", "e5", "e1", "e4"] and off["gain_ok"].all()
     with pytest.raises(ValueError, match="source-free loss .*1 candidate\\(s\\) lack it"):
-        rank_by_quality(infl.assign(source_free_loss=[2.0, np.nan, 0.5, 1.3, 2.4, 0.8]), source_gain_min=0.3)
+        rank_by_quality(infl.assign(source_free_loss=[2.0, np.nan, 0.5, 1.3, 2.4, 0.8]), rules={"source_gain_min": 0.3})
     with pytest.raises(ValueError, match="needs every candidate's source-free loss"):
-        rank_by_quality(influence_from_matrix(M).assign(loss=LOSS), source_gain_min=0.3)
+        rank_by_quality(influence_from_matrix(M).assign(loss=LOSS), rules={"source_gain_min": 0.3})
 
 
 def test_source_gain_rule_in_select_gamma_auto_counts_only_passing_rows():
     infl = influence_from_matrix(M).assign(loss=LOSS, source_free_loss=[2.0, 0.1, 0.5, 1.3, 2.4, 0.8])
     # passing rows e0 e2 e3 e4 (helped fractions 1, 1, 1, .25): 3 at γ = 1 < 2 x 2 -> γ 0.25
-    sel = select("quality", 2, infl, gamma="auto", n_seed_groups=4, hq_multiple=2.0, quality="loss",
-                 source_gain_min=0.3)
+    sel = select("quality", 2, infl, None,
+        {"gamma": "auto", "hq_multiple": 2.0, "quality": "loss", "source_gain_min": 0.3}, n_seed_groups=4)
     assert sel.gamma == 0.25 and sel.n_high_quality == 4 and sel.n_gain_rejected == 2
     assert sel.rows["example_id"].tolist() == ["e2", "e3"]
-    assert select("quality", 2, infl, gamma=1.0, quality="loss").n_gain_rejected is None  # off: not counted
+    assert select("quality", 2, infl, None,
+        {"gamma": 1.0, "quality": "loss"}).n_gain_rejected is None  # off: not counted
     X, _ = blobs([3, 3])
     g = select("gdig", 3, influence_from_matrix(-np.ones((6, 2))).assign(
-        loss=[1.0] * 6, source_free_loss=[3, 1, 3, 1, 3, 1.0]), X, n_clusters=2, normalize=False, source_gain_min=0.5)
+        loss=[1.0] * 6, source_free_loss=[3, 1, 3, 1, 3, 1.0]), X,
+            {"n_clusters": 2, "normalize": False, "source_gain_min": 0.5})
     assert sorted(g.rows["example_id"]) == ["e0", "e2", "e4"] and g.n_high_quality == 3
-    most = select("quality", 2, infl.assign(source_free_loss=LOSS), gamma=1.0, source_gain_min=0.3)
+    most = select("quality", 2, infl.assign(source_free_loss=LOSS), None, {"gamma": 1.0, "source_gain_min": 0.3})
     assert any("ranks 6 of 6 candidates last" in w and "source_gain_min: null" in w for w in most.warnings)
 
 
 def test_closing_rule_that_rejects_most_of_the_pool_warns():
     infl = influence_from_matrix(M).assign(closing_loss=[9.0] * 5 + [1.0])
-    sel = select("quality", 2, infl, gamma=1.0, closing_loss_max=8.0)
+    sel = select("quality", 2, infl, None, {"gamma": 1.0, "closing_loss_max": 8.0})
     assert sel.n_closing_rejected == 5
     assert any("ranks 5 of 6 candidates last" in w and "closing_loss_max: null" in w for w in sel.warnings)

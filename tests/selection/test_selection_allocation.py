@@ -132,25 +132,28 @@ def _pool(n_clean=40, n_noisy=8):
 
 def test_gdig_auto_gamma_and_size_allocation_keep_small_noisy_clusters_small():
     pool, X = _pool()
-    even = select("gdig", 16, pool, X, gamma="auto", hq_multiple=2.0, n_seed_groups=4, n_clusters=2,
-                  normalize=False, allocation="even", quality="loss", within_cluster="quality")
+    even = select("gdig", 16, pool, X,
+        {"gamma": "auto", "hq_multiple": 2.0, "n_clusters": 2, "normalize": False, "allocation": "even",
+        "quality": "loss", "within_cluster": "quality"}, n_seed_groups=4)
     # D_hq must hold 32: hf 1.0 has 8 rows, 0.75 has all 48 -> gamma 0.75
     assert even.gamma == 0.75 and even.n_high_quality == 48
     assert (even.rows["label"] == "untranslated").sum() == 8  # the even share: 8 of 16
-    size = select("gdig", 16, pool, X, gamma="auto", n_seed_groups=4, n_clusters=2, normalize=False,
-                  allocation="size", quality="loss", within_cluster="quality")
+    size = select("gdig", 16, pool, X,
+        {"gamma": "auto", "n_clusters": 2, "normalize": False, "allocation": "size", "quality": "loss",
+        "within_cluster": "quality"}, n_seed_groups=4)
     assert (size.rows["label"] == "untranslated").sum() == round(16 * 8 / 48)  # proportional: 3 (2.67)
-    drop = select("gdig", 16, pool, X, gamma="auto", n_seed_groups=4, n_clusters=2, normalize=False,
-                  allocation="drop_low", quality="loss", within_cluster="quality")
+    drop = select("gdig", 16, pool, X,
+        {"gamma": "auto", "n_clusters": 2, "normalize": False, "allocation": "drop_low", "quality": "loss",
+        "within_cluster": "quality"}, n_seed_groups=4)
     assert (drop.rows["label"] == "untranslated").sum() == 0
     assert drop.rows["example_id"].tolist()[:2] == ["e0", "e1"]  # within cluster: lowest loss first
     with pytest.raises(ValueError, match="n_seed_groups"):
-        select("gdig", 16, pool, X, gamma="auto")
+        select("gdig", 16, pool, X, {"gamma": "auto"})
 
 
 def test_fixed_gamma_too_high_names_the_gamma_that_fits():
     pool, X = _pool()
-    sel = select("quality", 16, pool, X, gamma=1.0, n_seed_groups=4)
+    sel = select("quality", 16, pool, X, {"gamma": 1.0}, n_seed_groups=4)
     assert sel.n_high_quality == 8 and sel.gamma == 1.0
     assert any("gamma 0.75 would have held it" in w for w in sel.warnings)
 

@@ -132,7 +132,7 @@ def test_closing_rule_through_the_store_settings_and_summary(scored_store):
     assert selection_id("sc2", "quality", N - 8, cfg) != selection_id("sc2", "quality", N - 8,
                                                                        SelectionConfig(gamma=0.0, quality="paper",
                                                                                        closing_loss_max=None))
-    summ = build_summary(store, "sc2", [sid], gamma=cfg.gamma, normalize=True, closing_loss_max=8.0)
+    summ = build_summary(store, "sc2", [sid], gamma=cfg.gamma, normalize=True, rules={"closing_loss_max": 8.0})
     assert summ.selections[0].n_closing_rejected == 8
     assert "8 candidates with a closing-token loss above 8 nats ranked last" in summ.render()
     assert "-closing_loss" in summ.auroc

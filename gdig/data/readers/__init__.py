@@ -20,11 +20,13 @@ take the direction from the caller's ``src_lang``/``tgt_lang``.
 
 Files are read as bytes and decoded per line, so one bad line is one reject, not a
 failed file.  Problems that concern the whole file (empty, not what its extension
-says) come out as a Row with row number 0.  common: Row, Source, ReadError and the
+says) come out as a Row with row number 0.  formats: the table of formats (name, reader,
+suffixes, sniffing); common: Row, Source, ReadError and the
 whole-file checks; resolve: a path to a Source; rows: reading and content hashes.
 """
 
-from gdig.data.readers.common import FORMATS, ReadError, Row, Source
+from gdig.data.readers.common import ReadError, Row, Source
+from gdig.data.readers.formats import FORMATS
 from gdig.data.readers.records import detect_schema
 from gdig.data.readers.resolve import open_source
 from gdig.data.readers.rows import content_hash, read_rows

@@ -9,8 +9,6 @@ from pathlib import Path
 from gdig.data import validate as V
 from gdig.errors import BadInput
 
-FORMATS = ("auto", "jsonl", "json", "gdig", "hf", "tsv", "moses", "disk", "hub")
-
 
 class ReadError(BadInput, ValueError):
     """A source that cannot be read at all (missing file, no direction, unreachable hub...)."""

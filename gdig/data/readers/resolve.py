@@ -7,11 +7,9 @@ import os
 from pathlib import Path
 
 from gdig.data import validate as V
-from gdig.data.readers.common import FORMATS, ReadError, Source
+from gdig.data.readers.common import ReadError, Source
+from gdig.data.readers.formats import FORMATS, JSON_FORMATS, SCHEMAS, by_content, by_suffix
 from gdig.data.readers.moses import moses_candidate, moses_files
-
-_JSON_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
-_TSV_SUFFIXES = {".tsv", ".tab"}
 
 
 def open_source(
@@ -27,7 +25,7 @@ def open_source(
     if fmt not in FORMATS:
         raise ReadError(f"{path}: unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     spath = str(path)
-    schema = fmt if fmt in ("gdig", "hf") else None
+    schema = fmt if fmt in SCHEMAS else None
     if fmt == "hub" or (fmt == "auto" and spath.startswith("hf:")):
         name = spath[3:] if spath.startswith("hf:") else spath
         name, _, config = name.partition(":")
@@ -38,7 +36,7 @@ def open_source(
     if not p.exists():
         raise ReadError(f"{p}: no such file or directory")
     if p.is_dir():
-        if fmt not in ("auto", "disk", "gdig", "hf"):
+        if fmt not in ("auto", "disk", *SCHEMAS):
             raise ReadError(f"{p}: is a directory, not a {fmt} file")
         if not any((p / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
             raise ReadError(f"{p}: a directory that is not a dataset saved with datasets' save_to_disk")
@@ -46,12 +44,11 @@ def open_source(
                       split=split, limit=limit)
     if fmt == "disk":
         raise ReadError(f"{p}: format 'disk' needs a directory written by save_to_disk")
-    if fmt in ("auto", "gdig", "hf"):
-        resolved = _JSON_SUFFIXES.get(p.suffix.lower()) or ("tsv" if p.suffix.lower() in _TSV_SUFFIXES else None)
-        resolved = resolved or _sniff(p)
+    if fmt in ("auto", *SCHEMAS):
+        resolved = by_suffix(p.suffix) or _sniff(p)
     else:
         resolved = fmt
-    if schema and resolved not in ("jsonl", "json"):
+    if schema and resolved not in JSON_FORMATS:
         raise ReadError(f"{p}: format {fmt!r} is a JSON schema, but the file is {resolved}")
     return Source(spath, resolved, schema, files=[p], limit=limit)
 
@@ -61,14 +58,9 @@ def _sniff(p: Path) -> str:
         head = fh.read(8192)
     if V.looks_binary(head):
         raise ReadError(f"{p}: not a text file (binary or compressed content); cannot tell its format")
-    text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
-    if text.startswith("["):
-        return "json"
-    if text.startswith("{"):
-        return "jsonl"
-    first = text.split("\n", 1)[0]
-    if "\t" in first:
-        return "tsv"
+    fmt = by_content(head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n"))
+    if fmt is not None:
+        return fmt
     raise ReadError(
         f"{p}: cannot tell the format from the extension or the content; pass a format "
         f"(one of {', '.join(FORMATS[1:])})"

@@ -9,14 +9,9 @@ from typing import Iterator
 
 from gdig.data.languages import normalize_lang
 from gdig.data.readers.common import Row, Source
-from gdig.data.readers.hf_datasets import hub_fingerprint, read_disk, read_hub
-from gdig.data.readers.jsonfile import read_json, read_jsonl
-from gdig.data.readers.moses import read_moses
-from gdig.data.readers.tsv import read_tsv
+from gdig.data.readers.formats import READERS
+from gdig.data.readers.hf_datasets import hub_fingerprint
 from gdig.workspace import feed_file
-
-_READERS = {"jsonl": read_jsonl, "json": read_json, "tsv": read_tsv, "moses": read_moses,
-            "disk": read_disk, "hub": read_hub}
 
 
 def read_rows(source: Source, src_lang: str | None = None, tgt_lang: str | None = None) -> Iterator[Row]:
@@ -24,7 +19,7 @@ def read_rows(source: Source, src_lang: str | None = None, tgt_lang: str | None 
     direction = None
     if src_lang and tgt_lang:
         direction = (normalize_lang(src_lang), normalize_lang(tgt_lang))
-    reader = _READERS[source.fmt]
+    reader = READERS[source.fmt].read
     for i, row in enumerate(reader(source, direction)):
         if source.limit is not None and i >= source.limit:
             break
