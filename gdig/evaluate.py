@@ -336,7 +336,7 @@ def comparison_table(store) -> pd.DataFrame:
     table.attrs["notes"] = notes
     for sig in sorted(set(m["signature"].dropna())):
         table.attrs.setdefault("signatures", []).append(sig)
-    return table.round(2)
+    return table.round({c: 3 if "NLL" in c else 2 for c in table.columns})  # NLL moves in the 2nd-3rd decimal
 
 
 def comparison_markdown(table: pd.DataFrame) -> str:

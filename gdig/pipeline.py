@@ -162,5 +162,7 @@ def comparison_text(rows: list[dict], notes: list[str]) -> str:
 
     if not rows:
         return "no metrics" + "".join(f"\n  {n}" for n in notes)
-    text = pd.DataFrame(rows).set_index("strategy").to_string(float_format=lambda v: f"{v:.2f}")
+    df = pd.DataFrame(rows).set_index("strategy")
+    text = df.to_string(formatters={c: (lambda v, d=3 if "NLL" in c else 2: "" if pd.isna(v) else f"{v:.{d}f}")
+                                    for c in df.columns})
     return text + "".join(f"\n  note: {n}" for n in notes)
