@@ -58,7 +58,8 @@ ENGINE = ("gdig.influence.stages", "gdig.influence.hooks", "gdig.influence.modul
 SELECTION = ("gdig.selection.select", "gdig.selection.quality", "gdig.selection.allocation",
              "gdig.selection.diversity", "gdig.selection.baselines", "gdig.selection.outputs")
 PREFILTER = ("gdig.prefilter.rules", "gdig.prefilter.decisions", "gdig.prefilter.stage", "gdig.prefilter.langid",
-             "gdig.prefilter.text", "gdig.prefilter.scripts", "gdig.prefilter.charclass")
+             "gdig.prefilter.text", "gdig.prefilter.scripts", "gdig.prefilter.charclass", "gdig.prefilter.lengths",
+             "gdig.prefilter.bounds")
 EVALUATE = ("evaluate.batch_size", "evaluate.num_beams", "evaluate.max_new_tokens", "evaluate.length_ratio")
 
 STAGES: tuple[Stage, ...] = (
@@ -123,8 +124,10 @@ STAGES: tuple[Stage, ...] = (
           ("languages", "model", "prompt", "finetune"), ("gdig.train", "gdig.data.prompts", "gdig.workspace"),
           reports_progress=True),
     Stage("translate", "gdig.stages.proof:translate", ("checkpoint", "eval_set"), "row count",
-          ("languages", "model", "prompt") + EVALUATE, ("gdig.evaluate",), reports_progress=True),
-    Stage("metrics", "gdig.stages.proof:metrics", ("checkpoint", "translation"), "BLEU, chrF, COMET (or why not)",
+          ("languages", "model", "prompt") + EVALUATE, ("gdig.evaluate", "gdig.data.prompts", "gdig.influence.hooks"),
+          reports_progress=True),
+    Stage("metrics", "gdig.stages.proof:metrics", ("checkpoint", "translation"),
+          "BLEU, chrF, COMET (or why not), the references' NLL",
           ("languages", "evaluate.comet"), ("gdig.evaluate",)),
     Stage("report", "gdig.stages.proof:report", ("summary", "metrics"), "report paths, comparison table",
           (), ("gdig.report", "gdig.evaluate"), cached=False),
