@@ -194,7 +194,7 @@ def score_pool(cfg, store) -> dict:
 
 def load_scored_pool(store, scoring_id: str) -> dict:
     """Aggregates, the candidate x seed matrix, sketches and labels of the scoring, in pool order."""
-    from gdig.influence.stages import read_score_matrix
+    from gdig.influence.compute import read_score_matrix
     from gdig.selection.metrics import is_noisy
 
     infl = store.influence(scoring_id)
@@ -522,8 +522,9 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
     """gdig's own finetune / translate / metrics stages on each selection (equal steps), once per
     finetune seed (--finetune-seeds): one seed's margins are mostly the training order's noise."""
     from gdig.data.ingest import ingest_config
-    from gdig.evaluate import metrics_stage, translate_stage
-    from gdig.train import base_checkpoint_stage, finetune_selection_stage, steps_for_budget
+    from gdig import graph
+    from gdig.evaluate import score_eval_set, translate_eval_set
+    from gdig.train import base_checkpoint, finetune_on_selection, steps_for_budget
 
     ingest_config(cfg, store, progress=False)
     files = {"test": Path(cfg.data.eval[0].path)}
@@ -534,13 +535,13 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
 
     def evaluate(name, ck, run_cfg):
         if len(store.translations(ck["checkpoint_id"], "test")) != len(store.dataset_examples("test")):
-            translate_stage(run_cfg, store, ck, "test")
-        m = metrics_stage(run_cfg, store, ck, "test")
+            translate_eval_set(run_cfg, store, ck, "test", graph.settings_key(graph.stage("translate"), run_cfg))
+        m = score_eval_set(run_cfg, store, ck, "test")
         out = {"BLEU": m["BLEU"], "chrF": m["chrF"], "target NLL": target_nll(run_cfg, ck["path"], files)}
         print(f"downstream {name}: {out}", flush=True)
         return out
 
-    base = evaluate("base model", base_checkpoint_stage(cfg, store), cfg)
+    base = evaluate("base model", base_checkpoint(cfg, store), cfg)
     results["base model"] = {**base, **{f"chrF s{s}": base["chrF"] for s in seeds}}
     ids = pool["influence"]["example_id"].to_numpy()
     for strategy in args.downstream_strategies.split(","):
@@ -553,7 +554,7 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
         per_seed = {}
         for s in seeds:
             run_cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"seed": s})})
-            per_seed[s] = evaluate(f"{name} (finetune seed {s})", finetune_selection_stage(run_cfg, store, sid, steps),
+            per_seed[s] = evaluate(f"{name} (finetune seed {s})", finetune_on_selection(run_cfg, store, sid, steps),
                                    run_cfg)
         results[name] = {k: float(np.mean([r[k] for r in per_seed.values()])) for k in ("BLEU", "chrF", "target NLL")}
         results[name].update({f"chrF s{s}": r["chrF"] for s, r in per_seed.items()})

@@ -1,4 +1,4 @@
-"""The prefilter as a stage over the store: verdicts for every row of the pool (which decide
+"""The prefilter over the store: verdicts for every row of the pool (which decide
 what is scored and selected) and for the seed and eval sets (reported only, never changed).
 
 Verdicts are stored under a signature of the rules' settings and the language pair, so an
@@ -35,7 +35,7 @@ def _report(dataset: str, sig: str, decisions: pd.DataFrame) -> dict:
             "rejected": {str(k): int(v) for k, v in rule_counts(decisions).items()}}
 
 
-def prefilter_stage(cfg, store, pool: str = "pool", checked: list[str] | tuple[str, ...] = ()) -> dict:
+def judge_datasets(cfg, store, pool: str = "pool", checked: list[str] | tuple[str, ...] = ()) -> dict:
     """Verdicts for `pool` (what scoring and selection draw from) and the `checked` datasets
     (seed, eval: reported only).  Returns {dataset: {signature, n_rows, n_passed, rejected}}."""
     return {name: _judge(cfg, store, name) for name in (pool, *checked)}
