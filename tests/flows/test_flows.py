@@ -507,6 +507,24 @@ def test_prefect_yaml_deployments_load_and_schedules_parse():
     assert next_run(weekly) == datetime(2026, 1, 4, 4, 0, tzinfo=timezone.utc)  # the next Sunday
 
 
+def test_deployments_are_defined_once():
+    """prefect.yaml is generated from deployments/definitions.py, and serve.py builds the same
+    deployments (served names), so the two paths cannot disagree."""
+    from deployments.definitions import DEPLOYMENTS, SERVED_SUFFIX, prefect_yaml
+    from deployments.serve import build_deployments
+
+    assert (ROOT / "deployments" / "prefect.yaml").read_text(encoding="utf-8") == prefect_yaml(), (
+        "deployments/prefect.yaml is stale: python -m deployments.definitions > deployments/prefect.yaml")
+    raw = yaml.safe_load(prefect_yaml())["deployments"]
+    served = build_deployments("gdig.yaml")
+    assert [d["name"] for d in raw] == [d.name for d in DEPLOYMENTS] == [s.name.removesuffix(SERVED_SUFFIX)
+                                                                         for s in served]
+    for d, s in zip(raw, served):
+        assert (d["description"], d["tags"]) == (s.description, s.tags)
+        assert [(x["cron"], x["active"]) for x in d["schedules"]] == [(x.schedule.cron, x.active) for x in s.schedules]
+        assert d["parameters"]["overrides"] == s.parameters["overrides"] == []  # the config as it is, both ways
+
+
 def next_run(sched: dict):
     """The first date the Prefect scheduler service would create a run for, after 2026-01-01 12:00 UTC."""
     import asyncio
