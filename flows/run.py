@@ -11,6 +11,7 @@ from pydantic import Field
 
 from flows.select import select_flow
 from gdig import graph
+from gdig.runlock import exclusive
 from tasks import load_settings, publish_comparison
 from tasks.executor import PrefectExecutor
 from tasks.naming import run_run_name
@@ -31,7 +32,8 @@ def run_flow(
             `gdig run --set` takes them; empty: the config as it is.
     """
     cfg = load_settings(config, overrides)
-    selected = select_flow(config, overrides)
-    result = graph.prove(PrefectExecutor(cfg), selected)
+    with exclusive(cfg):  # held across the select subflow too (re-entrant in this process)
+        selected = select_flow(config, overrides)
+        result = graph.prove(PrefectExecutor(cfg), selected)
     publish_comparison(cfg, result["report"])
     return result

@@ -14,6 +14,7 @@ from prefect import flow
 from pydantic import Field
 
 from gdig import graph
+from gdig.runlock import exclusive
 from tasks import load_settings, publish_selection
 from tasks.executor import PrefectExecutor
 from tasks.naming import select_run_name
@@ -35,7 +36,8 @@ def select_flow(
             `gdig select --set` takes them; empty: the config as it is.
     """
     cfg = load_settings(config, overrides)
-    selected = graph.select(PrefectExecutor(cfg))
+    with exclusive(cfg):  # one run per workspace: a second one fails at once (gdig.runlock)
+        selected = graph.select(PrefectExecutor(cfg))
     publish_selection(cfg, selected["data"], selected["quality"], selected["summary"], selected["selections"])
     log_to_run(selected["summary"]["text"])  # the run log; the terminal gets it once, from the gdig command
     return selected

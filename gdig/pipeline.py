@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from gdig import graph
+from gdig import faults, graph
 from gdig.selection.summary import SelectSummary
 from gdig.stages import StageContext
 
@@ -43,7 +43,8 @@ class PlainExecutor:
                            self.run_identity, graph.settings_key(spec, self.cfg))
         t0 = time.perf_counter()
         try:
-            return spec.function()(ctx, **inputs)
+            with faults.stage(spec.name):
+                return spec.function()(ctx, **inputs)
         finally:
             self.timings[spec.name] = self.timings.get(spec.name, 0.0) + time.perf_counter() - t0
 
@@ -54,12 +55,16 @@ def run_stage(name: str, cfg, store, progress: bool = True, **inputs) -> Any:
 
 
 def _with_store(cfg, store, fn):
-    if store is not None:
-        return fn(store)
-    from gdig.store import Store
+    """fn(store) while this run holds the workspace (gdig.runlock: a second run fails at once)."""
+    from gdig.runlock import exclusive
 
-    with Store(cfg.workspace.db) as own:
-        return fn(own)
+    with exclusive(cfg):
+        if store is not None:
+            return fn(store)
+        from gdig.store import Store
+
+        with Store(cfg.workspace.db) as own:
+            return fn(own)
 
 
 def select_pipeline(cfg, store=None, progress: bool = True) -> SelectSummary:

@@ -24,6 +24,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
+from gdig import faults
+
 T = TypeVar("T")
 DEFAULT_INTERVAL = 15.0
 
@@ -143,6 +145,7 @@ class Tracker:
 
     def update(self, n: int = 1) -> None:
         self.done += n
+        faults.reached(f"{self.desc}@{self.done}")  # a kill point for the fault harness (off unless asked)
         if self._bar is not None:
             self._bar.update(n)
         if self.total is None or self.done < self.total:  # the last unit is reported by close()

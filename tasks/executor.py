@@ -13,7 +13,7 @@ from prefect import Task, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
-from gdig import graph
+from gdig import faults, graph
 from gdig.config import GdigConfig
 from gdig.stages import StageContext
 from tasks.keys import own_key, stage_policy
@@ -35,7 +35,8 @@ def call_stage(name: str, cfg: GdigConfig, device: str | None = None, **inputs) 
         store = stack.enter_context(open_store(cfg)) if spec.uses_store else None
         run = run_identity(cfg) if spec.names_run else None
         ctx = StageContext(cfg, store, progress_bars(), device, run, graph.settings_key(spec, cfg))
-        out = spec.function()(ctx, **inputs)
+        with faults.stage(name):
+            out = spec.function()(ctx, **inputs)
     return {**out, "key": own_key()} if isinstance(out, dict) else out
 
 

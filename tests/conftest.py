@@ -51,3 +51,18 @@ def store(tmp_path):
 
     with Store(tmp_path / "test.duckdb") as s:
         yield s
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run the tests marked slow (the full fault-injection harness, concurrency on many workspaces)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow run only with --runslow (or GDIG_SLOW=1): CI runs their short versions."""
+    if config.getoption("--runslow") or os.environ.get("GDIG_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

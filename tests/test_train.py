@@ -200,3 +200,34 @@ def test_prepare_demo_small(tmp_path):
         assert names["eval"] == ["eval"] and len(pool) == 40 and pool["label"].ne("clean").sum() == 12
     with pytest.raises(ValueError, match="unknown demo setting"):
         prepare_demo(tmp_path / "x", progress=False, demo_overrides={"n_pol": 3})
+
+
+def test_lora_pool_checkpoint_gives_influence_its_adapter(tiny_model_dir, tmp_path):
+    """influence.modules.lora_only on a LoRA pool checkpoint: the base model with the unmerged
+    adapter on top (the same function as the merged checkpoint), its adapter linears chosen."""
+    from gdig.influence.modules import select_from_config
+    from gdig.influence.compute import _load
+
+    mc = ModelConfig(name_or_path=str(tiny_model_dir))
+    tc = TrainConfig(method="lora", lora_r=4, batch_size=2, lr=5e-2, epochs=2, save_every=1000)
+    res = finetune(mc, PromptConfig(), tc, pd.DataFrame(ROWS), tmp_path / "pool", progress=False)
+    data = {"languages": {"src": "de", "tgt": "en"}, "model": {"name_or_path": str(tiny_model_dir)}}
+    merged_cfg = GdigConfig.model_validate(data)
+    adapter_cfg = GdigConfig.model_validate({**data, "influence": {"modules": {"lora_only": True}}})
+    merged, tok = _load(merged_cfg, res.path, None)
+    adapted, _ = _load(adapter_cfg, res.path, None)
+    enc, _ = encode_frame(tok, load_training_frame(ROWS), PromptConfig())
+    b = collate(enc, tok.pad_token_id)
+    with torch.no_grad():
+        a = merged(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        c = adapted(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
+    base, _ = load_model(str(tiny_model_dir))
+    with torch.no_grad():  # the adapter moved the model: the equality above is not the base's twice
+        assert (base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits - a).abs().max() > 1e-3
+    assert not select_from_config(merged, merged_cfg.influence.modules)[0].name.count("lora_")
+    names = [m.name for m in select_from_config(adapted, adapter_cfg.influence.modules)]
+    assert names and all(".lora_A." in n or ".lora_B." in n for n in names)
+    assert any(".mlp." in n and ".lora_A." in n for n in names)
+    with pytest.raises(Exception, match="no LoRA adapter modules"):  # a merged model has none
+        select_from_config(merged, adapter_cfg.influence.modules)

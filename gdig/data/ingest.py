@@ -90,6 +90,12 @@ def summarize_rejects(rejects: Sequence[tuple[str, int, str, str]], skipped_hint
         line = f"{file}:{row}: {reason}{shown}" if row else f"{file}: {reason}{shown}"
         return line + ("; nothing was written (fix the input, or load the valid rows and record the rest "
                        "in the rejects table with --skip-invalid)" if skipped_hint else "")
+    if len(files) == 1 and len({r[2] for r in rejects}) == 1:  # one reason in one file (a whole file
+        file, row, reason, _ = rejects[0]                      # in another language pair): one line
+        rows = ", ".join(str(r[1]) for r in rejects[:MAX_EXAMPLES]) + (", ..." if len(rejects) > MAX_EXAMPLES else "")
+        return f"{file}:{row}: {reason}, and so are {len(rejects) - 1} more row(s) of the file (rows {rows})" + (
+            "; nothing was written (fix the input, or load the valid rows and record the rest in the rejects "
+            "table with --skip-invalid)" if skipped_hint else "")
     lines = [f"{len(rejects)} invalid row(s) in {len(files)} file(s)"]
     if skipped_hint:
         lines[0] += (
@@ -315,12 +321,41 @@ def _warn_rebuilt(result: IngestResult) -> None:
                     "them (%d rows), the old rows are not used", result.dataset, result.added)
 
 
+def _require_held_out_eval(cfg) -> None:
+    """An eval source that is a candidates or seed source (the same file, or a byte copy of it)
+    would score models on rows they were selected from: an error before anything is written."""
+    import hashlib
+
+    from gdig.workspace import feed_file
+
+    def content(path: str) -> str | None:  # the bytes alone (a copy under another name is the same)
+        if not Path(path).is_file():
+            return None
+        h = hashlib.sha256()
+        feed_file(h, path)
+        return h.hexdigest()
+
+    taken = {}
+    for role in ("candidates", "seed"):
+        for s in getattr(cfg.data, role):
+            digest = content(s.path)
+            if digest:
+                taken.setdefault(digest, f"data.{role} source {s.path}")
+    for s in cfg.data.eval:
+        digest = content(s.path)
+        other = taken.get(digest) if digest else None
+        if other:
+            raise IngestError(f"data.eval source {s.path}: the same rows as the {other}; an eval set must be "
+                              f"held out from the candidates and the seed set")
+
+
 def ingest_config(cfg, store, progress: bool = True) -> dict[str, list[str]]:
     """Ingest every source of a GdigConfig: candidates -> "pool", seed -> "seed", each eval
     source -> its own dataset (source.name or file stem).  Returns role -> dataset names.
     Re-running is a no-op for content already in the store; the config is the truth: a dataset
     whose sources were removed, replaced or edited since is rebuilt from the config's sources
     (with a warning), never reused."""
+    _require_held_out_eval(cfg)
     pair = dict(src_lang=cfg.languages.src, tgt_lang=cfg.languages.tgt)
     opts = dict(skip_invalid=cfg.data.skip_invalid, progress=progress, max_chars=cfg.data.max_chars,
                 exact=True, **pair)

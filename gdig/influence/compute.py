@@ -50,9 +50,20 @@ def shard_ranges(n_rows: int, shard_size: int) -> list[tuple[int, int]]:
 
 
 def _load(cfg, checkpoint_path: str, device: str | None):
+    """The checkpoint's model; with influence.modules.lora_only and a LoRA pool checkpoint (its
+    unmerged `adapter/` beside the merged weights), the base model with that adapter on top, so
+    the adapter's own weights are the modules influence is taken over (as LESS does)."""
     from gdig.modeling import load_from_config
 
-    return load_from_config(cfg.model, checkpoint_path, device)
+    adapter = Path(checkpoint_path) / "adapter"
+    if not (cfg.influence.modules.lora_only and (adapter / "adapter_config.json").exists()):
+        return load_from_config(cfg.model, checkpoint_path, device)
+    from peft import PeftModel
+
+    model, tok = load_from_config(cfg.model, None, device)
+    model = PeftModel.from_pretrained(model, str(adapter))
+    model.eval()
+    return model, tok
 
 
 ROW_COLUMNS = ("example_id", "position", "src", "tgt", "src_lang", "tgt_lang")

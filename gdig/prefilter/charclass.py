@@ -58,3 +58,8 @@ class Codepoints:
         """Per text: how many of its characters the table `mask` marks."""
         csum = np.concatenate([[0], np.cumsum(mask[self._cps], dtype=np.int64)])
         return (csum[self._ends] - csum[self._starts]).astype(np.float64)
+
+    def weigh(self, weights: np.ndarray) -> np.ndarray:
+        """Per text: the sum of its characters' weights (a float table over all code points)."""
+        csum = np.concatenate([[0.0], np.cumsum(weights[self._cps], dtype=np.float64)])
+        return csum[self._ends] - csum[self._starts]

@@ -7,55 +7,82 @@ import numpy as np
 import pandas as pd
 
 from gdig.config import PrefilterConfig
+from gdig.prefilter import bounds as rb
 from gdig.prefilter.langid import backend_version
-from gdig.prefilter.rules import CHECK_NAMES, CHECKS, MEASURES, Pairs
+from gdig.prefilter.rules import CHECK_NAMES, CHECKS, EXTRA_FIGURES, MEASURES, Pairs
 from gdig.workspace import json_hash
 
 # bump when a rule measures differently: decisions stored under an older signature are then stale
-RULES_VERSION = 2  # 2: a side without word counts (zh, ja...) leaves length.min_words to the other
+# 2: a side without word counts (zh, ja...) leaves length.min_words to the other
+# 3: script-normalised lengths and script shares, CJK read character by character by language ID
+#    (or decided by script), the length ratio judged against the pool's own (ratio.length)
+RULES_VERSION = 3
 
 
-def prefilter_signature(cfg: PrefilterConfig, src_lang: str, tgt_lang: str) -> str:
-    """Content hash of everything a verdict depends on besides the text itself."""
+def prefilter_signature(cfg: PrefilterConfig, src_lang: str, tgt_lang: str,
+                        ratio_bounds: rb.RatioBounds | None = None) -> str:
+    """Content hash of everything a verdict depends on besides the text itself (and, for a
+    dataset judged by another's learned bounds, those bounds)."""
     return json_hash({"config": cfg.model_dump(mode="json"), "pair": [src_lang, tgt_lang],
-                      "rules": RULES_VERSION, "langid": backend_version() if cfg.enabled and cfg.langid.enabled else None})
+                      "rules": RULES_VERSION, "langid": backend_version() if cfg.enabled and cfg.langid.enabled else None,
+                      **({"ratio_bounds": ratio_bounds.as_dict()} if ratio_bounds is not None else {})})
 
 
-def prefilter_rows(rows: pd.DataFrame, cfg: PrefilterConfig, src_lang: str, tgt_lang: str) -> pd.DataFrame:
+def prefilter_rows(rows: pd.DataFrame, cfg: PrefilterConfig, src_lang: str, tgt_lang: str,
+                   ratio_bounds: rb.RatioBounds | None = None) -> pd.DataFrame:
     """One row per input row, in input order.
 
     rows: columns example_id, src, tgt.  Returns example_id, passed (bool), rule (the first
     failing check in rules.CHECKS order, or None), figure (that check's figure, NaN when
-    passed) and one float column per check (its figure; NaN where not judged).  With
-    cfg.enabled false every row passes and nothing is measured.
+    passed), one float column per check (its figure; NaN where not judged) and the figures
+    rules.EXTRA_FIGURES (the raw log length ratio; the ratio bounds used, the same on every
+    row).  ratio_bounds: judge the length ratio by these instead of learning them from `rows`
+    (a seed or eval set is judged by its pool's).  With cfg.enabled false every row passes and
+    nothing is measured.
     """
     missing = [c for c in ("example_id", "src", "tgt") if c not in rows]
     if missing:
         raise ValueError(f"prefilter_rows: missing column(s) {missing} (columns: {list(rows.columns)})")
     n = len(rows)
     pairs = Pairs(rows["src"].astype(str).tolist(), rows["tgt"].astype(str).tolist(), src_lang, tgt_lang)
-    figures = {name: np.full(n, np.nan) for name in CHECK_NAMES}
+    figures = {name: np.full(n, np.nan) for name in (*CHECK_NAMES, *EXTRA_FIGURES)}
     if cfg.enabled:
         for section, measure in MEASURES.items():
             section_cfg = getattr(cfg, section)
             if section_cfg.enabled and n:
                 figures.update(measure(pairs, section_cfg))
+    active = [c for c in CHECKS if cfg.enabled and getattr(cfg, c.section).enabled]
+    if cfg.enabled and cfg.ratio.enabled:
+        # the pair's own ratio, from the rows every other check passes
+        others = np.ones(n, dtype=bool)
+        for check in active:
+            if check.section != "ratio":
+                others &= ~check.fails(figures[check.name], getattr(cfg, check.section))
+        bounds = ratio_bounds or rb.learn(figures["ratio.log"], others, cfg.ratio)
+        figures["ratio.length"] = bounds.deviation(figures["ratio.log"])
+        # how many spreads short a target is that stops where its source closes a sentence
+        figures["ratio.open_end"] = np.where(pairs.open_end, -figures["ratio.length"], np.nan)
+        figures["ratio.center"] = np.full(n, bounds.center)
+        figures["ratio.spread"] = np.full(n, bounds.spread)
     rule = np.full(n, None, dtype=object)
     figure = np.full(n, np.nan)
     undecided = np.ones(n, dtype=bool)
-    if cfg.enabled:
-        for check in CHECKS:
-            section_cfg = getattr(cfg, check.section)
-            if not section_cfg.enabled:
-                continue
-            hit = undecided & check.fails(figures[check.name], section_cfg)
-            rule[hit] = check.name
-            figure[hit] = figures[check.name][hit]
-            undecided &= ~hit
+    for check in active:
+        hit = undecided & check.fails(figures[check.name], getattr(cfg, check.section))
+        rule[hit] = check.name
+        figure[hit] = figures[check.name][hit]
+        undecided &= ~hit
     out = pd.DataFrame({"example_id": rows["example_id"].to_numpy(), "passed": undecided, "rule": rule, "figure": figure})
-    for name in CHECK_NAMES:
+    for name in (*CHECK_NAMES, *EXTRA_FIGURES):
         out[name] = figures[name]
     return out
+
+
+def ratio_bounds_of(decisions: pd.DataFrame) -> rb.RatioBounds | None:
+    """The ratio bounds a dataset's verdicts were judged by (None: the ratio check was off)."""
+    if not len(decisions) or "ratio.center" not in decisions or decisions["ratio.center"].isna().all():
+        return None
+    return rb.RatioBounds(float(decisions["ratio.center"].iloc[0]), float(decisions["ratio.spread"].iloc[0]))
 
 
 def rule_counts(decisions: pd.DataFrame) -> pd.Series:

@@ -5,6 +5,10 @@ yields one figure per pair and fails the pair when the figure crosses the sectio
 threshold.  A figure of NaN means "not judged" (rule disabled, language unknown to the
 check, text too short for it) and never fails.  CHECKS is in the order that decides which
 rule a rejected pair is reported under: the cheapest, least ambiguous first.
+
+No rule assumes spaces or Latin letters: lengths are script-normalised (gdig.prefilter.lengths),
+and the length ratio is judged against the pair's own, learned from the pool
+(gdig.prefilter.bounds).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from rapidfuzz.process import cpdist
 from gdig.prefilter import text as tx
 from gdig.prefilter.charclass import Codepoints
 from gdig.prefilter.langid import identifier
-from gdig.prefilter.scripts import DENSE, NO_SPACES, script_fraction
+from gdig.prefilter.lengths import LETTERS_PER_WORD, normalised_length
+from gdig.prefilter.scripts import NO_SPACES, script_fraction, script_says
 
 
 @dataclass
@@ -42,10 +47,23 @@ class Pairs:
         return tx.char_lengths(self.src), tx.char_lengths(self.tgt)
 
     @cached_property
+    def normalised(self) -> tuple[np.ndarray, np.ndarray]:
+        """Script-normalised lengths per side (letters, marks, digits weighed in Latin letters)."""
+        cs, ct = self.codepoints
+        return normalised_length(self.src, cs), normalised_length(self.tgt, ct)
+
+    @cached_property
     def words(self) -> tuple[np.ndarray, np.ndarray]:
-        """Word counts per side; NaN for a side whose language has no spaces between words."""
-        return (self.nan() if self.src_lang in NO_SPACES else tx.word_counts(self.src),
-                self.nan() if self.tgt_lang in NO_SPACES else tx.word_counts(self.tgt))
+        """Word counts per side; for a language written without spaces, its normalised length
+        in words (gdig.prefilter.lengths.LETTERS_PER_WORD)."""
+        ns, nt = self.normalised
+        return (ns / LETTERS_PER_WORD if self.src_lang in NO_SPACES else tx.word_counts(self.src),
+                nt / LETTERS_PER_WORD if self.tgt_lang in NO_SPACES else tx.word_counts(self.tgt))
+
+    @cached_property
+    def open_end(self) -> np.ndarray:
+        """True where the source ends a sentence (. ! ? 。 । ؟ ...) and the target does not."""
+        return np.array([tx.closes(a) and not tx.closes(b) for a, b in zip(self.src, self.tgt)], dtype=bool)
 
     def nan(self) -> np.ndarray:
         return np.full(len(self), np.nan)
@@ -53,7 +71,7 @@ class Pairs:
 
 def _length(p: Pairs, cfg) -> dict[str, np.ndarray]:
     (cs, ct), (ws, wt) = p.chars, p.words
-    longer = np.fmax(ws, wt)  # fmax: a side without word counts leaves the other's
+    longer = np.maximum(ws, wt)
     return {
         "length.min_chars": np.minimum(cs, ct), "length.max_chars": np.maximum(cs, ct),
         # min_words holds the longer side to it: one short side is for the ratio rule
@@ -91,34 +109,30 @@ def _group(lang: str, cfg) -> frozenset[str]:
     return frozenset({lang})
 
 
-def _langid_side(texts: list[str], lang: str, cfg) -> np.ndarray:
+def _langid_side(texts: list[str], lang: str, cps: Codepoints, lengths: np.ndarray, cfg) -> np.ndarray:
     ident = identifier()
     langs = _group(lang, cfg)
     if not langs & ident.labels:  # a language the model does not know: no verdict
         return np.full(len(texts), np.nan)
-    out = ident.prob_of(texts, langs)
-    if cfg.min_chars:
-        out[tx.char_lengths(texts) < cfg.min_chars] = np.nan
+    # a side whose scripts alone show its language (Hangul for Korean...) needs no model, which
+    # is weak on short CJK segments; the rest is judged when long enough (normalised letters)
+    by_script = script_says(texts, lang, cps)
+    out = ident.prob_of(texts, langs, judge=~by_script & (lengths >= cfg.min_chars))
+    out[by_script] = 1.0
     return out
 
 
 def _langid(p: Pairs, cfg) -> dict[str, np.ndarray]:
-    return {"langid.src": _langid_side(p.src, p.src_lang, cfg), "langid.tgt": _langid_side(p.tgt, p.tgt_lang, cfg)}
-
-
-def _smoothed_ratio(a: np.ndarray, b: np.ndarray, smoothing: float) -> np.ndarray:
-    lo, hi = np.minimum(a, b) + smoothing, np.maximum(a, b) + smoothing
-    with np.errstate(divide="ignore", invalid="ignore"):  # x/0 = inf (an empty side); NaN stays NaN
-        return hi / lo
+    (cs, ct), (ns, nt) = p.codepoints, p.normalised
+    return {"langid.src": _langid_side(p.src, p.src_lang, cs, ns, cfg),
+            "langid.tgt": _langid_side(p.tgt, p.tgt_lang, ct, nt, cfg)}
 
 
 def _ratio(p: Pairs, cfg) -> dict[str, np.ndarray]:
-    # a syllabic or logographic script packs a word into one to three characters: no char ratio
-    # between it and an alphabet
-    mixed = (p.src_lang in DENSE) != (p.tgt_lang in DENSE)
-    chars = p.nan() if mixed else _smoothed_ratio(*p.chars, cfg.smoothing_chars)
-    words = _smoothed_ratio(*p.words, cfg.smoothing_words)  # NaN where a side has no word count
-    return {"ratio.chars": chars, "ratio.words": words}
+    # the log of the target's normalised length over the source's; the check's figure is its
+    # distance from the pair's own ratio (gdig.prefilter.bounds), known once the pool is measured
+    ns, nt = p.normalised
+    return {"ratio.log": np.log((nt + cfg.smoothing) / (ns + cfg.smoothing))}
 
 
 Measure = Callable[[Pairs, object], dict[str, np.ndarray]]
@@ -133,7 +147,7 @@ class Check:
     name: str  # the rule reported for a pair it fails, e.g. "langid.tgt"
     section: str  # its config section under prefilter: (and the measure that computes it)
     threshold: str  # the key of that section holding its threshold
-    fails_when: Literal["below", "above", "at_least"]
+    fails_when: Literal["below", "above", "at_least", "outside"]  # outside: |figure| above
 
     def fails(self, figure: np.ndarray, section_cfg) -> np.ndarray:
         limit = getattr(section_cfg, self.threshold)
@@ -142,6 +156,8 @@ class Check:
                 return figure < limit
             if self.fails_when == "above":
                 return figure > limit
+            if self.fails_when == "outside":
+                return np.abs(figure) > limit
             return figure >= limit
 
 
@@ -157,7 +173,12 @@ CHECKS: tuple[Check, ...] = (
     Check("script.tgt", "script", "min_fraction", "below"),
     Check("langid.src", "langid", "min_prob", "below"),
     Check("langid.tgt", "langid", "min_prob", "below"),
-    Check("ratio.chars", "ratio", "max_chars", "above"),
-    Check("ratio.words", "ratio", "max_words", "above"),
+    # signed: robust standard deviations of the log length ratio above (target long) or below
+    # (target short: truncated) the pair's own
+    Check("ratio.length", "ratio", "max_deviation", "outside"),
+    # spreads short, for a target that stops where its source closes a sentence (truncated)
+    Check("ratio.open_end", "ratio", "max_open_shortfall", "above"),
 )
 CHECK_NAMES = tuple(c.name for c in CHECKS)
+# figures that are no check's: the raw log length ratio and the bounds learned for it
+EXTRA_FIGURES = ("ratio.log", "ratio.center", "ratio.spread")

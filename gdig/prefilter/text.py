@@ -11,6 +11,17 @@ def char_lengths(texts: list[str]) -> np.ndarray:
     return np.array([len(t.strip()) for t in texts], dtype=np.float64)
 
 
+# sentence-final punctuation of many scripts, and what may close after it (quotes, brackets)
+_FINAL = frozenset(".!?。！？｡．…।॥۔؟።")
+_CLOSERS = "\"'”’»›」』）)]】〕〉》 \t\u3000"
+
+
+def closes(text: str) -> bool:
+    """Does the text end a sentence (its last character, closing quotes and brackets aside)?"""
+    text = text.rstrip().rstrip(_CLOSERS)
+    return bool(text) and text[-1] in _FINAL
+
+
 def word_counts(texts: list[str]) -> np.ndarray:
     return np.array([len(t.split()) for t in texts], dtype=np.float64)
 

@@ -11,34 +11,46 @@ from __future__ import annotations
 
 import pandas as pd
 
-from gdig.prefilter.decisions import prefilter_rows, prefilter_signature, rule_counts
+from gdig.prefilter.bounds import RatioBounds
+from gdig.prefilter.decisions import prefilter_rows, prefilter_signature, ratio_bounds_of, rule_counts
 
 
-def _judge(cfg, store, dataset: str) -> dict:
+def _judge(cfg, store, dataset: str, ratio_bounds: RatioBounds | None = None) -> tuple[dict, RatioBounds | None]:
     ds = store.get_dataset(dataset)
     if ds is None:
         raise ValueError(f"prefilter: no dataset {dataset!r} in the store; ingest it first")
-    sig = prefilter_signature(cfg.prefilter, ds["src_lang"], ds["tgt_lang"])
+    sig = prefilter_signature(cfg.prefilter, ds["src_lang"], ds["tgt_lang"], ratio_bounds)
     rows = store.dataset_examples(dataset)
     if sig in store.prefilter_signatures(dataset):
         decisions = store.prefilter(dataset, sig)
         if len(decisions) == len(rows):
             return _report(dataset, sig, decisions)
-    decisions = prefilter_rows(rows, cfg.prefilter, ds["src_lang"], ds["tgt_lang"])
+    decisions = prefilter_rows(rows, cfg.prefilter, ds["src_lang"], ds["tgt_lang"], ratio_bounds)
     store.add_prefilter(dataset, sig, decisions)
     return _report(dataset, sig, decisions)
 
 
-def _report(dataset: str, sig: str, decisions: pd.DataFrame) -> dict:
-    return {"dataset": dataset, "signature": sig, "n_rows": len(decisions),
-            "n_passed": int(decisions["passed"].sum()),
-            "rejected": {str(k): int(v) for k, v in rule_counts(decisions).items()}}
+def _report(dataset: str, sig: str, decisions: pd.DataFrame) -> tuple[dict, RatioBounds | None]:
+    if "figures" in decisions:  # read back from the store: the figures as one dict per row
+        decisions = decisions.assign(**{k: [f.get(k, float("nan")) for f in decisions["figures"]]
+                                        for k in ("ratio.center", "ratio.spread")})
+    bounds = ratio_bounds_of(decisions)
+    report = {"dataset": dataset, "signature": sig, "n_rows": len(decisions),
+              "n_passed": int(decisions["passed"].sum()),
+              "rejected": {str(k): int(v) for k, v in rule_counts(decisions).items()},
+              "ratio_bounds": None if bounds is None else bounds.as_dict()}
+    return report, bounds
 
 
 def judge_datasets(cfg, store, pool: str = "pool", checked: list[str] | tuple[str, ...] = ()) -> dict:
     """Verdicts for `pool` (what scoring and selection draw from) and the `checked` datasets
-    (seed, eval: reported only).  Returns {dataset: {signature, n_rows, n_passed, rejected}}."""
-    return {name: _judge(cfg, store, name) for name in (pool, *checked)}
+    (seed, eval: reported only), these judged by the length ratio learned from the pool.
+    Returns {dataset: {signature, n_rows, n_passed, rejected, ratio_bounds}}."""
+    out, bounds = {}, None
+    out[pool], bounds = _judge(cfg, store, pool)
+    for name in checked:
+        out[name], _ = _judge(cfg, store, name, bounds)
+    return out
 
 
 def passing_ids(cfg, store, dataset: str = "pool") -> set[str] | None:

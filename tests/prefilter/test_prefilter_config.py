@@ -25,8 +25,8 @@ def test_on_by_default_with_every_rule_on():
 
 
 def test_the_pure_paper_pipeline_is_one_override():
-    cfg = parse_config(apply_overrides(dict(MINIMAL), ["prefilter.enabled=false", "prefilter.ratio.max_chars=2.5"]))
-    assert cfg.prefilter.enabled is False and cfg.prefilter.ratio.max_chars == 2.5
+    cfg = parse_config(apply_overrides(dict(MINIMAL), ["prefilter.enabled=false", "prefilter.ratio.max_deviation=2.5"]))
+    assert cfg.prefilter.enabled is False and cfg.prefilter.ratio.max_deviation == 2.5
 
 
 @pytest.mark.parametrize("prefilter,key,msg", [
@@ -34,7 +34,9 @@ def test_the_pure_paper_pipeline_is_one_override():
     ({"lenght": {}}, "prefilter.lenght", "Extra inputs are not permitted"),
     ({"langid": {"min_prob": 1.5}}, "prefilter.langid.min_prob", "less than or equal to 1"),
     ({"copies": {"max_similarity": 0}}, "prefilter.copies.max_similarity", "greater than 0"),
-    ({"ratio": {"max_chars": 0.5}}, "prefilter.ratio.max_chars", "greater than or equal to 1"),
+    ({"ratio": {"max_deviation": 0}}, "prefilter.ratio.max_deviation", "greater than 0"),
+    ({"ratio": {"spread": -0.1}}, "prefilter.ratio.spread", "spread must be 'auto' or above 0"),
+    ({"ratio": {"center": "median"}}, "prefilter.ratio.center.float", "valid number"),
     ({"length": {"min_chars": 50, "max_chars": 10}}, "prefilter.length", "min_chars (50) is above max_chars (10)"),
     ({"length": {"min_words": 9, "max_words": 3}}, "prefilter.length", "min_words (9) is above max_words (3)"),
     ({"langid": {"equivalent": [["cs"]]}}, "prefilter.langid.equivalent", "at least two codes"),

@@ -4,6 +4,7 @@ the rows that newly pass."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from tiny_workspace import demo_config, demo_model_dir  # noqa: F401  (fixture)
 
@@ -80,3 +81,46 @@ def test_prefilter_disabled_scores_every_row(tmp_path, demo_model_dir):  # noqa:
     with Store(data["workspace"]["db"]) as store:
         assert store.prefilter_signatures("pool") == []
         assert isinstance(store.influence(summary.scoring_id), pd.DataFrame)
+
+
+def test_the_pool_learns_the_ratio_bounds_and_the_seed_set_is_judged_by_them(tmp_path):
+    from types import SimpleNamespace
+
+    from gdig.data.ingest import example_id
+    from gdig.config import PrefilterConfig
+    from gdig.prefilter import prefilter_rows
+    from gdig.prefilter.verdicts import judge_datasets
+
+    rng = np.random.default_rng(0)
+    words = ["jablko", "strom", "zahrada", "dům", "voda", "slunce", "řeka", "les"]
+
+    def rows(n, stretch):  # target about `stretch` times as long as the source, in letters
+        out = []
+        for i in range(n):
+            src = " ".join(rng.choice(words, 8)) + f" {i}."
+            out.append((src, " ".join(rng.choice(["tree", "wood", "lake", "hill"], int(round(len(src) * stretch / 5))))
+                        + "."))
+        return pd.DataFrame(out, columns=["src", "tgt"])
+
+    cfg = SimpleNamespace(prefilter=PrefilterConfig.model_validate({"langid": {"enabled": False},
+                                                                    "repeats": {"enabled": False}}))
+    with Store(tmp_path / "s.duckdb") as store:
+        for name, df in (("pool", rows(150, 2.0)), ("seed", rows(5, 1.0))):
+            df["src_lang"], df["tgt_lang"] = "cs", "en"
+            df["example_id"] = [example_id("cs", "en", s, t) for s, t in zip(df["src"], df["tgt"])]
+            df["source_file"], df["source_row"] = f"{name}.jsonl", range(1, len(df) + 1)
+            store.add_rows(dataset=name, role="candidates" if name == "pool" else "seed", src_lang="cs",
+                           tgt_lang="en", rows=df)
+        out = judge_datasets(cfg, store, "pool", ["seed"])
+        pool_bounds = out["pool"]["ratio_bounds"]
+        assert pool_bounds == out["seed"]["ratio_bounds"]  # the seed set is judged by the pool's
+        assert 0.5 < pool_bounds["center"] < 0.9  # the pool's targets are about twice as long
+        # the seed set's own ratio (1.0, log 0) is far from the pool's: every seed row fails it
+        assert out["seed"]["rejected"] == {"ratio.length": 5}
+        alone = prefilter_rows(store.dataset_examples("seed"), cfg.prefilter, "cs", "en")
+        assert alone["passed"].all()  # judged alone (5 rows < min_rows: the prior), they pass
+        stored = store.prefilter("pool", out["pool"]["signature"])  # the bounds, with every verdict
+        assert {f["ratio.center"] for f in stored["figures"]} == {pool_bounds["center"]}
+        assert {f["ratio.spread"] for f in stored["figures"]} == {pool_bounds["spread"]}
+        again = judge_datasets(cfg, store, "pool", ["seed"])  # a rerun reads them back
+        assert again == out

@@ -1,0 +1,76 @@
+"""Named presets: the paper's setting fills the config, the config's own keys win, and the preset
+runs end to end through `gdig select` and `gdig run` on the tiny workspace."""
+
+from __future__ import annotations
+
+
+import pytest
+import yaml
+
+from gdig.config import ConfigError, parse_config
+
+BASE = {"languages": {"src": "cs", "tgt": "en"}, "model": {"name_or_path": "/nonexistent/model"}}
+
+
+def test_paper_preset_fills_the_official_setting():
+    cfg = parse_config({**BASE, "preset": "paper"})
+    assert cfg.preset == "paper"
+    assert cfg.pool_finetune.enabled and cfg.pool_finetune.epochs == 1.0
+    assert not cfg.prefilter.enabled
+    c = cfg.influence.curvature
+    assert (c.strategy, c.granularity, c.kfac_damping, c.damping) == ("kfac", "sequence", "pi", 0.5)
+    assert cfg.influence.seed_set.batch_size == 2 and cfg.influence.modules.layers is None
+    s = cfg.selection
+    assert (s.gamma, s.quality, s.allocation, s.within_cluster) == (1.0, "paper", "even", "random")
+    assert s.closing_loss_max is None and s.source_gain_min is None
+    plain = parse_config(BASE)  # without the preset: gdig's defaults
+    assert (plain.selection.quality, plain.selection.gamma, plain.pool_finetune.enabled) == ("loss", "auto", False)
+
+
+def test_config_keys_win_over_the_preset():
+    cfg = parse_config({**BASE, "preset": "paper", "selection": {"gamma": 0.5, "budgets": [7]},
+                        "influence": {"curvature": {"sample": 64}}})
+    assert cfg.selection.gamma == 0.5 and cfg.selection.budgets == [7] and cfg.selection.quality == "paper"
+    assert cfg.influence.curvature.sample == 64 and cfg.influence.curvature.damping == 0.5
+
+
+def test_unknown_preset_names_the_choices():
+    with pytest.raises(ConfigError, match="x.yaml: invalid config: preset: unknown 'papers'; one of paper"):
+        parse_config({**BASE, "preset": "papers"}, source="x.yaml")
+
+
+@pytest.mark.prefect
+def test_paper_preset_runs_select_and_run_end_to_end(tmp_path):
+    from typer.testing import CliRunner
+
+    from gdig.cli import app
+    from gdig.config import load_config
+    from gdig.store import Store
+    from tiny_workspace import demo_config
+    from gdig.demo import generate_pairs
+    from gdig.modeling import build_tiny_model
+
+    pairs = generate_pairs(200, seed=5)
+    model = build_tiny_model(list(pairs["src"]) + list(pairs["tgt"]), tmp_path / "model", arch="llama",
+                             pad_token=False, hidden=32, layers=1, intermediate=64, vocab_size=384)
+    data = demo_config(tmp_path, model)
+    data["data"]["eval"] = [{"path": str(tmp_path / "data" / "eval.jsonl"), "name": "eval"}]
+    data["selection"] = {"budgets": [20], "strategies": ["gdig", "random"]}  # the preset's γ and ranking
+    data["pool_finetune"] = {"batch_size": 16, "lr": 1e-3}  # the preset turns it on; one epoch
+    data["finetune"] = {"max_steps": 2, "batch_size": 8}
+    data["evaluate"] = {"max_new_tokens": 8}
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(data))
+    for cmd in ("select", "run"):
+        res = CliRunner().invoke(app, [cmd, str(path), "--no-prefect", "--no-progress", "--set", "preset=paper"])
+        assert res.exit_code == 0, res.output
+    cfg = load_config(path, ["preset=paper"])
+    with Store(cfg.workspace.db) as store:
+        kinds = set(store.table("checkpoints")["kind"])
+        scoring = store.table("scorings").iloc[-1]
+        sel = store.selections()
+        metrics = store.metrics()
+    assert "pool" in kinds  # the gradients were taken at the pool-finetuned checkpoint
+    assert int(scoring["n_seeds"]) == 3  # 6 seeds in groups of 2
+    assert set(sel["strategy"]) == {"gdig", "random"} and set(sel["budget"]) == {20}
+    assert {"BLEU", "chrF"} <= set(metrics["metric"])
