@@ -2,8 +2,9 @@
 
 `STAGES` declares every stage: its name (the Prefect task's name and the StageError prefix), the
 gdig function that computes it, the inputs it takes (upstream results by parameter name), what
-it returns, the config sections and code modules its result depends on (the cache key follows
-from them), and whether it is mapped over shards.  `select`, `score`, `fit_curvature` and
+it returns, the config sections its result depends on, what one call works on (its label), and
+whether it is mapped over shards.  Its Prefect task is generated from the declaration, and the
+code its key covers is walked from its function's source (gdig.reach), so nothing is listed twice.  `select`, `score`, `fit_curvature` and
 `prove` below are the stage order, written once: they walk the graph through an executor,
 
     gdig.pipeline.PlainExecutor   every stage in this process (`--no-prefect`, notebooks)
