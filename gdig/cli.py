@@ -233,29 +233,43 @@ def demo_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="Run as the Prefect flow (default) or as plain Python in this process."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of a failure (default: one line on stderr)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Torch threads for the demo (default: the demo config's `threads`, 1: the tiny model's operations are too small to split, and on a busy machine each split waits for a preempted thread)."),
 ) -> None:
     """Offline end to end: generate an invented language pair with injected noise and a tiny
     model, select with G-DIG and baselines, finetune, evaluate, and write the report."""
     import time
 
+    import torch
+
+    from gdig.demo import demo_defaults
+    from gdig.demo.proof import what_it_shows
+
     if workdir is None:
         workdir = Path.cwd() / f"gdig-demo-{time.strftime('%Y%m%d-%H%M%S')}"
     typer.echo(f"demo workspace: {workdir}")
-    if prefect:
-        out = _run_flow("demo", workdir=str(workdir), seed=seed, overrides=list(overrides), progress=progress,
-                        debug=debug)
-        _echo_run_result(out["result"])
-        typer.echo(f"config: {out['result']['config']}")
-        _echo_flow_run(out)
-        return
-    from gdig.config import load_config
-    from gdig.demo import prepare_demo
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads or demo_defaults()["threads"])
+    try:
+        if prefect:
+            out = _run_flow("demo", workdir=str(workdir), seed=seed, overrides=list(overrides), progress=progress,
+                            debug=debug)
+            _echo_run_result(out["result"])
+            typer.echo(what_it_shows(out["result"]))
+            typer.echo(f"config: {out['result']['config']}")
+            _echo_flow_run(out)
+            return
+        from gdig.config import load_config
+        from gdig.demo import prepare_demo
 
-    config = prepare_demo(workdir, seed=seed, progress=progress)
-    cfg = _guarded(lambda: load_config(config, overrides), debug)
-    typer.echo(_guarded(lambda: _run_plain(cfg, progress, _command("demo", "--workdir", workdir, "--no-prefect",
-                                                                          overrides=overrides), config), debug).render())
-    typer.echo(f"config: {config}")
+        config = prepare_demo(workdir, seed=seed, progress=progress)
+        cfg = _guarded(lambda: load_config(config, overrides), debug)
+        run = _guarded(lambda: _run_plain(cfg, progress, _command("demo", "--workdir", workdir, "--no-prefect",
+                                                                         overrides=overrides), config), debug)
+        typer.echo(run.render())
+        typer.echo(what_it_shows(run.result))
+        typer.echo(f"config: {config}")
+    finally:
+        torch.set_num_threads(threads_before)
 
 
 # -- report (gdig.report) --------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Translate evaluation sets and score them: BLEU and chrF (sacrebleu), COMET when available.
+"""Translate evaluation sets and score them: BLEU and chrF (sacrebleu), COMET when available,
+and the references' target NLL under the model (nats per token, lower is better).
 
 Generation is batched with LEFT padding (the new tokens of every row start at the same
 column), greedy or beam search, and stops at EOS or at the first newline (the prompt puts
@@ -28,7 +29,7 @@ from gdig.data.prompts import build_prompt, length_batches
 
 log = logging.getLogger(__name__)
 
-METRICS = ("BLEU", "chrF", "COMET")
+METRICS = ("BLEU", "chrF", "COMET", "NLL")
 
 
 # -- generation -------------------------------------------------------------------------------
@@ -113,6 +114,34 @@ def translate(
     return pd.DataFrame(out, columns=["hypothesis", "n_new_tokens", "stopped"])
 
 
+def target_nll(model, tokenizer, rows: pd.DataFrame, template: str, *, max_length: int, too_long: str,
+               batch_size: int = 8, device: str | None = None) -> pd.DataFrame:
+    """Per row (src, tgt, src_lang, tgt_lang): the summed cross-entropy of its reference target
+    tokens (+ EOS) after the prompt, and their count; NaN / 0 for a row the encoding skips.
+
+    The eval set's NLL is where a model that cannot yet translate still shows what finetuning
+    taught it: it moves long before BLEU and chrF do."""
+    from gdig.data.prompts import collate, encode_examples
+    from gdig.influence.hooks import forward_loss
+
+    device = device or str(next(model.parameters()).device)
+    tuples = list(zip(rows["src"], rows["tgt"], rows["src_lang"], rows["tgt_lang"]))
+    enc, _ = encode_examples(tokenizer, tuples, template, max_length,
+                             "truncate_target" if too_long == "truncate_target" else "skip")
+    nll, n_tok = [math.nan] * len(enc), [0] * len(enc)
+    kept = [i for i, e in enumerate(enc) if e is not None]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model.eval()
+    with torch.no_grad():
+        for b in length_batches([len(enc[i].input_ids) for i in kept], batch_size):
+            idx = [kept[j] for j in b]
+            batch = {k: v.to(device) for k, v in collate([enc[i] for i in idx], pad).items()}
+            out = forward_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"], "sum")
+            for i, loss, n in zip(idx, out.loss.float().tolist(), out.n_target.tolist()):
+                nll[i], n_tok[i] = loss, int(n)
+    return pd.DataFrame({"nll": nll, "target_tokens": n_tok})
+
+
 def load_checkpoint_model(cfg: GdigConfig, path: str):
     """The base model of the config (its path) or a finetuned checkpoint dir, on cfg.model.device."""
     from gdig.modeling import load_from_config
@@ -138,7 +167,10 @@ def translate_eval_set(cfg: GdigConfig, store, checkpoint: dict, eval_set: str, 
         max_new_tokens=ev.max_new_tokens, length_ratio=ev.length_ratio, device=cfg.model.device,
         progress=progress,
     )
-    meta = [{"n_new_tokens": int(n), "stopped": s, "key": key} for n, s in zip(hyp["n_new_tokens"], hyp["stopped"])]
+    nll = target_nll(model, tok, ex, cfg.prompt.template, max_length=cfg.prompt.max_length,
+                     too_long=cfg.prompt.too_long, batch_size=ev.batch_size, device=cfg.model.device)
+    meta = [{"n_new_tokens": int(n), "stopped": s, "key": key, "nll": None if math.isnan(x) else x, "target_tokens": t}
+            for n, s, x, t in zip(hyp["n_new_tokens"], hyp["stopped"], nll["nll"], nll["target_tokens"])]
     store.add_translations(
         checkpoint["checkpoint_id"], eval_set,
         pd.DataFrame({"example_id": ex["example_id"], "hypothesis": hyp["hypothesis"], "meta": meta}),
@@ -214,6 +246,17 @@ def comet_score(srcs: list[str], hyps: list[str], refs: list[str], comet_cfg: Co
                         f"COMET|model:{comet_cfg.model}|scale:x100|comet:{getattr(comet, '__version__', '?')}")
 
 
+def reference_nll(tr: pd.DataFrame) -> MetricResult:
+    """The eval set's target NLL: nats per reference target token (lower is better), from the
+    per-row sums the translate stage stored; None when they are missing (older translations)."""
+    if "nll" not in tr or tr["nll"].isna().all():
+        return MetricResult("NLL", None, "NLL: not available (translations stored before it was kept)")
+    ok = tr["nll"].notna()
+    value = float(tr.loc[ok, "nll"].sum() / max(int(tr.loc[ok, "target_tokens"].sum()), 1))
+    notes = [f"NLL over {int(ok.sum())} of {len(tr)} rows (the rest did not fit prompt.max_length)"] if not ok.all() else []
+    return MetricResult("NLL", value, "NLL|reference target tokens + EOS|nats per token|lower is better", notes)
+
+
 def score_eval_set(
     cfg: GdigConfig, store, checkpoint: dict, eval_set: str,
     strategy: str | None = None, budget: int | None = None, selection_id: str | None = None,
@@ -230,6 +273,7 @@ def score_eval_set(
     hyps, refs, srcs = list(tr["hypothesis"].fillna("")), list(tr["tgt"]), list(tr["src"])
     results = corpus_bleu_chrf(hyps, refs, ds.get("tgt_lang", cfg.languages.tgt))
     results.append(comet_score(srcs, hyps, refs, cfg.evaluate.comet, cfg.model.device))
+    results.append(reference_nll(tr))
     out: dict[str, Any] = {"checkpoint_id": checkpoint["checkpoint_id"], "eval_set": eval_set,
                            "signatures": {}, "notes": []}
     for r in results:
@@ -280,7 +324,7 @@ def comparison_table(store) -> pd.DataFrame:
     table.attrs["notes"] = notes
     for sig in sorted(set(m["signature"].dropna())):
         table.attrs.setdefault("signatures", []).append(sig)
-    return table.round(2)
+    return table.round({c: 3 if "NLL" in c else 2 for c in table.columns})  # NLL moves in the 2nd-3rd decimal
 
 
 def comparison_markdown(table: pd.DataFrame) -> str:

@@ -4,8 +4,9 @@
 gdig function that computes it, the inputs it takes (upstream results by parameter name), what
 it returns, the config sections its result depends on, what one call works on (its label), and
 whether it is mapped over shards.  Its Prefect task is generated from the declaration, and the
-code its key covers is walked from its function's source (gdig.reach), so nothing is listed twice.  `select`, `score`, `fit_curvature` and
-`prove` below are the stage order, written once: they walk the graph through an executor,
+code its key covers is walked from its function's source (gdig.reach): nothing is listed twice.
+`select`, `score`, `fit_curvature` and `prove` below are the stage order, written once: they
+walk the graph through an executor,
 
     gdig.pipeline.PlainExecutor   every stage in this process (`--no-prefect`, notebooks)
     tasks.executor.PrefectExecutor  one Prefect task per stage, mapped shards on a task runner
@@ -168,7 +169,8 @@ STAGES: tuple[Stage, ...] = (
           label=lambda p: f"gamma={p['cfg'].selection.gamma}"),
     Stage("cluster-resample", "gdig.stages.selection:cluster_resample",
           ("scoring", "source_free", "strategy", "budget"), "selection id, size",
-          settings="gdig.stages.selection:settings_read", repeats=True, label=lambda p: f"{p['strategy']}@{p['budget']}"),
+          settings="gdig.stages.selection:settings_read", repeats=True,
+          label=lambda p: f"{p['strategy']}@{p['budget']}"),
     Stage("export", "gdig.stages.selection:export", ("selection",), "JSONL path", repeats=True, label=_selection),
     Stage("summarize-selection", "gdig.stages.selection:summarize", ("scoring", "prefilter", "exports"),
           "summary (dict + text)", ("selection",), label=_workspace),
@@ -180,8 +182,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("translate", "gdig.stages.proof:translate", ("checkpoint", "eval_set"), "row count",
           ("languages", "model", "prompt") + EVALUATE, reports_progress=True,
           repeats=True, label=lambda p: f"{p['eval_set']['name']} by {_model(p['checkpoint'])}"),
-    Stage("metrics", "gdig.stages.proof:metrics", ("checkpoint", "translation"), "BLEU, chrF, COMET (or why not)",
-          ("languages", "evaluate.comet"),
+    Stage("metrics", "gdig.stages.proof:metrics", ("checkpoint", "translation"),
+          "BLEU, chrF, COMET (or why not), the references' NLL", ("languages", "evaluate.comet"),
           repeats=True, label=lambda p: f"{p['translation']['eval_set']} by {_model(p['checkpoint'])}"),
     Stage("report", "gdig.stages.proof:report", ("summary", "metrics"), "report paths, comparison table",
           cached=False, label=_workspace, names_run=True),

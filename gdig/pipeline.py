@@ -146,9 +146,10 @@ def render_run(result: dict, timings: dict[str, float] | None = None) -> str:
     report = result["report"]
     lines = [result["summary"]["text"], "", comparison_text(report["table"], report["notes"])]
     for m in result.get("baseline", []):
-        bleu, chrf = m.get("BLEU"), m.get("chrF")
+        bleu, chrf, nll = m.get("BLEU"), m.get("chrF"), m.get("NLL")
         if bleu is not None and chrf is not None:
-            lines.append(f"base model before finetuning, {m['eval_set']}: BLEU {bleu:.2f}, chrF {chrf:.2f}")
+            lines.append(f"base model before finetuning, {m['eval_set']}: BLEU {bleu:.2f}, chrF {chrf:.2f}"
+                         + (f", NLL {nll:.3f}" if nll is not None else ""))
     if timings:
         lines.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     lines += [f"{k}: {report['paths'][k]}" for k in ("html", "markdown", "comparison_csv") if k in report["paths"]]
@@ -161,5 +162,7 @@ def comparison_text(rows: list[dict], notes: list[str]) -> str:
 
     if not rows:
         return "no metrics" + "".join(f"\n  {n}" for n in notes)
-    text = pd.DataFrame(rows).set_index("strategy").to_string(float_format=lambda v: f"{v:.2f}")
+    df = pd.DataFrame(rows).set_index("strategy")
+    text = df.to_string(formatters={c: (lambda v, d=3 if "NLL" in c else 2: "" if pd.isna(v) else f"{v:.{d}f}")
+                                    for c in df.columns})
     return text + "".join(f"\n  note: {n}" for n in notes)

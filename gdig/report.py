@@ -361,7 +361,7 @@ def metric_budget_section(store, out: Path) -> Section:
     if len(m) == 0:
         s.text.append("Not available: no metrics in this store (run `gdig run`).")
         return s
-    order = ["BLEU", "chrF", "COMET"]
+    order = ["BLEU", "chrF", "COMET", "NLL"]
     panels = sorted(set(zip(m["eval_set"], m["metric"])),
                     key=lambda p: (p[0], order.index(p[1]) if p[1] in order else 9))
     base = _base_scores(store)

@@ -131,7 +131,7 @@ def test_metrics_stage_writes_rows_and_table(store, tmp_path):
             assert res["BLEU"] == pytest.approx(expected[0].value) and res["chrF"] == pytest.approx(expected[1].value)
         assert res["COMET"] is None and any("not available" in n for n in res["notes"])
     m = store.metrics()
-    assert len(m) == 9 and m.loc[m["metric"] == "COMET", "value"].isna().all()
+    assert len(m) == 12 and m.loc[m["metric"].isin(["COMET", "NLL"]), "value"].isna().all()  # no NLL kept here
     table = comparison_table(store)
     assert list(table.index) == ["gdig", "random"]
     assert list(table.columns) == ["BLEU@100", "chrF@100", "BLEU@200", "chrF@200"]
@@ -171,6 +171,8 @@ def test_translate_stage_reuses_a_complete_set_made_with_the_same_settings(store
                              "n_new_tokens": 3, "stopped": "newline"})
 
     monkeypatch.setattr(ev, "translate", fake_translate)
+    monkeypatch.setattr(ev, "target_nll", lambda model, tok, rows, template, **kw: pd.DataFrame(
+        {"nll": [1.0] * len(rows), "target_tokens": [2] * len(rows)}))
     monkeypatch.setattr(ev, "load_checkpoint_model", lambda cfg, path: (None, None))
     ck = {"checkpoint_id": "ck", "path": "x"}
     cfg = GdigConfig(languages={"src": "de", "tgt": "en"}, model={"name_or_path": "unused"})
@@ -194,3 +196,31 @@ def test_translate_stage_reuses_a_complete_set_made_with_the_same_settings(store
     assert len(calls) == 6
     ev.translate_eval_set(other, store, ck, "dev", _key(other))
     assert len(calls) == 6
+
+
+def test_target_nll_is_the_references_summed_cross_entropy(tiny_model_dir, store):
+    """Per row: the cross-entropy of the reference's target tokens (+ EOS) after the prompt,
+    summed, against a dense computation one row at a time; the metric is sum over sum."""
+    from gdig.data.prompts import build_prompt
+    from gdig.evaluate import reference_nll, target_nll
+    import torch
+
+    model, tok = load_model(str(tiny_model_dir))
+    template = "German: {src}\nEnglish: "
+    rows = pd.DataFrame({"src": ["das Haus ist rot", "der Hund", "ein kleiner Satz zum Testen"],
+                         "tgt": ["the house is red", "the dog", "a small test sentence"], "src_lang": "de",
+                         "tgt_lang": "en"})
+    got = target_nll(model, tok, rows, template, max_length=64, too_long="truncate_target", batch_size=2)
+    for i, r in rows.iterrows():
+        prompt = tok(build_prompt(template, r["src"], "de", "en"), add_special_tokens=True)["input_ids"]
+        target = tok(r["tgt"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids = torch.tensor([prompt + target])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
+        dense = -sum(float(logp[len(prompt) + j - 1, t]) for j, t in enumerate(target))
+        assert got.loc[i, "target_tokens"] == len(target)
+        assert got.loc[i, "nll"] == pytest.approx(dense, rel=1e-5)
+    metric = reference_nll(got)
+    assert metric.value == pytest.approx(got["nll"].sum() / got["target_tokens"].sum())
+    assert "lower is better" in metric.signature
+    assert reference_nll(pd.DataFrame({"nll": [None], "target_tokens": [None]})).value is None

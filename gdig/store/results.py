@@ -57,7 +57,9 @@ class ResultTables(StoreBase):
 
     def translations(self, checkpoint_id: str, eval_set: str) -> pd.DataFrame:
         return self.con.execute(
-            "SELECT t.example_id, t.hypothesis, e.src, e.tgt FROM translations t "
+            "SELECT t.example_id, t.hypothesis, e.src, e.tgt, "
+            "TRY_CAST(json_extract(t.meta, '$.nll') AS DOUBLE) AS nll, "
+            "TRY_CAST(json_extract(t.meta, '$.target_tokens') AS BIGINT) AS target_tokens FROM translations t "
             "JOIN examples e USING (example_id) "
             "JOIN dataset_examples m ON m.example_id = t.example_id AND m.dataset = t.eval_set "
             "WHERE t.checkpoint_id = ? AND t.eval_set = ? ORDER BY m.position",

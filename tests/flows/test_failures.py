@@ -220,7 +220,8 @@ def test_a_too_long_prompt_at_select_names_dataset_file_line_example_and_stage(w
     rows[5]["src"] = " ".join(["Aldric"] * 300)  # well under data.max_chars, far over max_length 64
     pool.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     cfg = load_config(write_config(tmp_path / "gdig.yaml", workspace, **{
-        "data.candidates": [{"path": str(pool)}], "prompt.max_length": 64, "pool_finetune.enabled": False}))
+        "data.candidates": [{"path": str(pool)}], "prompt.max_length": 64, "pool_finetune.enabled": False,
+        "selection.budgets": [4]}))  # within the 8-row pool (a larger budget is a config error)
     with pytest.raises(PromptTooLong) as info:
         select_pipeline(cfg, progress=False)
     with Store(cfg.workspace.db) as store:

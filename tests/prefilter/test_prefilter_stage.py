@@ -124,3 +124,13 @@ def test_the_pool_learns_the_ratio_bounds_and_the_seed_set_is_judged_by_them(tmp
         assert {f["ratio.spread"] for f in stored["figures"]} == {pool_bounds["spread"]}
         again = judge_datasets(cfg, store, "pool", ["seed"])  # a rerun reads them back
         assert again == out
+
+
+def test_the_stage_declares_every_prefilter_module():
+    from pathlib import Path
+
+    from gdig import graph
+
+    package = Path(graph.__file__).parent / "prefilter"
+    modules = {f"gdig.prefilter.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"}
+    assert modules == set(graph.PREFILTER)  # an edit to any of them renews the stage's cache key
