@@ -304,7 +304,7 @@ def score_pool(cfg, store) -> dict:
 def load_scored_pool(store, scoring_id: str, source_free: dict | None = None) -> dict:
     """Aggregates (with the source-free loss when given), the candidate x seed matrix, sketches and
     labels of the scoring, in pool order."""
-    from gdig.influence.stages import read_score_matrix
+    from gdig.influence.compute import read_score_matrix
     from gdig.selection.metrics import is_noisy
     from gdig.selection.outputs import with_source_free
 
@@ -345,6 +345,17 @@ def _norm_text(t: str) -> str:
 def copy_rule(pool) -> np.ndarray:
     """True where the target is (after case, punctuation, digits and spaces) the source."""
     return np.array([_norm_text(a) == _norm_text(b) for a, b in zip(pool["src"], pool["tgt"])])
+
+
+def near_duplicate_rule(pool) -> np.ndarray:
+    """True where an earlier row of the pool has the same pair after case, punctuation, digits and
+    spaces are dropped on both sides (what exact deduplication misses: trivial edits of one pair)."""
+    seen, later = set(), []
+    for a, b in zip(pool["src"], pool["tgt"]):
+        key = (_norm_text(a), _norm_text(b))
+        later.append(key in seen)
+        seen.add(key)
+    return np.array(later)
 
 
 def with_aggregates(infl: pd.DataFrame, M: np.ndarray) -> pd.DataFrame:
@@ -390,9 +401,13 @@ def score_variants(pool) -> dict[str, np.ndarray]:
                 v[f"prefilter+{name}+closing<={t:g}"] = np.where(pool["passed"], percentile_rank(v[name]) + ok, -np.inf)
         if "source_gain" in v:  # gdig's rules together: prefilter, closing token at 8 nats, gain rule
             ok = passes_closing_rule(infl, 8.0)
-            for name in ("loss", "normalized", "combined"):
+            near_dup = near_duplicate_rule(pool)
+            for name in ("loss", "normalized", "combined", "paper@seed-pairs"):
+                rule_ok = ok & (v["source_gain"] >= 0.25)
                 v[f"prefilter+{name}+closing<=8+gain>=0.25"] = np.where(
-                    pool["passed"], percentile_rank(v[name]) + (ok & (v["source_gain"] >= 0.25)), -np.inf)
+                    pool["passed"], percentile_rank(v[name]) + rule_ok, -np.inf)
+                v[f"prefilter+near-dup+{name}+closing<=8+gain>=0.25"] = np.where(
+                    pool["passed"] & ~near_dup, percentile_rank(v[name]) + rule_ok, -np.inf)
     return v
 
 
@@ -484,6 +499,8 @@ def strategies(args, cfg) -> dict[str, dict]:
         out[f"{grid}+closing<=8+gain>={t:g}"] = {**out[grid], "closing_loss_max": 8.0, "source_gain_min": t}
     for name in list(out):  # the same, drawing from the rows that pass the prefilter
         out[f"prefilter+{name}"] = {**out[name], "prefilter": True}
+    for name in [n for n in out if n.startswith("prefilter+") and ("gain>=" in n or "closing<=8" in n)]:
+        out[name.replace("prefilter+", "prefilter+near-dup+", 1)] = {**out[name], "near_dup": True}
     return out
 
 
@@ -510,7 +527,7 @@ def evaluate_variants(args, cfg, pool, names: set[str] | None = None) -> pd.Data
         name = "loss+copy-rule" + closing_tag(t)
         picks[name] = np.concatenate([by_loss[~copy[by_loss] & ok], by_loss[~copy[by_loss] & ~ok]])[: args.budget]
         rows[name] = describe(pool, picks[name], parts)
-    passed = np.flatnonzero(pool["passed"])
+    near_dup = near_duplicate_rule(pool)
     for name, kw in strategies(args, cfg).items():
         if names is not None and name not in names:
             continue
@@ -518,8 +535,11 @@ def evaluate_variants(args, cfg, pool, names: set[str] | None = None) -> pd.Data
         if kw.get("gamma") == "auto":
             kw["n_seed_groups"] = n_groups
         strategy = kw.pop("strategy")
-        cand, sk = (infl, pool["sketches"]) if not kw.pop("prefilter", False) else \
-            (infl.iloc[passed].reset_index(drop=True), pool["sketches"][passed])
+        keep = np.ones(len(infl), bool) if not kw.pop("prefilter", False) else pool["passed"].copy()
+        if kw.pop("near_dup", False):  # rows repeating an earlier pair after normalisation left out
+            keep &= ~near_dup
+        rows_kept = np.flatnonzero(keep)
+        cand, sk = infl.iloc[rows_kept].reset_index(drop=True), pool["sketches"][rows_kept]
         n_groups_kw = kw.pop("n_seed_groups", None)
         sel = select(strategy, args.budget, cand, sk, {"seed": cfg.selection.seed, **kw}, n_seed_groups=n_groups_kw)
         picked = sel.rows["position"].to_numpy()
@@ -531,8 +551,9 @@ def evaluate_variants(args, cfg, pool, names: set[str] | None = None) -> pd.Data
         rows[name] = d
     if names is None or PAPER in names:  # the paper preset: seed groups of 2, γ = 1, even turns, no rules
         M = seed_pairs(pool["matrix"])
-        sel = select("gdig", args.budget, with_aggregates(infl, M), pool["sketches"], seed=cfg.selection.seed,
-                     gamma=1.0, quality="paper", allocation="even", within_cluster="random", n_seed_groups=M.shape[1])
+        sel = select("gdig", args.budget, with_aggregates(infl, M), pool["sketches"],
+                     {"seed": cfg.selection.seed, "gamma": 1.0, "quality": "paper", "allocation": "even",
+                      "within_cluster": "random"}, n_seed_groups=M.shape[1])
         pos_to_row = {p: i for i, p in enumerate(infl["position"])}
         picks[PAPER] = np.array([pos_to_row[p] for p in sel.rows["position"]])
         rows[PAPER] = {**describe(pool, picks[PAPER], parts), "gamma": sel.gamma, "|D_hq|": sel.n_high_quality}
@@ -684,8 +705,9 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
     Margins against gdig's defaults come with their paired-bootstrap 95% interval over test rows."""
     from gdig.bootstrap import metric_scorer, nll_score, nll_stats, paired_bootstrap, sentence_stats
     from gdig.data.ingest import ingest_config
-    from gdig.evaluate import metrics_stage, translate_stage
-    from gdig.train import base_checkpoint_stage, finetune_selection_stage, steps_for_budget
+    from gdig import graph
+    from gdig.evaluate import score_eval_set, translate_eval_set
+    from gdig.train import base_checkpoint, finetune_on_selection, steps_for_budget
 
     ingest_config(cfg, store, progress=False)
     test_file = Path(cfg.data.eval[0].path)
@@ -698,8 +720,8 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
 
     def evaluate(name, ck, run_cfg):
         if len(store.translations(ck["checkpoint_id"], "test")) != len(refs):
-            translate_stage(run_cfg, store, ck, "test")
-        m = metrics_stage(run_cfg, store, ck, "test")
+            translate_eval_set(run_cfg, store, ck, "test", graph.settings_key(graph.stage("translate"), run_cfg))
+        m = score_eval_set(run_cfg, store, ck, "test")
         hyp = store.translations(ck["checkpoint_id"], "test").set_index("example_id").loc[refs["example_id"], "hypothesis"]
         st = {"chrF": sentence_stats("chrF", list(hyp), list(refs["tgt"]), tgt),
               "BLEU": sentence_stats("BLEU", list(hyp), list(refs["tgt"]), tgt),
@@ -711,7 +733,7 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
         return out
 
     results = {}
-    base = evaluate("base model", base_checkpoint_stage(cfg, store), cfg)
+    base = evaluate("base model", base_checkpoint(cfg, store), cfg)
     results["base model"] = {**base, **{f"chrF s{s}": base["chrF"] for s in seeds}}
     ids = pool["influence"]["example_id"].to_numpy()
     names = {}
@@ -725,7 +747,7 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
         per_seed = {}
         for s in seeds:
             run_cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"seed": s})})
-            per_seed[s] = evaluate(name, finetune_selection_stage(run_cfg, store, sid, steps), run_cfg)
+            per_seed[s] = evaluate(name, finetune_on_selection(run_cfg, store, sid, steps), run_cfg)
         results[name] = {k: float(np.mean([r[k] for r in per_seed.values()])) for k in ("BLEU", "chrF", "target NLL")}
         results[name].update({f"chrF s{s}": r["chrF"] for s, r in per_seed.items()})
     df = pd.DataFrame(results).T

@@ -38,7 +38,10 @@ FOOTER = """\
 - **Equal compute.** Every strategy of a budget trains for `steps_for_budget(budget, finetune)`
   optimizer steps: `max_steps` if set, else `ceil(epochs * ceil(budget / batch_size) / grad_accum)`,
   the same for gdig, random, quality, diversity and full (so `full` is the whole pool at the
-  budget's compute). The loss is on target tokens only (prompt masked).
+  budget's compute). The loss is on target tokens only (prompt masked); the LM head runs only
+  on the positions that predict a target token, in chunks (`gdig/target_loss.py`: the same loss
+  and gradients as full logits; a model that changes its logits after the head in a way gdig
+  does not know trains with full logits, with a warning).
 - **Checkpoints.** `{workspace.dir}/checkpoints/sel-<selection_id>-<hash>/` (a `save_pretrained`
   model + tokenizer; `gdig_train.json` is the done marker, with the losses), recorded in the
   store's `checkpoints` table; re-running with the same inputs reuses a finished checkpoint.

@@ -132,7 +132,8 @@ def _ratio(p: Pairs, cfg) -> dict[str, np.ndarray]:
     # the log of the target's normalised length over the source's; the check's figure is its
     # distance from the pair's own ratio (gdig.prefilter.bounds), known once the pool is measured
     ns, nt = p.normalised
-    return {"ratio.log": np.log((nt + cfg.smoothing) / (ns + cfg.smoothing))}
+    with np.errstate(divide="ignore", invalid="ignore"):  # smoothing 0 and an empty side: +-inf, fails
+        return {"ratio.log": np.log((nt + cfg.smoothing) / (ns + cfg.smoothing))}
 
 
 Measure = Callable[[Pairs, object], dict[str, np.ndarray]]

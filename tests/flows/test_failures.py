@@ -220,7 +220,8 @@ def test_a_too_long_prompt_at_select_names_dataset_file_line_example_and_stage(w
     rows[5]["src"] = " ".join(["Aldric"] * 300)  # well under data.max_chars, far over max_length 64
     pool.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     cfg = load_config(write_config(tmp_path / "gdig.yaml", workspace, **{
-        "data.candidates": [{"path": str(pool)}], "prompt.max_length": 64, "pool_finetune.enabled": False}))
+        "data.candidates": [{"path": str(pool)}], "prompt.max_length": 64, "pool_finetune.enabled": False,
+        "selection.budgets": [4]}))  # within the 8-row pool (a larger budget is a config error)
     with pytest.raises(PromptTooLong) as info:
         select_pipeline(cfg, progress=False)
     with Store(cfg.workspace.db) as store:
@@ -330,9 +331,9 @@ def test_a_store_held_by_another_process_is_a_stage_failure_with_a_clear_message
 HANG_IN_SCORING = """
 import sys, time
 from pathlib import Path
-import gdig.influence.stages as engine
+import gdig.influence.compute as engine
 
-real = engine.score_shard_stage
+real = engine.score_rows
 
 def hang_on_second_shard(cfg, checkpoint_path, products_path, rows, out_path, **kw):
     if int(rows["position"].iloc[0]) == 32:
@@ -340,7 +341,7 @@ def hang_on_second_shard(cfg, checkpoint_path, products_path, rows, out_path, **
         time.sleep(600)
     return real(cfg, checkpoint_path, products_path, rows, out_path, **kw)
 
-engine.score_shard_stage = hang_on_second_shard
+engine.score_rows = hang_on_second_shard
 from flows.select import select_flow
 select_flow(sys.argv[1], [])
 """
