@@ -133,4 +133,5 @@ def test_the_stage_declares_every_prefilter_module():
 
     package = Path(graph.__file__).parent / "prefilter"
     modules = {f"gdig.prefilter.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"}
-    assert modules == set(graph.PREFILTER)  # an edit to any of them renews the stage's cache key
+    stage = next(s for s in graph.STAGES if s.name == "prefilter")
+    assert modules <= set(stage.code_modules())  # an edit to any of them renews the stage's cache key
