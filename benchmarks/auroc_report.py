@@ -15,11 +15,12 @@ ADAPTATIONS = ("none", "lora-merged", "lora-adapters")
 
 
 def markdown(df: pd.DataFrame, fmt: str) -> str:
-    cols = list(df.columns)
+    esc = lambda x: str(x).replace("|", "\\|")  # noqa: E731 (|D_hq| inside a table cell)
+    cols = [esc(c) for c in df.columns]
     lines = ["| " + " | ".join([""] + cols) + " |", "|" + "---|" * (len(cols) + 1)]
     for name, row in df.iterrows():
         cells = [fmt.format(v) if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join([str(name)] + cells) + " |")
+        lines.append("| " + " | ".join([esc(name)] + cells) + " |")
     return "\n".join(lines)
 
 

@@ -229,7 +229,7 @@ def profile_finetune(args) -> None:
 
     import gdig.train as train
     from gdig.config import ModelConfig, PromptConfig
-    from gdig.modeling import load_from_config
+    from gdig.modeling import ModelRef, load_from_config
 
     out = Path(args.out)
     if args.model == "gemma":
@@ -247,7 +247,8 @@ def profile_finetune(args) -> None:
         parts[name] = time.perf_counter() - t0
         return res
 
-    tok = timed("tokenizer load (train._load_tokenizer)", lambda: train._load_tokenizer(mc, None))
+    ref = ModelRef.of(mc)
+    tok = timed("tokenizer load (ModelRef.load_tokenizer)", lambda: ref.load_tokenizer())
     timed(f"encode {len(rows)} rows (train.encode_frame)",
           lambda: train.encode_frame(tok, train.load_training_frame(rows), PromptConfig()))
     timed("model + tokenizer load (load_from_config)", lambda: load_from_config(mc))
@@ -338,7 +339,7 @@ def main() -> int:
     rows = read_rows(args.data, max(args.rows, args.translate_rows), *args.pair.split("-"))
     if args.translate_rows and not args.skip_timing:
         print(translation_rate(model, tok, rows, args.translate_rows), flush=True)
-    enc, _ = encode_examples(tok, rows[:args.rows], DEFAULT_TEMPLATE, 256)
+    enc, _ = encode_examples(tok, rows[:args.rows], DEFAULT_TEMPLATE, 256, "skip")
     enc = [e for e in enc if e is not None]
     batches = [collate([enc[i] for i in b], tok.pad_token_id)
                for b in length_batches([len(e.input_ids) for e in enc], args.batch_size)]
@@ -381,7 +382,7 @@ def main() -> int:
         profile_finetune(args)
     if args.compare_steps:
         rows = read_rows(args.data, args.compare_steps * args.batch_size, *args.pair.split("-"))
-        enc, _ = encode_examples(tok, rows, DEFAULT_TEMPLATE, 256)
+        enc, _ = encode_examples(tok, rows, DEFAULT_TEMPLATE, 256, "skip")
         compare_finetunes(args, base, tok, [e for e in enc if e is not None])
     return 0
 

@@ -304,7 +304,7 @@ def score_pool(cfg, store) -> dict:
 def load_scored_pool(store, scoring_id: str, source_free: dict | None = None) -> dict:
     """Aggregates (with the source-free loss when given), the candidate x seed matrix, sketches and
     labels of the scoring, in pool order."""
-    from gdig.influence.stages import read_score_matrix
+    from gdig.influence.compute import read_score_matrix
     from gdig.selection.metrics import is_noisy
     from gdig.selection.outputs import with_source_free
 
@@ -705,8 +705,9 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
     Margins against gdig's defaults come with their paired-bootstrap 95% interval over test rows."""
     from gdig.bootstrap import metric_scorer, nll_score, nll_stats, paired_bootstrap, sentence_stats
     from gdig.data.ingest import ingest_config
-    from gdig.evaluate import metrics_stage, translate_stage
-    from gdig.train import base_checkpoint_stage, finetune_selection_stage, steps_for_budget
+    from gdig import graph
+    from gdig.evaluate import score_eval_set, translate_eval_set
+    from gdig.train import base_checkpoint, finetune_on_selection, steps_for_budget
 
     ingest_config(cfg, store, progress=False)
     test_file = Path(cfg.data.eval[0].path)
@@ -719,8 +720,8 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
 
     def evaluate(name, ck, run_cfg):
         if len(store.translations(ck["checkpoint_id"], "test")) != len(refs):
-            translate_stage(run_cfg, store, ck, "test")
-        m = metrics_stage(run_cfg, store, ck, "test")
+            translate_eval_set(run_cfg, store, ck, "test", graph.settings_key(graph.stage("translate"), run_cfg))
+        m = score_eval_set(run_cfg, store, ck, "test")
         hyp = store.translations(ck["checkpoint_id"], "test").set_index("example_id").loc[refs["example_id"], "hypothesis"]
         st = {"chrF": sentence_stats("chrF", list(hyp), list(refs["tgt"]), tgt),
               "BLEU": sentence_stats("BLEU", list(hyp), list(refs["tgt"]), tgt),
@@ -732,7 +733,7 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
         return out
 
     results = {}
-    base = evaluate("base model", base_checkpoint_stage(cfg, store), cfg)
+    base = evaluate("base model", base_checkpoint(cfg, store), cfg)
     results["base model"] = {**base, **{f"chrF s{s}": base["chrF"] for s in seeds}}
     ids = pool["influence"]["example_id"].to_numpy()
     names = {}
@@ -746,7 +747,7 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
         per_seed = {}
         for s in seeds:
             run_cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"seed": s})})
-            per_seed[s] = evaluate(name, finetune_selection_stage(run_cfg, store, sid, steps), run_cfg)
+            per_seed[s] = evaluate(name, finetune_on_selection(run_cfg, store, sid, steps), run_cfg)
         results[name] = {k: float(np.mean([r[k] for r in per_seed.values()])) for k in ("BLEU", "chrF", "target NLL")}
         results[name].update({f"chrF s{s}": r["chrF"] for s, r in per_seed.items()})
     df = pd.DataFrame(results).T

@@ -2,45 +2,38 @@
 
     python deployments/serve.py --config configs/wmt-de-en.yaml [--set KEY=VALUE ...]
 
-creates the deployments `gdig-select/nightly-select-served` (cron, nightly) and
-`gdig-run/weekly-run-served` (cron, paused) on the Prefect server named by PREFECT_API_URL and
-runs their flow runs here until interrupted (stopping it pauses these two).  Trigger one now
-with `prefect deployment run 'gdig-select/nightly-select-served'`.  The work-pool deployments
-of deployments/prefect.yaml are named `nightly-select` / `weekly-run`: the two paths never
-overwrite or pause each other's deployments.
+creates the deployments of deployments/definitions.py, `gdig-select/nightly-select-served`
+(cron, nightly) and `gdig-run/weekly-run-served` (cron, paused), on the Prefect server named by
+PREFECT_API_URL and runs their flow runs here until interrupted (stopping it pauses these two).
+Trigger one now with `prefect deployment run 'gdig-select/nightly-select-served'`.  The
+work-pool deployments of deployments/prefect.yaml (generated from the same definitions) are
+named `nightly-select` / `weekly-run`: the two paths never overwrite or pause each other's
+deployments.
 """
 
 from __future__ import annotations
 
 import argparse
+from importlib import import_module
 from pathlib import Path
 
 from prefect import serve
 from prefect.schedules import Cron
 
-from flows.run import run_flow
-from flows.select import select_flow
+from deployments.definitions import DEPLOYMENTS, SERVED_SUFFIX
 
-NIGHTLY = "0 2 * * *"
-WEEKLY = "0 4 * * SUN"
-SUFFIX = "-served"  # served deployments: distinct from prefect.yaml's work-pool ones
+NIGHTLY, WEEKLY = (d.cron for d in DEPLOYMENTS)
 
 
 def build_deployments(config: str, overrides: list[str] | None = None, *, nightly: str = NIGHTLY,
                       weekly: str = WEEKLY, timezone: str = "UTC") -> list:
-    """The two deployments (not yet registered): nightly re-selection and a paused weekly run."""
+    """The deployments of deployments/definitions.py (not yet registered), named `<name>-served`,
+    with this config and overrides; `nightly` / `weekly`: their crons."""
     params = {"config": str(Path(config).resolve()), "overrides": list(overrides or [])}
-    select = select_flow.to_deployment(
-        name="nightly-select" + SUFFIX, parameters=params, tags=["gdig", "selection"],
-        schedules=[Cron(nightly, timezone=timezone)],
-        description="Nightly G-DIG re-selection (only new candidate shards are scored).",
-    )
-    run = run_flow.to_deployment(
-        name="weekly-run" + SUFFIX, parameters=params, tags=["gdig", "evaluation"],
-        schedules=[Cron(weekly, timezone=timezone, active=False)],
-        description="Selection + finetune + evaluate + report (schedule paused by default).",
-    )
-    return [select, run]
+    crons = {"nightly-select": nightly, "weekly-run": weekly}
+    return [getattr(import_module(d.flow_module), d.flow_name).to_deployment(
+        name=d.name + SERVED_SUFFIX, parameters=params, tags=list(d.tags), description=d.description,
+        schedules=[Cron(crons.get(d.name, d.cron), timezone=timezone, active=d.active)]) for d in DEPLOYMENTS]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -101,7 +101,7 @@ def select_cmd(
         typer.echo(out["result"]["summary"]["text"])
         _echo_flow_run(out)
         return
-    typer.echo(_run_select_stage(lambda: select_pipeline(cfg, progress=progress), debug).render())
+    typer.echo(_guarded(lambda: select_pipeline(cfg, progress=progress), debug).render())
 
 
 @app.command("explain")
@@ -122,7 +122,7 @@ def explain_cmd(
         fail(str(err), 2)
 
 
-def _run_select_stage(fn, debug: bool = False):
+def _guarded(fn, debug: bool = False):
     """Run a pipeline call, turning known errors into a clean exit (2: bad input or config, a
     missing model or dataset; 1: a stage failed); `debug` lets the traceback through."""
     from gdig.errors import BadInput
@@ -221,7 +221,7 @@ def run_cmd(
         _echo_run_result(out["result"])
         _echo_flow_run(out)
         return
-    typer.echo(_run_select_stage(lambda: _run_plain(cfg, progress, _command("run", config, "--no-prefect",
+    typer.echo(_guarded(lambda: _run_plain(cfg, progress, _command("run", config, "--no-prefect",
                                                                           overrides=overrides), config), debug).render())
 
 
@@ -262,8 +262,8 @@ def demo_cmd(
         from gdig.demo import prepare_demo
 
         config = prepare_demo(workdir, seed=seed, progress=progress)
-        cfg = _run_select_stage(lambda: load_config(config, overrides), debug)
-        run = _run_select_stage(lambda: _run_plain(cfg, progress, _command("demo", "--workdir", workdir, "--no-prefect",
+        cfg = _guarded(lambda: load_config(config, overrides), debug)
+        run = _guarded(lambda: _run_plain(cfg, progress, _command("demo", "--workdir", workdir, "--no-prefect",
                                                                          overrides=overrides), config), debug)
         typer.echo(run.render())
         typer.echo(what_it_shows(run.result))

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gdig.data.readers.formats import FORMATS
 from gdig.errors import BadInput
 from gdig.selection.allocation import ALLOCATIONS
+from gdig.selection.diversity import WITHIN_CLUSTER
 from gdig.selection.quality import QUALITY_SCORES
 from gdig.selection.select import STRATEGIES
 
@@ -330,7 +331,7 @@ class SelectionConfig(_Strict):
     n_clusters: int | None = Field(default=None, ge=1, description=(
         "K of K-means; null: `clamp(round(sqrt(N)), 2, size of D_hq)`."))
     normalize: bool = Field(True, description="L2-normalise the sketches before K-means.")
-    within_cluster: Literal["random", "quality"] = Field("quality", description=(
+    within_cluster: Literal[WITHIN_CLUSTER] = Field("quality", description=(
         "Order within a cluster: `random` (seeded) or `quality` (best first by `quality`)."))
     seed: int = Field(0, description=(
         "Random seed (not the seed set: that is `data.seed`) of K-means and every random choice."))

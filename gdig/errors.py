@@ -13,6 +13,11 @@ class BadInput(Exception):
     """Mixin base of every gdig error that a retry cannot fix (exit code 2)."""
 
 
+class StoreError(RuntimeError):
+    """The workspace store cannot be used as asked (gdig.store raises it; here, below the data
+    layer, so that ingest can catch it without importing the store)."""
+
+
 def bad_input_cause(err: BaseException | None) -> BaseException | None:
     """The BadInput in err's cause/context chain (err itself first), or None."""
     seen = set()

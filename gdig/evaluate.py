@@ -149,25 +149,13 @@ def load_checkpoint_model(cfg: GdigConfig, path: str):
     return load_from_config(cfg.model, checkpoint=path)
 
 
-def translation_key(cfg: GdigConfig) -> str:
-    """What a stored translation was made with: the config sections and code modules the graph
-    declares for the translate stage (the key the Prefect executor caches it under, less the
-    inputs: the checkpoint and the eval set are the table's own keys)."""
-    from gdig import graph
-    from gdig.workspace import config_hash, json_hash, module_source_hash
-
-    spec = graph.stage("translate")
-    return json_hash({"config": config_hash(cfg, spec.sections),
-                      "code": [module_source_hash(m) for m in spec.code_modules()]}, 16)
-
-
-def translate_stage(cfg: GdigConfig, store, checkpoint: dict, eval_set: str, progress: bool = True) -> int:
-    """Translate one eval set with one checkpoint; hypotheses go to the store.  Returns the row count.
-
-    A complete set stored under the same `translation_key` is reused, so a re-run in one process
-    (the plain executor has no task cache) translates only what is new or what changed."""
+def translate_eval_set(cfg: GdigConfig, store, checkpoint: dict, eval_set: str, key: str,
+                       progress: bool = True) -> int:
+    """Translate one eval set with one checkpoint; hypotheses go to the store under `key` (what
+    they are made with: the translate stage's settings key, gdig.graph.settings_key).  Returns
+    the row count.  A complete set stored under the same key is reused, so a re-run in one
+    process (the plain executor has no task cache) translates only what is new or what changed."""
     ex = store.dataset_examples(eval_set)
-    key = translation_key(cfg)
     stored = store.translation_keys(checkpoint["checkpoint_id"], eval_set)
     if len(ex) and set(stored["example_id"]) == set(ex["example_id"]) and (stored["key"] == key).all():
         log.info("translations of %s by %s reused (same settings and code)", eval_set, checkpoint["checkpoint_id"])
@@ -269,7 +257,7 @@ def reference_nll(tr: pd.DataFrame) -> MetricResult:
     return MetricResult("NLL", value, "NLL|reference target tokens + EOS|nats per token|lower is better", notes)
 
 
-def metrics_stage(
+def score_eval_set(
     cfg: GdigConfig, store, checkpoint: dict, eval_set: str,
     strategy: str | None = None, budget: int | None = None, selection_id: str | None = None,
 ) -> dict[str, Any]:

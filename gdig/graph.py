@@ -2,9 +2,11 @@
 
 `STAGES` declares every stage: its name (the Prefect task's name and the StageError prefix), the
 gdig function that computes it, the inputs it takes (upstream results by parameter name), what
-it returns, the config sections and code modules its result depends on (the cache key follows
-from them), and whether it is mapped over shards.  `select`, `score`, `fit_curvature` and
-`prove` below are the stage order, written once: they walk the graph through an executor,
+it returns, the config sections its result depends on, what one call works on (its label), and
+whether it is mapped over shards.  Its Prefect task is generated from the declaration, and the
+code its key covers is walked from its function's source (gdig.reach): nothing is listed twice.
+`select`, `score`, `fit_curvature` and `prove` below are the stage order, written once: they
+walk the graph through an executor,
 
     gdig.pipeline.PlainExecutor   every stage in this process (`--no-prefect`, notebooks)
     tasks.executor.PrefectExecutor  one Prefect task per stage, mapped shards on a task runner
@@ -15,6 +17,7 @@ so both run the same stages with the same inputs in the same order.  No Prefect 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import import_module
 from typing import Any, Callable, Protocol
 
@@ -30,19 +33,24 @@ class Stage:
     inputs: tuple[str, ...] = ()  # parameter names: upstream results and per-call values
     output: str = ""
     sections: tuple[str, ...] = ()  # config sections its result depends on ("a.b": a sub-section)
-    modules: tuple[str, ...] = ()  # gdig modules its result depends on, besides run's own module
+    modules: tuple[str, ...] = ()  # code its result depends on that its function's imports do not show
     maps: str | None = None  # mapped over shards: what one mapped pass is called
     uses_store: bool = True  # False: never opens the store, so it can run on any worker
     cached: bool = True  # False: recomputed every run (the report)
     settings: str | None = None  # "module:function" (cfg, inputs) -> settings read beyond `sections`
     reports_progress: bool = False  # its loops send progress events (tasks forward them to the run)
+    label: Callable[[dict], str] | None = None  # (call parameters, cfg included) -> what this call works on
+    names_run: bool = False  # its result is named and headed by the run (the report)
+    repeats: bool = False  # runs once per shard, selection or eval set: its errors name the call (`label`)
 
     def function(self) -> Callable[..., Any]:
         module, name = self.run.split(":")
         return getattr(import_module(module), name)  # looked up per call: a patched function is used
 
     def code_modules(self) -> tuple[str, ...]:
-        return (self.run.split(":")[0],) + self.modules
+        """Every gdig module its function can reach (gdig.reach: walked from the source), what
+        its context hands it (StageContext, and the Store when it uses one) and `modules`."""
+        return _code_modules(self)
 
     def settings_read(self, cfg, inputs: dict) -> Any:
         if self.settings is None:
@@ -50,87 +58,135 @@ class Stage:
         module, name = self.settings.split(":")
         return getattr(import_module(module), name)(cfg, inputs)
 
+    def run_name(self, params: dict) -> str:
+        """`<stage> <what>`: the task run's name (never raises)."""
+        try:
+            detail = self.label(params) if self.label else ""
+        except Exception:
+            detail = ""
+        return f"{self.name} {detail}".strip()
+
+    def error_name(self, params: dict) -> str:
+        """What its errors start with: the run name for a stage that runs many times in one run
+        (mapped, or per selection or eval set), else the stage's name."""
+        return self.run_name(params) if self.maps or self.repeats else self.name
+
+
+@lru_cache(maxsize=None)
+def _code_modules(spec: Stage) -> tuple[str, ...]:
+    from gdig.reach import modules_reached
+
+    module, name = spec.run.split(":")
+    found = set(modules_reached(module, name)) | set(modules_reached("gdig.stages", "StageContext"))
+    if spec.uses_store:
+        found |= set(modules_reached("gdig.store", "Store"))
+    return tuple(sorted(found | set(spec.modules)))
+
+
+def settings_key(spec: Stage, cfg) -> str:
+    """What a stage's result was made with, less its inputs: its config sections and the source
+    of its code (a stage that keeps results in the store keys them by it: translations)."""
+    from gdig.reach import source_hash
+    from gdig.workspace import config_hash, json_hash
+
+    return json_hash({"config": config_hash(cfg, spec.sections),
+                      "code": [source_hash(m) for m in spec.code_modules()]}, 16)
+
+
+# -- what each call works on (task run names, error prefixes) --------------------------------------
+
+def _span(p: dict) -> str:
+    rows = p["rows"]
+    return f"[{int(rows['position'].min())}, {int(rows['position'].max()) + 1})" if len(rows) else "[0, 0)"
+
+
+def _model(checkpoint: dict) -> str:
+    return "base" if checkpoint.get("strategy") is None else f"{checkpoint['strategy']}@{checkpoint.get('budget')}"
+
+
+def _workspace(p: dict) -> str:
+    from gdig.runinfo import workspace_label
+
+    return f"ws={workspace_label(p['cfg'])}"
+
+
+def _curvature(p: dict) -> str:
+    return p["cfg"].influence.curvature.strategy
+
+
+def _selection(p: dict) -> str:
+    return f"{p['selection']['strategy']}@{p['selection']['budget']}"
+
 
 # what the model sees: every stage that runs it depends on these
 MODEL_INPUT = ("languages", "model", "prompt", "influence.modules", "influence.loss")
 CURVATURE = MODEL_INPUT + ("influence.curvature",)
-ENGINE = ("gdig.influence.stages", "gdig.influence.hooks", "gdig.influence.modules")
-SELECTION = ("gdig.selection.select", "gdig.selection.quality", "gdig.selection.allocation",
-             "gdig.selection.diversity", "gdig.selection.baselines", "gdig.selection.outputs")
-PREFILTER = ("gdig.prefilter.rules", "gdig.prefilter.decisions", "gdig.prefilter.stage", "gdig.prefilter.langid",
-             "gdig.prefilter.text", "gdig.prefilter.scripts", "gdig.prefilter.charclass", "gdig.prefilter.lengths",
-             "gdig.prefilter.bounds")
 EVALUATE = ("evaluate.batch_size", "evaluate.num_beams", "evaluate.max_new_tokens", "evaluate.length_ratio")
 
 STAGES: tuple[Stage, ...] = (
     # 0. data
     Stage("ingest", "gdig.stages.data:ingest", (), "fingerprints of pool, seed, eval sets; the reference pool",
           ("languages", "data", "prompt", "orchestration.refit_on_append"),
-          ("gdig.data.ingest", "gdig.data.readers", "gdig.data.validate"),
-          settings="gdig.stages.data:source_fingerprints", reports_progress=True),
+          settings="gdig.stages.data:source_fingerprints", reports_progress=True, label=_workspace),
     Stage("prefilter", "gdig.stages.data:prefilter", ("data",), "verdict counts per rule per dataset",
-          ("prefilter", "languages"), PREFILTER),
+          ("prefilter", "languages")),
     # 1. the model on the pool
     Stage("finetune-pool", "gdig.stages.model:finetune_pool", ("reference",), "checkpoint id + path",
-          ("languages", "model", "prompt", "pool_finetune"), ("gdig.train", "gdig.data.prompts", "gdig.workspace"),
-          reports_progress=True),
+          ("languages", "model", "prompt", "pool_finetune"), reports_progress=True, label=_workspace),
     # 2. curvature, mapped over shards of the reference pool
     Stage("plan-curvature", "gdig.stages.influence:plan_curvature", ("checkpoint", "reference"),
           "curvature id, aligned shards of rows, partial-file paths",
-          CURVATURE + ("influence.scoring.shard_size",), ("gdig.influence.stages", "gdig.workspace")),
+          CURVATURE + ("influence.scoring.shard_size",), label=_curvature),
     Stage("curvature-shard", "gdig.stages.influence:curvature_shard", ("checkpoint", "rows", "out_path", "bases"),
-          "path of one shard's partial sums", CURVATURE, ENGINE + ("gdig.influence.curvature",),
-          maps="curvature shards", uses_store=False, reports_progress=True),
+          "path of one shard's partial sums", CURVATURE, maps="curvature shards", uses_store=False,
+          reports_progress=True, label=lambda p: ("eigenvalues " if p.get("bases") else "factors ") + _span(p)),
     Stage("curvature-bases", "gdig.stages.influence:curvature_bases", ("plan", "factors"),
-          "path of the eigenbases (EK-FAC, between the passes)", CURVATURE,
-          ("gdig.influence.stages", "gdig.influence.curvature", "gdig.influence.strategies"), uses_store=False),
+          "path of the eigenbases (EK-FAC, between the passes)", CURVATURE, uses_store=False, label=_curvature),
     Stage("fit-curvature", "gdig.stages.influence:fit_curvature", ("checkpoint", "plan", "factors", "bases", "eigen"),
-          "curvature id", CURVATURE,
-          ENGINE + ("gdig.influence.curvature", "gdig.influence.strategies", "gdig.workspace")),
+          "curvature id", CURVATURE, label=_curvature),
     # 3. seed side
     Stage("seed-products", "gdig.stages.influence:seed_products", ("checkpoint", "curvature", "seed"),
-          "products path", CURVATURE + ("influence.seed_set",),
-          ENGINE + ("gdig.influence.seeds", "gdig.influence.inverse", "gdig.influence.strategies", "gdig.workspace"),
-          reports_progress=True),
+          "products path", CURVATURE + ("influence.seed_set",), reports_progress=True,
+          label=lambda p: f"{p['seed']['n_rows']} seeds"),
     # 4. influence, mapped over shards of the rows that pass the prefilter
     Stage("plan-shards", "gdig.stages.influence:plan_shards", ("pool", "prefilter", "curvature", "products"),
-          "aligned shards of rows, Parquet paths", ("influence", "prompt"), ("gdig.workspace",)),
+          "aligned shards of rows, Parquet paths", ("influence", "prompt"),
+          label=lambda p: f"{p['pool']['n_rows']} candidates"),
     Stage("score-shard", "gdig.stages.influence:score_shard", ("checkpoint", "products", "rows", "out_path"),
-          "paths of one shard's score files", MODEL_INPUT + ("influence.scoring",),
-          ENGINE + ("gdig.influence.scoring", "gdig.influence.seeds", "gdig.workspace"),
-          maps="score shards", uses_store=False, reports_progress=True),
+          "paths of one shard's score files", MODEL_INPUT + ("influence.scoring",), maps="score shards",
+          uses_store=False, reports_progress=True, label=_span),
     Stage("merge-scores", "gdig.stages.influence:merge_scores", ("shards", "curvature", "products"), "scoring id",
-          ("influence.scoring",), ("gdig.influence.stages", "gdig.workspace")),
+          ("influence.scoring",), label=lambda p: f"{len(p.get('shards') or [])} shards"),
     # the source-gain rule's input (selection.source_gain_min; not run when it is off)
     Stage("source-free-loss", "gdig.stages.influence:source_free_loss", ("checkpoint", "scoring"),
           "the candidates' target loss without the source (in the store)",
           ("languages", "model", "prompt", "influence.loss"),  # rows already stored are kept: no batch size
-          ("gdig.influence.source_free", "gdig.influence.hooks", "gdig.data.prompts"), reports_progress=True),
+          reports_progress=True),
     # 5-6. quality, diversity, per strategy x budget
     Stage("quality", "gdig.stages.selection:quality", ("scoring", "source_free"), "γ used and D_hq size per budget",
           ("selection.gamma", "selection.hq_multiple", "selection.quality",
            *(f"selection.{key}" for key in HQ_RULES), "selection.budgets"),
-          ("gdig.selection.quality",)),
+          label=lambda p: f"gamma={p['cfg'].selection.gamma}"),
     Stage("cluster-resample", "gdig.stages.selection:cluster_resample",
-          ("scoring", "quality", "source_free", "strategy", "budget"),
-          "selection id, size", (), SELECTION, settings="gdig.stages.selection:settings_read"),
-    Stage("export", "gdig.stages.selection:export", ("selection",), "JSONL path", (), SELECTION + ("gdig.workspace",)),
+          ("scoring", "source_free", "strategy", "budget"), "selection id, size",
+          settings="gdig.stages.selection:settings_read", repeats=True,
+          label=lambda p: f"{p['strategy']}@{p['budget']}"),
+    Stage("export", "gdig.stages.selection:export", ("selection",), "JSONL path", repeats=True, label=_selection),
     Stage("summarize-selection", "gdig.stages.selection:summarize", ("scoring", "prefilter", "exports"),
-          "summary (dict + text)", ("selection",), SELECTION + ("gdig.selection.summary",)),
+          "summary (dict + text)", ("selection",), label=_workspace),
     # 7. the proof: finetune on each selection, translate, score, report
     Stage("base-model", "gdig.stages.model:base_model", (), "the base model as a checkpoint", ("model",),
-          ("gdig.train",)),
+          label=_workspace),
     Stage("finetune-selection", "gdig.stages.model:finetune_selection", ("selection",), "checkpoint, steps",
-          ("languages", "model", "prompt", "finetune"), ("gdig.train", "gdig.data.prompts", "gdig.workspace"),
-          reports_progress=True),
+          ("languages", "model", "prompt", "finetune"), reports_progress=True, repeats=True, label=_selection),
     Stage("translate", "gdig.stages.proof:translate", ("checkpoint", "eval_set"), "row count",
-          ("languages", "model", "prompt") + EVALUATE, ("gdig.evaluate", "gdig.data.prompts", "gdig.influence.hooks"),
-          reports_progress=True),
+          ("languages", "model", "prompt") + EVALUATE, reports_progress=True,
+          repeats=True, label=lambda p: f"{p['eval_set']['name']} by {_model(p['checkpoint'])}"),
     Stage("metrics", "gdig.stages.proof:metrics", ("checkpoint", "translation"),
-          "BLEU, chrF, COMET (or why not), the references' NLL",
-          ("languages", "evaluate.comet"), ("gdig.evaluate",)),
+          "BLEU, chrF, COMET (or why not), the references' NLL", ("languages", "evaluate.comet"),
+          repeats=True, label=lambda p: f"{p['translation']['eval_set']} by {_model(p['checkpoint'])}"),
     Stage("report", "gdig.stages.proof:report", ("summary", "metrics"), "report paths, comparison table",
-          (), ("gdig.report", "gdig.evaluate"), cached=False),
+          cached=False, label=_workspace, names_run=True),
 )
 BY_NAME = {s.name: s for s in STAGES}
 
@@ -202,8 +258,8 @@ def select(ex: Executor) -> dict:
     if "source-free-loss" in needed_stages(thresholds(ex.cfg.selection)):  # one more forward per row
         source_free = ex.run("source-free-loss", checkpoint=scored["checkpoint"], scoring=scoring)
     high_quality = ex.run("quality", scoring=scoring, source_free=source_free)
-    selections = [ex.run("cluster-resample", scoring=scoring, quality=high_quality if reads_quality(s) else None,
-                         source_free=source_free if reads_quality(s) else None, strategy=s, budget=b)
+    selections = [ex.run("cluster-resample", scoring=scoring, source_free=source_free if reads_quality(s) else None,
+                         strategy=s, budget=b)
                   for s, b in selection_jobs(ex.cfg)]
     exports = [ex.run("export", selection=selection) for selection in selections]
     # the verdict counts, not the prefilter's result: a new eval set judged leaves an unfiltered summary alone

@@ -533,7 +533,7 @@ def check_model(cfg: GdigConfig, path: str | None = None) -> None:
                           f"the model {name}; lower prompt.max_length to at most {limit}")
 
 
-def base_checkpoint_stage(cfg: GdigConfig, store) -> dict:
+def base_checkpoint(cfg: GdigConfig, store) -> dict:
     """The base model of the config as a store checkpoint (kind 'base'; id: ModelRef.hash, a hub
     id's resolved commit recorded in its meta), recorded only once the model is known to load
     (check_model)."""
@@ -546,7 +546,7 @@ def base_checkpoint_stage(cfg: GdigConfig, store) -> dict:
     return {"checkpoint_id": ckpt_id, "path": cfg.model.name_or_path}
 
 
-def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True, n_rows: int | None = None) -> dict:
+def pool_checkpoint(cfg: GdigConfig, store, progress: bool = True, n_rows: int | None = None) -> dict:
     """Step 1 of the method: the checkpoint whose gradients drive selection.
 
     pool_finetune.enabled: finetune cfg.model on the "pool" dataset (its first ``n_rows``: the
@@ -576,7 +576,7 @@ def pool_checkpoint_stage(cfg: GdigConfig, store, progress: bool = True, n_rows:
             raise ModelLoadError(f"pool_finetune.checkpoint {pf.checkpoint}: no such directory")
         check_model(cfg, pf.checkpoint)
         return _record(store, pf.checkpoint, "pool", None, None, {"source": "pool_finetune.checkpoint"})
-    return base_checkpoint_stage(cfg, store)
+    return base_checkpoint(cfg, store)
 
 
 def checkpoint_hash_of_base(cfg: GdigConfig) -> str:
@@ -586,7 +586,7 @@ def checkpoint_hash_of_base(cfg: GdigConfig) -> str:
     return ModelRef.of(cfg.model).hash()
 
 
-def finetune_selection_stage(cfg: GdigConfig, store, selection_id: str, max_steps: int, progress: bool = True) -> dict:
+def finetune_on_selection(cfg: GdigConfig, store, selection_id: str, max_steps: int, progress: bool = True) -> dict:
     """Finetune the BASE model (cfg.model) on one selection for exactly `max_steps` optimizer steps."""
     sel = store.selection(selection_id)
     if len(sel) == 0:
@@ -604,6 +604,6 @@ def finetune_selection_stage(cfg: GdigConfig, store, selection_id: str, max_step
 
 __all__ = [
     "TrainError", "TrainResult", "load_training_frame", "encode_frame", "BatchSchedule", "total_steps",
-    "steps_for_budget", "make_scheduler", "use_bf16", "train_model", "finetune", "base_checkpoint_stage",
-    "pool_checkpoint_stage", "finetune_selection_stage",
+    "steps_for_budget", "make_scheduler", "use_bf16", "train_model", "finetune", "base_checkpoint",
+    "pool_checkpoint", "finetune_on_selection",
 ]

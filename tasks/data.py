@@ -1,4 +1,4 @@
-"""Stage 0: ingest and prefilter (gdig.stages.data), and the demo workspace's preparation."""
+"""The demo workspace's preparation (a task of its own: not a stage of the graph)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,10 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import CacheKeyFnPolicy
 
-from gdig.config import GdigConfig
-from tasks.executor import call_stage
-from tasks.keys import module_source_hash, sha, stage_policy
+from tasks.keys import module_source_hash, sha
 from tasks.naming import task_run_namer
 from tasks.progress import watch
 from tasks.runtime import progress_bars, stage
-
-@task(name="ingest", cache_policy=stage_policy("ingest"))
-def ingest(cfg: GdigConfig) -> dict:
-    """Load candidates -> "pool", seed -> "seed", each eval source -> its set; fingerprint them."""
-    return call_stage("ingest", cfg)
-
-
-@task(name="prefilter", cache_policy=stage_policy("prefilter"))
-def prefilter(cfg: GdigConfig, data: dict) -> dict:
-    """Verdicts of the cheap rules for the pool (what is scored) and, reported only, the seed and
-    eval sets; data = ingest's fingerprints (so new rows are judged)."""
-    return call_stage("prefilter", cfg, data=data)
 
 
 def _demo_key(ctx, params: dict) -> str:

@@ -1,7 +1,7 @@
 """Content-hash cache keys for gdig tasks.
 
-A key is the hash of: the stage name, the source of the task and of the gdig modules the stage
-declares (gdig.graph.STAGES), the config sections it declares, the identity of the workspace store (for tasks
+A key is the hash of: the stage name, the source of the task and of every gdig module the stage's
+function reaches (gdig.graph.Stage.code_modules, walked from the source by gdig.reach), the config sections it declares, the identity of the workspace store (for tasks
 that read or write it) and the task's other inputs, reduced to content: a DataFrame by its
 example ids, dicts/lists/strings as JSON.  Upstream task results are inputs, and each result
 carries its own key ("key"), so a change anywhere upstream changes every key below it,
@@ -21,6 +21,7 @@ from prefect.context import TaskRunContext
 
 from gdig import graph
 from gdig.config import GdigConfig
+from gdig.reach import source_hash
 from gdig.workspace import config_hash, ids_hash, json_hash, module_source_hash, sha  # noqa: F401 (re-exported)
 
 # parameters that never change a result (where it runs, how chatty it is)
@@ -68,7 +69,7 @@ def stage_key(
     parts = {
         "stage": stage,
         "config": config_hash(cfg, sections),
-        "code": [sha(source)] + [module_source_hash(m) for m in modules],
+        "code": [sha(source)] + [source_hash(m) for m in modules],
         "inputs": {k: content(v) for k, v in sorted(inputs.items()) if k not in NOT_CONTENT},
         "store": store_identity(cfg) if uses_store else None,
         "extra": extra,

@@ -12,7 +12,7 @@ import pytest
 from gdig.config import CometConfig, GdigConfig, ModelConfig, PromptConfig, TrainConfig
 from gdig.evaluate import (
     bleu_tokenizer, comet_score, comparison_markdown, comparison_table, corpus_bleu_chrf,
-    metrics_stage, new_token_cap, translate, write_comparison,
+    new_token_cap, score_eval_set, translate, write_comparison,
 )
 from gdig.modeling import load_model
 from gdig.train import finetune
@@ -126,7 +126,7 @@ def test_metrics_stage_writes_rows_and_table(store, tmp_path):
         ck = {"checkpoint_id": f"ck-{strategy}-{budget}", "path": "x"}
         hyps = HYPS[shift:] + HYPS[:shift] if shift else HYPS
         store.add_translations(ck["checkpoint_id"], "dev", pd.DataFrame({"example_id": df["example_id"], "hypothesis": hyps}))
-        res = metrics_stage(cfg, store, ck, "dev", strategy=strategy, budget=budget, selection_id=f"s{shift}")
+        res = score_eval_set(cfg, store, ck, "dev", strategy=strategy, budget=budget, selection_id=f"s{shift}")
         if shift == 0:
             assert res["BLEU"] == pytest.approx(expected[0].value) and res["chrF"] == pytest.approx(expected[1].value)
         assert res["COMET"] is None and any("not available" in n for n in res["notes"])
@@ -152,6 +152,13 @@ def test_comparison_table_several_eval_sets_and_empty(store):
     assert list(comparison_table(store).columns) == ["dev:BLEU@50", "test:BLEU@50"]
 
 
+def _key(cfg) -> str:
+    """The translate stage's settings key, as the executors hand it to the stage."""
+    from gdig import graph
+
+    return graph.settings_key(graph.stage("translate"), cfg)
+
+
 def test_translate_stage_reuses_a_complete_set_made_with_the_same_settings(store, monkeypatch):
     import gdig.evaluate as ev
 
@@ -169,25 +176,25 @@ def test_translate_stage_reuses_a_complete_set_made_with_the_same_settings(store
     monkeypatch.setattr(ev, "load_checkpoint_model", lambda cfg, path: (None, None))
     ck = {"checkpoint_id": "ck", "path": "x"}
     cfg = GdigConfig(languages={"src": "de", "tgt": "en"}, model={"name_or_path": "unused"})
-    assert ev.translate_stage(cfg, store, ck, "dev") == len(df) and len(calls) == 1
-    assert ev.translate_stage(cfg, store, ck, "dev") == len(df) and len(calls) == 1  # reused
+    assert ev.translate_eval_set(cfg, store, ck, "dev", _key(cfg)) == len(df) and len(calls) == 1
+    assert ev.translate_eval_set(cfg, store, ck, "dev", _key(cfg)) == len(df) and len(calls) == 1  # reused
     assert store.translations("ck", "dev")["hypothesis"].tolist()[0] == "h1-0"
     beams = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"num_beams": 4})})
-    ev.translate_stage(beams, store, ck, "dev")  # a generation setting changed: translated again
+    ev.translate_eval_set(beams, store, ck, "dev", _key(beams))  # a generation setting changed: translated again
     assert len(calls) == 2 and calls[-1][1] == 4
-    ev.translate_stage(cfg, store, ck, "dev")  # and back: the stored set is the 4-beam one
+    ev.translate_eval_set(cfg, store, ck, "dev", _key(cfg))  # and back: the stored set is the 4-beam one
     assert len(calls) == 3
     other = cfg.model_copy(update={"prompt": cfg.prompt.model_copy(update={"template": TEMPLATE})})
-    ev.translate_stage(other, store, ck, "dev")
+    ev.translate_eval_set(other, store, ck, "dev", _key(other))
     assert len(calls) == 4 and calls[-1][0] == TEMPLATE
     # a set stored without a key (before keys were kept), or missing a row, is translated again
     store.add_translations("ck", "dev", pd.DataFrame({"example_id": df["example_id"], "hypothesis": "old"}))
-    ev.translate_stage(other, store, ck, "dev")
+    ev.translate_eval_set(other, store, ck, "dev", _key(other))
     assert len(calls) == 5
-    store.add_translations("ck", "dev", store.translations("ck", "dev").iloc[1:].assign(meta=[{"key": ev.translation_key(other)}] * (len(df) - 1)))
-    ev.translate_stage(other, store, ck, "dev")
+    store.add_translations("ck", "dev", store.translations("ck", "dev").iloc[1:].assign(meta=[{"key": _key(other)}] * (len(df) - 1)))
+    ev.translate_eval_set(other, store, ck, "dev", _key(other))
     assert len(calls) == 6
-    ev.translate_stage(other, store, ck, "dev")
+    ev.translate_eval_set(other, store, ck, "dev", _key(other))
     assert len(calls) == 6
 
 

@@ -142,7 +142,7 @@ def test_select_and_lora_finetune_run_on_the_gguf_file_itself(gguf_demo, tmp_pat
     from gdig.config import parse_config
     from gdig.pipeline import select_pipeline
     from gdig.store import Store
-    from gdig.train import finetune_selection_stage
+    from gdig.train import finetune_on_selection
 
     data = demo_config(tmp_path, gguf_demo)
     data["model"] = {"name_or_path": str(gguf_demo), "gguf_file": "tiny.gguf"}
@@ -158,5 +158,5 @@ def test_select_and_lora_finetune_run_on_the_gguf_file_itself(gguf_demo, tmp_pat
         adapter = json.loads((Path(pool["path"]) / "adapter" / "adapter_config.json").read_text())
         assert adapter["target_modules"] and all(".layers.1." in m for m in adapter["target_modules"])  # top of two
         sid = summary.selections[0].selection_id
-        ck = finetune_selection_stage(cfg, store, sid, max_steps=1, progress=False)
+        ck = finetune_on_selection(cfg, store, sid, max_steps=1, progress=False)
     assert (Path(ck["path"]) / "model.safetensors").exists()

@@ -40,7 +40,8 @@ def test_unknown_preset_names_the_choices():
 
 
 @pytest.mark.prefect
-def test_paper_preset_runs_select_and_run_end_to_end(tmp_path):
+@pytest.mark.parametrize("executor", ["--no-prefect", "prefect"])
+def test_paper_preset_runs_select_and_run_end_to_end(tmp_path, executor, request):
     from typer.testing import CliRunner
 
     from gdig.cli import app
@@ -61,8 +62,19 @@ def test_paper_preset_runs_select_and_run_end_to_end(tmp_path):
     data["evaluate"] = {"max_new_tokens": 8}
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(data))
-    for cmd in ("select", "run"):
-        res = CliRunner().invoke(app, [cmd, str(path), "--no-prefect", "--no-progress", "--set", "preset=paper"])
+    if executor == "prefect":  # the default path of `gdig select|run`: the Prefect flows
+        from flows.select import select_flow
+
+        request.getfixturevalue("prefect_harness")
+        state = select_flow(str(path), ["preset=paper"], return_state=True)
+        assert state.is_completed(), state.message
+        # one CLI call per Prefect test: a second one logged to the first call's closed output stream
+        commands = ["run"]
+    else:
+        commands = ["select", "run"]
+    for cmd in commands:
+        flags = ["--no-prefect"] if executor == "--no-prefect" else []
+        res = CliRunner().invoke(app, [cmd, str(path), *flags, "--no-progress", "--set", "preset=paper"])
         assert res.exit_code == 0, res.output
     cfg = load_config(path, ["preset=paper"])
     with Store(cfg.workspace.db) as store:

@@ -12,8 +12,8 @@ from gdig.config import GdigConfig, ModelConfig, PromptConfig, TrainConfig
 from gdig.data.prompts import IGNORE, collate
 from gdig.modeling import checkpoint_hash, load_model
 from gdig.train import (
-    DONE_FILE, RESUME_DIR, BatchSchedule, TrainError, encode_frame, finetune, finetune_selection_stage,
-    load_training_frame, make_scheduler, pool_checkpoint_stage, steps_for_budget, total_steps,
+    DONE_FILE, RESUME_DIR, BatchSchedule, TrainError, encode_frame, finetune, finetune_on_selection,
+    load_training_frame, make_scheduler, pool_checkpoint, steps_for_budget, total_steps,
 )
 
 ROWS = [
@@ -155,26 +155,26 @@ def test_pool_and_selection_stages(tiny_model_dir, store, tmp_path):
         model={"name_or_path": str(tiny_model_dir)},
         pool_finetune={"enabled": False}, finetune={"batch_size": 2, "save_every": 1000},
     )
-    base = pool_checkpoint_stage(cfg, store, progress=False)
+    base = pool_checkpoint(cfg, store, progress=False)
     assert base["path"] == str(tiny_model_dir) and store.get_checkpoint(base["checkpoint_id"])["kind"] == "base"
     cfg.pool_finetune = cfg.pool_finetune.model_copy(update={"enabled": True, "max_steps": 2, "batch_size": 3})
-    ck = pool_checkpoint_stage(cfg, store, progress=False)
+    ck = pool_checkpoint(cfg, store, progress=False)
     assert "checkpoints/pool-" in ck["path"] and ck["checkpoint_id"] == checkpoint_hash(ck["path"])
     row = store.get_checkpoint(ck["checkpoint_id"])
     assert row["kind"] == "pool" and row["meta"]["steps"] == 2 and row["meta"]["n_examples"] == 6
-    assert pool_checkpoint_stage(cfg, store, progress=False) == ck  # idempotent
+    assert pool_checkpoint(cfg, store, progress=False) == ck  # idempotent
     sel = pd.DataFrame({"example_id": list(pool["example_id"][:3]), "rank": [0, 1, 2], "reason": "random"})
     store.add_selection("sel-r", strategy="random", budget=3, df=sel, scoring_id=None)
-    out = finetune_selection_stage(cfg, store, "sel-r", max_steps=steps_for_budget(3, cfg.finetune), progress=False)
+    out = finetune_on_selection(cfg, store, "sel-r", max_steps=steps_for_budget(3, cfg.finetune), progress=False)
     row = store.get_checkpoint(out["checkpoint_id"])
     assert row["kind"] == "finetune" and row["selection_id"] == "sel-r"
     assert row["meta"]["steps"] == 2 and row["meta"]["strategy"] == "random" and row["meta"]["budget"] == 3
     store.add_selection("sel-q", strategy="quality", budget=3, df=sel, scoring_id=None)  # the same rows
-    other = finetune_selection_stage(cfg, store, "sel-q", max_steps=2, progress=False)
+    other = finetune_on_selection(cfg, store, "sel-q", max_steps=2, progress=False)
     assert other["checkpoint_id"] != out["checkpoint_id"]  # metrics of the two strategies stay apart
     assert _state(other["path"]).keys() == _state(out["path"]).keys()
     with pytest.raises(TrainError, match="selection 'nope' is empty or unknown"):
-        finetune_selection_stage(cfg, store, "nope", max_steps=1, progress=False)
+        finetune_on_selection(cfg, store, "nope", max_steps=1, progress=False)
 
 
 def test_prepare_demo_small(tmp_path):
@@ -206,7 +206,7 @@ def test_lora_pool_checkpoint_gives_influence_its_adapter(tiny_model_dir, tmp_pa
     """influence.modules.lora_only on a LoRA pool checkpoint: the base model with the unmerged
     adapter on top (the same function as the merged checkpoint), its adapter linears chosen."""
     from gdig.influence.modules import select_from_config
-    from gdig.influence.stages import _load
+    from gdig.influence.compute import _load
 
     mc = ModelConfig(name_or_path=str(tiny_model_dir))
     tc = TrainConfig(method="lora", lora_r=4, batch_size=2, lr=5e-2, epochs=2, save_every=1000)

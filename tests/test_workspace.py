@@ -12,11 +12,11 @@ from gdig.config import parse_config
 from gdig.workspace import Workspace, file_digest, ids_hash, json_hash, sha
 
 
-def old_sha(*parts: str) -> str:  # gdig/influence/stages.py _sha
+def old_sha(*parts: str) -> str:  # gdig/influence/compute.py _sha
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def old_ids_hash(ids) -> str:  # gdig/influence/stages.py _ids_hash
+def old_ids_hash(ids) -> str:  # gdig/influence/compute.py _ids_hash
     return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()[:16]
 
 

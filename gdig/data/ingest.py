@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from gdig.data import validate as V
 from gdig.data.languages import UnknownLanguage, normalize_lang
 from gdig.data.readers import ReadError, content_hash, open_source, read_rows
-from gdig.errors import BadInput
+from gdig.errors import BadInput, StoreError
 from gdig.workspace import sha
 
 ROLES = ("candidates", "seed", "eval")
@@ -295,8 +295,6 @@ def _rows_in_pair(batch: _Batch, expected: tuple[str, str]) -> pd.DataFrame:
 
 def _load(store, result: IngestResult, rows: pd.DataFrame, batch: _Batch) -> None:
     """Write the rows and rejects in one store transaction; the counts go into result."""
-    from gdig.store import StoreError
-
     pair = (result.src_lang, result.tgt_lang)
     rows["example_id"] = [example_id(*pair, s, t) for s, t in zip(rows["src"], rows["tgt"])]
     rej = pd.DataFrame(batch.rejects, columns=["source_file", "source_row", "reason", "raw"])

@@ -83,11 +83,11 @@ def prompt_key(cfg) -> str:
                       "loss": cfg.influence.loss})
 
 
-def source_free_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, scoring_id: str,
+def store_source_free_losses(cfg, store, checkpoint_path: str, checkpoint_id: str, scoring_id: str,
                       device: str | None = None, progress: bool = True) -> dict:
     """The source-free loss of every candidate a scoring holds, in the store: rows already
     there (same checkpoint and prompt) are kept, the others computed and stored batch by batch."""
-    from gdig.influence.stages import _load, pool_rows
+    from gdig.influence.compute import _load, pool_rows
 
     sc = store.get_scoring(scoring_id)
     if sc is None:

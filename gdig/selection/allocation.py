@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from gdig.selection.diversity import default_n_clusters, round_robin, selection_rng
+from gdig.selection.diversity import check_within, default_n_clusters, round_robin, selection_rng
 
 DEFAULT_DROP_MARGIN = 0.15
 
@@ -199,8 +199,7 @@ def interleave(labels, quotas, *, within: str = "random", seed: int = 0) -> np.n
     """Indices into `labels` that fill each cluster's quota, in pick order (see module doc)."""
     labels = np.asarray(labels)
     quotas = np.asarray(quotas, dtype=np.int64)
-    if within not in ("random", "quality"):
-        raise ValueError(f"within must be 'random' or 'quality', got {within!r}")
+    check_within(within)
     rng = selection_rng(seed, "within-cluster")
     rounds, members_of = [], []
     for c in range(len(quotas)):

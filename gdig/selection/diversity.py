@@ -23,6 +23,13 @@ import numpy as np
 
 # above this many points MiniBatchKMeans (bounded memory, one pass per batch) replaces KMeans
 MINIBATCH_THRESHOLD = 20_000
+# the order members are taken in within a cluster (selection.within_cluster)
+WITHIN_CLUSTER = ("random", "quality")
+
+
+def check_within(within: str) -> None:
+    if within not in WITHIN_CLUSTER:
+        raise ValueError(f"within must be 'random' or 'quality', got {within!r}")
 
 
 def selection_rng(seed: int, purpose: str) -> np.random.Generator:
@@ -111,8 +118,7 @@ def round_robin(labels: np.ndarray, budget: int, *, within: str = "random", seed
     labels = np.asarray(labels)
     if budget < 0:
         raise ValueError(f"budget must be non-negative, got {budget}")
-    if within not in ("random", "quality"):
-        raise ValueError(f"within must be 'random' or 'quality', got {within!r}")
+    check_within(within)
     rng = selection_rng(seed, "within-cluster")
     # members grouped by ascending cluster id (= the fixed visiting order), index order inside
     grouped = np.argsort(labels, kind="stable")

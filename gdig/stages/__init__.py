@@ -1,6 +1,6 @@
 """The stage functions the graph (gdig.graph) declares: fn(ctx, **inputs) -> a small result.
 
-Each takes a StageContext (config, store, progress, device) and the upstream results it declares,
+Each takes a StageContext (config, store, progress, device, the run, its settings key) and the upstream results it declares,
 and returns a small dict (ids, paths, counts) that the next stages take.  Both executors call
 them: gdig.pipeline (in this process) and the Prefect tasks (tasks/), one task per stage.
 """
@@ -20,6 +20,7 @@ class StageContext:
     progress: bool = True
     device: str | None = None  # where a mapped shard runs (orchestration.devices); None: model.device
     run: tuple[str, dict] | None = None  # the report's (run directory name, header); None: plain defaults
+    settings_key: str | None = None  # its config sections + code (gdig.graph.settings_key): keys what it stores
 
     @property
     def workspace(self) -> Workspace:

@@ -76,10 +76,10 @@ def prefilter(ctx: StageContext, data: dict) -> dict:
     """Verdicts of the cheap rules for the pool (they decide what is scored and selected) and,
     reported only, the seed and eval sets; reused while the rules' settings are unchanged.
     data = ingest's fingerprints (so new rows are judged)."""
-    from gdig.prefilter.stage import prefilter_stage
+    from gdig.prefilter.verdicts import judge_datasets
 
     verdicts = {}
     if ctx.cfg.prefilter.enabled:  # off: the paper's pipeline, nothing judged, every row scored
         checked = [n for n in ctx.store.datasets()["name"] if n != "pool"]
-        verdicts = prefilter_stage(ctx.cfg, ctx.store, "pool", checked)
+        verdicts = judge_datasets(ctx.cfg, ctx.store, "pool", checked)
     return {"datasets": verdicts, "pool": data["pool"]}

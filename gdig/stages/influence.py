@@ -20,7 +20,7 @@ from gdig.workspace import ids_hash
 def plan_curvature(ctx: StageContext, checkpoint: dict, reference: dict) -> dict:
     """The curvature rows (the reference pool, or its sample: appended candidates never enter)
     cut in aligned shards, with the paths of their partial-sum files."""
-    from gdig.influence.stages import curvature_rows, curvature_shards
+    from gdig.influence.compute import curvature_rows, curvature_shards
 
     ws = ctx.workspace
     rows = curvature_rows(ctx.cfg, ctx.store, reference["name"], n_rows=reference["n_rows"])
@@ -39,27 +39,27 @@ def curvature_shard(ctx: StageContext, checkpoint: dict, rows, out_path: str, ba
     """Partial curvature sums of one shard -> safetensors: the factor sums, or with ``bases``
     (EK-FAC) the corrected-eigenvalue sums in those eigenbases.  A file already there (written
     atomically, named by curvature id, kind and range) is reused."""
-    from gdig.influence.stages import curvature_shard_stage
+    from gdig.influence.compute import sum_curvature_shard
 
     if not Path(out_path).exists():
-        curvature_shard_stage(ctx.cfg, checkpoint["path"], rows, out_path, device=ctx.device,
+        sum_curvature_shard(ctx.cfg, checkpoint["path"], rows, out_path, device=ctx.device,
                               bases_path=bases["path"] if bases else None, progress=ctx.progress)
     return {"path": str(out_path), "n_rows": len(rows)}
 
 
 def curvature_bases(ctx: StageContext, plan: dict, factors: list[dict]) -> dict:
     """EK-FAC between the two mapped passes: summed factors (shard order) and their eigenbases."""
-    from gdig.influence.stages import curvature_bases_stage
+    from gdig.influence.compute import fit_eigenbases
 
-    return {"path": curvature_bases_stage(ctx.cfg, [f["path"] for f in factors], plan["bases_path"])}
+    return {"path": fit_eigenbases(ctx.cfg, [f["path"] for f in factors], plan["bases_path"])}
 
 
 def fit_curvature(ctx: StageContext, checkpoint: dict, plan: dict, factors: list[dict],
                   bases: dict | None = None, eigen: list[dict] | None = None) -> dict:
     """The fitted curvature: the shards' partials summed in shard order, recorded in the store."""
-    from gdig.influence.stages import finish_curvature_stage
+    from gdig.influence.compute import finish_curvature
 
-    cid = finish_curvature_stage(ctx.cfg, ctx.store, checkpoint["checkpoint_id"], [f["path"] for f in factors],
+    cid = finish_curvature(ctx.cfg, ctx.store, checkpoint["checkpoint_id"], [f["path"] for f in factors],
                                  eigen_paths=[e["path"] for e in eigen] if eigen else None,
                                  bases_path=bases["path"] if bases else None, dataset=plan["dataset"])
     return {"curvature_id": cid}
@@ -67,9 +67,9 @@ def fit_curvature(ctx: StageContext, checkpoint: dict, plan: dict, factors: list
 
 def seed_products(ctx: StageContext, checkpoint: dict, curvature: dict, seed: dict) -> dict:
     """H⁻¹ g_s per seed (or seed group); seed = the seed set's fingerprint."""
-    from gdig.influence.stages import seed_products_stage
+    from gdig.influence.compute import compute_seed_products
 
-    return {"products_path": seed_products_stage(ctx.cfg, ctx.store, checkpoint["path"], checkpoint["checkpoint_id"],
+    return {"products_path": compute_seed_products(ctx.cfg, ctx.store, checkpoint["path"], checkpoint["checkpoint_id"],
                                                  curvature["curvature_id"], progress=ctx.progress)}
 
 
@@ -77,8 +77,8 @@ def seed_products(ctx: StageContext, checkpoint: dict, curvature: dict, seed: di
 
 def scoring_rows(cfg, store):
     """The pool rows that are scored (and so can be selected): those that pass the prefilter."""
-    from gdig.influence.stages import pool_rows
-    from gdig.prefilter.stage import passing_ids
+    from gdig.influence.compute import pool_rows
+    from gdig.prefilter.verdicts import passing_ids
 
     rows = pool_rows(store)
     keep = passing_ids(cfg, store)
@@ -94,7 +94,7 @@ def plan_shards(ctx: StageContext, pool: dict, prefilter: dict | None, curvature
     """The pool as ingest fingerprinted it, cut in aligned position ranges, each with its rows
     that pass the prefilter (`prefilter`: the pool's verdict counts, None when it is off):
     appended rows only add (or complete) the last shards."""
-    from gdig.influence.stages import shard_ranges
+    from gdig.influence.compute import shard_ranges
 
     n = pool["n_rows"]  # rows another run appended since ingest are not this config's
     if ids_hash(ctx.store.dataset_ids(pool["name"])[:n]) != pool["ids_hash"]:
@@ -148,11 +148,11 @@ def _reusable(out: Path, rows) -> tuple[list[Path], set[tuple[str, int]], set[st
 
 
 def _score_into(ctx: StageContext, checkpoint_path: str, products_path: str, rows, target: Path) -> None:
-    from gdig.influence.stages import score_shard_stage
+    from gdig.influence.compute import score_rows
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.stem + ".partial.parquet")
-    written = Path(score_shard_stage(ctx.cfg, checkpoint_path, products_path, rows, str(tmp),
+    written = Path(score_rows(ctx.cfg, checkpoint_path, products_path, rows, str(tmp),
                                      progress=ctx.progress, device=ctx.device))
     written.replace(target)
 
@@ -186,10 +186,10 @@ def _scored(files: list[Path] | None) -> tuple[set[tuple[str, int]], set[str]]:
 def merge_scores(ctx: StageContext, shards: list[dict], curvature: dict, products: dict) -> dict:
     """Load the shards' files into the store (aggregates, sketches, candidate x seed matrix),
     keeping the rows that are scored now (a row a tightened prefilter rejects drops out)."""
-    from gdig.influence.stages import merge_scores_stage
+    from gdig.influence.compute import merge_score_files
 
     paths = [p for s in shards for p in s["paths"]]
-    sid = merge_scores_stage(ctx.cfg, ctx.store, paths, curvature["curvature_id"], products["products_path"],
+    sid = merge_score_files(ctx.cfg, ctx.store, paths, curvature["curvature_id"], products["products_path"],
                              keep=set(scoring_rows(ctx.cfg, ctx.store)["example_id"]))
     return {"scoring_id": sid, "n_shards": len(shards)}
 
@@ -198,7 +198,7 @@ def source_free_loss(ctx: StageContext, checkpoint: dict, scoring: dict) -> dict
     """The scored candidates' target loss with the source left out of the prompt, in the store
     (the source-gain rule, selection.source_gain_min); rows already stored for this checkpoint
     and prompt are not recomputed, and a pass that dies resumes from its last stored batch."""
-    from gdig.influence.source_free import source_free_stage
+    from gdig.influence.source_free import store_source_free_losses
 
-    return source_free_stage(ctx.cfg, ctx.store, checkpoint["path"], checkpoint["checkpoint_id"],
+    return store_source_free_losses(ctx.cfg, ctx.store, checkpoint["path"], checkpoint["checkpoint_id"],
                              scoring["scoring_id"], device=ctx.device, progress=ctx.progress)

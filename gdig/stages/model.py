@@ -8,24 +8,24 @@ from gdig.stages import StageContext
 def finetune_pool(ctx: StageContext, reference: dict) -> dict:
     """The checkpoint whose gradients drive selection: finetuned on the reference pool (so
     appended candidates never refit it), given (pool_finetune.checkpoint), or the base model."""
-    from gdig.train import pool_checkpoint_stage
+    from gdig.train import pool_checkpoint
 
-    return pool_checkpoint_stage(ctx.cfg, ctx.store, progress=ctx.progress, n_rows=reference["n_rows"])
+    return pool_checkpoint(ctx.cfg, ctx.store, progress=ctx.progress, n_rows=reference["n_rows"])
 
 
 def base_model(ctx: StageContext) -> dict:
     """The base model itself as a store checkpoint: the before-finetuning reference row."""
-    from gdig.train import base_checkpoint_stage
+    from gdig.train import base_checkpoint
 
-    ckpt = base_checkpoint_stage(ctx.cfg, ctx.store)
+    ckpt = base_checkpoint(ctx.cfg, ctx.store)
     return {**ckpt, "strategy": None, "budget": None, "selection_id": None}
 
 
 def finetune_selection(ctx: StageContext, selection: dict) -> dict:
     """The BASE model finetuned on one selection, for the same number of steps at a budget."""
-    from gdig.train import finetune_selection_stage, steps_for_budget
+    from gdig.train import finetune_on_selection, steps_for_budget
 
     steps = steps_for_budget(selection["budget"], ctx.cfg.finetune)
-    ckpt = finetune_selection_stage(ctx.cfg, ctx.store, selection["selection_id"], steps, progress=ctx.progress)
+    ckpt = finetune_on_selection(ctx.cfg, ctx.store, selection["selection_id"], steps, progress=ctx.progress)
     return {**ckpt, "strategy": selection["strategy"], "budget": selection["budget"],
             "selection_id": selection["selection_id"], "steps": steps}

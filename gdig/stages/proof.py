@@ -7,18 +7,18 @@ from gdig.stages import StageContext
 
 def translate(ctx: StageContext, checkpoint: dict, eval_set: dict) -> dict:
     """Hypotheses for one eval set (eval_set = its fingerprint) by one checkpoint."""
-    from gdig.evaluate import translate_stage
+    from gdig.evaluate import translate_eval_set
 
-    n = translate_stage(ctx.cfg, ctx.store, checkpoint, eval_set["name"], progress=ctx.progress)
+    n = translate_eval_set(ctx.cfg, ctx.store, checkpoint, eval_set["name"], ctx.settings_key, progress=ctx.progress)
     return {"checkpoint_id": checkpoint["checkpoint_id"], "eval_set": eval_set["name"], "n_rows": n}
 
 
 def metrics(ctx: StageContext, checkpoint: dict, translation: dict) -> dict:
     """BLEU / chrF (sacrebleu, signatures stored) and COMET when available; the base model's
     rows carry no strategy, so they stay out of the comparison table."""
-    from gdig.evaluate import metrics_stage
+    from gdig.evaluate import score_eval_set
 
-    out = metrics_stage(ctx.cfg, ctx.store, checkpoint, translation["eval_set"], strategy=checkpoint.get("strategy"),
+    out = score_eval_set(ctx.cfg, ctx.store, checkpoint, translation["eval_set"], strategy=checkpoint.get("strategy"),
                         budget=checkpoint.get("budget"), selection_id=checkpoint.get("selection_id"))
     return {**out, "strategy": checkpoint.get("strategy"), "budget": checkpoint.get("budget")}
 

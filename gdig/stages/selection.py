@@ -55,11 +55,11 @@ def quality(ctx: StageContext, scoring: dict, source_free: dict | None = None) -
     return {"scoring_id": scoring["scoring_id"], "pool_size": len(infl), "per_budget": per_budget}
 
 
-def cluster_resample(ctx: StageContext, scoring: dict, quality: dict | None, strategy: str, budget: int,
+def cluster_resample(ctx: StageContext, scoring: dict, strategy: str, budget: int,
                      source_free: dict | None = None) -> dict:
     """One selection: K-means over D_hq's sketches, resampling across clusters (or a baseline);
-    `quality` and `source_free` are given to the strategies that read them (so only they follow
-    a γ change)."""
+    `source_free` is given to the strategies that read the D_hq rules.  Its key follows the
+    settings the strategy reads (settings_read), so only they follow a γ change."""
     from gdig.selection.outputs import run_selection
 
     sid, sel = run_selection(ctx.store, scoring["scoring_id"], strategy, budget, ctx.cfg.selection, source_free)

@@ -18,6 +18,8 @@ from typing import Any, Iterator, Self
 import duckdb
 import pandas as pd
 
+from gdig.errors import StoreError
+
 # 2: prefilter verdicts, influence.grad_norm, selections.settings; 3: influence.closing_loss;
 # 4: table source_free_loss (created by the schema itself on the upgrade)
 SCHEMA_VERSION = 4
@@ -29,10 +31,6 @@ _MIGRATIONS = {
         "ALTER TABLE selections ADD COLUMN IF NOT EXISTS settings JSON"],
     3: ["ALTER TABLE influence ADD COLUMN IF NOT EXISTS closing_loss DOUBLE"],
 }
-
-
-class StoreError(RuntimeError):
-    pass
 
 
 _SCHEMA = """

@@ -27,7 +27,7 @@ def outcome(config: Path, over: list[str]) -> dict:
     """Everything a run leaves that the executor must not change: ids, scores, selections,
     exports, metrics, the reference pool."""
     from gdig.config import load_config
-    from gdig.influence.stages import read_score_matrix
+    from gdig.influence.compute import read_score_matrix
     from gdig.store import Store
 
     cfg = load_config(config, over)

@@ -331,9 +331,9 @@ def test_a_store_held_by_another_process_is_a_stage_failure_with_a_clear_message
 HANG_IN_SCORING = """
 import sys, time
 from pathlib import Path
-import gdig.influence.stages as engine
+import gdig.influence.compute as engine
 
-real = engine.score_shard_stage
+real = engine.score_rows
 
 def hang_on_second_shard(cfg, checkpoint_path, products_path, rows, out_path, **kw):
     if int(rows["position"].iloc[0]) == 32:
@@ -341,7 +341,7 @@ def hang_on_second_shard(cfg, checkpoint_path, products_path, rows, out_path, **
         time.sleep(600)
     return real(cfg, checkpoint_path, products_path, rows, out_path, **kw)
 
-engine.score_shard_stage = hang_on_second_shard
+engine.score_rows = hang_on_second_shard
 from flows.select import select_flow
 select_flow(sys.argv[1], [])
 """

@@ -292,10 +292,10 @@ def test_task_failing_once_succeeds_on_retry(workspace, first_select, monkeypatc
 
 
 def test_killed_flow_rerun_recomputes_only_the_failed_stage_and_after(workspace, first_select, monkeypatch):
-    import gdig.influence.stages as engine
+    import gdig.influence.compute as engine
     from flows.select import select_flow
 
-    real = engine.score_shard_stage
+    real = engine.score_rows
 
     def crash_on_second_shard(cfg, checkpoint_path, products_path, rows, out_path, **kw):
         if int(rows["position"].iloc[0]) == 32:
@@ -303,7 +303,7 @@ def test_killed_flow_rerun_recomputes_only_the_failed_stage_and_after(workspace,
         return real(cfg, checkpoint_path, products_path, rows, out_path, **kw)
 
     overrides = ["influence.scoring.sketch_seed=1"]  # new sketches: scoring and after must run
-    monkeypatch.setattr(engine, "score_shard_stage", crash_on_second_shard)
+    monkeypatch.setattr(engine, "score_rows", crash_on_second_shard)
     state, states = run(select_flow, workspace, overrides, ok=False)
     with pytest.raises(Exception, match=r"score-shard \[32, 64\): MemoryError: worker killed"):
         state.result()
@@ -311,7 +311,7 @@ def test_killed_flow_rerun_recomputes_only_the_failed_stage_and_after(workspace,
     assert by_stage["score-shard"] == ["Completed", "Completed", "Failed"]
     assert "merge-scores" not in by_stage
 
-    monkeypatch.setattr(engine, "score_shard_stage", real)
+    monkeypatch.setattr(engine, "score_rows", real)
     _, states = run(select_flow, workspace, overrides)
     by_stage = states_by_stage(states)
     before = {"ingest", "prefilter", "finetune-pool", "plan-curvature", "curvature-shard", "fit-curvature",
@@ -365,7 +365,7 @@ def test_ekfac_curvature_mapped_in_two_passes_equals_the_one_process_fit(workspa
     from flows.select import select_flow
     from gdig.config import load_config
     from gdig.influence.curvature import Curvature
-    from gdig.influence.stages import fit_curvature_stage
+    from curvature_walk import fit_curvature_here
     from gdig.store import Store
 
     ekfac = ["influence.curvature.strategy=ekfac"]
@@ -379,7 +379,7 @@ def test_ekfac_curvature_mapped_in_two_passes_equals_the_one_process_fit(workspa
         cid = store.get_scoring(cid["scoring_id"])["curvature_id"]
         mapped = Curvature.load(store.get_curvature(cid)["path"])
         one = load_config(workspace, ekfac + [f"workspace.dir={tmp_path}"])
-        assert fit_curvature_stage(one, store, ckpt["path"], ckpt["checkpoint_id"], progress=False,
+        assert fit_curvature_here(one, store, ckpt["path"], ckpt["checkpoint_id"], progress=False,
                                    dataset=ref["name"], n_rows=ref["n_rows"]) == cid  # the reference pool
     local = Curvature.load(tmp_path / "curvature" / f"{cid}.safetensors")
     assert mapped.strategy == "ekfac" and (mapped.n_examples, mapped.n_tokens) == (local.n_examples, local.n_tokens)
@@ -395,7 +395,7 @@ def test_dask_task_runner_gives_the_local_scores(workspace, first_select, proces
     """LocalCluster with 2 workers.  Threads: bit-identical to the local run.  Processes: Dask
     starts each worker with OMP_NUM_THREADS=1 (the local run used 2 torch threads), so float32
     sums are ordered differently: same helped fractions and selections, scores to 1e-4."""
-    from gdig.influence.stages import read_score_matrix
+    from gdig.influence.compute import read_score_matrix
     from flows.select import select_flow
 
     result, _, local = first_select
@@ -505,6 +505,24 @@ def test_prefect_yaml_deployments_load_and_schedules_parse():
     weekly = raw["deployments"][1]["schedules"][0]
     assert weekly["active"] is False
     assert next_run(weekly) == datetime(2026, 1, 4, 4, 0, tzinfo=timezone.utc)  # the next Sunday
+
+
+def test_deployments_are_defined_once():
+    """prefect.yaml is generated from deployments/definitions.py, and serve.py builds the same
+    deployments (served names), so the two paths cannot disagree."""
+    from deployments.definitions import DEPLOYMENTS, SERVED_SUFFIX, prefect_yaml
+    from deployments.serve import build_deployments
+
+    assert (ROOT / "deployments" / "prefect.yaml").read_text(encoding="utf-8") == prefect_yaml(), (
+        "deployments/prefect.yaml is stale: python -m deployments.definitions > deployments/prefect.yaml")
+    raw = yaml.safe_load(prefect_yaml())["deployments"]
+    served = build_deployments("gdig.yaml")
+    assert [d["name"] for d in raw] == [d.name for d in DEPLOYMENTS] == [s.name.removesuffix(SERVED_SUFFIX)
+                                                                         for s in served]
+    for d, s in zip(raw, served):
+        assert (d["description"], d["tags"]) == (s.description, s.tags)
+        assert [(x["cron"], x["active"]) for x in d["schedules"]] == [(x.schedule.cron, x.active) for x in s.schedules]
+        assert d["parameters"]["overrides"] == s.parameters["overrides"] == []  # the config as it is, both ways
 
 
 def next_run(sched: dict):

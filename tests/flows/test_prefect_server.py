@@ -39,6 +39,8 @@ http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
 def fake_server(monkeypatch):
     from prefect.server.api.server import SubprocessASGIServer
 
+    # a registry of its own: a session's test harness keeps its running server in the real one
+    monkeypatch.setattr(SubprocessASGIServer, "_instances", {})
     launched = []
 
     def use(delay: float = 0.0, code: int = 0):
@@ -50,7 +52,8 @@ def fake_server(monkeypatch):
         return launched
 
     yield use
-    SubprocessASGIServer().stop()  # the registered stand-in, when one started
+    for server in list(SubprocessASGIServer._instances.values()):  # the stand-in, when one started
+        server.stop()
 
 
 def test_startup_timeout_is_generous_unless_the_user_set_one(monkeypatch):

@@ -7,16 +7,16 @@ import pytest
 import torch
 from _influence_util import micro_model
 from conftest import TEXTS
+from curvature_walk import fit_curvature_here
 from test_influence_stages import _cfg, _rows
 
 from gdig.data.prompts import collate, length_batches
 from gdig.influence.curvature import (
     Curvature, CurvaturePartial, combine_partials, fit_curvature, with_eigenvalues,
 )
-from gdig.influence.stages import (
-    _encode, _load, _modules, curvature_bases_path, curvature_bases_stage, curvature_id_for,
-    curvature_partial_path, curvature_rows, curvature_shard_stage, curvature_shards, finish_curvature_stage,
-    fit_curvature_stage,
+from gdig.influence.compute import (
+    _encode, _load, _modules, curvature_bases_path, fit_eigenbases, curvature_id_for,
+    curvature_partial_path, curvature_rows, sum_curvature_shard, curvature_shards, finish_curvature,
 )
 
 
@@ -38,7 +38,7 @@ def _config(tmp_path, model_dir, name, strategy, granularity, shard_size=4):
 def _factor_partials(cfg, store, model_dir, out_dir, prefix):
     """The factor pass shard by shard into out_dir/{prefix}{start}.safetensors: (rows, paths)."""
     rows = curvature_rows(cfg, store)
-    paths = [curvature_shard_stage(cfg, model_dir, rows.iloc[a:b].reset_index(drop=True),
+    paths = [sum_curvature_shard(cfg, model_dir, rows.iloc[a:b].reset_index(drop=True),
                                    str(out_dir / f"{prefix}{a}.safetensors"), progress=False)
              for a, b in curvature_shards(cfg, len(rows))]
     return rows, paths
@@ -49,14 +49,14 @@ def _sharded(cfg, store, model_dir, checkpoint_id="ck"):
     rows = curvature_rows(cfg, store)
     cid = curvature_id_for(cfg, checkpoint_id, rows["example_id"])
     blocks = [(a, b, rows.iloc[a:b].reset_index(drop=True)) for a, b in curvature_shards(cfg, len(rows))]
-    parts = [curvature_shard_stage(cfg, model_dir, blk, curvature_partial_path(cfg, cid, "factors", a, b),
+    parts = [sum_curvature_shard(cfg, model_dir, blk, curvature_partial_path(cfg, cid, "factors", a, b),
                                    progress=False) for a, b, blk in blocks]
     bases = eig = None
     if cfg.influence.curvature.strategy == "ekfac":
-        bases = curvature_bases_stage(cfg, parts, curvature_bases_path(cfg, cid))
-        eig = [curvature_shard_stage(cfg, model_dir, blk, curvature_partial_path(cfg, cid, "eigen", a, b),
+        bases = fit_eigenbases(cfg, parts, curvature_bases_path(cfg, cid))
+        eig = [sum_curvature_shard(cfg, model_dir, blk, curvature_partial_path(cfg, cid, "eigen", a, b),
                                      bases_path=bases, progress=False) for a, b, blk in blocks]
-    return finish_curvature_stage(cfg, store, checkpoint_id, parts, eigen_paths=eig, bases_path=bases), len(blocks)
+    return finish_curvature(cfg, store, checkpoint_id, parts, eigen_paths=eig, bases_path=bases), len(blocks)
 
 
 @pytest.mark.parametrize("strategy", ["kfac", "ekfac"])
@@ -64,7 +64,7 @@ def _sharded(cfg, store, model_dir, checkpoint_id="ck"):
 def test_sharded_partials_equal_the_one_process_fit(tmp_path, store, model_dir, strategy, granularity):
     store.add_rows(dataset="pool", role="candidates", src_lang="en", tgt_lang="de", rows=_rows(10, 0))
     one = _config(tmp_path, model_dir, "one", strategy, granularity)
-    cid = fit_curvature_stage(one, store, model_dir, "ck", progress=False)
+    cid = fit_curvature_here(one, store, model_dir, "ck", progress=False)
     sharded = _config(tmp_path, model_dir, "sharded", strategy, granularity)
     cid_sharded, n_shards = _sharded(sharded, store, model_dir)
     assert n_shards == 3 and cid_sharded == cid  # same id whichever path computed it
@@ -127,15 +127,15 @@ def test_eigenvalue_pass_on_other_data_is_refused(tmp_path, store, model_dir):
     store.add_rows(dataset="pool", role="candidates", src_lang="en", tgt_lang="de", rows=_rows(10, 0))
     cfg = _config(tmp_path, model_dir, "w", "ekfac", "sequence")
     rows, factors = _factor_partials(cfg, store, model_dir, tmp_path, "f")
-    bases = curvature_bases_stage(cfg, factors, str(tmp_path / "bases.safetensors"))
-    eig0 = curvature_shard_stage(cfg, model_dir, rows.iloc[:4].reset_index(drop=True), str(tmp_path / "e0.safetensors"),
+    bases = fit_eigenbases(cfg, factors, str(tmp_path / "bases.safetensors"))
+    eig0 = sum_curvature_shard(cfg, model_dir, rows.iloc[:4].reset_index(drop=True), str(tmp_path / "e0.safetensors"),
                                  bases_path=bases, progress=False)
     with pytest.raises(RuntimeError, match="the two EK-FAC passes saw different data: factors on 10 examples"):
         with_eigenvalues(Curvature.load(bases), [CurvaturePartial.load(eig0)])
     with pytest.raises(ValueError, match="EK-FAC curvature needs the eigenbases file"):
-        finish_curvature_stage(cfg, store, "ck", factors)
+        finish_curvature(cfg, store, "ck", factors)
     with pytest.raises(FileNotFoundError, match="curvature partial .*nope.safetensors does not exist"):
-        finish_curvature_stage(cfg, store, "ck", [str(tmp_path / "nope.safetensors")])
+        finish_curvature(cfg, store, "ck", [str(tmp_path / "nope.safetensors")])
 
 
 def test_curvature_rows_of_the_reference_pool_ignore_appended_rows(tmp_path, store, model_dir):

@@ -10,14 +10,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from _influence_util import TEMPLATE, micro_model
+from curvature_walk import fit_curvature_here
 from conftest import TEXTS
 
 from gdig.config import parse_config
 from gdig.influence.scoring import plan_batches
 from gdig.influence.seeds import SeedProducts
-from gdig.influence.stages import (
-    fit_curvature_stage, merge_scores_stage, pool_rows, read_score_matrix, score_shard_stage,
-    seed_products_stage, shard_ranges,
+from gdig.influence.compute import (
+    merge_score_files, pool_rows, read_score_matrix, score_rows,
+    compute_seed_products, shard_ranges,
 )
 
 WORDS = "the cat sat on a mat and the house is red big small test sentence".split()
@@ -70,17 +71,17 @@ def test_stages_round_trip_and_sharded_equals_unsharded(tmp_path, store, model_d
     assert shard_ranges(12, 4)[:2] == shard_ranges(10, 4)[:2]  # appending keeps earlier full shards
     assert shard_ranges(0, 4) == []
 
-    cid = fit_curvature_stage(cfg, store, model_dir, "ck1", progress=False)
+    cid = fit_curvature_here(cfg, store, model_dir, "ck1", progress=False)
     rec = store.get_curvature(cid)
     assert rec["modules"] == ["model.layers.1.mlp.up_proj", "model.layers.1.mlp.down_proj"]
     assert (rec["strategy"], rec["granularity"], rec["n_examples"]) == ("ekfac", "sequence", 10)
     assert rec["meta"]["n_tokens"] == rec["n_tokens"] > 10
     mtime = os.path.getmtime(rec["path"])
-    assert fit_curvature_stage(cfg, store, model_dir, "ck1", progress=False) == cid  # cached, not refitted
+    assert fit_curvature_here(cfg, store, model_dir, "ck1", progress=False) == cid  # cached, not refitted
     assert os.path.getmtime(rec["path"]) == mtime
-    assert fit_curvature_stage(cfg, store, model_dir, "ck2", progress=False) != cid
+    assert fit_curvature_here(cfg, store, model_dir, "ck2", progress=False) != cid
 
-    ppath = seed_products_stage(cfg, store, model_dir, "ck1", cid, progress=False)
+    ppath = compute_seed_products(cfg, store, model_dir, "ck1", cid, progress=False)
     prods = SeedProducts.load(ppath)
     seed_ids = list(pool_rows(store, "seed")["example_id"])
     assert prods.seed_ids == [f"{seed_ids[0]}+{seed_ids[1]}", seed_ids[2]]  # groups of 2, averaged
@@ -92,22 +93,22 @@ def test_stages_round_trip_and_sharded_equals_unsharded(tmp_path, store, model_d
     assert blockwise != plan_batches(lengths, list(rows["position"]), 2, 10)
     assert blockwise != [[i, i + 1] for i in range(0, 10, 2)]
 
-    whole = score_shard_stage(cfg, model_dir, ppath, rows, str(tmp_path / "whole.parquet"), progress=False)
+    whole = score_rows(cfg, model_dir, ppath, rows, str(tmp_path / "whole.parquet"), progress=False)
     shards = []
     for lo, hi in reversed(shard_ranges(len(rows), cfg.influence.scoring.shard_size)):
         part = rows[(rows["position"] >= lo) & (rows["position"] < hi)]
-        shards.append(score_shard_stage(cfg, model_dir, ppath, part, str(tmp_path / f"s{lo}.parquet"),
+        shards.append(score_rows(cfg, model_dir, ppath, part, str(tmp_path / f"s{lo}.parquet"),
                                         progress=False, device="cpu"))
     t = pq.read_table(shards[0])
     assert t.column_names == ["example_id", "position", "loss", "closing_loss", "grad_norm", "helped_fraction",
                               "mean", "min", "max", "scores", "sketch"]
     assert t.column("closing_loss").null_count == 0 and min(t.column("closing_loss").to_pylist()) > 0
 
-    sid_whole = merge_scores_stage(cfg, store, [whole], cid, ppath)
+    sid_whole = merge_score_files(cfg, store, [whole], cid, ppath)
     ids_w, seeds_w, mat_w = read_score_matrix(store.get_scoring(sid_whole)["matrix_path"])
     agg_w = store.influence(sid_whole)
     sk_w = store.sketches(sid_whole)
-    sid = merge_scores_stage(cfg, store, shards, cid, ppath)
+    sid = merge_score_files(cfg, store, shards, cid, ppath)
     assert sid == sid_whole  # same inputs, same scoring id
     ids_s, seeds_s, mat_s = read_score_matrix(store.get_scoring(sid)["matrix_path"])
     assert ids_s == ids_w == list(rows["example_id"]) and seeds_s == seeds_w == prods.seed_ids
@@ -124,13 +125,13 @@ def test_stages_round_trip_and_sharded_equals_unsharded(tmp_path, store, model_d
     assert (sc["n_candidates"], sc["n_seeds"], sc["seed_dataset"], sc["curvature_id"]) == (10, 2, "seed", cid)
 
     with pytest.raises(ValueError, match="overlap"):
-        merge_scores_stage(cfg, store, [whole, shards[0]], cid, ppath)
+        merge_score_files(cfg, store, [whole, shards[0]], cid, ppath)
     with pytest.raises(ValueError, match="no curvature"):
-        seed_products_stage(cfg, store, model_dir, "ck1", "nope", progress=False)
+        compute_seed_products(cfg, store, model_dir, "ck1", "nope", progress=False)
 
 
 def test_curvature_sample_is_seeded_and_in_pool_order(tmp_path, store, model_dir):
-    from gdig.influence.stages import curvature_rows
+    from gdig.influence.compute import curvature_rows
 
     store.add_rows(dataset="pool", role="candidates", src_lang="en", tgt_lang="de", rows=_rows(10, 0))
     cfg = _cfg(tmp_path, model_dir)
@@ -141,4 +142,4 @@ def test_curvature_sample_is_seeded_and_in_pool_order(tmp_path, store, model_dir
     cfg.influence.curvature.sample_seed = 1
     assert list(curvature_rows(cfg, store)["position"]) != list(a["position"])
     with pytest.raises(ValueError, match="lack column"):
-        score_shard_stage(cfg, model_dir, "unused", a.drop(columns=["tgt"]), str(tmp_path / "x.parquet"))
+        score_rows(cfg, model_dir, "unused", a.drop(columns=["tgt"]), str(tmp_path / "x.parquet"))

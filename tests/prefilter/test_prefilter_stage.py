@@ -89,7 +89,7 @@ def test_the_pool_learns_the_ratio_bounds_and_the_seed_set_is_judged_by_them(tmp
     from gdig.data.ingest import example_id
     from gdig.config import PrefilterConfig
     from gdig.prefilter import prefilter_rows
-    from gdig.prefilter.stage import prefilter_stage
+    from gdig.prefilter.verdicts import judge_datasets
 
     rng = np.random.default_rng(0)
     words = ["jablko", "strom", "zahrada", "dům", "voda", "slunce", "řeka", "les"]
@@ -111,7 +111,7 @@ def test_the_pool_learns_the_ratio_bounds_and_the_seed_set_is_judged_by_them(tmp
             df["source_file"], df["source_row"] = f"{name}.jsonl", range(1, len(df) + 1)
             store.add_rows(dataset=name, role="candidates" if name == "pool" else "seed", src_lang="cs",
                            tgt_lang="en", rows=df)
-        out = prefilter_stage(cfg, store, "pool", ["seed"])
+        out = judge_datasets(cfg, store, "pool", ["seed"])
         pool_bounds = out["pool"]["ratio_bounds"]
         assert pool_bounds == out["seed"]["ratio_bounds"]  # the seed set is judged by the pool's
         assert 0.5 < pool_bounds["center"] < 0.9  # the pool's targets are about twice as long
@@ -122,7 +122,7 @@ def test_the_pool_learns_the_ratio_bounds_and_the_seed_set_is_judged_by_them(tmp
         stored = store.prefilter("pool", out["pool"]["signature"])  # the bounds, with every verdict
         assert {f["ratio.center"] for f in stored["figures"]} == {pool_bounds["center"]}
         assert {f["ratio.spread"] for f in stored["figures"]} == {pool_bounds["spread"]}
-        again = prefilter_stage(cfg, store, "pool", ["seed"])  # a rerun reads them back
+        again = judge_datasets(cfg, store, "pool", ["seed"])  # a rerun reads them back
         assert again == out
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from gdig.config import DataSource, SelectionConfig
-from gdig.selection import allocation, quality, rules
+from gdig.selection import allocation, diversity, quality, rules
 from gdig.selection.select import SELECTION_STRATEGIES, SelectSettings, select
 
 
@@ -27,6 +27,7 @@ def test_the_config_offers_exactly_the_registered_names():
     assert _choices(SelectionConfig, "strategies") == tuple(SELECTION_STRATEGIES)
     assert _choices(SelectionConfig, "quality") == tuple(quality.QUALITY_SCORES)
     assert _choices(SelectionConfig, "allocation") == tuple(allocation.ALLOCATION_REGISTRY)
+    assert _choices(SelectionConfig, "within_cluster") == diversity.WITHIN_CLUSTER
     assert _choices(DataSource, "format") == FORMATS == ("auto", *READERS)
     for key in rules.HQ_RULES:  # every D_hq rule has its config key
         assert key in SelectionConfig.model_fields

@@ -105,7 +105,7 @@ def test_source_gain_rule_end_to_end(workspace):
     is stored per candidate (the dense computation's values), resumes, and the rule holds."""
     from gdig import graph
     from gdig.influence.source_free import source_free_encodings, source_free_losses
-    from gdig.influence.stages import pool_rows
+    from gdig.influence.compute import pool_rows
     from gdig.modeling import load_from_config
     from gdig.pipeline import PlainExecutor
     from gdig.store import Store

@@ -1,13 +1,12 @@
-"""Store-level functions of the influence engine, which the stages in gdig/stages/influence.py
-call (no Prefect here).
+"""The influence engine's passes over the store and shard files, which the stages in
+gdig/stages/influence.py call (no Prefect here):
 
-    fit_curvature_stage  -> curvature_id   (factors: {dir}/curvature/{id}.safetensors)
-      = the graph's curvature walk (gdig.graph.fit_curvature) in this process:
-        curvature_shard_stage per shard (no store) [+ curvature_bases_stage + a second
-        curvature_shard_stage pass when the strategy needs one] + finish_curvature_stage
-    seed_products_stage  -> products path  ({dir}/seeds/{id}.safetensors)
-    score_shard_stage    -> shard Parquet  (no store access: runs in worker processes)
-    merge_scores_stage   -> scoring_id     (matrix: {dir}/scores/{id}.matrix.parquet + store tables)
+    sum_curvature_shard      -> a partial-sums file (per shard; no store)
+    fit_eigenbases           -> the EK-FAC eigenbases between the passes (no store)
+    finish_curvature         -> curvature_id   ({dir}/curvature/{id}.safetensors + store row)
+    compute_seed_products    -> products path  ({dir}/seeds/{id}.safetensors)
+    score_rows               -> shard Parquet  (no store access: runs in worker processes)
+    merge_score_files        -> scoring_id     (matrix: {dir}/scores/{id}.matrix.parquet + store tables)
 
 Shards are half-open position ranges aligned to multiples of ``influence.scoring.shard_size``;
 scoring buckets candidates by length only within such aligned blocks, so any set of shards,
@@ -165,7 +164,7 @@ def _curvature_partial(cfg, model, tok, modules, rows: pd.DataFrame, what: str, 
     return part
 
 
-def curvature_shard_stage(cfg, checkpoint_path: str, rows: pd.DataFrame, out_path: str, *,
+def sum_curvature_shard(cfg, checkpoint_path: str, rows: pd.DataFrame, out_path: str, *,
                           bases_path: str | None = None, device: str | None = None, progress: bool = True) -> str:
     """One shard of curvature rows -> a partial-sums file (factor sums; with ``bases_path`` the
     EK-FAC eigenvalue sums in those bases).  No store access: runs in worker processes."""
@@ -193,7 +192,7 @@ def _load_partials(paths: list[str]):
     return [CurvaturePartial.load(p) for p in paths]
 
 
-def curvature_bases_stage(cfg, partial_paths: list[str], out_path: str) -> str:
+def fit_eigenbases(cfg, partial_paths: list[str], out_path: str) -> str:
     """EK-FAC between the passes: the factor partials summed (in the order given), divided and
     eigendecomposed -> a file with A, G, QA, QG per module.  No store access."""
     from gdig.influence.curvature import factors_from_partials
@@ -202,7 +201,7 @@ def curvature_bases_stage(cfg, partial_paths: list[str], out_path: str) -> str:
     return str(out_path)
 
 
-def finish_curvature_stage(cfg, store, checkpoint_id: str, partial_paths: list[str], *,
+def finish_curvature(cfg, store, checkpoint_id: str, partial_paths: list[str], *,
                            eigen_paths: list[str] | None = None, bases_path: str | None = None,
                            dataset: str = "pool") -> str:
     """Combine the shards' partials (in shard order) into the curvature; record it in the store.
@@ -240,24 +239,9 @@ def _record_curvature(cfg, store, curv, curvature_id, path, checkpoint_id, datas
     )
 
 
-def fit_curvature_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, progress: bool = True,
-                        dataset: str = "pool", device: str | None = None, n_rows: int | None = None) -> str:
-    """The curvature in this process: the graph's curvature walk (plan, a partial per shard,
-    eigenbases and a second pass when the strategy needs them, shard-order sums), so the very
-    numbers the mapped flow computes; ``n_rows``: the reference pool (its first rows)."""
-    from gdig.graph import fit_curvature
-    from gdig.pipeline import PlainExecutor
-
-    if n_rows is None:
-        n_rows = len(store.dataset_ids(dataset))
-    ex = PlainExecutor(cfg, store, progress=progress, device=device)
-    checkpoint = {"checkpoint_id": checkpoint_id, "path": checkpoint_path}
-    return fit_curvature(ex, checkpoint, {"name": dataset, "n_rows": n_rows})["curvature_id"]
-
-
 # -- seed products ---------------------------------------------------------------------------------
 
-def seed_products_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, curvature_id: str,
+def compute_seed_products(cfg, store, checkpoint_path: str, checkpoint_id: str, curvature_id: str,
                         progress: bool = True, seed_dataset: str = "seed", device: str | None = None) -> str:
     from gdig.influence.curvature import Curvature
     from gdig.influence.inverse import InverseHessian
@@ -302,7 +286,7 @@ def seed_products_stage(cfg, store, checkpoint_path: str, checkpoint_id: str, cu
 
 # -- scoring ------------------------------------------------------------------------------------------
 
-def score_shard_stage(cfg, checkpoint_path: str, products_path: str, rows: pd.DataFrame, out_path: str,
+def score_rows(cfg, checkpoint_path: str, products_path: str, rows: pd.DataFrame, out_path: str,
                       progress: bool = True, device: str | None = None) -> str:
     """Score the candidate rows (one shard) against all seed products; write Parquet.  No store access."""
     from gdig.influence.scoring import Scorer, SketchSpec
@@ -377,7 +361,7 @@ def read_score_matrix(path: str) -> tuple[list[str], list[str], np.ndarray]:
     return t.column("example_id").to_pylist(), seeds, mat.astype(np.float32, copy=False)
 
 
-def merge_scores_stage(cfg, store, shard_paths: list[str], curvature_id: str, products_path: str,
+def merge_score_files(cfg, store, shard_paths: list[str], curvature_id: str, products_path: str,
                        candidate_dataset: str = "pool", keep: set[str] | None = None) -> str:
     """Shards -> one scoring in the store; `keep`: only these example ids (the rows scored now)."""
     seed_ids, pmeta = _products_meta(products_path)

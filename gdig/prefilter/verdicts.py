@@ -1,4 +1,4 @@
-"""The prefilter as a stage over the store: verdicts for every row of the pool (which decide
+"""The prefilter over the store: verdicts for every row of the pool (which decide
 what is scored and selected) and for the seed and eval sets (reported only, never changed).
 
 Verdicts are stored under a signature of the rules' settings and the language pair, so an
@@ -42,7 +42,7 @@ def _report(dataset: str, sig: str, decisions: pd.DataFrame) -> tuple[dict, Rati
     return report, bounds
 
 
-def prefilter_stage(cfg, store, pool: str = "pool", checked: list[str] | tuple[str, ...] = ()) -> dict:
+def judge_datasets(cfg, store, pool: str = "pool", checked: list[str] | tuple[str, ...] = ()) -> dict:
     """Verdicts for `pool` (what scoring and selection draw from) and the `checked` datasets
     (seed, eval: reported only), these judged by the length ratio learned from the pool.
     Returns {dataset: {signature, n_rows, n_passed, rejected, ratio_bounds}}."""
