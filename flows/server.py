@@ -108,8 +108,16 @@ def start_temporary_server(timeout: float) -> str:
                     f"raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, {WHAT_TO_DO}")
             time.sleep(0.2)
     server.server_process, server.running = proc, True
+    atexit.register(_remove, log.name)  # a server that started keeps no log behind (runs after stop)
     atexit.register(server.stop)
     return server.api_url
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _launch(server, log) -> subprocess.Popen:

@@ -179,7 +179,9 @@ class ModuleSelection(_Strict):
     layers: list[int] | None = Field(None, description=(
         "Keep only these layer indices; negative counts from the end (`[-1]` = the last layer); null: all."))
     lora_only: bool = Field(False, description=(
-        "On a peft model, use only the LoRA `lora_A`/`lora_B` linears of the matched modules."))
+        "On a peft model, use only the LoRA `lora_A`/`lora_B` linears of the matched modules; a LoRA pool "
+        "checkpoint (`pool_finetune.method: lora`) is then loaded as the base model with its unmerged adapter, "
+        "so influence is taken over the adapter's own weights (as LESS does)."))
 
 
 class CurvatureConfig(_Strict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from tiny_workspace import demo_model_dir  # noqa: F401  (fixture)
 
 from gdig.config import ConfigError, parse_config
 
@@ -86,3 +87,31 @@ def test_paper_preset_runs_select_and_run_end_to_end(tmp_path, executor, request
     assert int(scoring["n_seeds"]) == 3  # 6 seeds in groups of 2
     assert set(sel["strategy"]) == {"gdig", "random"} and set(sel["budget"]) == {20}
     assert {"BLEU", "chrF"} <= set(metrics["metric"])
+
+
+def test_influence_on_the_lora_adapters_of_a_pool_checkpoint(tmp_path, demo_model_dir):
+    """LESS-style influence: a LoRA pool finetune, then curvature, seed products, scoring and the
+    source-free loss over the adapters' own weights; the same checkpoint, other modules, other scores."""
+    import numpy as np
+
+    from gdig.config import parse_config
+    from gdig.pipeline import select_pipeline
+    from gdig.store import Store
+    from tiny_workspace import demo_config
+
+    data = demo_config(tmp_path, demo_model_dir)
+    data["pool_finetune"] = {"enabled": True, "method": "lora", "lora_r": 4, "epochs": 1, "batch_size": 16, "lr": 1e-2}
+    data["selection"].update({"budgets": [20], "strategies": ["gdig"], "source_gain_min": 0.0})
+    scores = {}
+    for lora_only in (False, True):
+        cfg = parse_config({**data, "influence": {**data["influence"], "modules": {"lora_only": lora_only}}})
+        select_pipeline(cfg, progress=False)
+        with Store(cfg.workspace.db) as store:
+            infl = store.influence(store.table("scorings").sort_values("created_at").iloc[-1]["scoring_id"])
+            checkpoints = store.table("checkpoints")
+        assert infl["grad_norm"].notna().all() and np.isfinite(infl["mean"]).all()
+        scores[lora_only] = infl.set_index("example_id")
+    assert (checkpoints["kind"] == "pool").sum() == 1  # one pool checkpoint serves both
+    a, b = scores[False], scores[True].loc[scores[False].index]
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)  # the same model: merged weights = base + adapter
+    assert not np.allclose(a["grad_norm"], b["grad_norm"])  # other modules: other gradients

@@ -133,4 +133,5 @@ def test_the_stage_declares_every_prefilter_module():
 
     package = Path(graph.__file__).parent / "prefilter"
     modules = {f"gdig.prefilter.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"}
-    assert modules == set(graph.PREFILTER)  # an edit to any of them renews the stage's cache key
+    # an edit to any of them renews the stage's cache key (its code, walked from its function)
+    assert modules <= set(graph.stage("prefilter").code_modules())
