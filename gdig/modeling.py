@@ -238,11 +238,16 @@ class ModelRef:
     def load(self, *, dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu",
              trust_remote_code: bool = False):
         """(model, tokenizer) in eval mode on `device`."""
+        return self.load_model(dtype=dtype, device=device, trust_remote_code=trust_remote_code), \
+            self.load_tokenizer(trust_remote_code)
+
+    def load_model(self, *, dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu",
+                   trust_remote_code: bool = False):
+        """The model alone, in eval mode on `device` (for a caller that already holds the tokenizer)."""
         model = _load_weights(self.name_or_path, self.gguf_file, self._revision(), dtype, trust_remote_code)
-        tok = self.load_tokenizer(trust_remote_code)
         model.to(device)
         model.eval()
-        return model, tok
+        return model
 
     def load_tokenizer(self, trust_remote_code: bool = False):
         if self.tokenizer:

@@ -457,8 +457,8 @@ def finetune(
     if finished is not None:
         return finished
     out.mkdir(parents=True, exist_ok=True)
-    model, _ = start_from.load(dtype=model_cfg.dtype, device=model_cfg.device,
-                               trust_remote_code=model_cfg.trust_remote_code)
+    model = start_from.load_model(dtype=model_cfg.dtype, device=model_cfg.device,
+                                  trust_remote_code=model_cfg.trust_remote_code)
     model, losses, start = train_model(
         model, tok, encoded, tcfg, out, steps=steps, device=model_cfg.device, fingerprint=fp,
         progress=progress, on_step=on_step, desc=desc,
