@@ -514,11 +514,23 @@ class RepeatRule(_Strict):
         "Reject when a side repeats one token (casefolded, whitespace-split) more than this many times in a row."))
 
 
+class NearDuplicateRule(_Strict):
+    """A pair that repeats an earlier pair of the same dataset up to trivial edits, which exact
+    deduplication at ingest misses (case, punctuation, digits, spacing): the first one is kept."""
+
+    enabled: bool = Field(True, description="Run the check `near_duplicate`.")
+    max_earlier: int = Field(default=0, ge=0, description=(
+        "Reject a pair when more than this many earlier rows of its dataset equal it on both sides after casefolding "
+        "and removing punctuation, symbols, digits and spacing; pairs with no words are not judged."))
+
+
 class PrefilterConfig(_Strict):
     enabled: bool = Field(True, description=(
         "`false`: nothing is measured and every row passes (the paper's pipeline)."))
     length: LengthRule = Field(default_factory=LengthRule, description="Length bounds per side.")
     copies: CopyRule = Field(default_factory=CopyRule, description="Untranslated copies of the source.")
+    near_duplicates: NearDuplicateRule = Field(default_factory=NearDuplicateRule, description=(
+        "Repeats of an earlier pair up to case, punctuation and digits."))
     non_alpha: NonAlphaRule = Field(default_factory=NonAlphaRule, description="Sides that are mostly not letters.")
     repeats: RepeatRule = Field(default_factory=RepeatRule, description="One token repeated back to back.")
     script: ScriptRule = Field(default_factory=ScriptRule, description="The script a side is written in.")

@@ -61,6 +61,11 @@ class Pairs:
                 nt / LETTERS_PER_WORD if self.tgt_lang in NO_SPACES else tx.word_counts(self.tgt))
 
     @cached_property
+    def words_only(self) -> tuple[list[str], list[str]]:
+        """Each side casefolded, without punctuation, symbols or digits (gdig.prefilter.text)."""
+        return [tx.normalise_for_copy(t) for t in self.src], [tx.normalise_for_copy(t) for t in self.tgt]
+
+    @cached_property
     def open_end(self) -> np.ndarray:
         """True where the source ends a sentence (. ! ? 。 । ؟ ...) and the target does not."""
         return np.array([tx.closes(a) and not tx.closes(b) for a, b in zip(self.src, self.tgt)], dtype=bool)
@@ -80,12 +85,23 @@ def _length(p: Pairs, cfg) -> dict[str, np.ndarray]:
 
 
 def _copies(p: Pairs, cfg) -> dict[str, np.ndarray]:
-    src = [tx.normalise_for_copy(t) for t in p.src]
-    tgt = [tx.normalise_for_copy(t) for t in p.tgt]
+    src, tgt = p.words_only
     sim = cpdist(src, tgt, scorer=fuzz.ratio, dtype=np.float64, workers=1) / 100.0
     # two sides with no words at all ("2:1" / "2:1") are the non-alphabetic rule's business
     empty = np.array([not (a or b) for a, b in zip(src, tgt)], dtype=bool)
     return {"copies": np.where(empty, np.nan, sim)}
+
+
+def _near_duplicates(p: Pairs, cfg) -> dict[str, np.ndarray]:
+    # how many earlier rows share the pair once both sides are reduced to casefolded words
+    seen: dict[tuple[str, str], int] = {}
+    out = np.full(len(p), np.nan)
+    for i, key in enumerate(zip(*p.words_only)):
+        if key == ("", ""):  # no words on either side: the non-alphabetic rule's business
+            continue
+        out[i] = seen.get(key, 0)
+        seen[key] = seen.get(key, 0) + 1
+    return {"near_duplicate": out}
 
 
 def _non_alpha(p: Pairs, cfg) -> dict[str, np.ndarray]:
@@ -138,7 +154,7 @@ def _ratio(p: Pairs, cfg) -> dict[str, np.ndarray]:
 
 Measure = Callable[[Pairs, object], dict[str, np.ndarray]]
 MEASURES: dict[str, Measure] = {
-    "length": _length, "copies": _copies, "non_alpha": _non_alpha, "repeats": _repeats,
+    "length": _length, "copies": _copies, "near_duplicates": _near_duplicates, "non_alpha": _non_alpha, "repeats": _repeats,
     "script": _script, "langid": _langid, "ratio": _ratio,
 }
 
@@ -168,6 +184,7 @@ CHECKS: tuple[Check, ...] = (
     Check("length.max_chars", "length", "max_chars", "above"),
     Check("length.max_words", "length", "max_words", "above"),
     Check("copies", "copies", "max_similarity", "at_least"),
+    Check("near_duplicate", "near_duplicates", "max_earlier", "above"),
     Check("non_alpha", "non_alpha", "max_fraction", "above"),
     Check("repeats", "repeats", "max_run", "above"),
     Check("script.src", "script", "min_fraction", "below"),

@@ -20,7 +20,7 @@ def test_on_by_default_with_every_rule_on():
     cfg = parse_config(dict(MINIMAL)).prefilter
     assert cfg.enabled
     rules = [name for name in PrefilterConfig.model_fields if name != "enabled"]
-    assert rules == ["length", "copies", "non_alpha", "repeats", "script", "ratio", "langid"]
+    assert rules == ["length", "copies", "near_duplicates", "non_alpha", "repeats", "script", "ratio", "langid"]
     assert all(getattr(cfg, r).enabled for r in rules)
 
 

@@ -185,6 +185,29 @@ def test_repeats_rejects_a_run_above_max_run():
     assert one(CS, "Apple and pear trees grow very very very very very well.", repeats={"max_run": 5})["passed"]
 
 
+# -- near-duplicates ------------------------------------------------------------------------------
+def test_near_duplicates_keep_the_first_and_count_earlier_repeats():
+    v = judge([(CS, EN), (CS.upper(), EN.replace(".", "!")), ("Mám 3 kočky.", "I have 3 cats."),
+               ("Mám 7 koček.", "I have 7 cats."), ("Mám 3 kočky!", "I have  3 cats"), (CS, EN),
+               ("12:3", "12:3"), ("12:3", "12:3")])
+    # earlier rows equal once case, punctuation, digits and spacing are gone; NaN: no words at all
+    figures = v["near_duplicate"].tolist()
+    assert figures[:6] == [0, 1, 0, 0, 1, 2]
+    assert np.isnan(figures[6]) and np.isnan(figures[7])
+    assert v.loc[[1, 4, 5], "rule"].tolist() == ["near_duplicate"] * 3
+    assert v.loc[[0, 2, 3], "passed"].all()  # "7 koček" is another word: not a repeat
+    zh, en = "我们明天早上坐火车去上海。", "Tomorrow morning we take the train to Shanghai."
+    v = judge([(zh, en), (zh.replace("。", "！"), en.lower()), ("我们明天坐火车去上海。", en)], "zh", "en")
+    assert v["near_duplicate"].tolist() == [0, 1, 0] and v["passed"].tolist() == [True, False, True]
+
+
+def test_near_duplicates_threshold_and_switch():
+    pairs = [(CS, EN)] * 3
+    assert judge(pairs, near_duplicates={"max_earlier": 1})["passed"].tolist() == [True, True, False]
+    off = judge(pairs, near_duplicates={"enabled": False})
+    assert off["passed"].all() and off["near_duplicate"].isna().all()
+
+
 # -- script ---------------------------------------------------------------------------------------
 def test_script_cyrillic_where_latin_is_expected_fails():
     v = one(CS, "Яблони и груши растут в саду за домом.")
