@@ -665,6 +665,11 @@ def default_name(cfg, strategy: str) -> str:
     return name if strategy == "gdig-no-closing-rule" else name + closing_tag(s.closing_loss_max)
 
 
+def row_name(cfg, strategy: str) -> str:
+    """A --downstream-strategies entry: a short name of DOWNSTREAM, or a strategy table row's own name."""
+    return default_name(cfg, strategy) if strategy in DOWNSTREAM else strategy
+
+
 def target_nll_rows(cfg, checkpoint_path: str, test_file: Path) -> np.ndarray:
     """Per test row (summed target NLL, target tokens) of the references under a checkpoint,
     cached beside the checkpoint (keyed by the test file's content)."""
@@ -738,7 +743,10 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
     ids = pool["influence"]["example_id"].to_numpy()
     names = {}
     for strategy in args.downstream_strategies.split(","):
-        name = names[strategy] = default_name(cfg, strategy)
+        name = names[strategy] = row_name(cfg, strategy)
+        if name not in picks:
+            raise SystemExit(f"--downstream-strategies: {strategy!r} is no row of the strategy table; short names: "
+                             f"{', '.join(DOWNSTREAM)}")
         rows = picks[name]
         sid = f"bench-{name}-{args.budget}".replace("[", "(").replace("]", ")").replace(",", "_")
         store.add_selection(sid, strategy=name, budget=args.budget, scoring_id=run["scoring_id"],
@@ -809,13 +817,11 @@ def main() -> None:
     ap.add_argument("--score-only", action="store_true", help="stop after the scoring pass")
     ap.add_argument("--downstream-only", action="store_true", help="skip the variant table, run --downstream")
     ap.add_argument("--downstream-strategies", default=",".join(DOWNSTREAM),
-                    help=f"comma-separated, in the order finetuned (default: {','.join(DOWNSTREAM)})")
+                    help=f"comma-separated, in the order finetuned: short names (default: {','.join(DOWNSTREAM)}) or "
+                         "rows of the strategy table by name")
     args = ap.parse_args()
     args.pool = args.pool or (4000 if args.model == "gemma" else 10000)
     args.budget = args.budget or (1000 if args.model == "gemma" else 4000)
-    unknown = set(args.downstream_strategies.split(",")) - set(DOWNSTREAM)
-    if unknown:
-        ap.error(f"--downstream-strategies: unknown {', '.join(sorted(unknown))}; choose from {', '.join(DOWNSTREAM)}")
 
     from gdig.config import parse_config
     from gdig.store import Store
@@ -841,7 +847,7 @@ def main() -> None:
     with Store(cfg.workspace.db) as store:
         pool = load_scored_pool(store, run["scoring_id"], run["source_free"])
         if args.downstream_only:  # the table's strategies were printed by an earlier run
-            wanted = {default_name(cfg, s) for s in args.downstream_strategies.split(",")}
+            wanted = {row_name(cfg, s) for s in args.downstream_strategies.split(",")}
             table = evaluate_variants(args, cfg, pool, wanted)
             print(table.to_string(float_format=lambda x: f"{x:.3g}"))
         else:
