@@ -647,7 +647,6 @@ def print_report(args, cfg, run, pool, table, ratio) -> None:
 # copy and closing-token rules), the paper preset, clean rows, the loss with the copy rule only,
 # and gdig's defaults without the closing-token rule (what gdig selected before it)
 DOWNSTREAM = ("gdig", "random", "quality", "loss+rules", "paper", "oracle", "loss+copy-rule", "gdig-no-closing-rule")
-REFERENCE = "gdig"  # every margin is against this one (gdig's defaults)
 
 
 def default_name(cfg, strategy: str) -> str:
@@ -759,7 +758,7 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
         results[name] = {k: float(np.mean([r[k] for r in per_seed.values()])) for k in ("BLEU", "chrF", "target NLL")}
         results[name].update({f"chrF s{s}": r["chrF"] for s, r in per_seed.items()})
     df = pd.DataFrame(results).T
-    ref = names.get(REFERENCE)
+    ref = names[args.downstream_strategies.split(",")[0]]  # every margin is against the first
     if ref is not None:
         scorers = {"chrF": metric_scorer("chrF", tgt), "target NLL": nll_score}
         for name in df.index:
@@ -778,7 +777,7 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
 
 def print_downstream(args, df: pd.DataFrame) -> None:
     print(f"\ndownstream (LoRA on each selection, equal steps; greedy; {args.test_rows} test rows; BLEU, chrF, NLL: "
-          f"mean over finetune seeds {args.finetune_seeds}; margins of gdig's defaults ({df.attrs.get('reference')}) "
+          f"mean over finetune seeds {args.finetune_seeds}; margins of the first strategy ({df.attrs.get('reference')}) "
           f"over each row, chrF: default − row, NLL: row − default (positive: the default is better), with "
           f"paired-bootstrap 95% intervals over test rows ({args.bootstrap} resamples)):")
     print(df.to_string(float_format=lambda x: f"{x:.2f}"))
@@ -817,8 +816,8 @@ def main() -> None:
     ap.add_argument("--score-only", action="store_true", help="stop after the scoring pass")
     ap.add_argument("--downstream-only", action="store_true", help="skip the variant table, run --downstream")
     ap.add_argument("--downstream-strategies", default=",".join(DOWNSTREAM),
-                    help=f"comma-separated, in the order finetuned: short names (default: {','.join(DOWNSTREAM)}) or "
-                         "rows of the strategy table by name")
+                    help=f"comma-separated, in the order finetuned, margins against the first: short names (default: "
+                         f"{','.join(DOWNSTREAM)}) or rows of the strategy table by name")
     args = ap.parse_args()
     args.pool = args.pool or (4000 if args.model == "gemma" else 10000)
     args.budget = args.budget or (1000 if args.model == "gemma" else 4000)
