@@ -263,7 +263,7 @@ def make_config(args, out: Path, files) -> dict:
         "selection": {"budgets": [args.budget], "strategies": ["gdig", "quality", "random", "diversity", "loss"]},
         "finetune": {"method": "lora", "lora_r": 16, "lora_alpha": 32, "lora_layers": list(range(-6, 0)),
                      "batch_size": 8, "lr": 2e-4, "max_steps": args.finetune_steps},
-        "evaluate": {"batch_size": 8, "max_new_tokens": 128},
+        "evaluate": {"batch_size": args.eval_batch_size, "max_new_tokens": 128},
     }
     if args.model == "gemma":
         g = gemma_file(out)
@@ -812,6 +812,7 @@ def main() -> None:
     ap.add_argument("--finetune-seeds", default="0",
                     help="comma-separated finetune seeds of --downstream; the table gives the mean and each")
     ap.add_argument("--downstream", action="store_true")
+    ap.add_argument("--eval-batch-size", type=int, default=8, help="rows translated together in the downstream")
     ap.add_argument("--bootstrap", type=int, default=1000, help="paired-bootstrap resamples of the downstream margins")
     ap.add_argument("--score-only", action="store_true", help="stop after the scoring pass")
     ap.add_argument("--downstream-only", action="store_true", help="skip the variant table, run --downstream")
