@@ -664,6 +664,19 @@ def default_name(cfg, strategy: str) -> str:
     return name if strategy == "gdig-no-closing-rule" else name + closing_tag(s.closing_loss_max)
 
 
+def strategy_list(text: str) -> list[str]:
+    """--downstream-strategies split at the commas outside brackets (row names hold "gdig[a,b,c]")."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [x for x in out + [cur] if x]
+
+
 def row_name(cfg, strategy: str) -> str:
     """A --downstream-strategies entry: a short name of DOWNSTREAM, or a strategy table row's own name."""
     return default_name(cfg, strategy) if strategy in DOWNSTREAM else strategy
@@ -678,25 +691,33 @@ def target_nll_rows(cfg, checkpoint_path: str, test_file: Path) -> np.ndarray:
 
     from gdig.data.prompts import collate, encode_examples, length_batches
     from gdig.modeling import load_from_config
+    from gdig.target_loss import find_split
 
     key = hashlib.sha256(test_file.read_bytes()).hexdigest()[:16]
     cache = Path(checkpoint_path) / f"bench-target-nll-{key}.npy"
     if Path(checkpoint_path).is_dir() and cache.exists():
         return np.load(cache)
     model, tok = load_from_config(cfg.model, checkpoint_path)
+    model.eval()
     rows = [json.loads(x) for x in test_file.read_text(encoding="utf-8").splitlines()]
     enc, _ = encode_examples(tok, [(r["src"], r["tgt"], r["src_lang"], r["tgt_lang"]) for r in rows],
                              cfg.prompt.template, 512, "truncate_target")
+    split = find_split(model)  # the head on target positions only (gdig.target_loss): no [T, V] logits
     out = np.zeros((len(enc), 2))
     with torch.no_grad():
         for idx in length_batches([len(e.input_ids) for e in enc], 8):
             b = collate([enc[i] for i in idx], tok.pad_token_id)
             dev = {k: v.to(cfg.model.device) for k, v in b.items()}
-            logits = model(input_ids=dev["input_ids"], attention_mask=dev["attention_mask"]).logits[:, :-1].float()
             labels = dev["labels"][:, 1:]
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
-            out[idx, 0] = nll.sum(1).cpu().numpy()
-            out[idx, 1] = (labels != -100).sum(1).cpu().numpy()
+            keep = labels != -100
+            if split is None:
+                logits = model(input_ids=dev["input_ids"], attention_mask=dev["attention_mask"]).logits[:, :-1][keep]
+            else:
+                logits = split.logits(split.hidden(dev["input_ids"], dev["attention_mask"])[:, :-1][keep])
+            nll = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="none")
+            row = torch.arange(len(idx), device=nll.device)[:, None].expand_as(labels)[keep]
+            out[idx, 0] = torch.zeros(len(idx), dtype=nll.dtype, device=nll.device).index_add_(0, row, nll).cpu().numpy()
+            out[idx, 1] = keep.sum(1).cpu().numpy()
     if Path(checkpoint_path).is_dir():
         np.save(cache, out)
     return out
@@ -722,26 +743,30 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
     tgt = cfg.languages.tgt
     stats: dict[str, dict[str, list]] = {}  # name -> metric -> per-seed sentence statistics
 
-    def evaluate(name, ck, run_cfg):
-        if len(store.translations(ck["checkpoint_id"], "test")) != len(refs):
-            translate_eval_set(run_cfg, store, ck, "test", graph.settings_key(graph.stage("translate"), run_cfg))
-        m = score_eval_set(run_cfg, store, ck, "test")
-        hyp = store.translations(ck["checkpoint_id"], "test").set_index("example_id").loc[refs["example_id"], "hypothesis"]
-        st = {"chrF": sentence_stats("chrF", list(hyp), list(refs["tgt"]), tgt),
-              "BLEU": sentence_stats("BLEU", list(hyp), list(refs["tgt"]), tgt),
-              "target NLL": nll_stats(*target_nll_rows(run_cfg, ck["path"], test_file).T)}
+    def evaluate(name, ck, run_cfg, translated: bool = True):
+        """BLEU, chrF (when `translated`) and the target NLL of the test slice under a checkpoint."""
+        st = {"target NLL": nll_stats(*target_nll_rows(run_cfg, ck["path"], test_file).T)}
+        out = {"BLEU": float("nan"), "chrF": float("nan"), "target NLL": float(nll_score(st["target NLL"].sum(0)))}
+        if translated:
+            if len(store.translations(ck["checkpoint_id"], "test")) != len(refs):
+                translate_eval_set(run_cfg, store, ck, "test", graph.settings_key(graph.stage("translate"), run_cfg))
+            m = score_eval_set(run_cfg, store, ck, "test")
+            hyp = store.translations(ck["checkpoint_id"], "test").set_index("example_id").loc[refs["example_id"], "hypothesis"]
+            st["chrF"] = sentence_stats("chrF", list(hyp), list(refs["tgt"]), tgt)
+            st["BLEU"] = sentence_stats("BLEU", list(hyp), list(refs["tgt"]), tgt)
+            out.update(BLEU=m["BLEU"], chrF=m["chrF"])
         for k, v in st.items():
             stats.setdefault(name, {}).setdefault(k, []).append(v)
-        out = {"BLEU": m["BLEU"], "chrF": m["chrF"], "target NLL": float(nll_score(st["target NLL"].sum(0)))}
         print(f"downstream {name}: {out}", flush=True)
         return out
 
     results = {}
-    base = evaluate("base model", base_checkpoint(cfg, store), cfg)
+    translate_seeds = seeds if args.translate_seeds == "all" else [int(x) for x in args.translate_seeds.split(",") if x]
+    base = evaluate("base model", base_checkpoint(cfg, store), cfg, translated=not args.no_base_translation)
     results["base model"] = {**base, **{f"chrF s{s}": base["chrF"] for s in seeds}}
     ids = pool["influence"]["example_id"].to_numpy()
     names = {}
-    for strategy in args.downstream_strategies.split(","):
+    for strategy in strategy_list(args.downstream_strategies):
         name = names[strategy] = row_name(cfg, strategy)
         if name not in picks:
             raise SystemExit(f"--downstream-strategies: {strategy!r} is no row of the strategy table; short names: "
@@ -754,23 +779,26 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
         per_seed = {}
         for s in seeds:
             run_cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"seed": s})})
-            per_seed[s] = evaluate(name, finetune_on_selection(run_cfg, store, sid, steps), run_cfg)
-        results[name] = {k: float(np.mean([r[k] for r in per_seed.values()])) for k in ("BLEU", "chrF", "target NLL")}
+            per_seed[s] = evaluate(name, finetune_on_selection(run_cfg, store, sid, steps), run_cfg, s in translate_seeds)
+        # BLEU and chrF: mean over the translated seeds; the NLL over every seed
+        results[name] = {k: float(np.nanmean([r[k] for r in per_seed.values()])) if any(
+            not np.isnan(r[k]) for r in per_seed.values()) else float("nan") for k in ("BLEU", "chrF", "target NLL")}
         results[name].update({f"chrF s{s}": r["chrF"] for s, r in per_seed.items()})
     df = pd.DataFrame(results).T
-    ref = names[args.downstream_strategies.split(",")[0]]  # every margin is against the first
+    ref = names[strategy_list(args.downstream_strategies)[0]]  # every margin is against the first
     if ref is not None:
         scorers = {"chrF": metric_scorer("chrF", tgt), "target NLL": nll_score}
         for name in df.index:
             for metric, score in scorers.items():
-                if name == ref:
+                if name == ref or metric not in stats.get(name, {}) or metric not in stats[ref]:
                     continue
                 b = paired_bootstrap(stats[ref][metric], stats[name][metric], score, n=args.bootstrap, seed=0)
                 # the default's margin over this row: default − row (NLL: row − default, lower is better)
                 sign = -1.0 if metric == "chrF" else 1.0
                 lo, hi = sorted((sign * b["lo"], sign * b["hi"]))
                 df.loc[name, f"default's {metric} margin"] = sign * b["margin"]
-                df.loc[name, f"{metric} 95% CI"] = f"[{lo:+.2f}, {hi:+.2f}]"
+                digits = 2 if metric == "chrF" else 3
+                df.loc[name, f"{metric} 95% CI"] = f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
     df.attrs["reference"] = ref
     return df
 
@@ -780,7 +808,7 @@ def print_downstream(args, df: pd.DataFrame) -> None:
           f"mean over finetune seeds {args.finetune_seeds}; margins of the first strategy ({df.attrs.get('reference')}) "
           f"over each row, chrF: default − row, NLL: row − default (positive: the default is better), with "
           f"paired-bootstrap 95% intervals over test rows ({args.bootstrap} resamples)):")
-    print(df.to_string(float_format=lambda x: f"{x:.2f}"))
+    print(df.to_string(float_format=lambda x: f"{x:.3f}"))
 
 
 def main() -> None:
@@ -812,6 +840,9 @@ def main() -> None:
     ap.add_argument("--finetune-seeds", default="0",
                     help="comma-separated finetune seeds of --downstream; the table gives the mean and each")
     ap.add_argument("--downstream", action="store_true")
+    ap.add_argument("--translate-seeds", default="all",
+                    help="finetune seeds whose checkpoints are translated (BLEU, chrF); the others get the target NLL only")
+    ap.add_argument("--no-base-translation", action="store_true", help="the base model's target NLL only")
     ap.add_argument("--eval-batch-size", type=int, default=8, help="rows translated together in the downstream")
     ap.add_argument("--bootstrap", type=int, default=1000, help="paired-bootstrap resamples of the downstream margins")
     ap.add_argument("--score-only", action="store_true", help="stop after the scoring pass")
@@ -847,7 +878,7 @@ def main() -> None:
     with Store(cfg.workspace.db) as store:
         pool = load_scored_pool(store, run["scoring_id"], run["source_free"])
         if args.downstream_only:  # the table's strategies were printed by an earlier run
-            wanted = {row_name(cfg, s) for s in args.downstream_strategies.split(",")}
+            wanted = {row_name(cfg, s) for s in strategy_list(args.downstream_strategies)}
             table = evaluate_variants(args, cfg, pool, wanted)
             print(table.to_string(float_format=lambda x: f"{x:.3g}"))
         else:
