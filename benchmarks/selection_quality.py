@@ -348,14 +348,15 @@ def copy_rule(pool) -> np.ndarray:
 
 
 def near_duplicate_rule(pool) -> np.ndarray:
-    """True where an earlier row of the pool has the same pair after case, punctuation, digits and
-    spaces are dropped on both sides (what exact deduplication misses: trivial edits of one pair)."""
-    seen, later = set(), []
-    for a, b in zip(pool["src"], pool["tgt"]):
-        key = (_norm_text(a), _norm_text(b))
-        later.append(key in seen)
-        seen.add(key)
-    return np.array(later)
+    """True where gdig's near_duplicate check fails a row: an earlier row of the pool has the same
+    pair once case, punctuation, digits and spacing are dropped (on by default in the prefilter
+    since 2026-12-05; kept here to show selections with and without it)."""
+    from gdig.config import NearDuplicateRule
+    from gdig.prefilter.rules import MEASURES, Pairs
+
+    pairs = Pairs(list(pool["src"]), list(pool["tgt"]), "und", "und")
+    earlier = MEASURES["near_duplicates"](pairs, NearDuplicateRule())["near_duplicate"]
+    return np.nan_to_num(earlier, nan=0.0) > 0
 
 
 def with_aggregates(infl: pd.DataFrame, M: np.ndarray) -> pd.DataFrame:
