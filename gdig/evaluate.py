@@ -19,7 +19,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import pandas as pd
 import torch
@@ -297,11 +297,16 @@ def score_eval_set(
 _ORDER = {"gdig": 0, "quality": 1, "diversity": 2, "random": 3, "full": 4}
 
 
-def comparison_table(store) -> pd.DataFrame:
+def comparison_table(store, checkpoints: Collection[str] | None = None) -> pd.DataFrame:
     """Rows: strategy; columns: "<metric>@<budget>" (prefixed "<eval_set>:" when there are several
     eval sets).  Metrics that are unavailable everywhere (COMET without a model) are dropped and
-    listed in ``df.attrs["notes"]``.  Empty DataFrame when no metrics are stored."""
+    listed in ``df.attrs["notes"]``.  Empty DataFrame when no metrics are stored.
+
+    checkpoints: only these checkpoints' metrics (one run's); a workspace keeps every run's, and
+    a strategy finetuned again under other settings has a row per checkpoint."""
     m = store.metrics()
+    if len(m) and checkpoints is not None:
+        m = m[m["checkpoint_id"].isin(set(checkpoints))]
     m = m[m["strategy"].notna()] if len(m) else m
     if len(m) == 0:
         out = pd.DataFrame()
@@ -321,6 +326,8 @@ def comparison_table(store) -> pd.DataFrame:
               for e, me, b in zip(m["eval_set"], m["metric"], m["budget"])],
     )
     cols = [c for _, c in sorted(set(zip(m["_key"], m["column"])))]
+    # without `checkpoints`, a strategy scored by several runs shows its newest checkpoint's figures
+    m = m.sort_values("created_at", kind="stable")
     table = m.pivot_table(index="strategy", columns="column", values="value", aggfunc="last")
     table = table.reindex(columns=cols)
     table = table.loc[sorted(table.index, key=lambda s: (_ORDER.get(s, 9), s))]
@@ -340,11 +347,11 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     return body + ("\n\n" + "\n".join(extra) if extra else "") + "\n"
 
 
-def write_comparison(store, out_dir: str | Path) -> dict[str, Path]:
-    """comparison.csv and comparison.md in out_dir; returns their paths."""
+def write_comparison(store, out_dir: str | Path, checkpoints: Collection[str] | None = None) -> dict[str, Path]:
+    """comparison.csv and comparison.md in out_dir (of `checkpoints` only, when given); returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = comparison_table(store)
+    table = comparison_table(store, checkpoints)
     paths = {"csv": out / "comparison.csv", "markdown": out / "comparison.md"}
     table.to_csv(paths["csv"])
     paths["markdown"].write_text(comparison_markdown(table), encoding="utf-8")

@@ -130,7 +130,8 @@ def _run_summary(store, result: dict, timings: dict[str, float]) -> RunSummary:
         by_model.setdefault(m["checkpoint_id"], {})[m["eval_set"]] = m
     jobs = [RunJob(ck["strategy"], int(ck["budget"]), ck["selection_id"], ck["steps"], ck["checkpoint_id"], ck["path"],
                    by_model.get(ck["checkpoint_id"], {})) for ck in result["models"]]
-    return RunSummary(SelectSummary.from_dict(result["summary"]["summary"]), eval_sets, jobs, comparison_table(store),
+    table = comparison_table(store, {m["checkpoint_id"] for m in result["metrics"]})
+    return RunSummary(SelectSummary.from_dict(result["summary"]["summary"]), eval_sets, jobs, table,
                       dict(result["report"]["paths"]), dict(timings), run_warnings(result),
                       {m["eval_set"]: m for m in result["baseline"]}, result)
 

@@ -430,9 +430,9 @@ def base_model_lines(store) -> list[str]:
     return out
 
 
-def comparison_section(store) -> Section:
+def comparison_section(store, checkpoints=None) -> Section:
     s = Section("Comparison (rows: strategy; columns: metric@budget)")
-    table = comparison_table(store)
+    table = comparison_table(store, checkpoints)
     s.table_md = comparison_markdown(table)
     if table.empty:
         s.text.append("Not available: no metrics in this store (run `gdig run`).")
@@ -499,19 +499,20 @@ def run_section(header: dict[str, str]) -> Section:
 
 
 def write_report(store, out_dir: str | Path, title: str = "gdig report", *, header: dict[str, str] | None = None,
-                 gamma: float | None = None) -> dict[str, Path]:
+                 gamma: float | None = None, checkpoints=None) -> dict[str, Path]:
     """report.html (self-contained), report.md + PNGs, comparison.csv/.md in out_dir.
 
     store: an open Store, or the path of a store DB (opened for the call).  header: what the
     run was (date, command, config, workspace...), shown first; default: the date and the store.
-    gamma: the quality threshold of the run, drawn on the helped-fraction plot.
+    gamma: the quality threshold of the run, drawn on the helped-fraction plot.  checkpoints: the
+    run's finetuned checkpoints, which the comparison table is limited to (default: every one).
     Returns paths by key: html, markdown, comparison_csv, comparison_markdown, and plot_<name>.
     """
     if isinstance(store, (str, Path)):
         from gdig.store import Store
 
         with Store(store) as own:
-            return write_report(own, out_dir, title, header=header, gamma=gamma)
+            return write_report(own, out_dir, title, header=header, gamma=gamma, checkpoints=checkpoints)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if header is None:
@@ -520,11 +521,11 @@ def write_report(store, out_dir: str | Path, title: str = "gdig report", *, head
     sections = [run_section(header), overview_section(store), *influence_section(store, out, scoring_id, gamma),
                 cluster_section(store, out),
                 projection_section(store, out, scoring_id), metric_budget_section(store, out),
-                comparison_section(store)]
+                comparison_section(store, checkpoints)]
     paths: dict[str, Path] = {"html": out / "report.html", "markdown": out / "report.md"}
     paths["html"].write_text(render_html(title, sections, out), encoding="utf-8")
     paths["markdown"].write_text(render_markdown(title, sections), encoding="utf-8")
-    cmp_paths = write_comparison(store, out)
+    cmp_paths = write_comparison(store, out, checkpoints)
     paths["comparison_csv"], paths["comparison_markdown"] = cmp_paths["csv"], cmp_paths["markdown"]
     for s in sections:
         if s.plot:
@@ -550,7 +551,7 @@ def run_header(cfg, command: str, config: str | Path | None = None, **extra: str
 
 
 def write_run_report(store, reports_dir: str | Path, run_id: str, header: dict[str, str], *,
-                     gamma: float | None = None, title: str | None = None) -> dict[str, Path]:
+                     gamma: float | None = None, title: str | None = None, checkpoints=None) -> dict[str, Path]:
     """The report of one run in reports_dir/<run_id>/, and reports_dir/latest pointing at it
     (a symlink; a copy where the filesystem has none).  Earlier runs' reports stay."""
     root = Path(reports_dir)
@@ -558,7 +559,7 @@ def write_run_report(store, reports_dir: str | Path, run_id: str, header: dict[s
     if out.exists():
         shutil.rmtree(out)
     paths = write_report(store, out, title or f"gdig report: {header.get('workspace', run_id)}", header=header,
-                         gamma=gamma)
+                         gamma=gamma, checkpoints=checkpoints)
     latest, tmp = root / "latest", root / f".latest-{os.getpid()}"
     try:
         if tmp.is_symlink() or tmp.exists():

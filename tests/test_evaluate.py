@@ -224,3 +224,15 @@ def test_target_nll_is_the_references_summed_cross_entropy(tiny_model_dir, store
     assert metric.value == pytest.approx(got["nll"].sum() / got["target_tokens"].sum())
     assert "lower is better" in metric.signature
     assert reference_nll(pd.DataFrame({"nll": [None], "target_tokens": [None]})).value is None
+
+
+def test_comparison_table_of_one_run_and_newest_otherwise(store):
+    # the same strategy finetuned by three runs (other finetune settings): three checkpoints;
+    # the newest is stored first under an id that sorts first, so neither order hides the bug
+    for ck, value in [("ck-c", 30.0), ("ck-a", 10.0), ("ck-b", 20.0)]:
+        store.add_metric(ck, "dev", "BLEU", value, "sig", strategy="gdig", budget=50)
+    store.con.execute("UPDATE metrics SET created_at = created_at + INTERVAL 1 HOUR WHERE checkpoint_id = 'ck-a'")
+    assert comparison_table(store, {"ck-b"}).loc["gdig", "BLEU@50"] == 20.0
+    assert comparison_table(store, {"ck-c"}).loc["gdig", "BLEU@50"] == 30.0
+    assert comparison_table(store).loc["gdig", "BLEU@50"] == 10.0  # no run named: the newest
+    assert comparison_table(store, set()).empty

@@ -31,8 +31,10 @@ def report(ctx: StageContext, summary: dict, metrics: list[dict]) -> dict:
     from gdig.runinfo import run_stamp
 
     run_id, head = ctx.run or (run_stamp(), run_header(ctx.cfg, "gdig run --no-prefect"))
+    checkpoints = {m["checkpoint_id"] for m in metrics}  # this run's: the workspace keeps every run's
     paths = {k: str(v) for k, v in write_run_report(ctx.store, ctx.workspace.reports, run_id, head,
-                                                    gamma=summary["summary"].get("gamma")).items()}
-    table = comparison_table(ctx.store)
+                                                    gamma=summary["summary"].get("gamma"),
+                                                    checkpoints=checkpoints).items()}
+    table = comparison_table(ctx.store, checkpoints)
     rows = table.reset_index().to_dict(orient="records") if not table.empty else []
     return {"paths": paths, "run_id": run_id, "table": rows, "notes": list(table.attrs.get("notes", []))}
