@@ -225,6 +225,9 @@ def gemma_prompt_fits(args, out: Path, max_length: int = PROMPT_MAX_LENGTH):
     return lambda text: len(tok(build_prompt(template, text, src, tgt))["input_ids"]) < max_length
 
 
+TINY_LAYERS = 4  # the tiny model's depth: its LoRA covers every layer
+
+
 def tiny_model(args, out: Path, files) -> Path:
     from gdig.modeling import build_tiny_model
 
@@ -239,7 +242,7 @@ def tiny_model(args, out: Path, files) -> Path:
 
         src, tgt = (lang_name(x) for x in args.pair.split("-"))
         build_tiny_model(texts + [f"Translate the following {src} text into {tgt}.\n{src}: {tgt}: "] * 50,
-                         path, arch="llama", vocab_size=4000, hidden=256, layers=4, heads=4, intermediate=768)
+                         path, arch="llama", vocab_size=4000, hidden=256, layers=TINY_LAYERS, heads=4, intermediate=768)
     return path
 
 
@@ -276,6 +279,7 @@ def make_config(args, out: Path, files) -> dict:
     else:
         cfg["model"] = {"name_or_path": str(tiny_model(args, out, files))}
         cfg["pool_finetune"] = {"enabled": True, "epochs": 3, "batch_size": 16, "lr": 1e-3}
+        cfg["finetune"]["lora_layers"] = list(range(-TINY_LAYERS, 0))  # the top 6 of Gemma's: more than it has
     return cfg
 
 
