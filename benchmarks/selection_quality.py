@@ -688,41 +688,23 @@ def row_name(cfg, strategy: str) -> str:
 
 
 def target_nll_rows(cfg, checkpoint_path: str, test_file: Path) -> np.ndarray:
-    """Per test row (summed target NLL, target tokens) of the references under a checkpoint,
-    cached beside the checkpoint (keyed by the test file's content)."""
+    """Per test row (summed target NLL, target tokens) of the references under a checkpoint
+    (gdig.evaluate.target_nll: the head on target positions only), cached beside the checkpoint
+    (keyed by the test file's content)."""
     import hashlib
 
-    import torch
-
-    from gdig.data.prompts import collate, encode_examples, length_batches
+    from gdig.evaluate import target_nll
     from gdig.modeling import load_from_config
-    from gdig.target_loss import find_split
 
     key = hashlib.sha256(test_file.read_bytes()).hexdigest()[:16]
     cache = Path(checkpoint_path) / f"bench-target-nll-{key}.npy"
     if Path(checkpoint_path).is_dir() and cache.exists():
         return np.load(cache)
     model, tok = load_from_config(cfg.model, checkpoint_path)
-    model.eval()
-    rows = [json.loads(x) for x in test_file.read_text(encoding="utf-8").splitlines()]
-    enc, _ = encode_examples(tok, [(r["src"], r["tgt"], r["src_lang"], r["tgt_lang"]) for r in rows],
-                             cfg.prompt.template, 512, "truncate_target")
-    split = find_split(model)  # the head on target positions only (gdig.target_loss): no [T, V] logits
-    out = np.zeros((len(enc), 2))
-    with torch.no_grad():
-        for idx in length_batches([len(e.input_ids) for e in enc], 8):
-            b = collate([enc[i] for i in idx], tok.pad_token_id)
-            dev = {k: v.to(cfg.model.device) for k, v in b.items()}
-            labels = dev["labels"][:, 1:]
-            keep = labels != -100
-            if split is None:
-                logits = model(input_ids=dev["input_ids"], attention_mask=dev["attention_mask"]).logits[:, :-1][keep]
-            else:
-                logits = split.logits(split.hidden(dev["input_ids"], dev["attention_mask"])[:, :-1][keep])
-            nll = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="none")
-            row = torch.arange(len(idx), device=nll.device)[:, None].expand_as(labels)[keep]
-            out[idx, 0] = torch.zeros(len(idx), dtype=nll.dtype, device=nll.device).index_add_(0, row, nll).cpu().numpy()
-            out[idx, 1] = keep.sum(1).cpu().numpy()
+    rows = pd.DataFrame([json.loads(x) for x in test_file.read_text(encoding="utf-8").splitlines()])
+    nll = target_nll(model, tok, rows, cfg.prompt.template, max_length=512, too_long="truncate_target",
+                     batch_size=8, device=cfg.model.device)
+    out = nll[["nll", "target_tokens"]].to_numpy(np.float64)
     if Path(checkpoint_path).is_dir():
         np.save(cache, out)
     return out
@@ -771,7 +753,8 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
     results["base model"] = {**base, **{f"chrF s{s}": base["chrF"] for s in seeds}}
     ids = pool["influence"]["example_id"].to_numpy()
     names = {}
-    for strategy in strategy_list(args.downstream_strategies):
+    order = strategy_list(args.downstream_strategies)
+    for strategy in order:
         name = names[strategy] = row_name(cfg, strategy)
         if name not in picks:
             raise SystemExit(f"--downstream-strategies: {strategy!r} is no row of the strategy table; short names: "
@@ -790,20 +773,19 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
             not np.isnan(r[k]) for r in per_seed.values()) else float("nan") for k in ("BLEU", "chrF", "target NLL")}
         results[name].update({f"chrF s{s}": r["chrF"] for s, r in per_seed.items()})
     df = pd.DataFrame(results).T
-    ref = names[strategy_list(args.downstream_strategies)[0]]  # every margin is against the first
-    if ref is not None:
-        scorers = {"chrF": metric_scorer("chrF", tgt), "target NLL": nll_score}
-        for name in df.index:
-            for metric, score in scorers.items():
-                if name == ref or metric not in stats.get(name, {}) or metric not in stats[ref]:
-                    continue
-                b = paired_bootstrap(stats[ref][metric], stats[name][metric], score, n=args.bootstrap, seed=0)
-                # the default's margin over this row: default − row (NLL: row − default, lower is better)
-                sign = -1.0 if metric == "chrF" else 1.0
-                lo, hi = sorted((sign * b["lo"], sign * b["hi"]))
-                df.loc[name, f"default's {metric} margin"] = sign * b["margin"]
-                digits = 2 if metric == "chrF" else 3
-                df.loc[name, f"{metric} 95% CI"] = f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+    ref = names[order[0]]  # every margin is against the first
+    scorers = {"chrF": metric_scorer("chrF", tgt), "target NLL": nll_score}
+    for name in df.index:
+        for metric, score in scorers.items():
+            if name == ref or metric not in stats.get(name, {}) or metric not in stats[ref]:
+                continue
+            b = paired_bootstrap(stats[ref][metric], stats[name][metric], score, n=args.bootstrap, seed=0)
+            # the default's margin over this row: default − row (NLL: row − default, lower is better)
+            sign = -1.0 if metric == "chrF" else 1.0
+            lo, hi = sorted((sign * b["lo"], sign * b["hi"]))
+            df.loc[name, f"default's {metric} margin"] = sign * b["margin"]
+            digits = 2 if metric == "chrF" else 3
+            df.loc[name, f"{metric} 95% CI"] = f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
     df.attrs["reference"] = ref
     return df
 
