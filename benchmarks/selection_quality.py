@@ -687,27 +687,57 @@ def row_name(cfg, strategy: str) -> str:
     return default_name(cfg, strategy) if strategy in DOWNSTREAM else strategy
 
 
-def target_nll_rows(cfg, checkpoint_path: str, test_file: Path) -> np.ndarray:
+def target_nll_rows(cfg, checkpoint: dict, test_file: Path, cache_dir: Path) -> np.ndarray:
     """Per test row (summed target NLL, target tokens) of the references under a checkpoint
-    (gdig.evaluate.target_nll: the head on target positions only), cached beside the checkpoint
-    (keyed by the test file's content)."""
+    (gdig.evaluate.target_nll: the head on target positions only), cached in cache_dir by checkpoint
+    and test file content.  Never inside the checkpoint: its id is the hash of its directory, so a
+    file added there renamed the checkpoint and orphaned its translations."""
     import hashlib
 
     from gdig.evaluate import target_nll
     from gdig.modeling import load_from_config
 
     key = hashlib.sha256(test_file.read_bytes()).hexdigest()[:16]
-    cache = Path(checkpoint_path) / f"bench-target-nll-{key}.npy"
-    if Path(checkpoint_path).is_dir() and cache.exists():
-        return np.load(cache)
-    model, tok = load_from_config(cfg.model, checkpoint_path)
+    cache = cache_dir / f"{checkpoint['checkpoint_id']}-{key}.npy"
+    legacy = Path(checkpoint["path"]) / f"bench-target-nll-{key}.npy"  # where runs before 2026-12-05 kept it
+    for found in (cache, legacy):
+        if found.is_file():
+            return np.load(found)
+    model, tok = load_from_config(cfg.model, checkpoint["path"])
     rows = pd.DataFrame([json.loads(x) for x in test_file.read_text(encoding="utf-8").splitlines()])
     nll = target_nll(model, tok, rows, cfg.prompt.template, max_length=512, too_long="truncate_target",
                      batch_size=8, device=cfg.model.device)
     out = nll[["nll", "target_tokens"]].to_numpy(np.float64)
-    if Path(checkpoint_path).is_dir():
-        np.save(cache, out)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(cache, out)
     return out
+
+
+def save_picks(args, pool, table) -> None:
+    """Each strategy row's example ids, per pool adaptation: a downstream entry NAME@ADAPTATION
+    finetunes on a selection made under another adaptation (the paper preset at its own protocol)."""
+    path = Path(args.out) / f"picks-{args.adaptation}.json"
+    ids = pool["influence"]["example_id"].to_numpy()
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    saved.update({name: [str(x) for x in ids[rows]] for name, rows in table.attrs["picks"].items()})
+    path.write_text(json.dumps(saved))
+
+
+def split_adaptation(entry: str) -> tuple[str, str | None]:
+    """A --downstream-strategies entry: (strategy, pool adaptation it was selected under, or None)."""
+    name, at, adaptation = entry.rpartition("@")
+    return (name, adaptation) if at and name and adaptation in ADAPTATIONS else (entry, None)
+
+
+def foreign_picks(args, name: str, adaptation: str) -> list[str]:
+    path = Path(args.out) / f"picks-{adaptation}.json"
+    if not path.exists():
+        raise SystemExit(f"--downstream-strategies: {name}@{adaptation} needs {path}: run the benchmark with "
+                         f"--adaptation {adaptation} first (it saves its selections there)")
+    saved = json.loads(path.read_text())
+    if name not in saved:
+        raise SystemExit(f"--downstream-strategies: {name!r} is no row of {path}; rows: {', '.join(saved)}")
+    return saved[name]
 
 
 def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
@@ -732,7 +762,7 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
 
     def evaluate(name, ck, run_cfg, translated: bool = True):
         """BLEU, chrF (when `translated`) and the target NLL of the test slice under a checkpoint."""
-        st = {"target NLL": nll_stats(*target_nll_rows(run_cfg, ck["path"], test_file).T)}
+        st = {"target NLL": nll_stats(*target_nll_rows(run_cfg, ck, test_file, Path(args.out) / "target-nll").T)}
         out = {"BLEU": float("nan"), "chrF": float("nan"), "target NLL": float(nll_score(st["target NLL"].sum(0)))}
         if translated:
             if len(store.translations(ck["checkpoint_id"], "test")) != len(refs):
@@ -755,14 +785,20 @@ def downstream(args, cfg, store, run, pool, table) -> pd.DataFrame:
     names = {}
     order = strategy_list(args.downstream_strategies)
     for strategy in order:
-        name = names[strategy] = row_name(cfg, strategy)
-        if name not in picks:
-            raise SystemExit(f"--downstream-strategies: {strategy!r} is no row of the strategy table; short names: "
-                             f"{', '.join(DOWNSTREAM)}")
-        rows = picks[name]
+        entry, adaptation = split_adaptation(strategy)
+        name = row_name(cfg, entry)
+        if adaptation in (None, args.adaptation):
+            if name not in picks:
+                raise SystemExit(f"--downstream-strategies: {strategy!r} is no row of the strategy table; short "
+                                 f"names: {', '.join(DOWNSTREAM)}")
+            chosen = list(ids[picks[name]])
+        else:  # selected under another pool adaptation; finetuned, like every row, from the base model
+            chosen = foreign_picks(args, name, adaptation)
+            name = f"{name}@{adaptation}"
+        names[strategy] = name
         sid = f"bench-{name}-{args.budget}".replace("[", "(").replace("]", ")").replace(",", "_")
         store.add_selection(sid, strategy=name, budget=args.budget, scoring_id=run["scoring_id"],
-                            df=pd.DataFrame({"example_id": ids[rows], "rank": np.arange(len(rows)),
+                            df=pd.DataFrame({"example_id": chosen, "rank": np.arange(len(chosen)),
                                              "reason": strategy, "cluster": None}))
         per_seed = {}
         for s in seeds:
@@ -836,7 +872,8 @@ def main() -> None:
     ap.add_argument("--downstream-only", action="store_true", help="skip the variant table, run --downstream")
     ap.add_argument("--downstream-strategies", default=",".join(DOWNSTREAM),
                     help=f"comma-separated, in the order finetuned, margins against the first: short names (default: "
-                         f"{','.join(DOWNSTREAM)}) or rows of the strategy table by name")
+                         f"{','.join(DOWNSTREAM)}) or rows of the strategy table by name; NAME@ADAPTATION: the "
+                         f"row as selected by an earlier run under that --adaptation")
     args = ap.parse_args()
     args.pool = args.pool or (4000 if args.model == "gemma" else 10000)
     args.budget = args.budget or (1000 if args.model == "gemma" else 4000)
@@ -865,13 +902,15 @@ def main() -> None:
     with Store(cfg.workspace.db) as store:
         pool = load_scored_pool(store, run["scoring_id"], run["source_free"])
         if args.downstream_only:  # the table's strategies were printed by an earlier run
-            wanted = {row_name(cfg, s) for s in strategy_list(args.downstream_strategies)}
+            entries = [split_adaptation(s) for s in strategy_list(args.downstream_strategies)]
+            wanted = {row_name(cfg, s) for s, adaptation in entries if adaptation in (None, args.adaptation)}
             table = evaluate_variants(args, cfg, pool, wanted)
             print(table.to_string(float_format=lambda x: f"{x:.3g}"))
         else:
             ratio = None if args.no_throughput else throughput_ratio(cfg, run, files)
             table = evaluate_variants(args, cfg, pool)
             print_report(args, cfg, run, pool, table, ratio)
+        save_picks(args, pool, table)
         if args.downstream or args.downstream_only:
             print_downstream(args, downstream(args, cfg, store, run, pool, table))
 
