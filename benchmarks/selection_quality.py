@@ -29,7 +29,9 @@ full forward+backward of the same batches.  `--downstream` finetunes the base mo
 each selection through gdig's finetune/translate/metrics stages, once per `--finetune-seeds`, and
 reports BLEU / chrF / the target NLL of the whole test slice, with every margin against gdig's
 defaults and its paired-bootstrap 95% interval (gdig.bootstrap); checkpoints, translations and
-NLLs are cached, so a re-run of one strategy costs one finetune.
+NLLs are cached, so a re-run of one strategy costs one finetune.  Every run saves its selections
+in OUT/picks-ADAPTATION.json, so `--downstream-strategies paper@lora-merged` finetunes on the
+paper preset's selection under its own protocol beside the defaults at `--adaptation none`.
 
 Run:  python benchmarks/selection_quality.py --data DATA/alma-cs-en --pair cs-en \\
           --model gemma --out runs/bench-gemma [--downstream]
