@@ -14,7 +14,9 @@ template and `gdig.evaluate.target_nll` (cached in OUT/omission-signals.npz):
 - length ratio: log(target characters / source characters); an omission shortens the target;
 - length deviation: |ratio − the pool's median ratio| in units of its median absolute deviation.
 
-Printed: AUROC clean vs each noise type (higher: clean rows ranked above that type) per signal.
+Printed: AUROC clean vs each noise type (higher: clean rows ranked above that type) per signal;
+then the length ratio as a rule: the share of clean rows and of each type whose ratio lies more
+than k median absolute deviations below the pool's median.
 Results, with date, machine and settings: benchmarks/README.md.
 """
 
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+RULE_KS = (1.5, 2.0, 2.5, 3.0)  # median absolute deviations
 TYPES = ("omission", "machine_translated", "hard_misaligned", "near_duplicate", "misaligned", "truncated")
 
 
@@ -65,15 +68,30 @@ def mean_losses(out: Path, pool: pd.DataFrame, device: str, dtype: str) -> dict[
     return res
 
 
-def signals(pool: pd.DataFrame, loss: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each signal oriented so that higher means cleaner."""
+def length_z(pool: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """log(target / source characters) per row, and its distance from the pool's median in
+    median absolute deviations (signed: negative = a shorter target than the pair's usual)."""
     ratio = np.log((pool["tgt"].str.len() + 1) / (pool["src"].str.len() + 1)).to_numpy()
     med = np.median(ratio)
-    mad = np.median(np.abs(ratio - med)) * 1.4826
+    return ratio, (ratio - med) / (np.median(np.abs(ratio - med)) * 1.4826)
+
+
+def signals(pool: pd.DataFrame, loss: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each signal oriented so that higher means cleaner."""
+    ratio, z = length_z(pool)
     fwd, rev = loss["forward"], loss["reverse"]
     return {"forward loss": -fwd, "reverse loss": -rev,
             "dual conditional cross-entropy": -(np.abs(fwd - rev) + 0.5 * (fwd + rev)),
-            "length ratio": ratio, "length deviation": -np.abs(ratio - med) / mad}
+            "length ratio": ratio, "length deviation": -np.abs(z)}
+
+
+def length_rule_table(pool: pd.DataFrame) -> pd.DataFrame:
+    """The length ratio as a rule: the share of each label flagged when a target's ratio lies
+    more than k median absolute deviations below the pool's median."""
+    _, z = length_z(pool)
+    lab = pool["label"].to_numpy()
+    return pd.DataFrame({f"k={k}": {t: 100 * float((z[lab == t] < -k).mean()) for t in ("clean",) + TYPES
+                                    if (lab == t).any()} for k in RULE_KS}).T
 
 
 def auroc_table(pool: pd.DataFrame, sig: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -102,6 +120,8 @@ def main() -> None:
         table = auroc_table(pool, signals(pool, mean_losses(out, pool, args.device, args.dtype)))
         print(f"\n== {out}: {len(pool)} rows, AUROC clean vs each type (higher: clean ranked above it) ==")
         print(table.to_string(float_format=lambda x: f"{x:.3f}"))
+        print("\nthe length ratio as a rule: % of each label flagged, ratio more than k MADs below the pool's median")
+        print(length_rule_table(pool).to_string(float_format=lambda x: f"{x:.1f}"))
 
 
 if __name__ == "__main__":
