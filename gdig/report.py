@@ -18,6 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -107,10 +108,12 @@ def _type_order(labels: pd.Series) -> list[str]:
     return sorted(labels.unique(), key=lambda x: (x != "clean", x))
 
 
-def _density_grid(plt, vals: pd.Series, labels: pd.Series, xlabel: str, line: float | None, line_label: str,
+def _density_grid(plt, vals: pd.Series, labels: pd.Series, xlabel: str, lines: list[float], line_label: str,
                   lo: float, hi: float, above_label: str | None = None):
     """One small panel per noise type: that type's density over the clean rows' density, so six
-    small noise types are not dwarfed by the clean bars; `line` drawn on every panel."""
+    small noise types are not dwarfed by the clean bars; `lines` drawn on every panel (the share
+    above is counted at the first)."""
+    line = lines[0] if lines else None
     types = [t for t in _type_order(labels) if t != "clean"] or ["clean"]
     ncol = min(3, len(types))
     nrow = -(-len(types) // ncol)
@@ -123,8 +126,8 @@ def _density_grid(plt, vals: pd.Series, labels: pd.Series, xlabel: str, line: fl
         sub = vals[labels == t]
         ax.hist(sub, bins=bins, density=True, histtype="step", linewidth=1.8, color="#d62728",
                 label=f"{t} ({len(sub)})")
-        if line is not None:
-            ax.axvline(line, color="black", linestyle="--", linewidth=1)
+        for x in lines:
+            ax.axvline(x, color="black", linestyle="--", linewidth=1)
         title = t
         if above_label and line is not None:
             title += f": {100 * (sub >= line).mean():.0f}% {above_label}" + (
@@ -138,17 +141,36 @@ def _density_grid(plt, vals: pd.Series, labels: pd.Series, xlabel: str, line: fl
         ax.set_xlabel(xlabel, fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("density", fontsize=8)
-    if line is not None:
-        fig.suptitle(f"dashed line: {line_label}", fontsize=9)
+    if lines:
+        fig.suptitle(f"dashed {'lines' if len(lines) > 1 else 'line'}: {line_label}", fontsize=9)
     return fig
 
 
-def influence_section(store, out: Path, scoring_id: str | None, gamma: float | None = None) -> list[Section]:
+def gammas_used(gamma: float | Mapping[int, float] | None) -> dict[int | None, float]:
+    """γ per budget ({budget: γ used}); a single number is one γ for every budget (key None)."""
+    if gamma is None:
+        return {}
+    if isinstance(gamma, Mapping):
+        return {b: float(g) for b, g in sorted(gamma.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))}
+    return {None: float(gamma)}
+
+
+def _gamma_label(budget: int | None, g: float) -> str:
+    return f"γ = {g:g}" + (f" at budget {budget}" if budget is not None else "")
+
+
+def influence_section(store, out: Path, scoring_id: str | None,
+                      gamma: float | Mapping[int, float] | None = None) -> list[Section]:
+    """Histograms of mean influence and of the helped fraction; `gamma`: the γ used, one number or
+    {budget: γ used} (gamma: auto chooses one per budget), drawn on the helped-fraction plot."""
     hist, frac = Section("Influence scores"), Section("Helped fraction")
     if scoring_id is None:
         for s in (hist, frac):
             s.text.append("Not available: no influence scores in this store (run `gdig select`).")
         return [hist, frac]
+    gammas = gammas_used(gamma)
+    lines = sorted(set(gammas.values()))
+    line_label = ", ".join(_gamma_label(b, g) for b, g in gammas.items()) + ": right of it is high-quality (Eq. 4)"
     inf = store.influence(scoring_id)
     labels = _labels(inf)
     by_label = labels.nunique() > 1
@@ -157,20 +179,21 @@ def influence_section(store, out: Path, scoring_id: str | None, gamma: float | N
     finite = mean[np.isfinite(mean)]
     lo, hi = (np.percentile(finite, [1, 99]) if len(finite) else (0.0, 1.0))
     hf = inf["helped_fraction"].astype(float)
-    for s, vals, xlabel, name, line, line_label, rng, above in (
+    for s, vals, xlabel, name, drawn, drawn_label, rng, above in (
         (hist, mean.clip(lo, hi), "mean influence over seeds (negative = helps)", "influence_hist.png",
-         0.0, "0 (left of it: helps on average)", (lo, hi), None),
-        (frac, hf, "fraction of seeds helped (I < 0)", "helped_fraction.png", gamma,
-         f"γ = {gamma:g}: right of it is high-quality (Eq. 4)" if gamma is not None else "", (0.0, 1.0),
+         [0.0], "0 (left of it: helps on average)", (lo, hi), None),
+        (frac, hf, "fraction of seeds helped (I < 0)", "helped_fraction.png", lines, line_label, (0.0, 1.0),
          "at or above γ"),
     ):
         if by_label:
-            fig = _density_grid(plt, vals, labels, xlabel, line, line_label, *rng, above_label=above)
+            fig = _density_grid(plt, vals, labels, xlabel, drawn, drawn_label, *rng, above_label=above)
         else:
             fig, ax = plt.subplots(figsize=(7, 3.4))
             ax.hist(vals, bins=np.linspace(*rng, 41) if rng[1] > rng[0] else 10, color="#1f77b4")
-            if line is not None:
-                ax.axvline(line, color="black", linestyle="--", linewidth=1, label=line_label)
+            for x in drawn:
+                ax.axvline(x, color="black", linestyle="--", linewidth=1)
+            if drawn:
+                ax.plot([], [], color="black", linestyle="--", linewidth=1, label=drawn_label)
                 ax.legend(fontsize=8)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("candidates")
@@ -178,9 +201,9 @@ def influence_section(store, out: Path, scoring_id: str | None, gamma: float | N
         s.text.append(f"Scoring {scoring_id}: {len(inf)} candidates"
                       + (", one panel per noise type: its density (red) over the clean rows' density (grey)."
                          if by_label else " (no noise labels in the pool)."))
-    if gamma is not None:
-        above = hf >= gamma
-        text = f"γ = {gamma:g}: {int(above.sum())} of {len(hf)} candidates are high-quality"
+    for budget, g in gammas.items():
+        above = hf >= g
+        text = f"{_gamma_label(budget, g)}: {int(above.sum())} of {len(hf)} candidates are high-quality"
         if by_label:
             text += " (" + ", ".join(f"{t} {100 * above[labels == t].mean():.0f}%" for t in _type_order(labels)) + ")"
         frac.text.append(text + ".")
@@ -499,12 +522,12 @@ def run_section(header: dict[str, str]) -> Section:
 
 
 def write_report(store, out_dir: str | Path, title: str = "gdig report", *, header: dict[str, str] | None = None,
-                 gamma: float | None = None, checkpoints=None) -> dict[str, Path]:
+                 gamma: float | Mapping[int, float] | None = None, checkpoints=None) -> dict[str, Path]:
     """report.html (self-contained), report.md + PNGs, comparison.csv/.md in out_dir.
 
     store: an open Store, or the path of a store DB (opened for the call).  header: what the
     run was (date, command, config, workspace...), shown first; default: the date and the store.
-    gamma: the quality threshold of the run, drawn on the helped-fraction plot.  checkpoints: the
+    gamma: the γ the run used, one number or {budget: γ used}, drawn on the helped-fraction plot.  checkpoints: the
     run's finetuned checkpoints, which the comparison table is limited to (default: every one).
     Returns paths by key: html, markdown, comparison_csv, comparison_markdown, and plot_<name>.
     """
@@ -551,7 +574,8 @@ def run_header(cfg, command: str, config: str | Path | None = None, **extra: str
 
 
 def write_run_report(store, reports_dir: str | Path, run_id: str, header: dict[str, str], *,
-                     gamma: float | None = None, title: str | None = None, checkpoints=None) -> dict[str, Path]:
+                     gamma: float | Mapping[int, float] | None = None, title: str | None = None,
+                     checkpoints=None) -> dict[str, Path]:
     """The report of one run in reports_dir/<run_id>/, and reports_dir/latest pointing at it
     (a symlink; a copy where the filesystem has none).  Earlier runs' reports stay."""
     root = Path(reports_dir)

@@ -32,8 +32,10 @@ def report(ctx: StageContext, summary: dict, metrics: list[dict]) -> dict:
 
     run_id, head = ctx.run or (run_stamp(), run_header(ctx.cfg, "gdig run --no-prefect"))
     checkpoints = {m["checkpoint_id"] for m in metrics}  # this run's: the workspace keeps every run's
-    paths = {k: str(v) for k, v in write_run_report(ctx.store, ctx.workspace.reports, run_id, head,
-                                                    gamma=summary["summary"].get("gamma"),
+    # the γ each budget used (the setting may be "auto", a label, not a threshold)
+    used = {int(r["budget"]): float(r["gamma"]) for r in summary["summary"].get("selections", [])
+            if r.get("gamma") is not None}
+    paths = {k: str(v) for k, v in write_run_report(ctx.store, ctx.workspace.reports, run_id, head, gamma=used,
                                                     checkpoints=checkpoints).items()}
     table = comparison_table(ctx.store, checkpoints)
     rows = table.reset_index().to_dict(orient="records") if not table.empty else []
