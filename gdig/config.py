@@ -20,7 +20,10 @@ from gdig.errors import BadInput
 from gdig.selection.allocation import ALLOCATIONS
 from gdig.selection.diversity import WITHIN_CLUSTER
 from gdig.selection.quality import QUALITY_SCORES
-from gdig.selection.select import STRATEGIES
+from gdig.selection.select import STRATEGIES, SelectSettings
+
+# gdig's selection defaults, written once (gdig.selection.select.SelectSettings and the D_hq rules' table)
+_SELECT = SelectSettings()
 
 
 class ConfigError(BadInput, ValueError):
@@ -147,7 +150,7 @@ class TrainConfig(_Strict):
         "`linear` or `cosine` decay after the warmup, or `constant`."))
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Fraction of the steps with linear warmup.")
     max_grad_norm: float = Field(1.0, description="Gradient clipping; 0 disables it.")
-    seed: int = Field(0, description=(
+    seed: int = Field(_SELECT.seed, description=(
         "Random seed (not the seed set) of the init (LoRA), the data order and dropout; the same seed gives the "
         "same weights."))
     bf16: Literal["auto", True, False] = Field("auto", description=(
@@ -296,46 +299,44 @@ class SelectionConfig(_Strict):
         "`gdig` (quality then diversity), `random`, `quality` (top-N by the quality ranking), `loss` (the N "
         "lowest own target losses at the scoring checkpoint: the simplest competitor, free from the scoring "
         "pass), `diversity` (clustering over the whole pool), `full` (the whole pool)."))
-    gamma: float | Literal["auto"] = Field("auto", description=(
+    gamma: float | Literal["auto"] = Field(_SELECT.gamma, description=(
         "Eq. 4: a candidate is high-quality (in D_hq) when it helps (I < 0) at least this fraction of the seed "
         "groups. `auto`: the largest γ on the grid k / n_groups at which D_hq holds at least `hq_multiple × N` "
         "candidates (chosen per budget, printed and stored with the selection). A number is the paper's fixed "
         "rule; when fewer than N qualify, the rest is filled from the next-ranked candidates (`filled`)."))
-    hq_multiple: float = Field(default=2.0, ge=1.0, description=(
+    hq_multiple: float = Field(default=_SELECT.hq_multiple, ge=1.0, description=(
         "`gamma: auto` asks for `ceil(hq_multiple × N)` high-quality candidates, so the diversity step has a "
         "choice."))
-    # the defaults of quality, allocation and the closing-token rule were chosen on
-    # benchmarks/selection_quality.py (benchmarks/README.md)
-    quality: Literal[tuple(QUALITY_SCORES)] = Field("loss", description=(
+    quality: Literal[tuple(QUALITY_SCORES)] = Field(_SELECT.quality, description=(
         "The score that orders candidates (D_hq first, then the rest): `paper` (helped fraction, then mean "
         "influence), `influence` (−mean influence), `normalized` (−mean influence / ‖g_z‖), `loss` (−own target "
         "loss), `combined` (mean percentile rank of `normalized` and `loss`)."))
     allocation: Literal[ALLOCATIONS] = Field(
-        "drop_low", description=(
+        _SELECT.allocation, description=(
             "Picks per cluster in the diversity step: `even` (the paper: clusters take turns), `size` "
             "(proportional to cluster size), `size_quality` (size × mean quality), `drop_low` (clusters whose mean "
             "quality percentile is more than `drop_margin` below D_hq's left out, the rest by size), `cover` "
             "(`drop_low`'s clusters, each with one pick before any takes a second, the rest by size), "
             "`cover_best` (one pick per kept cluster, the rest to the best remaining members in quality order)."))
-    drop_margin: float = Field(default=0.15, ge=0.0, le=1.0, description=(
+    drop_margin: float = Field(default=_SELECT.drop_margin, ge=0.0, le=1.0, description=(
         "`drop_low`, `cover`, `cover_best`: how far below D_hq's mean quality percentile (0.5) a cluster may "
         "fall."))
-    closing_loss_max: float | None = Field(default=8.0, gt=0.0, description=(
+    closing_loss_max: float | None = Field(default=_SELECT.rules["closing_loss_max"], gt=0.0, description=(
         "The closing-token rule of `gdig` and `quality`: a candidate whose last target token (the appended EOS) "
         "costs the model more than this many nats is outside D_hq and ranks last (a truncated target stops "
         "mid-sentence: the mean loss hardly sees it, the loss of stopping there does); null: off. In nats of "
         "the scoring model: gdig warns when the rule ranks more than half of the pool last."))
-    source_gain_min: float | None = Field(None, description=(
+    source_gain_min: float | None = Field(_SELECT.rules["source_gain_min"], description=(
         "The source-gain rule of `gdig` and `quality`: a candidate whose target loss falls by less than this "
         "(nats per target token) when the model sees the source is outside D_hq and ranks last (misaligned and "
         "wrong-language targets gain nothing from the source). Setting it adds the stage `source-free-loss`: "
         "one no-grad forward per scored candidate with an empty `{src}`, stored batch by batch; null: off."))
-    n_clusters: int | None = Field(default=None, ge=1, description=(
+    n_clusters: int | None = Field(default=_SELECT.n_clusters, ge=1, description=(
         "K of K-means; null: `clamp(round(sqrt(N)), 2, size of D_hq)`."))
-    normalize: bool = Field(True, description="L2-normalise the sketches before K-means.")
-    within_cluster: Literal[WITHIN_CLUSTER] = Field("quality", description=(
+    normalize: bool = Field(_SELECT.normalize, description="L2-normalise the sketches before K-means.")
+    within_cluster: Literal[WITHIN_CLUSTER] = Field(_SELECT.within_cluster, description=(
         "Order within a cluster: `random` (seeded) or `quality` (best first by `quality`)."))
-    seed: int = Field(0, description=(
+    seed: int = Field(_SELECT.seed, description=(
         "Random seed (not the seed set: that is `data.seed`) of K-means and every random choice."))
 
     @field_validator("gamma")

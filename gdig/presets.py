@@ -30,6 +30,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def preset_section(name: str, section: str) -> dict[str, Any]:
+    """One section of a preset's overlay (empty where the preset leaves it alone)."""
+    if name not in PRESETS:
+        raise ValueError(f"preset: unknown {name!r}; one of {', '.join(sorted(PRESETS))}")
+    return copy.deepcopy(PRESETS[name].get(section, {}))
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():

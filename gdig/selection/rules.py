@@ -53,6 +53,7 @@ class HqRule:
     count: str  # what a selection reports: candidates the rule ranks last
     test: Callable[[pd.DataFrame, float], np.ndarray]  # (pool, threshold) -> passes
     in_id_when_off: bool  # False: off leaves selection ids as they were before the rule existed
+    default: float | None = None  # gdig's default threshold (selection.<key>; None: off)
     needs_stage: str | None = None  # the stage that computes its column (run only while the rule is on)
     summary: str = ""  # the summary's clause: {n} candidates, threshold {t}
     artifact: str = ""  # the selection artifact's clause
@@ -64,6 +65,7 @@ class HqRule:
 
 HQ_RULES: dict[str, HqRule] = {r.key: r for r in (
     HqRule("closing_loss_max", "closing_ok", "n_closing_rejected", passes_closing_rule, in_id_when_off=True,
+           default=8.0,  # chosen on benchmarks/selection_quality.py (benchmarks/README.md)
            summary="{n} candidates with a closing-token loss above {t:g} nats ranked last",
            artifact="{n} ranked last by the closing-token rule (closing loss > {t:g} nats)",
            too_many="the closing-token rule (closing loss > {t:g} nats) ranks {n} of {total} candidates last: the "
@@ -77,6 +79,11 @@ HQ_RULES: dict[str, HqRule] = {r.key: r for r in (
                     "last: does the prompt template show the model the source? selection.source_gain_min: null "
                     "switches the rule off"),
 )}
+
+
+def default_thresholds() -> dict[str, float | None]:
+    """Every rule's default threshold (None: off by default)."""
+    return {key: rule.default for key, rule in HQ_RULES.items()}
 
 
 def rejected_names() -> tuple[str, ...]:

@@ -14,7 +14,7 @@ the quality ranking (γ, the quality score, the D_hq rules), and how it picks.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -24,7 +24,8 @@ from gdig.selection.allocation import DEFAULT_DROP_MARGIN, allocate, default_k
 from gdig.selection.baselines import diversity_pick, full_pick, loss_pick, random_pick
 from gdig.selection.diversity import Clustering, cluster_sketches
 from gdig.selection.quality import auto_gamma, hq_target, rank_by_quality, select_top
-from gdig.selection.rules import HQ_RULES, checked, passes_rules, rejected_counts, rejected_names
+from gdig.selection.rules import (HQ_RULES, checked, default_thresholds, passes_rules, rejected_counts,
+                                  rejected_names)
 
 log = logging.getLogger(__name__)
 
@@ -34,37 +35,54 @@ OUTPUT_COLUMNS = ["example_id", "position", "rank", "reason", "cluster", "helped
 @dataclass(frozen=True)
 class SelectSettings:
     """The selection settings (gdig.config.SelectionConfig's, less budgets and strategies); the
-    D_hq rules as one mapping, threshold by key of gdig.selection.rules.HQ_RULES."""
+    D_hq rules as one mapping, threshold by key of gdig.selection.rules.HQ_RULES.
 
-    gamma: float | str = 1.0
+    The defaults here are gdig's, the ones `gdig select` runs: SelectionConfig takes its defaults
+    from this class, so `select()` from Python and the CLI select alike.  A preset
+    (gdig.presets, e.g. `paper`) is an overlay: `SelectSettings.preset("paper")`."""
+
+    gamma: float | str = "auto"
     n_clusters: int | None = None
     normalize: bool = True
-    within_cluster: str = "random"
+    within_cluster: str = "quality"
     seed: int = 0
-    quality: str = "paper"
-    hq_multiple: float = 2.0
-    allocation: str = "even"
+    quality: str = "loss"  # the defaults of quality, allocation and the rules were chosen on
+    hq_multiple: float = 2.0  # benchmarks/selection_quality.py (benchmarks/README.md)
+    allocation: str = "drop_low"
     drop_margin: float = DEFAULT_DROP_MARGIN
-    rules: Mapping[str, float | None] = field(default_factory=dict)
+    rules: Mapping[str, float | None] = field(default_factory=default_thresholds)
 
     @classmethod
-    def of(cls, value: "SelectSettings | Mapping[str, Any] | None") -> "SelectSettings":
-        """Settings from themselves, None (the defaults) or a mapping (a rule's key, e.g.
-        closing_loss_max, may stand beside the others)."""
-        if value is None or isinstance(value, SelectSettings):
-            return value or cls()
+    def of(cls, value: "SelectSettings | Mapping[str, Any] | None",
+           base: "SelectSettings | None" = None) -> "SelectSettings":
+        """Settings from themselves, None (the defaults) or a mapping laid over `base` (default:
+        the defaults); a rule's key (e.g. closing_loss_max) may stand beside the others, and a
+        rule the mapping does not name keeps its threshold in `base`."""
+        if isinstance(value, SelectSettings):
+            return value
+        base = base or cls()
+        if value is None:
+            return base
         value = dict(value)
-        rules = {**value.pop("rules", {}), **{k: value.pop(k) for k in list(value) if k in HQ_RULES}}
+        rules = {**base.rules, **value.pop("rules", {}), **{k: value.pop(k) for k in list(value) if k in HQ_RULES}}
         unknown = sorted(set(value) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown selection setting(s) {unknown}")
-        return cls(**value, rules=checked(rules))
+        return replace(base, **value, rules=checked(rules))
 
     @classmethod
     def from_config(cls, sel_cfg) -> "SelectSettings":
         """The settings of a gdig.config.SelectionConfig."""
         names = [f.name for f in fields(cls) if f.name != "rules"]
         return cls.of({**{n: getattr(sel_cfg, n) for n in names}, **{k: getattr(sel_cfg, k) for k in HQ_RULES}})
+
+    @classmethod
+    def preset(cls, name: str) -> "SelectSettings":
+        """The defaults under a preset's selection overlay (gdig.presets), as `preset: NAME` in a config."""
+        from gdig.presets import preset_section
+
+        names = {f.name for f in fields(cls)} | set(HQ_RULES)
+        return cls.of({k: v for k, v in preset_section(name, "selection").items() if k in names})
 
 
 @dataclass

@@ -11,7 +11,8 @@ import pytest
 
 from gdig.config import DataSource, SelectionConfig
 from gdig.selection import allocation, diversity, quality, rules
-from gdig.selection.select import SELECTION_STRATEGIES, SelectSettings, select
+from gdig.selection.select import SELECTION_STRATEGIES, SelectSettings
+from paper_selection import select
 
 
 def _choices(model, name: str) -> tuple:

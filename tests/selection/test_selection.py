@@ -10,7 +10,7 @@ from gdig.selection.allocation import default_k
 from gdig.selection.diversity import cluster_sketches, default_n_clusters, nearest_centroid, quotas, round_robin
 from gdig.selection.metrics import auroc, noise_removal
 from gdig.selection.quality import quality_key, rank_by_quality, select_top
-from gdig.selection.select import select
+from paper_selection import select
 
 
 def influence_from_matrix(M: np.ndarray, labels=None) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from gdig.selection.allocation import allocate, cluster_quotas, interleave, prop
 from gdig.selection.diversity import quotas as round_robin_quotas
 from gdig.selection.outputs import selection_id
 from gdig.selection.quality import auto_gamma, gamma_grid, hq_target, percentile_rank, quality_score, rank_by_quality
-from gdig.selection.select import select
+from paper_selection import select
 
 
 def test_gamma_grid_and_auto_gamma_pick_the_largest_that_holds_the_target():
