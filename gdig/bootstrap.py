@@ -4,7 +4,9 @@ A corpus metric is a function of per-sentence statistics summed over the corpus 
 matches and lengths; chrF: character and word n-gram matches; target NLL: summed token loss and
 token count), so a resample of the test rows is a resample of those rows' statistics.  Each
 system may come in several finetune seeds: its score on a resample is the mean over its seeds,
-and the same resampled rows are used for every system and seed (that is the pairing).
+and the same resampled rows are used for every system and seed (that is the pairing).  With
+`resample_seeds`, each resample also draws each system's seeds with replacement, so the interval
+holds the finetune-seed spread as well as the test rows'.
 """
 
 from __future__ import annotations
@@ -59,9 +61,10 @@ def nll_score(summed: np.ndarray) -> np.ndarray:
 
 
 def paired_bootstrap(base: Sequence[Stats], other: Sequence[Stats], score: Scorer, *, n: int = 1000,
-                     seed: int = 0, level: float = 0.95) -> dict:
+                     seed: int = 0, level: float = 0.95, resample_seeds: bool = False) -> dict:
     """The margin other − base (each the mean of its seeds' corpus scores) and its `level`
-    percentile interval over `n` paired resamples of the test rows."""
+    percentile interval over `n` paired resamples of the test rows (`resample_seeds`: and of each
+    system's finetune seeds, drawn with replacement and independently per system)."""
     systems = [np.stack(list(s)) for s in (base, other)]  # [seeds, rows, stats]
     n_rows = systems[0].shape[1]
     if any(s.ndim != 3 or s.shape[1] != n_rows for s in systems):
@@ -72,13 +75,20 @@ def paired_bootstrap(base: Sequence[Stats], other: Sequence[Stats], score: Score
     counts = np.zeros((n, n_rows))
     np.add.at(counts, (np.repeat(np.arange(n), n_rows), idx.ravel()), 1.0)
 
-    def mean_score(s: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        summed = np.einsum("br,krs->bks", weights, s)  # [resamples, seeds, stats]
-        return score(summed).mean(axis=1)
+    seed_weights = [np.ones((n, len(s))) for s in systems]  # [resamples, seeds]: how often each seed is drawn
+    if resample_seeds:
+        for w, s in zip(seed_weights, systems):
+            k = len(s)
+            w[:] = 0.0
+            np.add.at(w, (np.repeat(np.arange(n), k), rng.integers(0, k, size=n * k)), 1.0)
 
-    full = np.ones((1, n_rows))
-    point = float(mean_score(systems[1], full)[0] - mean_score(systems[0], full)[0])
-    diffs = mean_score(systems[1], counts) - mean_score(systems[0], counts)
+    def mean_score(s: np.ndarray, weights: np.ndarray, per_seed: np.ndarray) -> np.ndarray:
+        summed = np.einsum("br,krs->bks", weights, s)  # [resamples, seeds, stats]
+        return (score(summed) * per_seed).sum(axis=1) / per_seed.sum(axis=1)
+
+    full, one = np.ones((1, n_rows)), [np.ones((1, len(s))) for s in systems]
+    point = float(mean_score(systems[1], full, one[1])[0] - mean_score(systems[0], full, one[0])[0])
+    diffs = mean_score(systems[1], counts, seed_weights[1]) - mean_score(systems[0], counts, seed_weights[0])
     a = (1.0 - level) / 2
     lo, hi = np.quantile(diffs, [a, 1.0 - a])
     return {"margin": point, "lo": float(lo), "hi": float(hi), "n": n}

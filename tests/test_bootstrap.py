@@ -55,3 +55,26 @@ def test_nll_margin_and_identical_systems():
     assert (same["margin"], same["lo"], same["hi"]) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="same test rows"):
         paired_bootstrap([a], [a[:2]], nll_score)
+
+
+def test_seed_resampling_equals_a_direct_recomputation_and_widens_with_the_seed_spread():
+    """resample_seeds: each resample draws test rows (paired) and then each system's seeds with
+    replacement; the interval then holds the seed-to-seed spread that row resampling alone hides."""
+    a = [nll_stats([2.0, 2.0, 2.0, 2.0], [1, 1, 1, 1]), nll_stats([2.2, 2.1, 2.0, 2.3], [1, 1, 1, 1])]
+    b = [nll_stats([1.0, 1.0, 1.0, 1.0], [1, 1, 1, 1]), nll_stats([3.0, 3.0, 3.0, 3.0], [1, 1, 1, 1]),
+         nll_stats([1.5, 1.5, 1.5, 1.5], [1, 1, 1, 1])]
+    res = paired_bootstrap(a, b, nll_score, n=40, seed=5, resample_seeds=True)
+    rng = np.random.default_rng(5)
+    rows = rng.integers(0, 4, size=(40, 4))
+    picks_a, picks_b = rng.integers(0, 2, size=40 * 2).reshape(40, 2), rng.integers(0, 3, size=40 * 3).reshape(40, 3)
+
+    def score(system, r, seeds):
+        return np.mean([nll_score(system[k][r].sum(0)) for k in seeds])
+
+    diffs = [score(b, r, pb) - score(a, r, pa) for r, pa, pb in zip(rows, picks_a, picks_b)]
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    assert (res["lo"], res["hi"]) == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))
+    assert res["margin"] == pytest.approx(np.mean([1.0, 3.0, 1.5]) - np.mean([2.0, 2.15]))
+    rows_only = paired_bootstrap(a, b, nll_score, n=40, seed=5)
+    assert rows_only["margin"] == res["margin"]
+    assert res["hi"] - res["lo"] > 5 * (rows_only["hi"] - rows_only["lo"])  # b's seeds differ by 2 nats

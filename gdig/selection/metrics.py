@@ -66,3 +66,30 @@ def noise_removal(pool_labels, selected_mask) -> dict:
             "removal_precision": float((of_kind & removed).sum() / n_removed) if n_removed else float("nan"),
         }
     return out
+
+
+def auroc_by_type(scores: dict[str, np.ndarray], labels, keep: np.ndarray | None = None) -> pd.DataFrame:
+    """AUROC of clean (positive) vs noisy for each score (higher = cleaner), overall and against
+    each noise type alone (clean rows vs that type's rows); `keep`: over those rows only.  A type
+    with no row left is NaN."""
+    labels = np.asarray(["clean" if not bad else str(lab) for lab, bad in zip(labels, is_noisy(labels))], dtype=object)
+    keep = np.ones(len(labels), dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    clean = labels == "clean"
+    kinds = sorted(set(labels[~clean]))
+    out = {}
+    for name, s in scores.items():
+        s = np.asarray(s, dtype=np.float64)
+        row = {"overall": auroc(s[keep], clean[keep]) if (keep & clean).any() and (keep & ~clean).any() else np.nan}
+        for k in kinds:
+            m = keep & (clean | (labels == k))
+            row[k] = auroc(s[m], clean[m]) if (m & clean).any() and (m & ~clean).any() else np.nan
+        out[name] = row
+    return pd.DataFrame(out).T[["overall", *kinds]]
+
+
+def composition(selected_labels, types) -> dict:
+    """Clean share (%) and rows of each noise type in `types` of one selection's labels."""
+    labels = ["clean" if not bad else str(lab) for lab, bad in zip(selected_labels, is_noisy(selected_labels))]
+    n = len(labels)
+    return {"size": n, "clean%": 100.0 * labels.count("clean") / n if n else float("nan"),
+            **{t: labels.count(t) for t in types}}

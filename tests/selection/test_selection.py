@@ -318,3 +318,20 @@ def test_closing_rule_that_rejects_most_of_the_pool_warns():
     sel = select("quality", 2, infl, None, {"gamma": 1.0, "closing_loss_max": 8.0})
     assert sel.n_closing_rejected == 5
     assert any("ranks 5 of 6 candidates last" in w and "closing_loss_max: null" in w for w in sel.warnings)
+
+
+def test_auroc_by_type_and_composition_count_against_each_type_alone():
+    from gdig.selection.metrics import auroc_by_type, composition
+
+    labels = ["clean", "clean", "clean", "mt", "mt", "truncated", None]
+    s = np.array([0.9, 0.8, 0.1, 0.95, 0.05, 0.0, 0.7])
+    t = auroc_by_type({"s": s}, labels)
+    assert list(t.columns) == ["overall", "mt", "truncated"]
+    # clean (None counts as clean): 0.9, 0.8, 0.1, 0.7; mt: 0.95 beats all four, 0.05 none -> 4/8
+    assert t.loc["s", "mt"] == pytest.approx(4 / 8)
+    assert t.loc["s", "truncated"] == 1.0
+    assert t.loc["s", "overall"] == pytest.approx((4 + 4) / 12)
+    kept = auroc_by_type({"s": s}, labels, keep=np.array([1, 1, 1, 1, 1, 0, 1], bool))
+    assert np.isnan(kept.loc["s", "truncated"])
+    assert composition(["clean", "mt", None, "mt"], ["mt", "omission"]) == {"size": 4, "clean%": 50.0, "mt": 2,
+                                                                            "omission": 0}
