@@ -121,6 +121,16 @@ def most_similar(src: list[str], tgt: list[str], block: int = 1024) -> np.ndarra
     return best
 
 
+COPY_SIMILARITY = 0.9  # the prefilter's default copies.max_similarity
+
+
+def _copies(text: str, source: str) -> bool:
+    """True when `text` repeats the source (edit-distance similarity of the casefolded strings)."""
+    from rapidfuzz import fuzz
+
+    return fuzz.ratio(text.strip().casefold(), source.strip().casefold()) / 100.0 >= COPY_SIMILARITY
+
+
 class _Noiser:
     def __init__(self, src: list[str], tgt: list[str], rng: np.random.Generator, other: list[str] | None,
                  mt: Mapping[int, str] | None = None):
@@ -189,8 +199,8 @@ class _Noiser:
         if self.mt is None:
             raise ValueError("noise type 'machine_translated' needs machine_translations (row -> text)")
         text = self.mt.get(i)
-        if text is None or not text.strip() or text.strip() == self.tgt[i].strip():
-            return None
+        if text is None or not text.strip() or text.strip() == self.tgt[i].strip() or _copies(text, self.src[i]):
+            return None  # a copy of the source is an untranslated row, never a translation
         return self.src[i], text.strip()
 
     def hard_misaligned(self, i: int):

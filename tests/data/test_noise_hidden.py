@@ -92,3 +92,13 @@ def test_machine_translated_needs_translations():
         inject_noise(_corpus(10), 0.2, types=["machine_translated"])
     with pytest.raises(ValueError, match="only 1 of 2 rows"):
         inject_noise(_corpus(10), 0.2, types=["machine_translated"], machine_translations={3: "Other text."})
+
+
+def test_a_copy_of_the_source_is_never_labelled_machine_translated():
+    df = _corpus(10)
+    copies = {i: df["src"][i].upper() + " " for i in range(10)}  # the source again, case and spacing aside
+    with pytest.raises(ValueError, match="only 0 of 2 rows"):
+        inject_noise(df, 0.2, types=["machine_translated"], machine_translations=copies)
+    mt = {**copies, 4: "A wholly different rendering of it."}
+    with pytest.raises(ValueError, match="only 1 of 2 rows"):
+        inject_noise(df, 0.2, types=["machine_translated"], machine_translations=mt)
