@@ -68,6 +68,11 @@ def noise_removal(pool_labels, selected_mask) -> dict:
     return out
 
 
+def ranked_last(score: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """`score` with the rows of `last` (e.g. what the prefilter rejects) below every other row."""
+    return np.where(np.asarray(last, dtype=bool), -np.inf, np.asarray(score, dtype=np.float64))
+
+
 def auroc_by_type(scores: dict[str, np.ndarray], labels, keep: np.ndarray | None = None) -> pd.DataFrame:
     """AUROC of clean (positive) vs noisy for each score (higher = cleaner), overall and against
     each noise type alone (clean rows vs that type's rows); `keep`: over those rows only.  A type
