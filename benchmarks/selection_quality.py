@@ -398,15 +398,17 @@ def downstream(args, paths: dict[str, Path], store) -> pd.DataFrame:
         print(f"downstream {name} seed {seed}: chrF {float(metric_scorer('chrF', tgt)(st['chrF'].sum(0))):.2f}",
               flush=True)
 
-    first = True
-    for variant, strategies in wanted.items():
-        sets = [f"selection.strategies=[{','.join(sorted(strategies))}]"]
-        path = paths[variant].with_name(f"{variant}--downstream.yaml")
-        from gdig.config import apply_overrides
+    from gdig.config import apply_overrides
 
-        path.write_text(yaml.safe_dump(apply_overrides(yaml.safe_load(paths[variant].read_text()), sets),
-                                       sort_keys=False), encoding="utf-8")
-        for s in seeds:
+    configs = {}  # each variant with only the strategies finetuned on
+    for variant, strategies in wanted.items():
+        configs[variant] = paths[variant].with_name(f"{variant}--downstream.yaml")
+        sets = [f"selection.strategies=[{','.join(sorted(strategies))}]"]
+        configs[variant].write_text(yaml.safe_dump(apply_overrides(yaml.safe_load(paths[variant].read_text()), sets),
+                                                   sort_keys=False), encoding="utf-8")
+    first = True
+    for s in seeds:  # every row's first seed before any row's second: a cut-short run still compares
+        for variant, path in configs.items():
             result = run_variant(path, store, finetune_seed=s, prove=True, evaluate_base=first)
             if first:
                 collect("base model", next(m["checkpoint_id"] for m in result["baseline"]), None)
