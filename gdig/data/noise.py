@@ -19,6 +19,14 @@ Types the model's own loss cannot see (`HIDDEN_NOISE_TYPES`; not injected unless
 - omission: an inner clause (between , ; : or their CJK forms) dropped from the target, which
   keeps its first and last clauses and so still reads like a sentence
 
+And one more the caller must provide for (not in `HIDDEN_NOISE_TYPES`):
+- own_translation: the target replaced by the scoring model's own translation of the source
+  (`own_translations`, row -> text), kept apart from `machine_translated` because influence at
+  that model sees its own outputs differently from other systems'
+
+A translation that copies the source (edit-distance similarity >= 0.9, casefolded) never
+counts as either: it is an untranslated row.
+
 Exactly round(rate * n) rows become noisy, split as evenly as possible across the
 types (the first types in `types` take the remainder); deterministic for a seed.
 A noisy row always differs from its clean version.
@@ -35,7 +43,7 @@ import pandas as pd
 
 NOISE_TYPES = ("misaligned", "untranslated", "wrong_language", "truncated", "shuffled", "fragment")
 HIDDEN_NOISE_TYPES = ("machine_translated", "near_duplicate", "hard_misaligned", "omission")
-ALL_NOISE_TYPES = NOISE_TYPES + HIDDEN_NOISE_TYPES
+ALL_NOISE_TYPES = NOISE_TYPES + HIDDEN_NOISE_TYPES + ("own_translation",)
 CLEAN = "clean"
 _TRIES = 20  # random draws before a row is judged unfit for a type
 
@@ -133,8 +141,8 @@ def _copies(text: str, source: str) -> bool:
 
 class _Noiser:
     def __init__(self, src: list[str], tgt: list[str], rng: np.random.Generator, other: list[str] | None,
-                 mt: Mapping[int, str] | None = None):
-        self.src, self.tgt, self.rng, self.other, self.mt = src, tgt, rng, other, mt
+                 mt: Mapping[int, str] | None = None, own: Mapping[int, str] | None = None):
+        self.src, self.tgt, self.rng, self.other, self.mt, self.own = src, tgt, rng, other, mt, own
         self._similar: np.ndarray | None = None
         self.reserved: set[int] = set()  # clean rows other rows copy (near_duplicate): never noised
         self._seen = set(zip(src, tgt))
@@ -195,13 +203,19 @@ class _Noiser:
         out = (self._fragment(self.src[i]), self._fragment(self.tgt[i]))
         return out if out != (self.src[i], self.tgt[i]) and all(s.strip() for s in out) else None
 
-    def machine_translated(self, i: int):
-        if self.mt is None:
-            raise ValueError("noise type 'machine_translated' needs machine_translations (row -> text)")
-        text = self.mt.get(i)
+    def _translated(self, i: int, given: Mapping[int, str] | None, kind: str, arg: str):
+        if given is None:
+            raise ValueError(f"noise type {kind!r} needs {arg} (row -> text)")
+        text = given.get(i)
         if text is None or not text.strip() or text.strip() == self.tgt[i].strip() or _copies(text, self.src[i]):
             return None  # a copy of the source is an untranslated row, never a translation
         return self.src[i], text.strip()
+
+    def machine_translated(self, i: int):
+        return self._translated(i, self.mt, "machine_translated", "machine_translations")
+
+    def own_translation(self, i: int):
+        return self._translated(i, self.own, "own_translation", "own_translations")
 
     def hard_misaligned(self, i: int):
         if self._similar is None:
@@ -241,12 +255,14 @@ def inject_noise(
     tgt_col: str = "tgt",
     other_lang: Sequence[str] | None = None,
     machine_translations: Mapping[int, str] | None = None,
+    own_translations: Mapping[int, str] | None = None,
 ) -> pd.DataFrame:
     """A copy of `df` with round(rate * len(df)) noisy rows and a `label` column.
 
     other_lang: sentences in a third language for `wrong_language` (default: the
     source side of other rows).  machine_translations: row position -> a system's translation of
-    its source, for `machine_translated` (only rows with one can take it).  Types are applied
+    its source, for `machine_translated` (only rows with one can take it); own_translations: the
+    same for `own_translation`, the scoring model's own output.  Types are applied
     in the order given, each to the rows the earlier ones left clean.  Raises ValueError when too few rows can take a type
     (e.g. one-word targets cannot be truncated).
     """
@@ -264,7 +280,8 @@ def inject_noise(
     labels = [CLEAN] * len(out)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(out))
-    noiser = _Noiser(src, tgt, rng, list(other_lang) if other_lang is not None else None, machine_translations)
+    noiser = _Noiser(src, tgt, rng, list(other_lang) if other_lang is not None else None, machine_translations,
+                     own_translations)
     new_src, new_tgt = list(src), list(tgt)
     for kind, need in noise_counts(len(out), rate, types).items():
         make = getattr(noiser, kind)

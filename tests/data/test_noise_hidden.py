@@ -102,3 +102,17 @@ def test_a_copy_of_the_source_is_never_labelled_machine_translated():
     mt = {**copies, 4: "A wholly different rendering of it."}
     with pytest.raises(ValueError, match="only 1 of 2 rows"):
         inject_noise(df, 0.2, types=["machine_translated"], machine_translations=mt)
+
+
+def test_own_translation_is_its_own_type_beside_machine_translated():
+    df = _corpus(20)
+    mt = {i: f"System output number {i}." for i in range(20)}
+    own = {i: f"The scorer's own rendering {i}." for i in range(20)}
+    out = inject_noise(df, 0.2, seed=2, types=["machine_translated", "own_translation"], machine_translations=mt,
+                       own_translations=own)
+    assert out["label"].value_counts().to_dict() == {"clean": 16, "machine_translated": 2, "own_translation": 2}
+    for i, r in out.iterrows():
+        expected = {"machine_translated": mt, "own_translation": own}.get(r["label"])
+        assert r["tgt"] == (expected[i] if expected else df["tgt"][i])
+    with pytest.raises(ValueError, match="needs own_translations"):
+        inject_noise(df, 0.2, types=["own_translation"])
