@@ -112,10 +112,33 @@ def training_rows(args) -> pd.DataFrame:
 
 def noise_types(args) -> list[str]:
     """The injected types: the four the loss cannot see first (machine_translated takes only the
-    rows with a machine translation), then the six classic ones; --hidden-noise 0: the classic six."""
+    rows with a machine translation), then the six classic ones; --hidden-noise 0: the classic six.
+    --systems: other systems' output as machine_translated and the scorer's own as own_translation."""
     from gdig.data.noise import HIDDEN_NOISE_TYPES, NOISE_TYPES
 
+    if args.systems:  # the tiny model is built from the pool: it has no output of its own before it
+        own = ["own_translation"] if args.model == "gemma" else []
+        return ["machine_translated", *own, *HIDDEN_NOISE_TYPES[1:], *NOISE_TYPES]
     return list(HIDDEN_NOISE_TYPES) + list(NOISE_TYPES) if args.hidden_noise else list(NOISE_TYPES)
+
+
+def system_pool(args) -> tuple[pd.DataFrame, dict[int, str], dict[int, str]]:
+    """--systems DIR (one pair of shared/data/wmt22-system-outputs): --pool of its test sentences,
+    shuffled, with the human reference as target; and per row a system drawn at random from
+    --mt-systems with its output (row -> text, row -> system)."""
+    d = Path(args.systems)
+    src = args.pair.split("-")[0]
+    rows = pd.DataFrame({"src": (d / f"source.{src}").read_text(encoding="utf-8").splitlines(),
+                         "tgt": (d / "reference.en").read_text(encoding="utf-8").splitlines()})
+    outputs = {name: (d / f"{name}.en").read_text(encoding="utf-8").splitlines() for name in args.mt_systems.split(",")}
+    for name, lines in outputs.items():
+        if len(lines) != len(rows):
+            raise SystemExit(f"{d / (name + '.en')}: {len(lines)} lines, the sources have {len(rows)}")
+    order = np.random.default_rng(args.seed).permutation(len(rows))[:args.pool]
+    rng = np.random.default_rng(args.seed + 1)
+    drawn = {i: list(outputs)[int(rng.integers(len(outputs)))] for i in range(len(order))}
+    return (rows.iloc[order].reset_index(drop=True), {i: outputs[drawn[i]][j] for i, j in enumerate(order)},
+            drawn)
 
 
 def mt_rows(args) -> int:
@@ -169,33 +192,43 @@ def machine_translations(args, out: Path, sources: list[str]) -> dict[str, str]:
 
 
 def prepare_data(args, out: Path, prompt_fits=None) -> dict[str, Path]:
-    """pool (noisy, labelled), seeds, held-out and test slice as JSONL under out/data.
+    """pool (noisy, labelled), seeds and test slice as JSONL under out/data.
     prompt_fits(src) -> bool: seeds whose prompt alone would not fit prompt.max_length are
     passed over (a Russian sentence of 370 characters is 337 Gemma tokens)."""
-    from gdig.data.noise import inject_noise
+    from gdig.data.noise import inject_noise, noise_counts
 
     d = out / "data"
-    files = {k: d / f"{k}.jsonl" for k in ("pool", "seed", "heldout", "test")}
+    files = {k: d / f"{k}.jsonl" for k in ("pool", "seed", "test")}
     if all(p.exists() for p in files.values()):
         return files
     d.mkdir(parents=True, exist_ok=True)
     src, tgt = args.pair.split("-")
     data = Path(args.data)
-    train = training_rows(args)
     other = args.other or other_language_file(data, args.pair)
     other_lang = _hf_rows(data / other, other.split(".")[1].split("-")[0], "en")["src"].tolist()
-    pool_rows = train.iloc[:args.pool].reset_index(drop=True)
-    n_mt = mt_rows(args)
-    mt = machine_translations(args, out, pool_rows["src"].iloc[:n_mt].tolist()) if n_mt else {}
-    pool = inject_noise(pool_rows, args.noise, seed=args.seed, types=noise_types(args), other_lang=other_lang,
-                        machine_translations={i: mt[s_] for i, s_ in enumerate(pool_rows["src"].iloc[:n_mt])})
-    _write_jsonl(pool, files["pool"], src, tgt)
-    _write_jsonl(train.iloc[args.pool:args.pool + args.heldout], files["heldout"], src, tgt)
     valid = _hf_rows(data / f"valid.{args.pair}.json", src, tgt).sample(frac=1.0, random_state=args.seed)
     if prompt_fits is not None:
         valid = valid[[prompt_fits(x) for x in valid["src"]]]
     _write_jsonl(valid.iloc[:args.seeds], files["seed"], src, tgt)
-    _write_jsonl(_hf_rows(data / f"test.{args.pair}.json", src, tgt).iloc[:args.test_rows], files["test"], src, tgt)
+    if args.systems:  # the pool is WMT22 test: the test slice comes from the validation rows after the seeds
+        pool_rows, system_mt, drawn = system_pool(args)
+        n_own = 2 * noise_counts(args.pool, args.noise, noise_types(args)).get("own_translation", 0)
+        own = machine_translations(args, out, pool_rows["src"].iloc[:n_own].tolist()) if n_own else {}
+        pool = inject_noise(pool_rows, args.noise, seed=args.seed, types=noise_types(args), other_lang=other_lang,
+                            machine_translations=system_mt,
+                            own_translations={i: own[s_] for i, s_ in enumerate(pool_rows["src"].iloc[:n_own])})
+        (d / "mt-systems.json").write_text(json.dumps({i: drawn[i] for i in range(len(pool))
+                                                       if pool["label"][i] == "machine_translated"}))
+        test = valid.iloc[args.seeds:args.seeds + args.test_rows]
+    else:
+        pool_rows = training_rows(args).iloc[:args.pool].reset_index(drop=True)
+        n_mt = mt_rows(args)
+        mt = machine_translations(args, out, pool_rows["src"].iloc[:n_mt].tolist()) if n_mt else {}
+        pool = inject_noise(pool_rows, args.noise, seed=args.seed, types=noise_types(args), other_lang=other_lang,
+                            machine_translations={i: mt[s_] for i, s_ in enumerate(pool_rows["src"].iloc[:n_mt])})
+        test = _hf_rows(data / f"test.{args.pair}.json", src, tgt).iloc[:args.test_rows]
+    _write_jsonl(pool, files["pool"], src, tgt)
+    _write_jsonl(test, files["test"], src, tgt)
     return files
 
 
@@ -448,6 +481,11 @@ def main() -> None:
                     help="inject the four types the loss cannot see (machine_translated, near_duplicate, "
                          "hard_misaligned, omission) beside the six classic ones")
     ap.add_argument("--mt-cache", help="JSONL cache of the base model's translations (default: OUT/data/...)")
+    ap.add_argument("--systems", help="a pair's folder of wmt22-system-outputs: the pool is its test sentences with "
+                                      "human references, other systems' output as machine_translated and the "
+                                      "scorer's own as own_translation; the test slice comes from valid")
+    ap.add_argument("--mt-systems", default="WMT_Winners,MADLAD-10B,gpt3.5-text-davinci-003,ALMA-13B-LoRA",
+                    help="--systems: the systems whose output is drawn per row")
     ap.add_argument("--budget", type=int, default=150)
     ap.add_argument("--seeds", type=int, default=64)
     ap.add_argument("--heldout", type=int, default=500, help="training rows after the pool kept out of it (unused rows the data must hold)")
