@@ -222,7 +222,7 @@ class Scorer:
         off = 0
         for a, g in parts:
             b, inn, out = a.shape[0], a.shape[-1], g.shape[-1]
-            step = max(1, self.slice_bytes // max(1, out * inn * 4))
+            step = max(1, self.slice_bytes // max(1, out * inn * a.element_size()))
             for i in range(0, b, step):
                 dw = torch.bmm(g[i:i + step].transpose(1, 2), a[i:i + step])
                 self._mark("per-example gradients")
