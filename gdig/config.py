@@ -173,9 +173,11 @@ class PoolFinetuneConfig(TrainConfig):
 
 
 class ModuleSelection(_Strict):
-    preset: Literal["auto", "llama", "bloom", "gpt2", "none"] = Field("auto", description=(
+    preset: Literal["auto", "official", "llama", "bloom", "gpt2", "none"] = Field("auto", description=(
         "`llama` (Llama/Qwen/Mistral/Gemma: `mlp.{gate,up,down}_proj`), `bloom` (`mlp.dense_h_to_4h`, as the "
-        "paper's code), `gpt2` (`mlp.c_fc`, `mlp.c_proj`, HF Conv1D), `auto` (from `model_type`), `none`."))
+        "paper's code), `gpt2` (`mlp.c_fc`, `mlp.c_proj`, HF Conv1D), `auto` (from `model_type`), `official` "
+        "(the G-DIG reference code's map, from `model_type`: BLOOM `mlp.dense_h_to_4h` of every layer, Llama "
+        "family `mlp.down_proj` of layers 0, 3, 6, ...; other families are an error), `none`."))
     include: list[str] = Field(default_factory=list, description=(
         "Extra regexes (`re.search`) over module names to add."))
     exclude: list[str] = Field(default_factory=list, description="Regexes over module names to remove.")
@@ -227,6 +229,25 @@ class SeedSetConfig(_Strict):
         "`sequence` granularity, `examples` in `token` (equal for batch size 1)."))
     low_rank: int | None = Field(default=None, ge=1, description=(
         "Keep each product as its best rank-r factorisation (SVD) to save memory; null: full rank."))
+    last_group: Literal["keep", "drop"] = Field("keep", description=(
+        "A last group with fewer than `batch_size` seeds (an odd last seed in pairs): `keep` it as a smaller "
+        "group, or `drop` those seeds (the reference code's handling; the dropped ids are recorded with the "
+        "products)."))
+
+
+class GradientRankConfig(_Strict):
+    """The reference code's low-rank step: candidate and seed gradients cut to rank r before influence."""
+
+    rank: int | None = Field(default=None, ge=1, description=(
+        "Replace each module's candidate gradient and seed (group) gradient by a rank-r approximation before "
+        "H⁻¹ and the inner product (the reference code: 32, with `torch.svd_lowrank`); null: the exact "
+        "gradients."))
+    method: Literal["randomized", "exact"] = Field("randomized", description=(
+        "`randomized`: `torch.svd_lowrank`'s algorithm (a Gaussian test matrix, `niter` subspace iterations, "
+        "q = r), the test matrix drawn per module from `seed`, so every run, batch and shard gives the same "
+        "numbers; `exact`: the truncated SVD (the best rank-r approximation)."))
+    niter: int = Field(default=2, ge=0, description="`randomized`: subspace iterations (torch's default 2).")
+    seed: int = Field(0, description="`randomized`: seed of the test matrices (with the module name).")
 
 
 class ScoringConfig(_Strict):
@@ -258,6 +279,15 @@ class InfluenceConfig(_Strict):
         "warning."))
     scoring: ScoringConfig = Field(default_factory=ScoringConfig, description=(
         "Scoring the candidates against every seed product."))
+    gradient_rank: GradientRankConfig = Field(default_factory=GradientRankConfig, description=(
+        "The low-rank step of the reference code on candidate and seed gradients (off by default)."))
+
+    @model_validator(mode="after")
+    def _rank_needs_per_example(self) -> "InfluenceConfig":
+        if self.gradient_rank.rank is not None and self.scoring.path == "token":
+            raise ValueError("influence.gradient_rank.rank cuts each candidate's gradient, which "
+                             "influence.scoring.path token never forms: use auto or per_example")
+        return self
 
     @model_validator(mode="before")
     @classmethod

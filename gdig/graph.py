@@ -146,14 +146,15 @@ STAGES: tuple[Stage, ...] = (
           "curvature id", CURVATURE, label=_curvature),
     # 3. seed side
     Stage("seed-products", "gdig.stages.influence:seed_products", ("checkpoint", "curvature", "seed"),
-          "products path", CURVATURE + ("influence.seed_set",), reports_progress=True,
+          "products path", CURVATURE + ("influence.seed_set", "influence.gradient_rank"), reports_progress=True,
           label=lambda p: f"{p['seed']['n_rows']} seeds"),
     # 4. influence, mapped over shards of the rows that pass the prefilter
     Stage("plan-shards", "gdig.stages.influence:plan_shards", ("pool", "prefilter", "curvature", "products"),
           "aligned shards of rows, Parquet paths", ("influence", "prompt"),
           label=lambda p: f"{p['pool']['n_rows']} candidates"),
     Stage("score-shard", "gdig.stages.influence:score_shard", ("checkpoint", "products", "rows", "out_path"),
-          "paths of one shard's score files", MODEL_INPUT + ("influence.scoring",), maps="score shards",
+          "paths of one shard's score files", MODEL_INPUT + ("influence.scoring", "influence.gradient_rank"),
+          maps="score shards",
           uses_store=False, reports_progress=True, label=_span),
     Stage("merge-scores", "gdig.stages.influence:merge_scores", ("shards", "curvature", "products"), "scoring id",
           ("influence.scoring",), label=lambda p: f"{len(p.get('shards') or [])} shards"),

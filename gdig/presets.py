@@ -2,11 +2,15 @@
 itself win over the preset's.  One place for every preset gdig ships.
 
 ``paper``: G-DIG as the official code runs it (Pan et al., ACL 2024, and its reference
-implementation): finetune the model on the candidate pool first and take every gradient at that
-checkpoint; K-FAC over the MLP projections with per-example (sequence) factors and the π-damping
-of the reference code at λ = 0.5; seeds in groups of 2; a candidate is high-quality when it helps
-every seed group (γ = 1), ranked by helped fraction then mean influence; K-means on gradient
-sketches with even turns across clusters; no prefilter and none of gdig's rules.
+implementation): finetune the model on the candidate pool first (full finetuning;
+``pool_finetune.method: lora`` by choice) and take every gradient at that checkpoint, with the
+curvature fitted on that same pool; the reference code's module map (``official``: BLOOM
+``dense_h_to_4h`` of every layer, Llama family ``down_proj`` of layers 0, 3, 6, ...); K-FAC with
+per-example (sequence) factors and the π-damping of the reference code at λ = 0.5; seeds in
+pairs, an odd last seed dropped; candidate and seed gradients cut to rank 32 (the randomized
+low-rank step of ``torch.svd_lowrank``, seeded); a candidate is high-quality when it helps every
+seed pair (γ = 1), ranked by helped fraction then mean influence; K-means on gradient sketches
+with even turns across clusters; no prefilter and none of gdig's rules.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from typing import Any
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "prefilter": {"enabled": False},
-        "pool_finetune": {"enabled": True, "epochs": 1.0},
+        "pool_finetune": {"enabled": True, "method": "full", "epochs": 1.0},
         "influence": {
-            "modules": {"preset": "auto", "layers": None, "lora_only": False},
+            "modules": {"preset": "official", "layers": None, "lora_only": False},
             "loss": "mean",
-            "curvature": {"strategy": "kfac", "granularity": "sequence", "kfac_damping": "pi", "damping": 0.5},
-            "seed_set": {"batch_size": 2},
+            "curvature": {"strategy": "kfac", "granularity": "sequence", "kfac_damping": "pi", "damping": 0.5,
+                          "sample": None},
+            "seed_set": {"batch_size": 2, "last_group": "drop", "weighting": "tokens", "low_rank": None},
+            "gradient_rank": {"rank": 32, "method": "randomized", "niter": 2},
         },
         "selection": {"gamma": 1.0, "quality": "paper", "allocation": "even", "within_cluster": "random",
                       "closing_loss_max": None, "source_gain_min": None},

@@ -245,7 +245,8 @@ def compute_seed_products(cfg, store, checkpoint_path: str, checkpoint_id: str, 
                         progress: bool = True, seed_dataset: str = "seed", device: str | None = None) -> str:
     from gdig.influence.curvature import Curvature
     from gdig.influence.inverse import InverseHessian
-    from gdig.influence.seeds import group_labels, seed_gradients, seed_products, seed_weighting_for
+    from gdig.influence.lowrank import GradientRank, cut_rank
+    from gdig.influence.seeds import group_labels, kept_seeds, seed_gradients, seed_products, seed_weighting_for
 
     rec = store.get_curvature(curvature_id)
     if rec is None:
@@ -266,10 +267,16 @@ def compute_seed_products(cfg, store, checkpoint_path: str, checkpoint_id: str, 
                          f"the config selects {[m.name for m in modules]}")
     enc, seeds, skipped = _encode(cfg, tok, seeds, f"seed dataset {seed_dataset!r}")
     s, c = cfg.influence.seed_set, cfg.influence.curvature
+    n_kept = kept_seeds(len(enc), s.batch_size, s.last_group)
+    dropped = list(seeds["example_id"].iloc[n_kept:])
+    enc, seeds = enc[:n_kept], seeds.iloc[:n_kept]
     weighting = seed_weighting_for(c.granularity, s.weighting)
     grads = seed_gradients(model, modules, enc, pad_id=tok.pad_token_id, group_size=s.batch_size,
                            batch_size=cfg.influence.scoring.batch_size, loss_reduction=cfg.influence.loss,
                            weighting=weighting, progress=progress)
+    rank = GradientRank.from_config(cfg.influence.gradient_rank)
+    if rank is not None:
+        grads = {k: cut_rank(v, rank, k) for k, v in grads.items()}
     inverse = InverseHessian(curv, c.damping, c.ekfac_damping, c.kfac_damping)
     grads = {k: v.to(curv.factors[k].A.device) for k, v in grads.items()}
     ids = list(seeds["example_id"])
@@ -277,8 +284,9 @@ def compute_seed_products(cfg, store, checkpoint_path: str, checkpoint_id: str, 
         grads, inverse, modules, group_labels(ids, s.batch_size), rank=s.low_rank, consume=True,
         meta={"products_id": products_id, "curvature_id": curvature_id, "checkpoint_id": checkpoint_id,
               "seed_dataset": seed_dataset, "group_size": s.batch_size, "low_rank": s.low_rank,
-              "seed_example_ids": ids, "skipped": skipped, "damping": inverse.damping, "weighting": weighting,
-              "strategy": curv.strategy},
+              "seed_example_ids": ids, "skipped": skipped, "dropped": dropped, "damping": inverse.damping,
+              "weighting": weighting, "strategy": curv.strategy,
+              "gradient_rank": cfg.influence.gradient_rank.model_dump() if rank is not None else None},
     )
     products.save(path)
     return str(path)
@@ -298,8 +306,10 @@ def score_rows(cfg, checkpoint_path: str, products_path: str, rows: pd.DataFrame
     modules = _modules(cfg, model)
     sketch = SketchSpec(sc.sketch_dim_g, sc.sketch_dim_a, sc.sketch_seed) if sc.sketch else None
     # no other reference to the loaded products: the scorer keeps the only (GEMM-ready) copy
+    from gdig.influence.lowrank import GradientRank
+
     scorer = Scorer(model, modules, SeedProducts.load(products_path), loss_reduction=cfg.influence.loss,
-                    sketch=sketch, path=sc.path)
+                    sketch=sketch, path=sc.path, gradient_rank=GradientRank.from_config(cfg.influence.gradient_rank))
     products = scorer.products
     enc, rows, skipped = _encode(cfg, tok, rows, f"scoring shard {out_path}")
     res = scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=sc.batch_size,

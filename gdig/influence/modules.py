@@ -7,6 +7,9 @@ restricted to some transformer layers, from a preset per architecture family:
 - ``bloom``: ``mlp.dense_h_to_4h`` (as the G-DIG reference code)
 - ``gpt2``: ``mlp.c_fc``, ``mlp.c_proj`` (HF ``Conv1D``: the weight is stored [in, out])
 - ``auto``: from ``model.config.model_type``, else the first preset that matches anything
+- ``official``: the G-DIG reference code's map, by family: BLOOM ``mlp.dense_h_to_4h`` of every
+  layer; Llama family ``mlp.down_proj`` of every third layer, counted from the first (layer
+  indices 0, 3, 6, ...); ``layers`` then keeps only those of its indices that the map has
 - ``none``: only the ``include`` patterns
 
 All gradients in gdig.influence use the ``nn.Linear`` layout [out, in]: for a ``Conv1D``
@@ -36,6 +39,12 @@ MODEL_TYPE_PRESET = {
     "llama": "llama", "mistral": "llama", "mixtral": "llama", "qwen2": "llama", "qwen3": "llama",
     "gemma": "llama", "gemma2": "llama", "gemma3_text": "llama", "phi3": "llama", "olmo": "llama",
     "olmo2": "llama", "bloom": "bloom", "gpt2": "gpt2",
+}
+
+# family -> (patterns, layer stride) of the G-DIG reference code's module map
+OFFICIAL: dict[str, tuple[list[str], int]] = {
+    "llama": ([r"mlp\.down_proj$"], 3),
+    "bloom": ([r"mlp\.dense_h_to_4h$"], 1),
 }
 
 _LORA_LEAF = re.compile(r"\.lora_[AB]\.[^.]+$")
@@ -86,24 +95,42 @@ def layer_index(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def resolve_preset(model: nn.Module, preset: str) -> list[str]:
-    if preset == "none":
-        return []
-    if preset != "auto":
-        if preset not in PRESETS:
-            raise ModuleSelectionError(f"unknown module preset {preset!r}; one of auto, none, {', '.join(PRESETS)}")
-        return PRESETS[preset]
+def _family(model: nn.Module, preset: str) -> str:
+    """The architecture family of ``auto`` and ``official``: from model_type, else by module names."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type in MODEL_TYPE_PRESET:
-        return PRESETS[MODEL_TYPE_PRESET[model_type]]
+        return MODEL_TYPE_PRESET[model_type]
     names = [n for n, _ in model.named_modules()]
-    for pats in PRESETS.values():
+    for family, pats in PRESETS.items():
         if any(re.search(p, n) for p in pats for n in names):
-            return pats
+            return family
     raise ModuleSelectionError(
-        f"influence.modules.preset=auto: no preset fits model_type {model_type!r}; "
+        f"influence.modules.preset={preset}: no preset fits model_type {model_type!r}; "
         "set influence.modules.include to regexes over module names"
     )
+
+
+def resolve_map(model: nn.Module, preset: str) -> tuple[list[str], int]:
+    """(patterns, layer stride) of a preset: stride k keeps layer indices 0, k, 2k, ... only."""
+    if preset == "none":
+        return [], 1
+    if preset == "official":
+        family = _family(model, preset)
+        if family not in OFFICIAL:
+            raise ModuleSelectionError(
+                f"influence.modules.preset=official: the G-DIG reference code maps only BLOOM and Llama-family "
+                f"models, not this {family!r} model; use preset auto or name the modules with include")
+        pats, stride = OFFICIAL[family]
+        return list(pats), stride
+    if preset == "auto":
+        return PRESETS[_family(model, preset)], 1
+    if preset not in PRESETS:
+        raise ModuleSelectionError(f"unknown module preset {preset!r}; one of auto, official, none, {', '.join(PRESETS)}")
+    return PRESETS[preset], 1
+
+
+def resolve_preset(model: nn.Module, preset: str) -> list[str]:
+    return resolve_map(model, preset)[0]
 
 
 def select_modules(
@@ -115,7 +142,8 @@ def select_modules(
     lora_only: bool = False,
 ) -> list[ChosenModule]:
     """The chosen linear modules, in model order.  Raises when nothing matches (naming examples)."""
-    pats = resolve_preset(model, preset) + list(include or [])
+    preset_pats, stride = resolve_map(model, preset)
+    pats = preset_pats + list(include or [])
     if not pats:
         raise ModuleSelectionError("no module patterns: set influence.modules.preset or include")
     excl = list(exclude or [])
@@ -152,6 +180,12 @@ def select_modules(
             continue
         if wanted is not None and layer_index(name) not in wanted:
             continue
+        # the preset's layer stride applies to its own patterns, not to `include`
+        if stride > 1 and any(re.search(p, match_name) for p in preset_pats) \
+                and not any(re.search(p, match_name) for p in include or []):
+            idx = layer_index(name)
+            if idx is None or idx % stride:
+                continue
         desc = _describe(name, m)
         if desc is not None:
             chosen.append(desc)

@@ -11,6 +11,9 @@ module one of two contractions, whichever costs fewer multiply-adds for the batc
   factors, I = -Σ_t Σ_r (U_sᵀ g_t)_r (V_sᵀ a_t)_r, costing B·T·S·r·(out+in').  Wins for
   wide modules and small r, and never needs the dense products in memory.
 
+With ``gradient_rank`` (the reference code's low-rank step, lowrank.py) each per-example gradient
+is cut to rank r before the contraction, so the ``per_example`` path is the only one.
+
 Only per-module [B, out, in'] gradients exist at any time, never the full-model one.
 The optional gradient sketch is Σ_t (P_g g_t)(P_a a_t)ᵀ per module (a Kronecker-structured
 Gaussian projection of the per-example gradient, P entries N(0, 1/k), seeded per module
@@ -29,6 +32,7 @@ from gdig.progress import track
 
 from gdig.data.prompts import Encoded, collate, length_batches
 from gdig.influence.hooks import capture_batch
+from gdig.influence.lowrank import GradientRank, cut_rank
 from gdig.influence.modules import ChosenModule
 from gdig.influence.seeds import SeedProducts
 
@@ -110,6 +114,7 @@ class Scorer:
         slice_bytes: int | None = None,
         contract_rows: int = 64,
         contract_bytes: int = 256 << 20,
+        gradient_rank: GradientRank | None = None,
     ):
         names = [m.name for m in modules]
         if names != products.module_names:
@@ -121,6 +126,10 @@ class Scorer:
             raise ValueError(f"scoring path must be auto, per_example or token, got {path!r}")
         if path == "token" and products.full:
             raise ValueError("the token path needs low-rank seed products (influence.seed_set.low_rank)")
+        if path == "token" and gradient_rank is not None:
+            raise ValueError("influence.gradient_rank cuts each candidate's gradient, which the token path never "
+                             "forms: use scoring.path auto or per_example")
+        self.gradient_rank = gradient_rank
         self.model, self.modules, self.loss_reduction, self.path = model, modules, loss_reduction, path
         self.device = next(model.parameters()).device
         self.products = products.to(self.device)
@@ -151,6 +160,8 @@ class Scorer:
     def _choose(self, m: ChosenModule, b: int, t: int) -> str:
         if self.path != "auto":
             return self.path
+        if self.gradient_rank is not None:
+            return "per_example"
         rank = self.products.low[m.name][0].shape[-1] if m.name in self.products.low else None
         costs = contraction_costs(b, t, self.n_seeds, m.out_features, m.in_dim, rank)
         return min(costs, key=costs.get)
@@ -180,6 +191,8 @@ class Scorer:
         contracted at once with the matching rows of the products.  Each product entry is read once per call: with a few examples per call the
         GEMM is bound by reading the products (S·out·in' floats, GBs on a real model), so
         score_encoded contracts several forward batches together (``contract_rows``)."""
+        if self.gradient_rank is not None:
+            return self._per_example_cut(name, parts, total, sq_norm)
         n_rows = sum(a.shape[0] for a, _ in parts)
         a0, g0 = parts[0]
         inn, out = a0.shape[-1], g0.shape[-1]
@@ -200,6 +213,27 @@ class Scorer:
             self._mark("contraction with the seed products")
             sq_norm += torch.linalg.vector_norm(dw, dim=1).float().square()
             self._mark("gradient norms")
+
+    def _per_example_cut(self, name: str, parts: list[tuple[torch.Tensor, torch.Tensor]], total: torch.Tensor,
+                         sq_norm: torch.Tensor) -> None:
+        """As _per_example, each DW_b cut to rank r first (whole gradients: the cut needs all rows),
+        a few examples at a time (at most ``slice_bytes`` of gradients)."""
+        flat = self._dense_flat(name)
+        off = 0
+        for a, g in parts:
+            b, inn, out = a.shape[0], a.shape[-1], g.shape[-1]
+            step = max(1, self.slice_bytes // max(1, out * inn * a.element_size()))
+            for i in range(0, b, step):
+                dw = torch.bmm(g[i:i + step].transpose(1, 2), a[i:i + step])
+                self._mark("per-example gradients")
+                dw = cut_rank(dw, self.gradient_rank, name).to(flat.dtype).reshape(dw.shape[0], -1)
+                self._mark("low-rank step")
+                rows = slice(off + i, off + i + dw.shape[0])
+                total[rows] += dw @ flat
+                self._mark("contraction with the seed products")
+                sq_norm[rows] += torch.linalg.vector_norm(dw, dim=1).float().square()
+                self._mark("gradient norms")
+            off += b
 
     @torch.no_grad()
     def _contract(self, caps: list) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:

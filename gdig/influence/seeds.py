@@ -13,7 +13,11 @@ code uses pairs); group size 1 = one product per seed.  The group's gradient (``
 token granularity; both agree for group size 1.  Gradients are computed in length-bucketed
 batches (the grouping is by seed order, not by batch).
 
-Optional low-rank compression keeps, per module and seed, the best rank-r factorisation
+A last group smaller than ``group_size`` is kept (``last_group: keep``) or its seeds are left
+out (``drop``, the reference code's handling of an odd last seed).
+
+The reference code's low-rank step on the seed GRADIENTS (``influence.gradient_rank``, lowrank.py)
+comes before H⁻¹.  Optional low-rank compression of the PRODUCTS (``low_rank``) keeps, per module and seed, the best rank-r factorisation
 M_s ≈ U_s V_sᵀ (truncated SVD, singular values folded into U), cutting memory from
 out·in to r·(out+in) per seed; r >= min(out, in) reproduces M_s exactly.
 """
@@ -182,6 +186,20 @@ def seed_products(
             parts = [low_rank(inverse.apply(m.name, g[i:i + chunk]), rank) for i in range(0, len(g), chunk)]
             out.low[m.name] = (torch.cat([u for u, _ in parts]).float(), torch.cat([v for _, v in parts]).float())
     return out
+
+
+def kept_seeds(n: int, group_size: int, last_group: str = "keep") -> int:
+    """How many of ``n`` seeds enter groups: all (``keep``: a short last group), or only whole
+    groups (``drop``: the reference code drops an odd last seed of its pairs)."""
+    if last_group not in ("keep", "drop"):
+        raise ValueError(f"influence.seed_set.last_group must be 'keep' or 'drop', got {last_group!r}")
+    if last_group == "keep":
+        return n
+    kept = n - n % group_size
+    if kept == 0:
+        raise ValueError(f"influence.seed_set.last_group=drop: {n} seed(s) make no whole group of "
+                         f"batch_size {group_size}; add seeds or use last_group keep")
+    return kept
 
 
 def group_labels(seed_ids: list[str], group_size: int) -> list[str]:
