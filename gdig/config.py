@@ -680,6 +680,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, raw = item.split("=", 1)
         node = data
         parts = key.strip().split(".")
+        if parts[0] == "demo":  # it sizes what `gdig demo` generates, before any config is read
+            raise ConfigError(f"override {item!r}: demo.* settings are read only by `gdig demo`, which "
+                              f"applies them before it generates its workspace; here they would change nothing")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
