@@ -81,7 +81,7 @@ def _write_jsonl(df: pd.DataFrame, path: Path, src: str, tgt: str) -> Path:
 
 def other_language_file(data: Path, pair: str) -> str:
     """The one `valid.xx-en.json` in `data` that is not the pair's own: its xx side is the
-    wrong-language text (each shared/data/alma-* folder ships one)."""
+    wrong-language text (each DATA/alma-* folder of benchmarks/README.md holds one)."""
     found = sorted(p.name for p in data.glob("valid.*-*.json") if p.name != f"valid.{pair}.json")
     if len(found) != 1:
         raise SystemExit(f"{data}: need exactly one valid.xx-en.json besides valid.{pair}.json for the "
@@ -355,8 +355,8 @@ def copy_rule(pool) -> np.ndarray:
 
 def near_duplicate_rule(pool) -> np.ndarray:
     """True where gdig's near_duplicate check fails a row: an earlier row of the pool has the same
-    pair once case, punctuation, digits and spacing are dropped (on by default in the prefilter
-    since 2026-12-05; kept here to show selections with and without it)."""
+    pair once case, punctuation, digits and spacing are dropped (on by default in the prefilter;
+    kept here to show selections with and without it)."""
     from gdig.config import NearDuplicateRule
     from gdig.prefilter.rules import MEASURES, Pairs
 
@@ -701,7 +701,7 @@ def target_nll_rows(cfg, checkpoint: dict, test_file: Path, cache_dir: Path) -> 
 
     key = hashlib.sha256(test_file.read_bytes()).hexdigest()[:16]
     cache = cache_dir / f"{checkpoint['checkpoint_id']}-{key}.npy"
-    legacy = Path(checkpoint["path"]) / f"bench-target-nll-{key}.npy"  # where runs before 2026-12-05 kept it
+    legacy = Path(checkpoint["path"]) / f"bench-target-nll-{key}.npy"  # the cache's former place, still read
     for found in (cache, legacy):
         if found.is_file():
             return np.load(found)

@@ -46,7 +46,6 @@ def kfac_damped(f: ModuleFactors, damping: float) -> tuple[torch.Tensor, torch.T
 
 
 KFAC_DAMPING = ("pi", "mean_eigenvalue")
-EKFAC_DAMPING = ("absolute", "mean_eigenvalue")
 
 
 def default_damping(strategy: str, kfac_damping: str = "pi", ekfac_damping: str = "absolute") -> float:

@@ -12,10 +12,8 @@ from gdig.prefilter.langid import backend_version
 from gdig.prefilter.rules import CHECK_NAMES, CHECKS, EXTRA_FIGURES, MEASURES, Pairs
 from gdig.workspace import json_hash
 
-# bump when a rule measures differently: decisions stored under an older signature are then stale
-# 2: a side without word counts (zh, ja...) leaves length.min_words to the other
-# 3: script-normalised lengths and script shares, CJK read character by character by language ID
-#    (or decided by script), the length ratio judged against the pool's own (ratio.length)
+# part of every verdict's signature: bump it when a rule measures differently, so that verdicts
+# stored under the old measure are stale
 RULES_VERSION = 3
 
 
