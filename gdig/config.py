@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gdig.data.readers.formats import FORMATS
 from gdig.errors import BadInput
+from gdig.influence.strategies import (EIGEN_AVERAGES, EKFAC, GRANULARITIES, KFAC, LOSS_REDUCTIONS, SCORING_PATHS,
+                                       SEED_WEIGHTINGS, SEQUENCE_BIASES)
+from gdig.influence.strategies import STRATEGIES as CURVATURE_STRATEGIES
 from gdig.selection.allocation import ALLOCATIONS
 from gdig.selection.diversity import WITHIN_CLUSTER
 from gdig.selection.quality import QUALITY_SCORES
@@ -71,6 +74,14 @@ class DataConfig(_Strict):
         "null: no limit."))
 
 
+# the vocabularies only the config names (the tables of the others are imported above)
+DTYPE_NAMES = ("float32", "bfloat16", "float16")  # model.dtype; gdig.modeling.DTYPES maps each to torch's
+TOO_LONG_POLICIES = ("error", "skip", "truncate_target")  # prompt.too_long (gdig.data.prompts.encode_pair)
+FINETUNE_METHODS = ("full", "lora")  # finetune.method, pool_finetune.method (gdig.train)
+SCHEDULERS = ("linear", "cosine", "constant")  # finetune.scheduler (gdig.train)
+TASK_RUNNERS = ("local", "dask", "ray")  # orchestration.task_runner (tasks.runtime.task_runner_for)
+
+
 class ModelConfig(_Strict):
     name_or_path: str = Field(description=(
         "Hub id, local directory, or the directory holding `gguf_file`. A name that is clearly a path (starts "
@@ -89,7 +100,7 @@ class ModelConfig(_Strict):
             "commit's results. A local directory or GGUF file is keyed by its content; `revision` does not apply."
         ),
     )
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description=(
+    dtype: Literal[DTYPE_NAMES] = Field("float32", description=(
         "Weights' dtype; curvature factors and scores accumulate in float32/float64 whatever it is."))
     device: str = Field("cpu", description="`cpu`, `cuda`, `cuda:1`, ...")
     trust_remote_code: bool = Field(False, description="As in transformers.")
@@ -108,7 +119,7 @@ class PromptConfig(_Strict):
     max_length: int = Field(default=256, ge=8, description=(
         "Tokens of prompt + target + EOS; above the model's position limit is a config error. A prompt still too "
         "long stops `select` with the dataset, file:line, example id and stage."))
-    too_long: Literal["error", "skip", "truncate_target"] = Field("truncate_target", description=(
+    too_long: Literal[TOO_LONG_POLICIES] = Field("truncate_target", description=(
         "An example above `max_length`: `truncate_target` (reported), `skip` (reported) or `error`; the prompt "
         "is never truncated."))
 
@@ -121,7 +132,7 @@ class PromptConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    method: Literal["full", "lora"] = Field("full", description=(
+    method: Literal[FINETUNE_METHODS] = Field("full", description=(
         "`full` (every weight) or `lora` (peft adapters, merged into the base weights for the saved checkpoint; "
         "the unmerged adapter is kept in `<checkpoint>/adapter`)."))
     lora_r: int = Field(default=16, ge=1, description="LoRA rank.")
@@ -143,7 +154,7 @@ class TrainConfig(_Strict):
     lr: float = Field(default=2e-5, gt=0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(default=0.0, ge=0, description=(
         "AdamW weight decay (matrices only; biases and norms never decay)."))
-    scheduler: Literal["linear", "cosine", "constant"] = Field("linear", description=(
+    scheduler: Literal[SCHEDULERS] = Field("linear", description=(
         "`linear` or `cosine` decay after the warmup, or `constant`."))
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Fraction of the steps with linear warmup.")
     max_grad_norm: float = Field(1.0, description="Gradient clipping; 0 disables it.")
@@ -185,23 +196,23 @@ class ModuleSelection(_Strict):
 
 
 class CurvatureConfig(_Strict):
-    strategy: Literal["kfac", "ekfac"] = Field("ekfac", description=(
+    strategy: Literal[tuple(CURVATURE_STRATEGIES)] = Field("ekfac", description=(
         "`kfac`, or `ekfac` (eigenvalue-corrected K-FAC, a second pass over the data)."))
-    granularity: Literal["token", "sequence"] = Field("sequence", description=(
+    granularity: Literal[GRANULARITIES] = Field("sequence", description=(
         "`token`: one outer product per token (standard K-FAC, as kronfluence); `sequence`: per example, a and "
         "g summed over its tokens first (the paper's reference code)."))
     damping: float | None = Field(default=None, gt=0, description=(
         "λ; null: 0.5 for the `pi` and `absolute` rules (the reference code's), 0.1 for `mean_eigenvalue` "
         "(kronfluence's)."))
-    kfac_damping: Literal["pi", "mean_eigenvalue"] = Field("pi", description=(
+    kfac_damping: Literal[KFAC.damping_rules] = Field(KFAC.damping_rules[0], description=(
         "K-FAC damping: `pi` (factored Tikhonov with the π-correction, the reference code) or `mean_eigenvalue` "
         "((G ⊗ A + δI)⁻¹ with δ = λ·mean(λ_G ⊗ λ_A), kronfluence's)."))
-    ekfac_damping: Literal["absolute", "mean_eigenvalue"] = Field("absolute", description=(
+    ekfac_damping: Literal[EKFAC.damping_rules] = Field(EKFAC.damping_rules[0], description=(
         "EK-FAC shift δ = λ (`absolute`) or λ·mean(Λ) (`mean_eigenvalue`, scale-free, kronfluence's)."))
-    eigen_average: Literal["auto", "token", "example"] = Field("auto", description=(
+    eigen_average: Literal[EIGEN_AVERAGES] = Field("auto", description=(
         "EK-FAC corrected eigenvalues averaged per `token` or per `example` (kronfluence's convention); `auto`: "
         "per token in `token` granularity, per example in `sequence`."))
-    sequence_bias: Literal["one", "tokens"] = Field("one", description=(
+    sequence_bias: Literal[SEQUENCE_BIASES] = Field("one", description=(
         "`sequence` granularity, modules with a bias: the bias entry of the summed input is `one` per example "
         "(the reference code) or `tokens` (the example's token count)."))
     sample: int | None = Field(default=None, ge=1, description=(
@@ -218,7 +229,7 @@ class SeedSetConfig(_Strict):
 
     batch_size: int = Field(default=1, ge=1, description=(
         "Consecutive seeds grouped into one product (the reference code uses pairs: 2)."))
-    weighting: Literal["auto", "tokens", "examples"] = Field("auto", description=(
+    weighting: Literal[SEED_WEIGHTINGS] = Field("auto", description=(
         "A group's gradient: `tokens` = the gradient of the group's loss over all its target tokens at once "
         "(the reference), `examples` = the plain average of the per-example gradients; `auto`: `tokens` in "
         "`sequence` granularity, `examples` in `token` (equal for batch size 1)."))
@@ -237,7 +248,7 @@ class ScoringConfig(_Strict):
         "P Gaussian N(0, 1/k)."))
     sketch_dim_a: int = Field(default=16, ge=1, description="Sketch size k_a on the activation side, per module.")
     sketch_seed: int = Field(0, description="Seed of the sketch projections (with the module name).")
-    path: Literal["auto", "per_example", "token"] = Field("auto", description=(
+    path: Literal[SCORING_PATHS] = Field("auto", description=(
         "Per-module contraction: `per_example` (form Σ_t g_t a_tᵀ, one GEMM against all products) or `token` "
         "(low-rank products only); `auto` picks the one with fewer multiply-adds for each batch."))
 
@@ -245,7 +256,7 @@ class ScoringConfig(_Strict):
 class InfluenceConfig(_Strict):
     modules: ModuleSelection = Field(default_factory=ModuleSelection, description=(
         "Which linear modules gradients are taken over."))
-    loss: Literal["mean", "sum"] = Field("mean", description=(
+    loss: Literal[LOSS_REDUCTIONS] = Field("mean", description=(
         "Per-example loss: the `mean` cross-entropy over the example's target tokens (reference code) or the "
         "`sum`."))
     curvature: CurvatureConfig = Field(default_factory=CurvatureConfig, description=(
@@ -370,7 +381,7 @@ class EvaluateConfig(_Strict):
 
 
 class OrchestrationConfig(_Strict):
-    task_runner: Literal["local", "dask", "ray"] = Field("local", description=(
+    task_runner: Literal[TASK_RUNNERS] = Field("local", description=(
         "Where the `curvature-shard` and `score-shard` tasks run: `local` (threads in the flow's process), "
         "`dask` (prefect-dask), `ray` (prefect-ray, not installed by gdig)."))
     address: str | None = Field(None, description=(
