@@ -357,11 +357,10 @@ def near_duplicate_rule(pool) -> np.ndarray:
     """True where gdig's near_duplicate check fails a row: an earlier row of the pool has the same
     pair once case, punctuation, digits and spacing are dropped (on by default in the prefilter;
     kept here to show selections with and without it)."""
-    from gdig.config import NearDuplicateRule
-    from gdig.prefilter.rules import MEASURES, Pairs
+    from gdig.prefilter.rules import NearDuplicateRule, Pairs
 
     pairs = Pairs(list(pool["src"]), list(pool["tgt"]), "und", "und")
-    earlier = MEASURES["near_duplicates"](pairs, NearDuplicateRule())["near_duplicate"]
+    earlier = NearDuplicateRule().measure(pairs)["near_duplicate"]
     return np.nan_to_num(earlier, nan=0.0) > 0
 
 
