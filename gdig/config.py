@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from gdig.data.readers.formats import FORMATS
 from gdig.errors import BadInput
-from gdig.influence.strategies import (EIGEN_AVERAGES, EKFAC, GRANULARITIES, KFAC, LOSS_REDUCTIONS, SCORING_PATHS,
-                                       SEED_WEIGHTINGS, SEQUENCE_BIASES)
+from gdig.influence.strategies import (DAMPING_RULES, EIGEN_AVERAGES, EKFAC, GRANULARITIES, KFAC, LOSS_REDUCTIONS,
+                                       SCORING_PATHS, SEED_WEIGHTINGS, SEQUENCE_BIASES)
 from gdig.influence.strategies import STRATEGIES as CURVATURE_STRATEGIES
 from gdig.prefilter.rules import RULES as PREFILTER_RULES
 from gdig.selection.allocation import ALLOCATIONS
@@ -203,8 +203,8 @@ class CurvatureConfig(_Strict):
         "`token`: one outer product per token (standard K-FAC, as kronfluence); `sequence`: per example, a and "
         "g summed over its tokens first (the paper's reference code)."))
     damping: float | None = Field(default=None, gt=0, description=(
-        "λ; null: 0.5 for the `pi` and `absolute` rules (the reference code's), 0.1 for `mean_eigenvalue` "
-        "(kronfluence's)."))
+        "λ; null: the damping rule's own, " + ", ".join(f"{r.default_damping:g} for `{r.name}`" for r in DAMPING_RULES.values())
+        + " (the reference code's for `pi` and `absolute`, kronfluence's for `mean_eigenvalue`)."))
     kfac_damping: Literal[KFAC.damping_rules] = Field(KFAC.damping_rules[0], description=(
         "K-FAC damping: `pi` (factored Tikhonov with the π-correction, the reference code) or `mean_eigenvalue` "
         "((G ⊗ A + δI)⁻¹ with δ = λ·mean(λ_G ⊗ λ_A), kronfluence's)."))
