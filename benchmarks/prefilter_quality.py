@@ -1,6 +1,6 @@
 """How much injected noise does the prefilter remove, how many clean rows does it cost, how fast?
 
-For each data folder given (the layout of shared/data/alma-xx-en: a Moses pair train.xx-en.{xx,en}
+For each data folder given (the layout of DATA/alma-xx-en in benchmarks/README.md: a Moses pair train.xx-en.{xx,en}
 and one valid.zz-en.json of a third language): the whole training pair with 35% noise injected by
 gdig.data.noise.inject_noise (its six types; the wrong-language targets are the zz side of
 valid.zz-en.json, or with --wrong-language pool the sources of other rows), judged by
@@ -150,7 +150,7 @@ def learned_bounds(dec: pd.DataFrame) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", type=Path, nargs="+",
-                    help="folder(s) in the layout of shared/data/alma-xx-en: train.xx-en.{xx,en}, and one "
+                    help="folder(s) in the layout of DATA/alma-xx-en in benchmarks/README.md: train.xx-en.{xx,en}, and one "
                          "valid.zz-en.json of another language")
     ap.add_argument("--rate", type=float, default=0.35)
     ap.add_argument("--seed", type=int, default=0)

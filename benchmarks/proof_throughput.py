@@ -1,7 +1,7 @@
 """The proof's finetuning step: full logits at every position (before) vs the LM head on target
 positions only (gdig.target_loss), side by side on the same model and the same batches.
 
-    PYTHONPATH=. python benchmarks/proof_throughput.py --data /work/shared/data/alma-cs-en/valid.cs-en.json
+    PYTHONPATH=. python benchmarks/proof_throughput.py --data DATA/alma-cs-en/valid.cs-en.json
         [--model gemma|tiny] [--gguf FILE] [--out runs/proof-throughput] [--method lora|full]
         [--rows 24] [--batch-size 8] [--warmup 2] [--rounds 5] [--translate-rows 16]
         [--compare-steps 0 --test-data FILE --test-rows 50] [--threads 0] [--device cpu] [--dtype float32]

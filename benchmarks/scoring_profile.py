@@ -133,7 +133,7 @@ def main() -> int:
         scorer.contract_rows = contract_rows
         scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=bs)
 
-    def score_alone_pass():  # each batch contracted with the products by itself (gdig before 2026-12-02)
+    def score_alone_pass():  # each batch contracted with the products by itself (contract_rows 1)
         scorer.contract_rows = 1
         scorer.score_encoded(enc, pad_id=tok.pad_token_id, batch_size=bs)
 

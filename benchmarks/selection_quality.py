@@ -80,7 +80,7 @@ def _write_jsonl(df: pd.DataFrame, path: Path, src: str, tgt: str) -> Path:
 
 def other_language_file(data: Path, pair: str) -> str:
     """The one `valid.xx-en.json` in `data` that is not the pair's own: its xx side is the
-    wrong-language text (each shared/data/alma-* folder ships one)."""
+    wrong-language text (each DATA/alma-* folder of benchmarks/README.md holds one)."""
     found = sorted(p.name for p in data.glob("valid.*-*.json") if p.name != f"valid.{pair}.json")
     if len(found) != 1:
         raise SystemExit(f"{data}: need exactly one valid.xx-en.json besides valid.{pair}.json for the "

@@ -9,6 +9,7 @@ from prefect import flow
 from pydantic import Field
 
 from flows.run import run_flow
+from gdig.demo.settings import split_demo_overrides
 from tasks.data import demo_preparation
 from tasks.naming import demo_run_name
 
@@ -24,9 +25,11 @@ def demo_flow(
     Args:
         workdir: Directory of the demo workspace (created; a second run there reuses it).
         seed: Seed of the generated corpus, noise and tiny model.
-        overrides: Keys of the generated config to override, KEY=VALUE (value parsed as YAML).
+        overrides: Keys of the generated config to override, KEY=VALUE (value parsed as YAML);
+            demo.* keys (gdig/demo/config.yaml's `demo:` section) size the corpus and the model.
     """
+    demo, rest = split_demo_overrides(overrides or [])  # demo.* sizes what prepare-demo generates
     prepare_demo = demo_preparation(workdir)  # cached in the workdir: a second demo run reuses it
-    config = prepare_demo(workdir, seed)
-    result = run_flow(config, overrides)
+    config = prepare_demo(workdir, seed, demo)
+    result = run_flow(config, rest)
     return {**result, "config": config}

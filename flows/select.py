@@ -1,10 +1,5 @@
-"""The `select` flow: the stage graph of gdig (gdig.graph.select) walked as Prefect tasks:
-
-    ingest -> prefilter -> finetune-pool -> plan-curvature -> curvature-shard (mapped)
-    [-> curvature-bases -> curvature-shard (mapped, EK-FAC)] -> fit-curvature -> seed-products
-    -> plan-shards -> score-shard (mapped on the configured task runner) -> merge-scores
-    -> quality -> cluster-resample + export (every strategy x budget) -> summarize-selection
-"""
+"""The `select` flow: the stage order of gdig.graph.select (drawn in docs/DESIGN.md, "The stage
+graph") walked as Prefect tasks, the mapped stages on the configured task runner."""
 
 from __future__ import annotations
 

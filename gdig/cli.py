@@ -229,7 +229,7 @@ def run_cmd(
 def demo_cmd(
     workdir: Path | None = typer.Option(None, "--workdir", help="Directory for the demo workspace (default: a new ./gdig-demo-<timestamp>)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated corpus, noise and model."),
-    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a key of the generated config (repeatable)."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a key of the generated config, e.g. --set selection.budgets=[200], or a demo size, e.g. --set demo.n_pool=10000 (repeatable)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="Run as the Prefect flow (default) or as plain Python in this process."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of a failure (default: one line on stderr)."),
@@ -241,14 +241,19 @@ def demo_cmd(
 
     import torch
 
-    from gdig.demo import demo_defaults
+    from gdig.config import ConfigError
+    from gdig.demo import demo_settings, split_demo_overrides
     from gdig.demo.proof import what_it_shows
 
+    try:  # demo.* sizes the corpus and the model: it must reach prepare_demo, or refuse here
+        demo_overrides, config_overrides = split_demo_overrides(overrides)
+    except ConfigError as err:
+        fail(str(err), 2)
     if workdir is None:
         workdir = Path.cwd() / f"gdig-demo-{time.strftime('%Y%m%d-%H%M%S')}"
     typer.echo(f"demo workspace: {workdir}")
     threads_before = torch.get_num_threads()
-    torch.set_num_threads(threads or demo_defaults()["threads"])
+    torch.set_num_threads(threads or demo_settings(demo_overrides)["threads"])
     try:
         if prefect:
             out = _run_flow("demo", workdir=str(workdir), seed=seed, overrides=list(overrides), progress=progress,
@@ -261,8 +266,9 @@ def demo_cmd(
         from gdig.config import load_config
         from gdig.demo import prepare_demo
 
-        config = prepare_demo(workdir, seed=seed, progress=progress)
-        cfg = _guarded(lambda: load_config(config, overrides), debug)
+        config = _guarded(lambda: prepare_demo(workdir, seed=seed, progress=progress,
+                                               demo_overrides=demo_overrides), debug)
+        cfg = _guarded(lambda: load_config(config, config_overrides), debug)
         run = _guarded(lambda: _run_plain(cfg, progress, _command("demo", "--workdir", workdir, "--no-prefect",
                                                                          overrides=overrides), config), debug)
         typer.echo(run.render())

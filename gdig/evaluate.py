@@ -26,6 +26,7 @@ import torch
 
 from gdig.config import CometConfig, GdigConfig
 from gdig.data.prompts import build_prompt, length_batches
+from gdig.selection.select import STRATEGIES
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +295,7 @@ def score_eval_set(
 
 # -- the paper's table ------------------------------------------------------------------------
 
-_ORDER = {"gdig": 0, "quality": 1, "diversity": 2, "random": 3, "full": 4}
+_ORDER = {s: i for i, s in enumerate(STRATEGIES)}  # rows in the strategies' table order
 
 
 def comparison_table(store, checkpoints: Collection[str] | None = None) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Named kill points, for the fault-injection harness (benchmarks/fault_injection.py).
+"""Named kill points, for the fault-injection harness (tests/flows/fault_harness.py).
 
 A run passes named points as it works: every stage at its start (`<stage>`) and after its
 function returned (`<stage>/done`, before the executor records the result), and every progress

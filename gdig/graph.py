@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol
 
 from gdig.config import require_budgets_fit
 from gdig.influence.strategies import curvature_strategy
-from gdig.selection.rules import HQ_RULES, needed_stages, thresholds
+from gdig.selection.rules import HQ_RULES, columns_read, thresholds
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,15 @@ STAGES: tuple[Stage, ...] = (
           cached=False, label=_workspace, names_run=True),
 )
 BY_NAME = {s.name: s for s in STAGES}
+
+# the stage that computes a column a D_hq rule reads beyond the scoring's (gdig.selection.rules.HqRule.reads);
+# it runs only while a rule that reads it is on
+COLUMN_STAGES = {"source_free_loss": "source-free-loss"}
+
+
+def needed_stages(rules) -> set[str]:
+    """The stages the D_hq rules that are on need (`rules`: threshold by rule key)."""
+    return {COLUMN_STAGES[column] for column in columns_read(rules)}
 
 
 def stage(name: str) -> Stage:

@@ -18,10 +18,11 @@ from typing import Iterable
 
 import torch
 
+from gdig.config import DTYPE_NAMES
 from gdig.errors import BadInput
 from gdig.workspace import feed_file, sha
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 class ModelLoadError(BadInput, RuntimeError):

@@ -17,6 +17,11 @@ from gdig.selection.rules import clauses, thresholds
 from tasks.naming import artifact_key
 
 EMBED_LIMIT = 20_000  # characters of a markdown file embedded in its artifact
+# each D_hq rule's clause in the selection artifact, by rule key ({n}: candidates it ranks last, {t}: its threshold)
+ARTIFACT_CLAUSES = {
+    "closing_loss_max": "{n} ranked last by the closing-token rule (closing loss > {t:g} nats)",
+    "source_gain_min": "{n} ranked last by the source-gain rule (gain < {t:g} nats per target token)",
+}
 
 
 def selection_rows(summary: dict) -> list[dict]:
@@ -63,7 +68,7 @@ def selection_markdown(cfg, data: dict, quality: dict, summary: dict) -> str:
         "- D_hq (helped fraction >= gamma): " + ", ".join(
             f"budget {b}: gamma {v['gamma']:.4g}, **{v['n_high_quality']}** of {quality['pool_size']} "
             f"({100 * v['n_high_quality'] / max(quality['pool_size'], 1):.1f}%)"
-            + "".join(f", {c}" for c in clauses("artifact", thresholds(cfg.selection), v))
+            + "".join(f", {c}" for c in clauses(ARTIFACT_CLAUSES, thresholds(cfg.selection), v))
             for b, v in quality["per_budget"].items()),
         f"- scoring: `{s['scoring_id']}`",
     ]

@@ -15,13 +15,14 @@ from tasks.runtime import progress_bars, stage
 
 
 def _demo_key(ctx, params: dict) -> str:
-    """prepare-demo is cached by workdir, seed and the demo code, in the workdir itself (so a
-    deleted workdir is rebuilt)."""
+    """prepare-demo is cached by workdir, seed, demo settings and the demo code, in the workdir
+    itself (so a deleted workdir is rebuilt)."""
     import inspect
 
     from gdig.demo.settings import CONFIG_PATH
 
     parts = {"workdir": str(Path(params["workdir"]).resolve()), "seed": params.get("seed", 0),
+             "demo": params.get("demo_overrides") or {},
              "code": [sha(inspect.getsource(ctx.task.fn))]
              + [module_source_hash(m) for m in ("gdig.demo.prepare", "gdig.demo.corpus", "gdig.demo.settings",
                                                 "gdig.data.noise")] + [sha(CONFIG_PATH.read_bytes())]}
@@ -29,12 +30,12 @@ def _demo_key(ctx, params: dict) -> str:
 
 
 @task(name="prepare-demo", cache_policy=CacheKeyFnPolicy(cache_key_fn=_demo_key))
-def prepare_demo(workdir: str, seed: int = 0) -> str:
+def prepare_demo(workdir: str, seed: int = 0, demo_overrides: dict | None = None) -> str:
     """The demo workspace (corpus with injected noise, seed and eval sets, tiny model, config)."""
     from gdig.demo import prepare_demo as build
 
     with stage("prepare-demo"), watch():
-        return str(build(workdir, seed=seed, progress=progress_bars()))
+        return str(build(workdir, seed=seed, progress=progress_bars(), demo_overrides=demo_overrides or None))
 
 
 def demo_preparation(workdir: str):

@@ -8,7 +8,7 @@ pretraining, config).  The Prefect entry is flows/demo.py.
 
 from gdig.demo.corpus import SRC_LANG, TGT_LANG, generate_pairs, write_demo_data
 from gdig.demo.prepare import prepare_demo
-from gdig.demo.settings import CONFIG_PATH, demo_config_template, demo_defaults, demo_settings
+from gdig.demo.settings import CONFIG_PATH, demo_config_template, demo_defaults, demo_settings, split_demo_overrides
 
 __all__ = ["CONFIG_PATH", "SRC_LANG", "TGT_LANG", "demo_config_template", "demo_defaults", "demo_settings",
-           "generate_pairs", "prepare_demo", "write_demo_data"]
+           "generate_pairs", "prepare_demo", "split_demo_overrides", "write_demo_data"]

@@ -50,6 +50,7 @@ def prepare_demo(workdir: str | Path, seed: int = 0, progress: bool = True, *,
     data = demo_config_template()
     knobs = demo_settings(demo_overrides)
     data["demo"] = {**knobs, "seed": seed}
+    _refuse_other_settings(work, data["demo"])
     timings: dict[str, float] = {}
 
     with _timed(timings, "data"):
@@ -70,6 +71,22 @@ def prepare_demo(workdir: str | Path, seed: int = 0, progress: bool = True, *,
     path = _write_config(work, data)
     (work / "prepare_timings.json").write_text(json.dumps(timings, indent=1))
     return path
+
+
+def _refuse_other_settings(work: Path, demo: dict) -> None:
+    """A workdir is reused only with the settings it was built with: its model, tokenizer and
+    store would otherwise keep the old sizes while the data files took the new ones."""
+    from gdig.config import ConfigError
+
+    path = work / "gdig.yaml"
+    if not path.is_file():
+        return
+    before = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("demo") or {}
+    changed = sorted(k for k in demo if k in before and before[k] != demo[k])
+    if changed:
+        diff = ", ".join(f"{k} {before[k]} -> {demo[k]}" for k in changed)
+        raise ConfigError(f"{work}: a demo workspace built with other settings ({diff}); "
+                          f"use a new --workdir, or delete this one")
 
 
 def _build_tiny_model(init_dir: Path, files: dict[str, Path], prompt: dict, knobs: dict, seed: int) -> None:

@@ -11,6 +11,8 @@ The real-data benchmark measures that (benchmarks/README.md).
 
 from __future__ import annotations
 
+from gdig.selection.select import STRATEGIES
+
 
 def what_it_shows(result: dict) -> str:
     """One line from a run's result (gdig run / the demo flow): per strategy at the first budget,
@@ -21,7 +23,7 @@ def what_it_shows(result: dict) -> str:
              if r["budget"] == budget and r.get("noise")}
     rows = {r["strategy"]: r for r in result["report"]["table"]}
     base = next((m for m in result.get("baseline", []) if m.get("NLL") is not None), None)
-    order = [s for s in ("gdig", "quality", "loss", "diversity", "random", "full") if s in clean or s in rows]
+    order = [s for s in STRATEGIES if s in clean or s in rows]  # the strategies' table order
     parts = []
     shares = ", ".join(f"{s} {clean[s]:.1%}" for s in order if s in clean)
     if shares:

@@ -28,8 +28,33 @@ def demo_defaults() -> dict[str, Any]:
 
 def demo_settings(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The defaults with `overrides` applied; an unknown key is an error that lists the known ones."""
+    from gdig.config import ConfigError
+
     defaults = demo_defaults()
     unknown = set(overrides or {}) - set(defaults)
     if unknown:
-        raise ValueError(f"unknown demo setting(s) {sorted(unknown)}; known: {', '.join(defaults)}")
+        hint = " (the corpus seed is --seed)" if "seed" in unknown else ""
+        raise ConfigError(f"unknown demo setting(s) {sorted(unknown)}{hint}; known: {', '.join(defaults)}")
     return {**defaults, **(overrides or {})}
+
+
+def split_demo_overrides(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """`gdig demo --set` items: the `demo.*` ones as settings for `prepare_demo` (they size the
+    corpus and the model, so they must reach it before anything is generated), and the rest for
+    the generated config.  A `demo.*` key that is not a demo setting, and a config key the demo
+    config does not accept, are errors here, before anything is generated."""
+    from gdig.config import ConfigError, apply_overrides, parse_config
+
+    demo, rest = {}, []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not key.strip().startswith("demo."):
+            rest.append(item)
+            continue
+        name = key.strip()[len("demo."):]
+        if not sep or not name or "." in name:
+            raise ConfigError(f"override {item!r}: expected demo.SETTING=VALUE, e.g. demo.n_pool=10000")
+        demo[name] = yaml.safe_load(raw)
+    demo_settings(demo)
+    parse_config(apply_overrides(demo_config_template(), rest), source="demo config")
+    return demo, rest

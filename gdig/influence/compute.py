@@ -206,7 +206,7 @@ def finish_curvature(cfg, store, checkpoint_id: str, partial_paths: list[str], *
                            dataset: str = "pool") -> str:
     """Combine the shards' partials (in shard order) into the curvature; record it in the store.
     K-FAC: ``partial_paths`` (factor sums).  EK-FAC: also ``bases_path`` and ``eigen_paths``."""
-    from gdig.influence.curvature import Curvature
+    from gdig.influence.curvature import Curvature, fit_from_partials
 
     parts = _load_partials(partial_paths)
     ids = [i for p in parts for i in p.meta["example_ids"]]
@@ -217,8 +217,8 @@ def finish_curvature(cfg, store, checkpoint_id: str, partial_paths: list[str], *
     strategy = curvature_strategy(cfg)
     if strategy.eigen_pass and (bases_path is None or not eigen_paths):
         raise ValueError(f"{strategy.label} curvature needs the eigenbases file and the eigenvalue partials")
-    curv = strategy.combine(parts, Curvature.load(bases_path) if strategy.eigen_pass else None,
-                            _load_partials(eigen_paths) if strategy.eigen_pass else None)
+    curv = fit_from_partials(strategy, parts, Curvature.load(bases_path) if strategy.eigen_pass else None,
+                             _load_partials(eigen_paths) if strategy.eigen_pass else None)
     skipped = [i for p in parts for i in p.meta["skipped"]]
     _record_curvature(cfg, store, curv, curvature_id, path, checkpoint_id, dataset, ids, skipped)
     return curvature_id

@@ -40,7 +40,8 @@ from gdig.progress import track
 from gdig.influence.files import save_tensors
 from gdig.influence.hooks import Captured, capture_batch
 from gdig.influence.modules import ChosenModule
-from gdig.influence.strategies import curvature_strategy
+from gdig.influence.strategies import (EIGEN_AVERAGES, GRANULARITIES, SEQUENCE_BIASES, CurvatureStrategy,
+                                       curvature_strategy, one_of)
 
 
 @dataclass
@@ -95,8 +96,7 @@ class Curvature:
 
 
 def _check_granularity(granularity: str) -> None:
-    if granularity not in ("token", "sequence"):
-        raise ValueError(f"influence.curvature.granularity must be 'token' or 'sequence', got {granularity!r}")
+    one_of("influence.curvature.granularity", granularity, GRANULARITIES)
 
 
 def eigen_average_for(granularity: str, eigen_average: str | None = "auto") -> str:
@@ -104,14 +104,11 @@ def eigen_average_for(granularity: str, eigen_average: str | None = "auto") -> s
     _check_granularity(granularity)
     if eigen_average in (None, "auto"):
         return "token" if granularity == "token" else "example"
-    if eigen_average not in ("token", "example"):
-        raise ValueError(f"influence.curvature.eigen_average must be 'auto', 'token' or 'example', got {eigen_average!r}")
-    return eigen_average
+    return one_of("influence.curvature.eigen_average", eigen_average, EIGEN_AVERAGES)
 
 
 def _check_sequence_bias(sequence_bias: str) -> None:
-    if sequence_bias not in ("one", "tokens"):
-        raise ValueError(f"influence.curvature.sequence_bias must be 'one' or 'tokens', got {sequence_bias!r}")
+    one_of("influence.curvature.sequence_bias", sequence_bias, SEQUENCE_BIASES)
 
 
 GRAM_BLOCK = 256  # column block of the blocked Gram product (gram_upper_)
@@ -422,3 +419,18 @@ def with_eigenvalues(bases: Curvature, partials: list[CurvaturePartial]) -> Curv
     bases.strategy = "ekfac"
     bases.meta["eigen_average"] = eigen_average_for(total.granularity, total.meta.get("eigen_average"))
     return bases
+
+
+def fit_from_partials(strategy: CurvatureStrategy, factors: list[CurvaturePartial], bases: Curvature | None = None,
+                      eigen: list[CurvaturePartial] | None = None) -> Curvature:
+    """The fitted curvature from the shards' partials (in shard order), as `strategy` needs it:
+    the factors alone, or (a second pass) the factors' eigenbases with their corrected eigenvalues."""
+    if not strategy.eigen_pass:
+        return factors_from_partials(factors)
+    if bases is None or not eigen:
+        raise ValueError(f"{strategy.label} curvature needs the eigenbases file and the eigenvalue partials")
+    n = (sum(p.n_examples for p in factors), sum(p.n_tokens for p in factors))
+    if (bases.n_examples, bases.n_tokens) != n:
+        raise ValueError(f"the eigenbases ({bases.n_examples} examples, {bases.n_tokens} tokens) were not "
+                         f"computed from these factor partials ({n[0]} examples, {n[1]} tokens)")
+    return with_eigenvalues(bases, eigen)

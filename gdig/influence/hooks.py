@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from gdig.data.prompts import IGNORE
 from gdig.influence.modules import ChosenModule
+from gdig.influence.strategies import LOSS_REDUCTIONS, one_of
 
 
 @dataclass
@@ -70,8 +71,7 @@ def _reduce(ce: torch.Tensor, row: torch.Tensor, n: torch.Tensor, reduction: str
 
 
 def _check_reduction(reduction: str) -> None:
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"influence.loss must be 'mean' or 'sum', got {reduction!r}")
+    one_of("influence.loss", reduction, LOSS_REDUCTIONS)
 
 
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> TargetLoss:

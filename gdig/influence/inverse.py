@@ -24,7 +24,7 @@ import math
 import torch
 
 from gdig.influence.curvature import Curvature, ModuleFactors
-from gdig.influence.strategies import curvature_strategy
+from gdig.influence.strategies import DAMPING_RULES, EKFAC, KFAC, curvature_strategy, one_of
 
 
 class CurvatureError(ValueError):
@@ -45,14 +45,11 @@ def kfac_damped(f: ModuleFactors, damping: float) -> tuple[torch.Tensor, torch.T
     return f.A + pi * s * eye_a, f.G + (s / pi) * eye_g
 
 
-KFAC_DAMPING = ("pi", "mean_eigenvalue")
-EKFAC_DAMPING = ("absolute", "mean_eigenvalue")
-
-
 def default_damping(strategy: str, kfac_damping: str = "pi", ekfac_damping: str = "absolute") -> float:
-    """λ when influence.curvature.damping is not set: 0.1 for a mean-eigenvalue rule, else 0.5."""
-    rule = curvature_strategy(strategy).damping_rule(kfac_damping, ekfac_damping)
-    return 0.1 if rule == "mean_eigenvalue" else 0.5
+    """λ when influence.curvature.damping is not set: the damping rule's own default."""
+    kind = curvature_strategy(strategy)
+    rule = kind.damping_rule(kfac_damping, ekfac_damping)
+    return DAMPING_RULES[one_of(f"influence.curvature.{kind.damping_key}", rule, kind.damping_rules)].default_damping
 
 
 def kfac_eigen(f: ModuleFactors, damping: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -68,7 +65,8 @@ def ekfac_shift(f: ModuleFactors, damping: float, mode: str) -> float:
         return damping
     if mode == "mean_eigenvalue":
         return damping * f.eigen.mean().item()
-    raise ValueError(f"influence.curvature.ekfac_damping must be 'absolute' or 'mean_eigenvalue', got {mode!r}")
+    one_of("influence.curvature.ekfac_damping", mode, EKFAC.damping_rules)
+    raise AssertionError(f"ekfac_shift: no shift for the damping rule {mode!r}")
 
 
 class InverseHessian:
@@ -76,8 +74,7 @@ class InverseHessian:
 
     def __init__(self, curvature: Curvature, damping: float | None = None, ekfac_damping: str = "absolute",
                  kfac_damping: str = "pi"):
-        if kfac_damping not in KFAC_DAMPING:
-            raise ValueError(f"influence.curvature.kfac_damping must be 'pi' or 'mean_eigenvalue', got {kfac_damping!r}")
+        one_of("influence.curvature.kfac_damping", kfac_damping, KFAC.damping_rules)
         if damping is None:
             damping = default_damping(curvature.strategy, kfac_damping, ekfac_damping)
         if damping <= 0:

@@ -35,6 +35,7 @@ from gdig.influence.hooks import capture_batch
 from gdig.influence.lowrank import GradientRank, cut_rank
 from gdig.influence.modules import ChosenModule
 from gdig.influence.seeds import SeedProducts
+from gdig.influence.strategies import SCORING_PATHS, one_of
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,7 @@ class Scorer:
                 f"seed products were computed for modules {products.module_names}, "
                 f"but the model selection gives {names}; recompute the seed products"
             )
-        if path not in ("auto", "per_example", "token"):
-            raise ValueError(f"scoring path must be auto, per_example or token, got {path!r}")
+        one_of("influence.scoring.path", path, SCORING_PATHS)
         if path == "token" and products.full:
             raise ValueError("the token path needs low-rank seed products (influence.seed_set.low_rank)")
         if path == "token" and gradient_rank is not None:

@@ -38,6 +38,7 @@ from gdig.influence.files import save_tensors
 from gdig.influence.hooks import capture_batch
 from gdig.influence.inverse import InverseHessian
 from gdig.influence.modules import ChosenModule
+from gdig.influence.strategies import SEED_WEIGHTINGS, one_of
 
 
 @dataclass
@@ -111,8 +112,7 @@ def seed_gradients(
     its per-example gradients)."""
     if not encoded:
         raise ValueError("no seed examples: the seed set is empty")
-    if weighting not in ("tokens", "examples"):
-        raise ValueError(f"influence.seed_set.weighting must be 'auto', 'tokens' or 'examples', got {weighting!r}")
+    one_of("influence.seed_set.weighting", weighting, SEED_WEIGHTINGS[1:])  # "auto" is resolved by now
     n = len(encoded)
     n_groups = (n + group_size - 1) // group_size
     sums = {m.name: None for m in modules}

@@ -1,19 +1,32 @@
-"""Curvature strategies: what K-FAC and EK-FAC each need and compute.
+"""The influence settings' vocabularies, torch-free: the curvature strategies (what K-FAC and
+EK-FAC each need), their damping rules, and the names the other influence keys take.
+
+This module sits below gdig.config (docs/DESIGN.md, "Layers"): the config builds its choices
+from these tables, and the torch code asks them instead of spelling the names again.
 
 A strategy says which passes over the curvature rows it needs (K-FAC: the factor sums; EK-FAC:
 those, then a second pass that sums the corrected eigenvalues in the factors' eigenbases), which
 files a fit writes besides the per-shard partials (EK-FAC: the eigenbases between the passes),
-how the partials combine into the fitted curvature, and which damping rule its inverse uses.
-Callers ask the strategy instead of testing its name.
+and which config key names its damping rule, with the rules that key takes.  How the partials
+combine is gdig.influence.curvature.combine_partials, which asks the strategy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # no torch import at module load: the graph declaration imports this
-    from gdig.influence.curvature import Curvature, CurvaturePartial
+
+@dataclass(frozen=True)
+class DampingRule:
+    name: str  # the value of influence.curvature.kfac_damping / ekfac_damping
+    default_damping: float  # λ when influence.curvature.damping is unset
+
+
+DAMPING_RULES: dict[str, DampingRule] = {r.name: r for r in (
+    DampingRule("pi", 0.5),  # factored Tikhonov with the π-correction (the reference code's)
+    DampingRule("absolute", 0.5),  # EK-FAC: δ = λ
+    DampingRule("mean_eigenvalue", 0.1),  # δ = λ · mean eigenvalue (kronfluence's, scale-free)
+)}
 
 
 @dataclass(frozen=True)
@@ -22,6 +35,7 @@ class CurvatureStrategy:
     label: str  # how messages name it
     passes: tuple[str, ...]  # partial kinds summed over the rows, in pass order
     damping_key: str  # the influence.curvature key naming its damping rule
+    damping_rules: tuple[str, ...]  # the rules that key takes (DAMPING_RULES), its default first
 
     @property
     def eigen_pass(self) -> bool:
@@ -35,25 +49,30 @@ class CurvatureStrategy:
     def damping_rule(self, kfac_damping: str, ekfac_damping: str) -> str:
         return {"kfac_damping": kfac_damping, "ekfac_damping": ekfac_damping}[self.damping_key]
 
-    def combine(self, factors: list["CurvaturePartial"], bases: "Curvature | None" = None,
-                eigen: list["CurvaturePartial"] | None = None) -> "Curvature":
-        """The fitted curvature from the shards' partials (in shard order)."""
-        from gdig.influence.curvature import factors_from_partials, with_eigenvalues
 
-        if not self.eigen_pass:
-            return factors_from_partials(factors)
-        if bases is None or not eigen:
-            raise ValueError(f"{self.label} curvature needs the eigenbases file and the eigenvalue partials")
-        n = (sum(p.n_examples for p in factors), sum(p.n_tokens for p in factors))
-        if (bases.n_examples, bases.n_tokens) != n:
-            raise ValueError(f"the eigenbases ({bases.n_examples} examples, {bases.n_tokens} tokens) were not "
-                             f"computed from these factor partials ({n[0]} examples, {n[1]} tokens)")
-        return with_eigenvalues(bases, eigen)
-
-
-KFAC = CurvatureStrategy("kfac", "K-FAC", ("factors",), "kfac_damping")
-EKFAC = CurvatureStrategy("ekfac", "EK-FAC", ("factors", "eigen"), "ekfac_damping")
+KFAC = CurvatureStrategy("kfac", "K-FAC", ("factors",), "kfac_damping", ("pi", "mean_eigenvalue"))
+EKFAC = CurvatureStrategy("ekfac", "EK-FAC", ("factors", "eigen"), "ekfac_damping", ("absolute", "mean_eigenvalue"))
 STRATEGIES = {s.name: s for s in (KFAC, EKFAC)}
+
+# influence.curvature.granularity: one outer product per token, or per example after summing its tokens
+GRANULARITIES = ("token", "sequence")
+# influence.curvature.eigen_average: the unit EK-FAC's corrected eigenvalues are averaged over ("auto" first)
+EIGEN_AVERAGES = ("auto", "token", "example")
+# influence.curvature.sequence_bias: the bias entry of a summed input, one per example or its token count
+SEQUENCE_BIASES = ("one", "tokens")
+# influence.loss: the per-example loss over its target tokens
+LOSS_REDUCTIONS = ("mean", "sum")
+# influence.seed_set.weighting: a seed group's gradient ("auto" first)
+SEED_WEIGHTINGS = ("auto", "tokens", "examples")
+# influence.scoring.path: the per-module contraction ("auto" first)
+SCORING_PATHS = ("auto", "per_example", "token")
+
+
+def one_of(key: str, value: str, names: tuple[str, ...]) -> str:
+    """`value` when it is one of `names`, else a ValueError naming the key and the choices."""
+    if value not in names:
+        raise ValueError(f"{key} must be one of {', '.join(names)}, got {value!r}")
+    return value
 
 
 def curvature_strategy(name_or_cfg) -> CurvatureStrategy:

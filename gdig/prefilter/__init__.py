@@ -8,10 +8,7 @@ judges a dataset's pairs; the store keeps every verdict with its rule and figure
 
 from gdig.prefilter.bounds import RatioBounds
 from gdig.prefilter.decisions import RULES_VERSION, prefilter_rows, prefilter_signature, ratio_bounds_of, rule_counts
-from gdig.prefilter.rules import CHECK_NAMES, CHECKS, EXTRA_FIGURES
+from gdig.prefilter.rules import CHECK_NAMES, CHECKS, EXTRA_FIGURES, LEARNED, RULES
 
-# figures learned from the dataset (or its pool), the same on every row
-LEARNED = ("ratio.center", "ratio.spread")
-
-__all__ = ["CHECKS", "CHECK_NAMES", "EXTRA_FIGURES", "LEARNED", "RULES_VERSION", "RatioBounds", "prefilter_rows",
+__all__ = ["CHECKS", "CHECK_NAMES", "EXTRA_FIGURES", "LEARNED", "RULES", "RULES_VERSION", "RatioBounds", "prefilter_rows",
            "prefilter_signature", "ratio_bounds_of", "rule_counts"]

@@ -6,20 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gdig.config import PrefilterConfig
 from gdig.prefilter import bounds as rb
 from gdig.prefilter.langid import backend_version
-from gdig.prefilter.rules import CHECK_NAMES, CHECKS, EXTRA_FIGURES, MEASURES, Pairs
+from gdig.prefilter.rules import CHECK_NAMES, CHECKS, EXTRA_FIGURES, RULES, Pairs
 from gdig.workspace import json_hash
 
-# bump when a rule measures differently: decisions stored under an older signature are then stale
-# 2: a side without word counts (zh, ja...) leaves length.min_words to the other
-# 3: script-normalised lengths and script shares, CJK read character by character by language ID
-#    (or decided by script), the length ratio judged against the pool's own (ratio.length)
+# part of every verdict's signature: bump it when a rule measures differently, so that verdicts
+# stored under the old measure are stale
 RULES_VERSION = 3
 
 
-def prefilter_signature(cfg: PrefilterConfig, src_lang: str, tgt_lang: str,
+def prefilter_signature(cfg, src_lang: str, tgt_lang: str,
                         ratio_bounds: rb.RatioBounds | None = None) -> str:
     """Content hash of everything a verdict depends on besides the text itself (and, for a
     dataset judged by another's learned bounds, those bounds)."""
@@ -28,15 +25,15 @@ def prefilter_signature(cfg: PrefilterConfig, src_lang: str, tgt_lang: str,
                       **({"ratio_bounds": ratio_bounds.as_dict()} if ratio_bounds is not None else {})})
 
 
-def prefilter_rows(rows: pd.DataFrame, cfg: PrefilterConfig, src_lang: str, tgt_lang: str,
+def prefilter_rows(rows: pd.DataFrame, cfg, src_lang: str, tgt_lang: str,
                    ratio_bounds: rb.RatioBounds | None = None) -> pd.DataFrame:
     """One row per input row, in input order.
 
-    rows: columns example_id, src, tgt.  Returns example_id, passed (bool), rule (the first
-    failing check in rules.CHECKS order, or None), figure (that check's figure, NaN when
-    passed), one float column per check (its figure; NaN where not judged) and the figures
-    rules.EXTRA_FIGURES (the raw log length ratio; the ratio bounds used, the same on every
-    row).  ratio_bounds: judge the length ratio by these instead of learning them from `rows`
+    rows: columns example_id, src, tgt; cfg: the `prefilter:` section (gdig.config.PrefilterConfig).
+    Returns example_id, passed (bool), rule (the first failing check in rules.CHECKS order, or
+    None), figure (that check's figure, NaN when passed), one float column per check (its
+    figure; NaN where not judged) and the figures rules.EXTRA_FIGURES (the raw log length ratio;
+    the ratio bounds used, the same on every row).  ratio_bounds: judge the length ratio by these instead of learning them from `rows`
     (a seed or eval set is judged by its pool's).  With cfg.enabled false every row passes and
     nothing is measured.
     """
@@ -46,24 +43,16 @@ def prefilter_rows(rows: pd.DataFrame, cfg: PrefilterConfig, src_lang: str, tgt_
     n = len(rows)
     pairs = Pairs(rows["src"].astype(str).tolist(), rows["tgt"].astype(str).tolist(), src_lang, tgt_lang)
     figures = {name: np.full(n, np.nan) for name in (*CHECK_NAMES, *EXTRA_FIGURES)}
-    if cfg.enabled:
-        for section, measure in MEASURES.items():
-            section_cfg = getattr(cfg, section)
-            if section_cfg.enabled and n:
-                figures.update(measure(pairs, section_cfg))
+    on = [getattr(cfg, r.section) for r in RULES if cfg.enabled and getattr(cfg, r.section).enabled]
+    for section_cfg in on if n else ():
+        figures.update(section_cfg.measure(pairs))
     active = [c for c in CHECKS if cfg.enabled and getattr(cfg, c.section).enabled]
-    if cfg.enabled and cfg.ratio.enabled:
-        # the pair's own ratio, from the rows every other check passes
-        others = np.ones(n, dtype=bool)
+    for section_cfg in (s for s in on if s.judged_after_others):
+        others = np.ones(n, dtype=bool)  # the rows every other active check passes
         for check in active:
-            if check.section != "ratio":
+            if check.section != section_cfg.section:
                 others &= ~check.fails(figures[check.name], getattr(cfg, check.section))
-        bounds = ratio_bounds or rb.learn(figures["ratio.log"], others, cfg.ratio)
-        figures["ratio.length"] = bounds.deviation(figures["ratio.log"])
-        # how many spreads short a target is that stops where its source closes a sentence
-        figures["ratio.open_end"] = np.where(pairs.open_end, -figures["ratio.length"], np.nan)
-        figures["ratio.center"] = np.full(n, bounds.center)
-        figures["ratio.spread"] = np.full(n, bounds.spread)
+        figures.update(section_cfg.after_others(pairs, figures, others, ratio_bounds))
     rule = np.full(n, None, dtype=object)
     figure = np.full(n, np.nan)
     undecided = np.ones(n, dtype=bool)

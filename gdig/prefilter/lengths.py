@@ -36,8 +36,3 @@ def weights() -> np.ndarray:
 def normalised_length(texts: list[str], cps: Codepoints | None = None) -> np.ndarray:
     """Per text: its letters, marks and digits, each weighed in Latin letters."""
     return (cps or Codepoints(texts)).weigh(weights())
-
-
-def word_equivalents(texts: list[str], cps: Codepoints | None = None) -> np.ndarray:
-    """Per text of a language written without spaces: its normalised length in words."""
-    return normalised_length(texts, cps) / LETTERS_PER_WORD

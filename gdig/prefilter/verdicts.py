@@ -13,6 +13,7 @@ import pandas as pd
 
 from gdig.prefilter.bounds import RatioBounds
 from gdig.prefilter.decisions import prefilter_rows, prefilter_signature, ratio_bounds_of, rule_counts
+from gdig.prefilter.rules import LEARNED
 
 
 def _judge(cfg, store, dataset: str, ratio_bounds: RatioBounds | None = None) -> tuple[dict, RatioBounds | None]:
@@ -33,7 +34,7 @@ def _judge(cfg, store, dataset: str, ratio_bounds: RatioBounds | None = None) ->
 def _report(dataset: str, sig: str, decisions: pd.DataFrame) -> tuple[dict, RatioBounds | None]:
     if "figures" in decisions:  # read back from the store: the figures as one dict per row
         decisions = decisions.assign(**{k: [f.get(k, float("nan")) for f in decisions["figures"]]
-                                        for k in ("ratio.center", "ratio.spread")})
+                                        for k in LEARNED})
     bounds = ratio_bounds_of(decisions)
     report = {"dataset": dataset, "signature": sig, "n_rows": len(decisions),
               "n_passed": int(decisions["passed"].sum()),

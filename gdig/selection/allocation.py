@@ -142,7 +142,6 @@ ALLOCATION_REGISTRY: dict[str, Allocation] = {a.name: a for a in (
     Allocation("cover_best", _cover_best, reads_drop_margin=True, k=lambda budget, n: int(max(min(budget, n), 1))),
 )}
 ALLOCATIONS = tuple(ALLOCATION_REGISTRY)
-READS_DROP_MARGIN = tuple(a.name for a in ALLOCATION_REGISTRY.values() if a.reads_drop_margin)
 
 
 def allocation_of(name: str) -> Allocation:

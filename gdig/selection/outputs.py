@@ -75,7 +75,7 @@ def run_selection(store, scoring_id: str, strategy: str, budget: int, sel_cfg,
     """Select with the config's settings and write clusters + selection rows to the store
     (`source_free`: the source-free-loss stage's result, which the source-gain rule reads)."""
     entry, settings = strategy_of(strategy), SelectSettings.from_config(sel_cfg)
-    waiting = [k for k, t in settings.rules.items() if t is not None and HQ_RULES[k].needs_stage == "source-free-loss"]
+    waiting = [k for k, t in settings.rules.items() if t is not None and HQ_RULES[k].reads == "source_free_loss"]
     if entry.reads_quality and waiting and source_free is None:
         raise ValueError(f"selection.{waiting[0]} is set but the source-free-loss stage did not run")
     influence, X = load_pool(store, scoring_id, entry.needs_sketches, source_free)

@@ -2,9 +2,12 @@
 
 Each rule is one entry of `HQ_RULES`: the `selection.<key>` that sets its threshold (None
 switches it off), the column of the quality ranking that says who passes, the count it
-reports, the test, and the upstream stage its column needs.  The quality ranking, γ "auto",
-the selection ids, the stage's key, the summary and the artifacts read this table; a new
-rule is one entry here (plus its config key and tests).
+reports, the test, and the column beyond the scoring's that the test reads.  The quality
+ranking, γ "auto", the selection ids and the stage's key read this table; what the rule is
+called in words lives with its readers, keyed by the rule: its clause in the summary
+(gdig.selection.summary.SUMMARY_CLAUSES) and in the selection artifact
+(tasks.artifacts.ARTIFACT_CLAUSES), the stage that computes its column (gdig.graph).  A new
+rule is one entry here, its config key, its two clauses and its tests.
 
 - closing-token (``closing_loss_max``, nats): a candidate whose last target token (the EOS
   that encode_examples appends) costs the model more than that.  A truncated target stops
@@ -54,9 +57,7 @@ class HqRule:
     test: Callable[[pd.DataFrame, float], np.ndarray]  # (pool, threshold) -> passes
     in_id_when_off: bool  # False: off leaves selection ids as they were before the rule existed
     default: float | None = None  # gdig's default threshold (selection.<key>; None: off)
-    needs_stage: str | None = None  # the stage that computes its column (run only while the rule is on)
-    summary: str = ""  # the summary's clause: {n} candidates, threshold {t}
-    artifact: str = ""  # the selection artifact's clause
+    reads: str | None = None  # a column its test reads that the scoring lacks (another stage computes it)
     too_many: str = ""  # the warning when it ranks more than half the pool last ({n} of {total})
 
     def passes(self, influence: pd.DataFrame, threshold: float | None) -> np.ndarray:
@@ -66,15 +67,11 @@ class HqRule:
 HQ_RULES: dict[str, HqRule] = {r.key: r for r in (
     HqRule("closing_loss_max", "closing_ok", "n_closing_rejected", passes_closing_rule, in_id_when_off=True,
            default=8.0,  # chosen on benchmarks/selection_quality.py (benchmarks/README.md)
-           summary="{n} candidates with a closing-token loss above {t:g} nats ranked last",
-           artifact="{n} ranked last by the closing-token rule (closing loss > {t:g} nats)",
            too_many="the closing-token rule (closing loss > {t:g} nats) ranks {n} of {total} candidates last: the "
                     "model may not have learnt where a target ends (pool finetuning?); selection.closing_loss_max: "
                     "null switches the rule off"),
     HqRule("source_gain_min", "gain_ok", "n_gain_rejected", lambda df, t: source_gain(df) >= t,
-           in_id_when_off=False, needs_stage="source-free-loss",
-           summary="{n} candidates gaining less than {t:g} nats per target token from the source ranked last",
-           artifact="{n} ranked last by the source-gain rule (gain < {t:g} nats per target token)",
+           in_id_when_off=False, reads="source_free_loss",
            too_many="the source-gain rule (gain < {t:g} nats per target token) ranks {n} of {total} candidates "
                     "last: does the prompt template show the model the source? selection.source_gain_min: null "
                     "switches the rule off"),
@@ -119,17 +116,18 @@ def rejected_counts(ranked: pd.DataFrame, rules: Mapping[str, float | None] | No
             for k, t in checked(rules).items() if t is not None}
 
 
-def needed_stages(rules: Mapping[str, float | None] | None) -> set[str]:
-    """The upstream stages the rules that are on need."""
-    return {HQ_RULES[k].needs_stage for k, t in checked(rules).items() if t is not None and HQ_RULES[k].needs_stage}
+def columns_read(rules: Mapping[str, float | None] | None) -> set[str]:
+    """The columns beyond the scoring's that the rules that are on read."""
+    return {HQ_RULES[k].reads for k, t in checked(rules).items() if t is not None and HQ_RULES[k].reads}
 
 
-def clauses(template: str, rules: Mapping[str, float | None], counts: Mapping[str, int | None]) -> list[str]:
-    """Each rule's `template` clause ("summary", "artifact") where it is on and counted."""
+def clauses(templates: Mapping[str, str], rules: Mapping[str, float | None],
+            counts: Mapping[str, int | None]) -> list[str]:
+    """Each rule's clause from `templates` (by rule key; {n}: its count, {t}: its threshold),
+    where the rule is on and counted."""
     out = []
     for key, t in checked(rules).items():
-        rule = HQ_RULES[key]
-        n = counts.get(rule.count)
+        n = counts.get(HQ_RULES[key].count)
         if t is not None and n is not None:
-            out.append(getattr(rule, template).format(n=n, t=t))
+            out.append(templates[key].format(n=n, t=t))
     return out

@@ -180,7 +180,7 @@ def select(strategy: str, budget: int, influence: pd.DataFrame, sketches: np.nda
     ranking = _quality_ranking(job, n_seed_groups)
     sel = entry.pick(job, ranking)
     sel.rejected = rejected_counts(ranking.ranked, settings.rules)
-    for key in reversed(HQ_RULES):  # newest rule first: the order gdig has always warned in
+    for key in reversed(HQ_RULES):  # the warnings list the table's rules last first
         t, n_rejected = settings.rules.get(key), sel.rejected.get(HQ_RULES[key].count, 0)
         if t is not None and n_rejected > n / 2:
             msg = HQ_RULES[key].too_many.format(t=t, n=n_rejected, total=n)

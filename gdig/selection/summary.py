@@ -18,6 +18,12 @@ from gdig.selection.metrics import auroc, has_noise_labels, is_noisy, noise_remo
 from gdig.selection.quality import quality_key, quality_score
 from gdig.selection.rules import checked, clauses, rejected_names
 
+# each D_hq rule's clause in the summary, by rule key ({n}: candidates it ranks last, {t}: its threshold)
+SUMMARY_CLAUSES = {
+    "closing_loss_max": "{n} candidates with a closing-token loss above {t:g} nats ranked last",
+    "source_gain_min": "{n} candidates gaining less than {t:g} nats per target token from the source ranked last",
+}
+
 
 @dataclass
 class SelectionReport:
@@ -84,7 +90,7 @@ class SelectSummary:
             lines.append(f"budget {r.budget}: high-quality (helped fraction >= gamma {r.gamma:.4g}"
                          f"{', auto' if self.gamma == 'auto' else ''}): |D_hq| = {r.n_high_quality}"
                          f" ({r.n_high_quality / max(self.pool_size, 1):.1%} of the pool)"
-                         + "".join(f"; {c}" for c in clauses("summary", self.rules, r.rejected)))
+                         + "".join(f"; {c}" for c in clauses(SUMMARY_CLAUSES, self.rules, r.rejected)))
         if self.noise_types:
             n_noisy = sum(self.noise_types.values())
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.noise_types.items()))

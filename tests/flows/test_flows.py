@@ -205,7 +205,7 @@ def test_demo_flow_prepares_its_workdir_once(workspace, first_select, monkeypatc
 
     calls = []
 
-    def prepare(workdir, seed=0, progress=True):  # stands in for the slow real preparation
+    def prepare(workdir, seed=0, progress=True, demo_overrides=None):  # stands in for the slow real preparation
         calls.append((workdir, seed))
         return workspace
 

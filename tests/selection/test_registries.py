@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from gdig.config import DataSource, SelectionConfig
-from gdig.selection import allocation, diversity, quality, rules
+from gdig.selection import allocation, diversity, quality, rules, summary
 from gdig.selection.select import SELECTION_STRATEGIES, SelectSettings
 from paper_selection import select
 
@@ -35,6 +35,22 @@ def test_the_config_offers_exactly_the_registered_names():
     assert set(SelectSettings.from_config(SelectionConfig()).rules) == set(rules.HQ_RULES)
 
 
+def test_every_d_hq_rule_has_its_words_and_its_stage():
+    """The texts and the stage a D_hq rule needs live with their readers, keyed by the rule."""
+    from gdig import graph
+    from tasks.artifacts import ARTIFACT_CLAUSES
+
+    assert set(summary.SUMMARY_CLAUSES) == set(ARTIFACT_CLAUSES) == set(rules.HQ_RULES)
+    assert {r.reads for r in rules.HQ_RULES.values() if r.reads} <= set(graph.COLUMN_STAGES)
+    assert set(graph.COLUMN_STAGES.values()) <= set(graph.BY_NAME)
+    assert graph.needed_stages({"closing_loss_max": 8.0, "source_gain_min": None}) == set()
+    assert graph.needed_stages({"closing_loss_max": None, "source_gain_min": 0.1}) == {"source-free-loss"}
+    counts = {"n_closing_rejected": 3, "n_gain_rejected": 2}
+    assert rules.clauses(ARTIFACT_CLAUSES, {"closing_loss_max": 8.0, "source_gain_min": 0.5}, counts) == [
+        "3 ranked last by the closing-token rule (closing loss > 8 nats)",
+        "2 ranked last by the source-gain rule (gain < 0.5 nats per target token)"]
+
+
 def _pool(n: int = 8) -> pd.DataFrame:
     return pd.DataFrame({"example_id": [f"e{i}" for i in range(n)], "position": np.arange(n),
                          "helped_fraction": np.ones(n), "mean": -np.arange(n, dtype=float),
@@ -45,9 +61,9 @@ def test_a_new_d_hq_rule_is_one_entry(monkeypatch):
     """A third rule (a cap on the candidate's own loss) added as one entry: γ, the ranking, the
     count, the warning and the summary's clause follow from it."""
     rule = rules.HqRule("loss_max", "loss_ok", "n_loss_rejected", lambda df, t: df["loss"].to_numpy() <= t,
-                        in_id_when_off=False, summary="{n} candidates with a loss above {t:g} ranked last",
-                        too_many="the loss rule ranks {n} of {total} candidates last")
+                        in_id_when_off=False, too_many="the loss rule ranks {n} of {total} candidates last")
     monkeypatch.setitem(rules.HQ_RULES, "loss_max", rule)
+    monkeypatch.setitem(summary.SUMMARY_CLAUSES, "loss_max", "{n} candidates with a loss above {t:g} ranked last")
     pool = _pool()
     sel = select("quality", 4, pool, None, {"gamma": 1.0, "quality": "influence", "loss_max": 1.5})
     failing = set(pool.loc[pool["loss"] > 1.5, "example_id"])
@@ -55,7 +71,8 @@ def test_a_new_d_hq_rule_is_one_entry(monkeypatch):
     assert list(sel.rows["example_id"][3:]) == ["e7"]  # the best of the rejects fills, after all of D_hq
     assert set(sel.rows["example_id"][:3]) == {"e0", "e1", "e2"}
     assert any("the loss rule ranks 5 of 8 candidates last" in w for w in sel.warnings)
-    assert rules.clauses("summary", {"loss_max": 1.5}, sel.rejected) == ["5 candidates with a loss above 1.5 ranked last"]
+    assert rules.clauses(summary.SUMMARY_CLAUSES, {"loss_max": 1.5}, sel.rejected) == [
+        "5 candidates with a loss above 1.5 ranked last"]
     off = select("quality", 4, pool, None, {"gamma": 1.0, "quality": "influence"})
     assert off.n_loss_rejected is None and off.n_high_quality == 8
     with pytest.raises(ValueError, match=r"unknown D_hq rule\(s\) \['nope'\]"):
