@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from gdig.data.readers.formats import FORMATS
 from gdig.errors import BadInput
-from gdig.influence.strategies import (DAMPING_RULES, EIGEN_AVERAGES, EKFAC, GRANULARITIES, KFAC, LOSS_REDUCTIONS,
-                                       SCORING_PATHS, SEED_WEIGHTINGS, SEQUENCE_BIASES)
+from gdig.influence.strategies import (DAMPING_RULES, EIGEN_AVERAGES, EKFAC, GRANULARITIES, KFAC, LAST_GROUPS,
+                                       LOSS_REDUCTIONS, MODULE_PRESETS, RANK_METHODS, SCORING_PATHS, SEED_WEIGHTINGS,
+                                       SEQUENCE_BIASES)
 from gdig.influence.strategies import STRATEGIES as CURVATURE_STRATEGIES
 from gdig.prefilter.rules import RULES as PREFILTER_RULES
 from gdig.selection.allocation import ALLOCATIONS
@@ -185,7 +186,7 @@ class PoolFinetuneConfig(TrainConfig):
 
 
 class ModuleSelection(_Strict):
-    preset: Literal["auto", "official", "llama", "bloom", "gpt2", "none"] = Field("auto", description=(
+    preset: Literal[MODULE_PRESETS] = Field("auto", description=(
         "`llama` (Llama/Qwen/Mistral/Gemma: `mlp.{gate,up,down}_proj`), `bloom` (`mlp.dense_h_to_4h`, as the "
         "paper's code), `gpt2` (`mlp.c_fc`, `mlp.c_proj`, HF Conv1D), `auto` (from `model_type`), `official` "
         "(the G-DIG reference code's map, from `model_type`: BLOOM `mlp.dense_h_to_4h` of every layer, Llama "
@@ -241,7 +242,7 @@ class SeedSetConfig(_Strict):
         "`sequence` granularity, `examples` in `token` (equal for batch size 1)."))
     low_rank: int | None = Field(default=None, ge=1, description=(
         "Keep each product as its best rank-r factorisation (SVD) to save memory; null: full rank."))
-    last_group: Literal["keep", "drop"] = Field("keep", description=(
+    last_group: Literal[LAST_GROUPS] = Field("keep", description=(
         "A last group with fewer than `batch_size` seeds (an odd last seed in pairs): `keep` it as a smaller "
         "group, or `drop` those seeds (the reference code's handling; the dropped ids are recorded with the "
         "products)."))
@@ -254,7 +255,7 @@ class GradientRankConfig(_Strict):
         "Replace each module's candidate gradient and seed (group) gradient by a rank-r approximation before "
         "H⁻¹ and the inner product (the reference code: 32, with `torch.svd_lowrank`); null: the exact "
         "gradients."))
-    method: Literal["randomized", "exact"] = Field("randomized", description=(
+    method: Literal[RANK_METHODS] = Field("randomized", description=(
         "`randomized`: `torch.svd_lowrank`'s algorithm (a Gaussian test matrix, `niter` subspace iterations, "
         "q = r), the test matrix drawn per module from `seed`, so every run, batch and shard gives the same "
         "numbers; `exact`: the truncated SVD (the best rank-r approximation)."))

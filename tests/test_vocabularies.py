@@ -17,7 +17,7 @@ PACKAGES = ("gdig", "tasks", "flows", "deployments")
 SENTINELS = {"auto", True, False}  # `float | Literal["auto"]`, `Literal["auto", True, False]`: no vocabulary
 # still spelled twice: its names are the keys of gdig.influence.modules.PRESETS (a torch module) and the
 # config's Literal; they move below the config with the module presets' next change
-PENDING = {"influence.modules.preset": frozenset({"auto", "llama", "bloom", "gpt2", "none"})}
+PENDING: dict[str, frozenset] = {}
 
 
 def vocabularies(model: type[BaseModel] = GdigConfig, prefix: str = "") -> dict[str, frozenset]:

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-METHODS = ("randomized", "exact")
+from gdig.influence.strategies import RANK_METHODS
+
+METHODS = RANK_METHODS
 
 
 @dataclass(frozen=True)

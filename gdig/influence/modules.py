@@ -27,12 +27,9 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from gdig.errors import BadInput
+from gdig.influence.strategies import MODULE_FAMILIES, MODULE_PRESETS
 
-PRESETS: dict[str, list[str]] = {
-    "llama": [r"mlp\.(gate|up|down)_proj$"],
-    "bloom": [r"mlp\.dense_h_to_4h$"],
-    "gpt2": [r"mlp\.c_(fc|proj)$"],
-}
+PRESETS: dict[str, list[str]] = MODULE_FAMILIES  # family -> regexes over module names
 
 # model_type -> preset for ``auto``
 MODEL_TYPE_PRESET = {
@@ -125,7 +122,7 @@ def resolve_map(model: nn.Module, preset: str) -> tuple[list[str], int]:
     if preset == "auto":
         return PRESETS[_family(model, preset)], 1
     if preset not in PRESETS:
-        raise ModuleSelectionError(f"unknown module preset {preset!r}; one of auto, official, none, {', '.join(PRESETS)}")
+        raise ModuleSelectionError(f"unknown module preset {preset!r}; one of {', '.join(MODULE_PRESETS)}")
     return PRESETS[preset], 1
 
 

@@ -35,6 +35,7 @@ from gdig.progress import track
 
 from gdig.data.prompts import Encoded, collate, length_batches
 from gdig.influence.files import save_tensors
+from gdig.influence.strategies import LAST_GROUPS
 from gdig.influence.hooks import capture_batch
 from gdig.influence.inverse import InverseHessian
 from gdig.influence.modules import ChosenModule
@@ -191,7 +192,7 @@ def seed_products(
 def kept_seeds(n: int, group_size: int, last_group: str = "keep") -> int:
     """How many of ``n`` seeds enter groups: all (``keep``: a short last group), or only whole
     groups (``drop``: the reference code drops an odd last seed of its pairs)."""
-    if last_group not in ("keep", "drop"):
+    if last_group not in LAST_GROUPS:
         raise ValueError(f"influence.seed_set.last_group must be 'keep' or 'drop', got {last_group!r}")
     if last_group == "keep":
         return n

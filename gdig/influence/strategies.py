@@ -66,6 +66,18 @@ LOSS_REDUCTIONS = ("mean", "sum")
 SEED_WEIGHTINGS = ("auto", "tokens", "examples")
 # influence.scoring.path: the per-module contraction ("auto" first)
 SCORING_PATHS = ("auto", "per_example", "token")
+# influence.modules.preset: a family's MLP linears (name regexes), chosen by model_type (auto), the
+# reference code's map (official, gdig.influence.modules), or none
+MODULE_FAMILIES: dict[str, list[str]] = {
+    "llama": [r"mlp\.(gate|up|down)_proj$"],
+    "bloom": [r"mlp\.dense_h_to_4h$"],
+    "gpt2": [r"mlp\.c_(fc|proj)$"],
+}
+MODULE_PRESETS = ("auto", "official", *MODULE_FAMILIES, "none")
+# influence.seed_set.last_group: a short last seed group kept, or its seeds dropped (the reference code)
+LAST_GROUPS = ("keep", "drop")
+# influence.gradient_rank.method: how gradients are cut to rank r
+RANK_METHODS = ("randomized", "exact")
 
 
 def one_of(key: str, value: str, names: tuple[str, ...]) -> str:
