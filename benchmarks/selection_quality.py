@@ -521,15 +521,20 @@ def main() -> None:
             t = results[name]["timings"]
             print(f"variant {name}: {command(name)}  ({sum(t.values()):.0f} s: "
                   + ", ".join(f"{k} {v:.0f}" for k, v in t.items() if v >= 1) + ")", flush=True)
-        widest = results.get("no-prefilter") or next(iter(results.values()))
-        aurocs = score_table(store, widest, (results.get("defaults") or {}).get("prefilter", {}).get("datasets"),
-                             (results.get("gain-rule") or {}).get("source_free"))
+        verdicts = (results.get("defaults") or {}).get("prefilter", {}).get("datasets")
+        gain = (results.get("gain-rule") or {}).get("source_free")
+        # the scorings that hold every row: gdig's model (no-prefilter) and the paper's, after its step 1
+        scorings = {name: results[name] for name in ("no-prefilter", "paper-preset") if name in results}
+        scorings = scorings or dict([next(iter(results.items()))])
+        aurocs = pd.concat({name: score_table(store, r, verdicts, gain if name != "paper-preset" else None)
+                            for name, r in scorings.items()}, names=["scoring", "score"])
         aurocs.to_csv(out / "auroc.csv")
         strategies = pd.DataFrame(rows).T
         strategies.to_csv(out / "strategies.csv")
-        print(f"\nAUROC of clean vs noisy, overall and per noise type (scoring {widest['scoring']['scoring_id']}; "
-              f"prefilter+: the defaults' prefilter rejects ranked last):")
-        print(aurocs.to_string(float_format=lambda x: f"{x:.3f}"))
+        for name, r in scorings.items():
+            print(f"\nAUROC of clean vs noisy, overall and per noise type, scoring {r['scoring']['scoring_id']} "
+                  f"({name}; prefilter+: the defaults' prefilter rejects ranked last):")
+            print(aurocs.loc[name].to_string(float_format=lambda x: f"{x:.3f}"))
         print(f"\nselections at budget {args.budget} (VARIANT/STRATEGY; config: OUT/configs/VARIANT.yaml):")
         print(strategies.drop(columns=["selection_id"]).to_string(float_format=lambda x: f"{x:.4g}"))
         if args.downstream:
