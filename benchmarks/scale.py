@@ -8,8 +8,8 @@ demo_overrides n_pool=N; everything else is the demo's: 100 seeds, 2,000 general
 tiny model's short pretraining, 30% noise), then `gdig select` runs through gdig's own plain
 executor (what `gdig select --no-prefect` runs) with each stage timed.  Preparation and
 selection run each in a child process of their own, so the peak RSS printed is that of the
-selection alone (the kernel's rusage of the child); the child also records the peak reached by
-the end of every stage, which names the stage that set it.  Printed per size: seconds per stage,
+selection alone (the kernel's rusage of the child and, on Linux, every stage's own peak: VmHWM
+reset before the stage, read after it), and the stage that set it.  Printed per size: seconds per stage,
 peak RSS, the DuckDB store's size and the artifacts' size per folder; then the growth exponent of
 every stage, the slope of log(seconds) on log(N) between consecutive sizes and over all of them
 (1.0: linear).  Stages under 0.5 s at every size get no exponent (timer noise).  --set overrides
@@ -56,7 +56,9 @@ def _run_child(args: list[str], threads: int) -> tuple[dict, float, float]:
         raise SystemExit(f"scale.py: child {' '.join(args)} failed with exit code {proc.returncode}")
     result = json.loads(Path(result_path).read_text())
     os.unlink(result_path)
-    return result, wall, usage.ru_maxrss / 1024  # Linux: ru_maxrss in KB
+    # Linux: ru_maxrss in KB; it is the peak since the child's last VmHWM reset, so the child's
+    # own per-stage peaks complete it
+    return result, wall, max([usage.ru_maxrss / 1024, *result.get("stage_peak", {}).values()])
 
 
 def _prepare(work: Path, n_pool: int, demo: list[str], threads: int) -> dict:
@@ -77,6 +79,25 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _reset_peak() -> bool:
+    """Linux: reset this process's peak RSS (VmHWM), so the next reading is one stage's own peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _hwm_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def _select(work: Path, overrides: list[str], threads: int) -> dict:
     """`gdig select --no-prefect` on the workspace, stage by stage: seconds and the peak RSS by its end."""
     import torch
@@ -88,21 +109,23 @@ def _select(work: Path, overrides: list[str], threads: int) -> dict:
     from gdig.store import Store
 
     torch.set_num_threads(threads)
-    peak_after: dict[str, float] = {}
+    stage_peak: dict[str, float] = {}
 
     class Timed(PlainExecutor):
         def _call(self, spec, inputs):
+            resettable = _reset_peak()
             try:
                 return super()._call(spec, inputs)
             finally:
-                peak_after[spec.name] = _rss_mb()
+                own = _hwm_mb() if resettable else _rss_mb()
+                stage_peak[spec.name] = max(stage_peak.get(spec.name, 0.0), own)
 
     cfg = load_config(work / "gdig.yaml", overrides)
     with exclusive(cfg), Store(cfg.workspace.db) as store:
         ex = Timed(cfg, store, progress=False)
         result = graph.select(ex)
         n_scored = store.count("influence")
-    return {"timings": ex.timings, "peak_after": peak_after, "n_scored": n_scored,
+    return {"timings": ex.timings, "stage_peak": stage_peak, "n_scored": n_scored,
             "summary": result["summary"]["text"]}
 
 
@@ -126,7 +149,7 @@ def measure(n_pool: int, work: Path, overrides: list[str], threads: int, demo: l
     folders = {p.name: round(_size_mb(p), 2) for p in sorted(artifacts.iterdir())} if artifacts.exists() else {}
     return {"n_pool": n_pool, "n_scored": sel["n_scored"], "prepare_s": prep, "prepare_wall_s": prep_wall,
             "prepare_rss_mb": prep_rss, "stages_s": sel["timings"], "select_wall_s": sel_wall,
-            "select_rss_mb": sel_rss, "peak_after_mb": sel["peak_after"], "store_mb": round(_size_mb(store), 2),
+            "select_rss_mb": sel_rss, "stage_peak_mb": sel["stage_peak"], "store_mb": round(_size_mb(store), 2),
             "artifacts_mb": round(_size_mb(artifacts), 2), "artifact_folders_mb": folders,
             "data_mb": round(_size_mb(work / "data"), 2)}
 
@@ -148,6 +171,8 @@ def exponents(runs: list[dict]) -> dict[str, dict]:
     series = {s: [r["stages_s"].get(s, 0.0) for r in runs] for s in runs[0]["stages_s"]}
     series["select total"] = [sum(r["stages_s"].values()) for r in runs]
     series["peak RSS"] = [r["select_rss_mb"] for r in runs]
+    for stage in runs[0].get("stage_peak_mb", {}):
+        series[f"RSS {stage}"] = [r["stage_peak_mb"].get(stage, 0.0) for r in runs]
     series["store"] = [r["store_mb"] for r in runs]
     series["artifacts"] = [r["artifacts_mb"] for r in runs]
     out = {}
@@ -179,6 +204,8 @@ def table(runs: list[dict]) -> str:
         row(stage, [f"{r['stages_s'].get(stage, 0.0):.1f}" for r in runs])
     row("select total", [f"{sum(r['stages_s'].values()):.1f}" for r in runs])
     row("peak RSS", [f"{r['select_rss_mb']:,.0f} MB" for r in runs])
+    for stage in runs[0].get("stage_peak_mb", {}):  # each stage's own peak (Linux: VmHWM reset before it)
+        row(f"RSS {stage}", [f"{r['stage_peak_mb'].get(stage, 0.0):,.0f} MB" for r in runs])
     row("store", [f"{r['store_mb']:.1f} MB" for r in runs])
     row("artifacts", [f"{r['artifacts_mb']:.1f} MB" for r in runs])
     lines.append("")
@@ -190,9 +217,8 @@ def table(runs: list[dict]) -> str:
 
 
 def _peak_stage(run: dict) -> str:
-    """The first stage by whose end the run had reached its final peak."""
-    peak = max(run["peak_after_mb"].values())
-    return next(s for s, v in run["peak_after_mb"].items() if v >= peak - 1)
+    """The stage with the highest peak RSS (the first of equals)."""
+    return max(run["stage_peak_mb"], key=run["stage_peak_mb"].get)
 
 
 def main(argv: list[str] | None = None) -> int:

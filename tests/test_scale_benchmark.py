@@ -40,7 +40,8 @@ def test_scale_runs_select_at_two_sizes(tmp_path, capsys):
         assert list(r["stages_s"])[:3] == ["ingest", "prefilter", "finetune-pool"]
         assert {"score-shard", "merge-scores", "cluster-resample", "export", "summarize-selection"} <= set(r["stages_s"])
         assert 0 < r["n_scored"] <= r["n_pool"]
-        assert r["select_rss_mb"] >= max(r["peak_after_mb"].values()) > 0
+        assert r["select_rss_mb"] >= max(r["stage_peak_mb"].values()) > 0
+        assert set(r["stage_peak_mb"]) == set(r["stages_s"])
         assert r["store_mb"] > 0 and r["artifact_folders_mb"]["scores"] > 0
     assert runs[1]["n_scored"] > runs[0]["n_scored"]
     text = capsys.readouterr().out
