@@ -64,9 +64,11 @@ class Clustering:
 
 def nearest_centroid(X: np.ndarray, centroids: np.ndarray, normalize: bool, block: int | None = None) -> np.ndarray:
     """Index of the nearest centroid per row, in blocks so a large pool never builds an [n, k]
-    matrix (default: ~2^25 entries, 256 MB, per block, whatever K is)."""
+    matrix nor a float64 copy of all its sketches (default: ~2^22 entries, 32 MB, per block of
+    either, whatever K and the sketch width are)."""
     out = np.empty(len(X), dtype=np.int64)
-    block = block or max(256, 2**25 // max(len(centroids), 1))
+    width = X.shape[1] if np.ndim(X) == 2 else 1
+    block = block or max(256, 2**22 // max(len(centroids), width, 1))
     c2 = (centroids**2).sum(1)[None, :]
     for start in range(0, len(X), block):
         Z = _prepare(X[start:start + block], normalize)
