@@ -209,6 +209,10 @@ def table(runs: list[dict]) -> str:
     row("store", [f"{r['store_mb']:.1f} MB" for r in runs])
     row("artifacts", [f"{r['artifacts_mb']:.1f} MB" for r in runs])
     lines.append("")
+    if len(runs) > 1:  # memory has a large fixed part (torch, the model): its exponent says little, this does
+        lines.append("peak RSS added per 1,000 pool rows: " + ", ".join(
+            f"{sizes[i]}→{sizes[i + 1]} {1000 * (b['select_rss_mb'] - a['select_rss_mb']) / (b['n_pool'] - a['n_pool']):.1f} MB"
+            for i, (a, b) in enumerate(zip(runs, runs[1:]))))
     lines.append("rows scored: " + ", ".join(f"{r['n_scored']:,}" for r in runs)
                  + "; peak RSS set by stage: " + ", ".join(_peak_stage(r) for r in runs)
                  + "; demo preparation (data, tokenizer + model, pretraining) s: "
