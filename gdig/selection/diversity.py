@@ -77,11 +77,22 @@ def nearest_centroid(X: np.ndarray, centroids: np.ndarray, normalize: bool, bloc
 
 
 def _prepare(X: np.ndarray, normalize: bool) -> np.ndarray:
-    Z = np.asarray(X, dtype=np.float64)
-    if normalize:
-        norms = np.linalg.norm(Z, axis=1, keepdims=True)
-        Z = Z / np.where(norms > 0, norms, 1.0)  # a zero sketch stays zero instead of NaN
+    """X as float64, L2-normalised by row when asked: one new array (divided in place)."""
+    if not normalize:
+        return np.asarray(X, dtype=np.float64)
+    Z = np.array(X, dtype=np.float64)  # always a copy: the division below must not touch X
+    norms = np.linalg.norm(Z, axis=1, keepdims=True)
+    Z /= np.where(norms > 0, norms, 1.0)  # a zero sketch stays zero instead of NaN
     return Z
+
+
+def _distances(Z: np.ndarray, centroids: np.ndarray, labels: np.ndarray, block: int = 65536) -> np.ndarray:
+    """|z - centroid of z| per row, in blocks (no second [n, d] array)."""
+    out = np.empty(len(Z), dtype=np.float64)
+    for start in range(0, len(Z), block):
+        end = start + block
+        out[start:end] = np.linalg.norm(Z[start:end] - centroids[labels[start:end]], axis=1)
+    return out
 
 
 def cluster_sketches(X: np.ndarray, n_clusters: int, *, normalize: bool = True, seed: int = 0) -> Clustering:
@@ -107,7 +118,7 @@ def cluster_sketches(X: np.ndarray, n_clusters: int, *, normalize: bool = True, 
     remap[old_in_order] = np.arange(len(old_in_order))
     labels = remap[raw]
     centroids = km.cluster_centers_[old_in_order]
-    distances = np.linalg.norm(Z - centroids[labels], axis=1)
+    distances = _distances(Z, centroids, labels)
     return Clustering(labels=labels, distances=distances, centroids=centroids, normalize=normalize)
 
 
