@@ -81,14 +81,23 @@ def _prepare(X: np.ndarray, normalize: bool) -> np.ndarray:
     if not normalize:
         return np.asarray(X, dtype=np.float64)
     Z = np.array(X, dtype=np.float64)  # always a copy: the division below must not touch X
-    norms = np.linalg.norm(Z, axis=1, keepdims=True)
-    Z /= np.where(norms > 0, norms, 1.0)  # a zero sketch stays zero instead of NaN
+    rows = _block_rows(Z)
+    for start in range(0, len(Z), rows):  # row norms in blocks: no [n, d] temporary of squares
+        part = Z[start:start + rows]
+        norms = np.linalg.norm(part, axis=1, keepdims=True)
+        part /= np.where(norms > 0, norms, 1.0)  # a zero sketch stays zero instead of NaN
     return Z
 
 
-def _distances(Z: np.ndarray, centroids: np.ndarray, labels: np.ndarray, block: int = 65536) -> np.ndarray:
+def _block_rows(X: np.ndarray) -> int:
+    """Rows per block of a row-wise pass: ~2^22 entries (32 MB of float64) whatever the width."""
+    return max(1, 2**22 // max(X.shape[1] if np.ndim(X) == 2 else 1, 1))
+
+
+def _distances(Z: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """|z - centroid of z| per row, in blocks (no second [n, d] array)."""
     out = np.empty(len(Z), dtype=np.float64)
+    block = _block_rows(Z)
     for start in range(0, len(Z), block):
         end = start + block
         out[start:end] = np.linalg.norm(Z[start:end] - centroids[labels[start:end]], axis=1)
@@ -100,7 +109,7 @@ def cluster_sketches(X: np.ndarray, n_clusters: int, *, normalize: bool = True, 
     X = np.asarray(X)
     if X.ndim != 2 or len(X) == 0:
         raise ValueError(f"need a non-empty [n, d] sketch matrix, got shape {X.shape}")
-    if not np.isfinite(X).all():
+    if not all(np.isfinite(X[i:i + _block_rows(X)]).all() for i in range(0, len(X), _block_rows(X))):
         raise ValueError("sketches contain NaN or inf values")
     n_clusters = int(min(max(n_clusters, 1), len(X)))
     Z = _prepare(X, normalize)
