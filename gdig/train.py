@@ -17,6 +17,7 @@ unmerged adapter is kept in ``<out>/adapter``) and ``gdig_train.json`` (the done
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from gdig.config import GdigConfig, ModelConfig, PromptConfig, TrainConfig
-from gdig.data.prompts import IGNORE, Encoded, collate, encode_examples, length_batches
+from gdig.data.prompts import IGNORE, EncodeReport, Encoded, collate, encode_examples, length_batches
 from gdig.target_loss import SplitHead, split_head, target_loss_backward
 from gdig.workspace import Workspace, json_hash
 
@@ -108,16 +109,78 @@ def load_training_frame(data: Any, src_lang: str | None = None, tgt_lang: str | 
     return df.reset_index(drop=True)
 
 
-def encode_frame(tokenizer, df: pd.DataFrame, prompt: PromptConfig) -> tuple[list[Encoded], str]:
-    """Encode rows with the project prompt; returns (encoded rows, what the length policy did)."""
-    rows = zip(df["src"], df["tgt"], df["src_lang"], df["tgt_lang"])
-    enc, report = encode_examples(tokenizer, rows, prompt.template, prompt.max_length, prompt.too_long)
-    kept = [e for e in enc if e is not None]
+ENCODE_CHUNK = 10_000  # rows tokenised at a time: a pool's token lists never exist all at once
+
+
+class PackedEncoded:
+    """Encoded rows kept in flat int32 arrays (ids, labels) with offsets, about 8 bytes a token
+    where Python lists of ints take about 70; row i comes back as the Encoded it was."""
+
+    def __init__(self, chunks: list[list[Encoded]]):
+        rows = [e for c in chunks for e in c]
+        lengths = np.fromiter((len(e.input_ids) for e in rows), dtype=np.int64, count=len(rows))
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
+        self.ids = np.fromiter((t for e in rows for t in e.input_ids), dtype=np.int32, count=int(self.offsets[-1]))
+        self.labels = np.fromiter((t for e in rows for t in e.labels), dtype=np.int32, count=int(self.offsets[-1]))
+        self.prompt_len = np.fromiter((e.prompt_len for e in rows), dtype=np.int32, count=len(rows))
+        self.truncated = np.fromiter((e.truncated for e in rows), dtype=bool, count=len(rows))
+
+    @classmethod
+    def concat(cls, parts: list["PackedEncoded"]) -> "PackedEncoded":
+        out = cls([])
+        lengths = np.concatenate([np.diff(p.offsets) for p in parts]) if parts else np.zeros(0, np.int64)
+        out.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        for name in ("ids", "labels", "prompt_len", "truncated"):
+            setattr(out, name, np.concatenate([getattr(p, name) for p in parts]) if parts else getattr(out, name))
+        return out
+
+    def __len__(self) -> int:
+        return len(self.prompt_len)
+
+    def __getitem__(self, i: int) -> Encoded:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return Encoded(self.ids[a:b].tolist(), self.labels[a:b].tolist(), int(self.prompt_len[i]),
+                       bool(self.truncated[i]))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def lengths(self) -> list[int]:
+        return np.diff(self.offsets).tolist()
+
+
+def encode_frame(tokenizer, df: pd.DataFrame, prompt: PromptConfig) -> tuple[PackedEncoded, str]:
+    """Encode rows with the project prompt, ENCODE_CHUNK rows at a time into a PackedEncoded;
+    returns (encoded rows, what the length policy did)."""
+    parts, report = [], EncodeReport()
+    for start in range(0, len(df), ENCODE_CHUNK):
+        part = df.iloc[start:start + ENCODE_CHUNK]
+        rows = zip(part["src"], part["tgt"], part["src_lang"], part["tgt_lang"])
+        enc, rep = encode_examples(tokenizer, rows, prompt.template, prompt.max_length, prompt.too_long)
+        report.truncated += [start + i for i in rep.truncated]
+        report.skipped += [(start + i, why) for i, why in rep.skipped]
+        parts.append(PackedEncoded([[e for e in enc if e is not None]]))
+    kept = PackedEncoded.concat(parts)
     if report.skipped or report.truncated:
         warnings.warn(f"training data: {report.summary()}", stacklevel=2)
-    if not kept:
+    if not len(kept):
         raise TrainError(f"no training example fits prompt.max_length={prompt.max_length}: {report.summary()}")
     return kept, report.summary()
+
+
+def tokens_hash(encoded) -> str:
+    """json_hash([e.input_ids + e.labels for e in encoded], None), one row at a time (the same
+    digest without the whole JSON text in memory)."""
+    h = hashlib.sha256(b"[")
+    for i, e in enumerate(encoded):
+        if i:
+            h.update(b", ")
+        h.update(json.dumps(e.input_ids + e.labels).encode("utf-8"))
+    h.update(b"]")
+    return h.hexdigest()
 
 
 class BatchSchedule:
@@ -269,7 +332,7 @@ def _load_resume(out: Path, fp: str) -> dict[str, Any] | None:
 def train_model(
     model,
     tokenizer,
-    encoded: list[Encoded],
+    encoded: list[Encoded] | PackedEncoded,
     tcfg: TrainConfig,
     out_dir: str | Path,
     *,
@@ -295,7 +358,8 @@ def train_model(
     model.to(device)
     params, optimizer = _adamw(model, tcfg)
     scheduler = make_scheduler(optimizer, tcfg.scheduler, int(tcfg.warmup_ratio * steps), steps)
-    schedule = BatchSchedule([len(e.input_ids) for e in encoded], tcfg.batch_size, tcfg.seed)
+    lengths = encoded.lengths() if isinstance(encoded, PackedEncoded) else [len(e.input_ids) for e in encoded]
+    schedule = BatchSchedule(lengths, tcfg.batch_size, tcfg.seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     autocast = _autocast(tcfg, device)
 
@@ -451,7 +515,7 @@ def finetune(
     fp = _fingerprint(
         base=base_id, dtype=model_cfg.dtype, train=tcfg.model_dump(mode="json"), steps=steps,
         prompt=prompt.model_dump(mode="json"),
-        data=json_hash([e.input_ids + e.labels for e in encoded], None),
+        data=tokens_hash(encoded),
     )
     finished = _finished_run(out, fp, summary, t0)
     if finished is not None:

@@ -231,3 +231,27 @@ def test_lora_pool_checkpoint_gives_influence_its_adapter(tiny_model_dir, tmp_pa
     assert any(".mlp." in n and ".lora_A." in n for n in names)
     with pytest.raises(Exception, match="no LoRA adapter modules"):  # a merged model has none
         select_from_config(merged, adapter_cfg.influence.modules)
+
+
+def test_packed_rows_and_their_hash_are_those_of_the_lists(tiny_model_dir, monkeypatch):
+    """encode_frame packs rows chunk by chunk (here 3 rows a chunk): every row comes back as
+    encode_examples gave it, indices in the report count from the frame's start, and the
+    streamed tokens hash is json_hash of the lists."""
+    import gdig.train as train
+    from gdig.data.prompts import encode_examples
+    from gdig.workspace import json_hash
+
+    _, tok = load_model(str(tiny_model_dir))
+    rows = [{"src": f"source {i} " * (1 + i % 3), "tgt": f"target {i} " * (1 + 60 * (i == 4)), "src_lang": "de",
+             "tgt_lang": "en"} for i in range(8)]
+    df = load_training_frame(rows)
+    prompt = PromptConfig(max_length=48)
+    monkeypatch.setattr(train, "ENCODE_CHUNK", 3)
+    with pytest.warns(UserWarning, match=r"3 target\(s\) truncated to fit max_length \(rows \[2, 4, 5\]"):
+        packed, summary = encode_frame(tok, df, prompt)
+    lists, _ = encode_examples(tok, zip(df["src"], df["tgt"], df["src_lang"], df["tgt_lang"]), prompt.template,
+                               prompt.max_length, prompt.too_long)
+    assert len(packed) == 8 and list(packed) == lists and packed[-1] == lists[-1]
+    assert packed.lengths() == [len(e.input_ids) for e in lists] and packed[4].truncated
+    assert train.tokens_hash(packed) == json_hash([e.input_ids + e.labels for e in lists], None)
+    assert train.tokens_hash([]) == json_hash([], None)

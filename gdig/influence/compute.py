@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gdig.data.prompts import Encoded, PromptTooLong, collate, encode_examples, length_batches
@@ -346,20 +347,47 @@ def _products_meta(products_path: str) -> tuple[list[str], dict]:
 
 def read_shards(shard_paths: list[str]) -> pa.Table:
     """Concatenate shard tables in position order; a position in two shards is an error."""
+    groups = shard_groups(shard_paths)
+    return pa.concat_tables([read_group(g) for g in groups]) if groups else _empty_shard_table(shard_paths[0])
+
+
+def shard_groups(shard_paths: list[str]) -> list[list[str]]:
+    """The shard files in position order, in groups whose position spans do not meet (a shard's
+    file and its delta files share one), so a merge holds one group at a time.  Reads only the
+    positions; a position in two files is an error that names every file."""
     if not shard_paths:
         raise ValueError("no score shards to merge")
-    tables = []
+    spans = []
     for p in shard_paths:
         if not Path(p).exists():
             raise FileNotFoundError(f"score shard {p} does not exist")
-        tables.append(pq.read_table(p).select(SHARD_COLUMNS).replace_schema_metadata(None))
-    table = pa.concat_tables(tables)
-    pos = table.column("position").to_numpy()
-    order = np.argsort(pos, kind="stable")
-    dup = pos[order][1:][np.diff(pos[order]) == 0]
-    if len(dup):
-        raise ValueError(f"score shards overlap: position(s) {dup[:5].tolist()} appear twice in {shard_paths}")
+        pos = pq.read_table(p, columns=["position"]).column("position").to_numpy()
+        if len(pos):
+            spans.append((int(pos.min()), int(pos.max()), p, pos))
+    groups: list[list[tuple]] = []
+    for span in sorted(spans, key=lambda s: s[0]):  # stable: files of one start keep their given order
+        if groups and span[0] <= max(s[1] for s in groups[-1]):
+            groups[-1].append(span)
+        else:
+            groups.append([span])
+    for g in groups:
+        pos = np.sort(np.concatenate([s[3] for s in g]), kind="stable")
+        dup = pos[1:][np.diff(pos) == 0]
+        if len(dup):
+            raise ValueError(f"score shards overlap: position(s) {dup[:5].tolist()} appear twice in {shard_paths}")
+    order = {p: i for i, p in enumerate(shard_paths)}
+    return [sorted((s[2] for s in g), key=order.get) for g in groups]
+
+
+def read_group(paths: list[str]) -> pa.Table:
+    """One group of shard_groups: its files' rows in position order."""
+    table = pa.concat_tables([pq.read_table(p).select(SHARD_COLUMNS).replace_schema_metadata(None) for p in paths])
+    order = np.argsort(table.column("position").to_numpy(), kind="stable")
     return table.take(pa.array(order))
+
+
+def _empty_shard_table(path: str) -> pa.Table:
+    return pq.read_table(path).select(SHARD_COLUMNS).replace_schema_metadata(None).slice(0, 0)
 
 
 def read_score_matrix(path: str) -> tuple[list[str], list[str], np.ndarray]:
@@ -373,30 +401,53 @@ def read_score_matrix(path: str) -> tuple[list[str], list[str], np.ndarray]:
 
 def merge_score_files(cfg, store, shard_paths: list[str], curvature_id: str, products_path: str,
                        candidate_dataset: str = "pool", keep: set[str] | None = None) -> str:
-    """Shards -> one scoring in the store; `keep`: only these example ids (the rows scored now)."""
+    """Shards -> one scoring in the store; `keep`: only these example ids (the rows scored now).
+
+    Streams: the ids are read first (they name the scoring), then one group of shard files at a
+    time goes to the matrix file and the store, so memory holds one shard, not the pool."""
     seed_ids, pmeta = _products_meta(products_path)
-    table = read_shards(shard_paths)
-    if keep is not None:
-        table = table.filter(pa.array([e in keep for e in table.column("example_id").to_pylist()]))
-    ids = table.column("example_id").to_pylist()
+    groups = shard_groups(shard_paths)
+
+    def kept(table: pa.Table) -> pa.Table:
+        if keep is None:
+            return table
+        return table.filter(pa.array([e in keep for e in table.column("example_id").to_pylist()], pa.bool_()))
+
+    ids: list[str] = []
+    for g in groups:
+        ids += kept(read_group_columns(g, ["example_id", "position"])).column("example_id").to_pylist()
     ws = Workspace(cfg)
     scoring_id = ws.scoring_id(curvature_id, str(pmeta.get("products_id")), candidate_dataset, ids)
+    n_rows = len(ids)
+    del ids
     matrix_path = ws.score_matrix(scoring_id)
     matrix_path.parent.mkdir(parents=True, exist_ok=True)
-    matrix = table.select(["example_id", "position", "scores"]).replace_schema_metadata(
-        {"gdig": json.dumps({"seed_ids": seed_ids, "scoring_id": scoring_id, "curvature_id": curvature_id})})
-    pq.write_table(matrix, str(matrix_path))
-    df = table.select(AGGREGATES).to_pandas()
-    sk = table.column("sketch")
-    sketches = None
-    if sk.null_count < len(table):
-        sketches = pd.DataFrame({"example_id": ids, "sketch": sk.to_pylist()})
-        sketches = sketches[sketches["sketch"].notna()]
-    store.add_scoring(
+    matrix_schema = _empty_shard_table(shard_paths[0]).select(["example_id", "position", "scores"]).schema \
+        .with_metadata({"gdig": json.dumps({"seed_ids": seed_ids, "scoring_id": scoring_id,
+                                            "curvature_id": curvature_id})})
+    tmp = matrix_path.with_name(matrix_path.name + ".tmp")
+
+    def chunks():
+        with pq.ParquetWriter(str(tmp), matrix_schema) as writer:
+            for g in groups:
+                table = kept(read_group(g))
+                writer.write_table(table.select(["example_id", "position", "scores"]))
+                sk = table.select(["example_id", "sketch"])
+                yield table.select(AGGREGATES).to_pandas(), sk.filter(pc.is_valid(sk.column("sketch")))
+        tmp.replace(matrix_path)  # complete before the store's row that names it commits
+
+    store.add_scoring_chunks(
         scoring_id, curvature_id=curvature_id, seed_dataset=pmeta.get("seed_dataset", "seed"),
-        candidate_dataset=candidate_dataset, aggregates=df, sketches=sketches, matrix_path=str(matrix_path),
-        n_seeds=len(seed_ids),
+        candidate_dataset=candidate_dataset, chunks=chunks(), n_candidates=n_rows,
+        matrix_path=str(matrix_path), n_seeds=len(seed_ids),
         meta={"products_path": str(products_path), "products_id": pmeta.get("products_id"),
               "n_shards": len(shard_paths), "seed_ids": seed_ids},
     )
     return scoring_id
+
+
+def read_group_columns(paths: list[str], columns: list[str]) -> pa.Table:
+    """Some columns of one group of shard_groups, in position order."""
+    table = pa.concat_tables([pq.read_table(p, columns=columns).replace_schema_metadata(None) for p in paths])
+    order = np.argsort(table.column("position").to_numpy(), kind="stable")
+    return table.take(pa.array(order))

@@ -60,7 +60,7 @@ def passing_ids(cfg, store, dataset: str = "pool") -> set[str] | None:
         return None
     ds = store.get_dataset(dataset)
     sig = prefilter_signature(cfg.prefilter, ds["src_lang"], ds["tgt_lang"])
-    decisions = store.prefilter(dataset, sig)
-    if len(decisions) != len(store.dataset_ids(dataset)):
+    n_verdicts, passed = store.prefilter_passed(dataset, sig)  # no figures: a large pool's stay in the store
+    if n_verdicts != len(store.dataset_ids(dataset)):
         raise ValueError(f"prefilter verdicts for {dataset!r} are missing or stale; run the prefilter stage first")
-    return set(decisions.loc[decisions["passed"], "example_id"])
+    return set(passed)

@@ -64,9 +64,11 @@ class Clustering:
 
 def nearest_centroid(X: np.ndarray, centroids: np.ndarray, normalize: bool, block: int | None = None) -> np.ndarray:
     """Index of the nearest centroid per row, in blocks so a large pool never builds an [n, k]
-    matrix (default: ~2^25 entries, 256 MB, per block, whatever K is)."""
+    matrix nor a float64 copy of all its sketches (default: ~2^22 entries, 32 MB, per block of
+    either, whatever K and the sketch width are)."""
     out = np.empty(len(X), dtype=np.int64)
-    block = block or max(256, 2**25 // max(len(centroids), 1))
+    width = X.shape[1] if np.ndim(X) == 2 else 1
+    block = block or max(256, 2**22 // max(len(centroids), width, 1))
     c2 = (centroids**2).sum(1)[None, :]
     for start in range(0, len(X), block):
         Z = _prepare(X[start:start + block], normalize)
@@ -75,11 +77,31 @@ def nearest_centroid(X: np.ndarray, centroids: np.ndarray, normalize: bool, bloc
 
 
 def _prepare(X: np.ndarray, normalize: bool) -> np.ndarray:
-    Z = np.asarray(X, dtype=np.float64)
-    if normalize:
-        norms = np.linalg.norm(Z, axis=1, keepdims=True)
-        Z = Z / np.where(norms > 0, norms, 1.0)  # a zero sketch stays zero instead of NaN
+    """X as float64, L2-normalised by row when asked: one new array (divided in place)."""
+    if not normalize:
+        return np.asarray(X, dtype=np.float64)
+    Z = np.array(X, dtype=np.float64)  # always a copy: the division below must not touch X
+    rows = _block_rows(Z)
+    for start in range(0, len(Z), rows):  # row norms in blocks: no [n, d] temporary of squares
+        part = Z[start:start + rows]
+        norms = np.linalg.norm(part, axis=1, keepdims=True)
+        part /= np.where(norms > 0, norms, 1.0)  # a zero sketch stays zero instead of NaN
     return Z
+
+
+def _block_rows(X: np.ndarray) -> int:
+    """Rows per block of a row-wise pass: ~2^22 entries (32 MB of float64) whatever the width."""
+    return max(1, 2**22 // max(X.shape[1] if np.ndim(X) == 2 else 1, 1))
+
+
+def _distances(Z: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """|z - centroid of z| per row, in blocks (no second [n, d] array)."""
+    out = np.empty(len(Z), dtype=np.float64)
+    block = _block_rows(Z)
+    for start in range(0, len(Z), block):
+        end = start + block
+        out[start:end] = np.linalg.norm(Z[start:end] - centroids[labels[start:end]], axis=1)
+    return out
 
 
 def cluster_sketches(X: np.ndarray, n_clusters: int, *, normalize: bool = True, seed: int = 0) -> Clustering:
@@ -87,7 +109,7 @@ def cluster_sketches(X: np.ndarray, n_clusters: int, *, normalize: bool = True, 
     X = np.asarray(X)
     if X.ndim != 2 or len(X) == 0:
         raise ValueError(f"need a non-empty [n, d] sketch matrix, got shape {X.shape}")
-    if not np.isfinite(X).all():
+    if not all(np.isfinite(X[i:i + _block_rows(X)]).all() for i in range(0, len(X), _block_rows(X))):
         raise ValueError("sketches contain NaN or inf values")
     n_clusters = int(min(max(n_clusters, 1), len(X)))
     Z = _prepare(X, normalize)
@@ -105,7 +127,7 @@ def cluster_sketches(X: np.ndarray, n_clusters: int, *, normalize: bool = True, 
     remap[old_in_order] = np.arange(len(old_in_order))
     labels = remap[raw]
     centroids = km.cluster_centers_[old_in_order]
-    distances = np.linalg.norm(Z - centroids[labels], axis=1)
+    distances = _distances(Z, centroids, labels)
     return Clustering(labels=labels, distances=distances, centroids=centroids, normalize=normalize)
 
 

@@ -117,7 +117,7 @@ def export_selection(store, sel_id: str, path: str | Path) -> Path:
     if len(match):
         scoring_id = match["scoring_id"].iloc[0]
     if scoring_id is not None and not pd.isna(scoring_id):
-        infl = store.influence(scoring_id).set_index("example_id")
+        infl = store.influence(scoring_id, list(rows["example_id"])).set_index("example_id")
         rows = rows.join(infl[["helped_fraction", "mean", "label"]], on="example_id")
     else:
         rows = rows.assign(helped_fraction=np.nan, mean=np.nan, label=None)

@@ -85,6 +85,14 @@ def scoring_rows(cfg, store):
     return rows if keep is None else rows[rows["example_id"].isin(keep)].reset_index(drop=True)
 
 
+def scored_ids(cfg, store) -> set[str]:
+    """The ids scoring_rows would give, without reading the pool's text."""
+    from gdig.prefilter.verdicts import passing_ids
+
+    keep = passing_ids(cfg, store)
+    return set(store.dataset_ids("pool")) if keep is None else keep
+
+
 def shard_rows(rows, start: int, end: int):
     """The scored rows whose pool position is in [start, end)."""
     return rows[(rows["position"] >= start) & (rows["position"] < end)].reset_index(drop=True)
@@ -190,7 +198,7 @@ def merge_scores(ctx: StageContext, shards: list[dict], curvature: dict, product
 
     paths = [p for s in shards for p in s["paths"]]
     sid = merge_score_files(ctx.cfg, ctx.store, paths, curvature["curvature_id"], products["products_path"],
-                             keep=set(scoring_rows(ctx.cfg, ctx.store)["example_id"]))
+                             keep=scored_ids(ctx.cfg, ctx.store))
     return {"scoring_id": sid, "n_shards": len(shards)}
 
 

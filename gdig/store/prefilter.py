@@ -64,6 +64,14 @@ class PrefilterTables(DatasetTables):
         df["figures"] = [json.loads(f) if isinstance(f, str) else {} for f in df["figures"]]
         return df
 
+    def prefilter_passed(self, dataset: str, signature: str) -> tuple[int, list[str]]:
+        """(verdicts stored, ids of the rows that passed) without the figures: what scoring needs."""
+        n, = self.con.execute("SELECT count(*) FROM prefilter WHERE dataset = ? AND signature = ?",
+                              [dataset, signature]).fetchone()
+        ids = self.con.execute("SELECT example_id FROM prefilter WHERE dataset = ? AND signature = ? AND passed",
+                               [dataset, signature]).df()["example_id"].tolist()
+        return int(n), ids
+
     def prefilter_counts(self, dataset: str, signature: str) -> pd.DataFrame:
         """Rejected rows per rule (most first): rule, n."""
         return self.con.execute(

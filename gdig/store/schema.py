@@ -205,9 +205,11 @@ class StoreBase:
 
     # -- generic ---------------------------------------------------------------------------
     def _insert_df(self, table: str, df: pd.DataFrame, replace: bool = False) -> None:
+        """Insert a DataFrame or an Arrow table (its columns by name)."""
         if df is None or len(df) == 0:
             return
-        cols = ", ".join(f'"{c}"' for c in df.columns)
+        names = df.column_names if hasattr(df, "column_names") else df.columns
+        cols = ", ".join(f'"{c}"' for c in names)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         self.con.complete()  # DuckDB 2 refuses register() while a fetchone() result is pending
         self.con.register("_gdig_df", df)
