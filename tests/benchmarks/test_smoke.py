@@ -23,7 +23,8 @@ def run(script: str, *args, expect_rc: int = 0) -> str:
     """stdout of `python benchmarks/SCRIPT.py ARGS` run from the repository root."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+           "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+           "OMP_NUM_THREADS": "1"}  # tiny models gain nothing from a second thread, and lose much on a busy machine
     p = subprocess.run([sys.executable, f"benchmarks/{script}.py", *map(str, args)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == expect_rc, (f"{script}: exit {p.returncode}\n--- stdout\n{p.stdout[-4000:]}\n"
@@ -236,7 +237,7 @@ def test_langid_compare(tmp_path):
 
 def test_selection_noise(tmp_path):
     run("selection_noise", "--setup", "scratch", "--out", tmp_path, "--pool", 80, "--seeds", 6, "--budgets", 20,
-        "--epochs", 1, "--hidden", 32, "--layers", 2, "--json", tmp_path / "summary.json")
+        "--epochs", 1, "--hidden", 32, "--layers", 2, "--curvature", "kfac", "--json", tmp_path / "summary.json")
     summary = json.loads((tmp_path / "summary.json").read_text())
     sels = {(s["strategy"], s["budget"]): s for s in summary["selections"]}
     assert set(sels) == {(s, 20) for s in ("gdig", "quality", "random", "diversity")}
