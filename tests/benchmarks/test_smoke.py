@@ -285,6 +285,16 @@ def test_kronfluence_compare():
         assert float(m[1]) < 1e-4  # length buckets of 8 rows score as rows one by one
 
 
+def test_kronfluence_compare_against_kronfluence():
+    """The comparison itself, where the optional extra is installed (never in CI)."""
+    pytest.importorskip("kronfluence", reason="kronfluence (an optional extra) is not installed")
+    text = run("kronfluence_compare", "--n", 12, "--seeds", 3, "--hidden", 32, "--layers", 2, "--repeats", 1,
+               "--score-batch-sizes", "1,8")
+    rel = [float(x) for x in re.findall(r"^agreement over 36 cells: Spearman [0-9.]+, max relative difference "
+                                        r"([0-9.e+-]+)$", text, re.M)]
+    assert len(rel) == 2 and max(rel) < 1e-4, text  # token K-FAC and EK-FAC: the same scores as kronfluence's
+
+
 def test_demo_threads(tmp_path):
     text = run("demo_threads", "--steps", 2, "--rounds", 1, "--out", tmp_path)
     ms = {int(t): int(v) for t, v in re.findall(r"^(\d) thread\(s\): (\d+) ms/step", text, re.M)}
