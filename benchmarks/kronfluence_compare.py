@@ -1,11 +1,11 @@
 """gdig's influence engine side by side with kronfluence: agreement of the scores and throughput.
 
     pip install --no-deps kronfluence==1.0.1 einops einconv opt_einsum   # the optional extra
-    python benchmarks/kronfluence_compare.py [--n 400] [--seeds 20] [--threads 1]
+    python benchmarks/kronfluence_compare.py [--n 400] [--seeds 20] [--threads 1] [--gdig-only]
 
 kronfluence installs without its dependencies next to the project's torch (it imports einops,
 einconv, opt_einsum, safetensors, accelerate, tqdm; never torchvision).  Without it the script
-says so and exits 0.
+says so and exits 0; ``--gdig-only`` runs gdig's side alone (what CI's smoke test runs).
 
 One run, one process, the same everything for both tools: a tiny BLOOM (random init, --hidden,
 --layers), the same tokenised rows (--n candidates, which are also the curvature data, and
@@ -202,6 +202,32 @@ def spread(num: list[float], den: list[float]) -> str:
     return f"{statistics.median(r):.2f} [{min(r):.2f}-{max(r):.2f}]"
 
 
+def gdig_only(gd: Gdig, strategies: list[str], args, score_bs: list[int], n: int) -> int:
+    """gdig's side without kronfluence: fit and scoring throughput (median of --repeats), and the
+    largest relative difference of the scores at each batch size from those at the first."""
+    import numpy as np
+
+    for strategy in strategies:
+        fit = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            gd.fit(strategy, args.fit_batch_size)
+            fit.append(time.perf_counter() - t0)
+        first, line = None, []
+        for bs in score_bs:
+            sec = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                s = gd.score(strategy, bs)
+                sec.append(time.perf_counter() - t0)
+            first = s if first is None else first
+            rel = float(np.abs(s - first).max() / np.abs(first).max())
+            line.append(f"batch {bs} {n / median(sec):.1f} ex/s (max rel diff from batch {score_bs[0]} {rel:.1e})")
+        print(f"gdig {strategy}: {s.shape[0]}x{s.shape[1]} scores, all finite: {bool(np.isfinite(s).all())}; "
+              f"fit (batch {args.fit_batch_size}) {n / median(fit):.1f} ex/s; scoring " + ", ".join(line), flush=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=400, help="candidates (also the curvature data)")
@@ -220,10 +246,13 @@ def main() -> int:
                          "default) or in their given order, as kronfluence is called on a dataset")
     ap.add_argument("--gdig-fp32", action="store_true",
                     help="gdig sums the factors over batches in float32 like kronfluence (default: gdig's float64)")
+    ap.add_argument("--gdig-only", action="store_true",
+                    help="run gdig's side alone (fit and scoring throughput, scores at each batch size against "
+                         "the first): the CI smoke test, where kronfluence is not installed")
     args = ap.parse_args()
 
     why = kronfluence_available()
-    if why is not None:
+    if why is not None and not args.gdig_only:
         print(f"kronfluence is not installed ({why}); install the optional extra with\n"
               "  pip install --no-deps kronfluence==1.0.1 einops einconv opt_einsum\nskipping the comparison.")
         return 0
@@ -260,6 +289,8 @@ def main() -> int:
               f"rows handed to kronfluence {args.kronfluence_order}"
               + (" by length" if args.kronfluence_order == "sorted" else " (dataset order)"), flush=True)
         gd = Gdig(g_model, mods, tok.pad_token_id, cands, seeds, fp64=not args.gdig_fp32)
+        if args.gdig_only:
+            return gdig_only(gd, strategies, args, score_bs, len(cands))
         kf = Kronfluence(k_model, [m.name for m in mods], tok.pad_token_id, str(Path(tmp) / "kf"), cands, seeds,
                          args.kronfluence_order)
         summary = []

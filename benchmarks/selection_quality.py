@@ -274,7 +274,8 @@ def tiny_model(args, out: Path, files) -> Path:
 
         src, tgt = (lang_name(x) for x in args.pair.split("-"))
         build_tiny_model(texts + [f"Translate the following {src} text into {tgt}.\n{src}: {tgt}: "] * 50,
-                         path, arch="llama", vocab_size=4000, hidden=256, layers=TINY_LAYERS, heads=4, intermediate=768)
+                         path, arch="llama", vocab_size=4000, hidden=args.tiny_hidden, layers=TINY_LAYERS, heads=4,
+                         intermediate=3 * args.tiny_hidden)
     return path
 
 
@@ -474,6 +475,7 @@ def main() -> None:
     ap.add_argument("--other", help="file (in --data) of wrong-language text, HF rows whose first language is "
                                     "taken (default: the one valid.xx-en.json that is not the pair's own)")
     ap.add_argument("--model", choices=["gemma", "tiny"], default="gemma")
+    ap.add_argument("--tiny-hidden", type=int, default=256, help="--model tiny: its hidden size (the CI smoke test: 64)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--pool", type=int, default=600)
     ap.add_argument("--noise", type=float, default=0.4, help="share of the pool made noisy, split evenly over the types")
@@ -502,6 +504,9 @@ def main() -> None:
     ap.add_argument("--finetune-seeds", default="0,1,2", help="finetune seeds of --downstream")
     ap.add_argument("--bootstrap", type=int, default=1000, help="paired-bootstrap resamples of the downstream margins")
     ap.add_argument("--prepare-only", action="store_true", help="stop once the data (and translations) are ready")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override of the base config, under every variant (e.g. pool_finetune.epochs=1: the "
+                         "CI smoke test's sizes); repeatable")
     args = ap.parse_args()
 
     from gdig.store import Store
@@ -511,7 +516,9 @@ def main() -> None:
     files = prepare_data(args, out, gemma_prompt_fits(args, out) if args.model == "gemma" else None)
     if args.prepare_only:
         return
-    paths = variant_configs(args, out, base_config(args, out, files))
+    from gdig.config import apply_overrides
+
+    paths = variant_configs(args, out, apply_overrides(base_config(args, out, files), args.overrides))
     types = noise_types(args)
     rows, results = {}, {}
     with Store(out / "gdig.duckdb") as store:
