@@ -1,10 +1,11 @@
 """Markdown tables from the CSVs that selection_quality.py writes: OUT/auroc.csv (AUROC of every
 quality score, overall and per noise type), OUT/strategies.csv (each VARIANT/STRATEGY selection at
-the budget) and, after --downstream, OUT/downstream.csv (BLEU / chrF / NLL and the margins).
+the budget), OUT/auroc-paper-preset.csv (the same after the paper preset's step 1, when that variant ran)
+and, after --downstream, OUT/downstream.csv (BLEU / chrF / NLL and the margins).
 
     python benchmarks/auroc_report.py OUT [OUT ...] [--scores NAME,NAME] [--strategies ROW,ROW] [--downstream ROW,ROW]
 
-A table whose CSV is missing is left out; OUT without any of the three is an error (exit 2).
+A table whose CSV is missing is left out; OUT without any of them is an error (exit 2).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 
 # (file, title, number format, the option that picks its rows)
 TABLES = (("auroc.csv", "AUROC clean vs noisy", "{:.3f}", "scores"),
+          ("auroc-paper-preset.csv", "AUROC clean vs noisy after the paper preset's step 1", "{:.3f}", "scores"),
           ("strategies.csv", "selections at the budget", "{:.4g}", "strategies"),
           ("downstream.csv", "downstream", "{:.3f}", "downstream"))
 HIDDEN = ("selection_id",)  # store keys, not figures

@@ -533,15 +533,16 @@ def main() -> None:
         # the scorings that hold every row: gdig's model (no-prefilter) and the paper's, after its step 1
         scorings = {name: results[name] for name in ("no-prefilter", "paper-preset") if name in results}
         scorings = scorings or dict([next(iter(results.items()))])
-        aurocs = pd.concat({name: score_table(store, r, verdicts, gain if name != "paper-preset" else None)
-                            for name, r in scorings.items()}, names=["scoring", "score"])
-        aurocs.to_csv(out / "auroc.csv")
+        aurocs = {name: score_table(store, r, verdicts, gain if name != "paper-preset" else None)
+                  for name, r in scorings.items()}
+        for name, table in aurocs.items():  # auroc.csv: gdig's model; auroc-paper-preset.csv: the paper's
+            table.to_csv(out / ("auroc.csv" if name != "paper-preset" else "auroc-paper-preset.csv"))
         strategies = pd.DataFrame(rows).T
         strategies.to_csv(out / "strategies.csv")
         for name, r in scorings.items():
             print(f"\nAUROC of clean vs noisy, overall and per noise type, scoring {r['scoring']['scoring_id']} "
                   f"({name}; prefilter+: the defaults' prefilter rejects ranked last):")
-            print(aurocs.loc[name].to_string(float_format=lambda x: f"{x:.3f}"))
+            print(aurocs[name].to_string(float_format=lambda x: f"{x:.3f}"))
         print(f"\nselections at budget {args.budget} (VARIANT/STRATEGY; config: OUT/configs/VARIANT.yaml):")
         print(strategies.drop(columns=["selection_id"]).to_string(float_format=lambda x: f"{x:.4g}"))
         if args.downstream:
