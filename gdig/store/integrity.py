@@ -56,7 +56,12 @@ def on_open_error(path: Path, err: Exception) -> StoreError:
     text = str(err)
     low = text.lower()
     if any(k in low for k in _LOCK):
-        return StoreError(f"{path}: cannot open the store: another process holds it ({first_line(text)})")
+        from gdig.runlock import holder
+
+        by = holder(path)
+        who = f"a gdig run holds it ({by}); run again when it has finished" if by else \
+            f"another process holds it ({first_line(text)})"
+        return StoreError(f"{path}: cannot open the store: {who}")
     if any(k in low for k in _DAMAGE):
         named = re.search(r'"([^"]+\.wal)"', text)  # a damaged write-ahead log names itself
         where = f" (its write-ahead log {named.group(1)})" if named else ""

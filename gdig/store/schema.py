@@ -1,5 +1,5 @@
 """Schema and transactions: the DDL, its version and migrations, the connection (one writer:
-a second process gets a clear "another process may hold it" error, which a task retry may
+a second process gets a clear "another process holds it" error, which a task retry may
 fix), transactions, generic table access and the store's identity.
 
 Every domain module (datasets, prefilter, influence, selections, results) extends StoreBase
