@@ -182,7 +182,10 @@ def use_bf16(setting: Any, device: str) -> bool:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG's state as tensors and plain values (what torch.load(weights_only=True) reads)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+             "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -190,7 +193,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -257,7 +261,17 @@ def _load_resume(out: Path, fp: str) -> dict[str, Any] | None:
     path = out / RESUME_DIR / "state.pt"
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # tensors and plain values only: a crafted pickle in a workspace runs nothing
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # refused (not tensors and plain values) or unreadable: start over
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        warnings.warn(f"{path}: not a resume state gdig reads ({why[:160]}); finetuning from the start",
+                      stacklevel=2)
+        path.unlink(missing_ok=True)
+        return None
+    if not isinstance(state, dict):
+        path.unlink(missing_ok=True)
+        return None
     if state.get("fingerprint") != fp:
         raise TrainError(
             f"{path}: resume state of a different run (other data, model or finetune settings); "

@@ -11,6 +11,7 @@ from prefect.cache_policies import CacheKeyFnPolicy
 from tasks.keys import module_source_hash, sha
 from tasks.naming import task_run_namer
 from tasks.progress import watch
+from tasks.results import checked
 from tasks.runtime import progress_bars, stage
 
 
@@ -28,7 +29,7 @@ def _demo_key(ctx, params: dict) -> str:
     return "prepare_demo-" + sha(json.dumps(parts, sort_keys=True))
 
 
-@task(name="prepare-demo", cache_policy=CacheKeyFnPolicy(cache_key_fn=_demo_key))
+@task(name="prepare-demo", cache_policy=CacheKeyFnPolicy(cache_key_fn=checked(_demo_key)))
 def prepare_demo(workdir: str, seed: int = 0) -> str:
     """The demo workspace (corpus with injected noise, seed and eval sets, tiny model, config)."""
     from gdig.demo import prepare_demo as build
@@ -39,7 +40,10 @@ def prepare_demo(workdir: str, seed: int = 0) -> str:
 
 def demo_preparation(workdir: str):
     """The prepare-demo task with its results kept in the demo workdir."""
+    from tasks.results import GdigJSON
+
     path = Path(workdir).resolve() / ".prefect-results"
     path.mkdir(parents=True, exist_ok=True)
     return prepare_demo.with_options(persist_result=True, result_storage=path,
+                                     result_serializer=GdigJSON(),
                                      task_run_name=task_run_namer("prepare-demo"))

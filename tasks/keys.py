@@ -23,6 +23,7 @@ from gdig import graph
 from gdig.config import GdigConfig
 from gdig.reach import source_hash
 from gdig.workspace import config_hash, ids_hash, json_hash, module_source_hash, sha  # noqa: F401 (re-exported)
+from tasks.results import checked
 
 # parameters that never change a result (where it runs, how chatty it is)
 NOT_CONTENT = frozenset({"cfg", "progress", "device"})
@@ -98,7 +99,7 @@ def stage_policy(name: str):
     def key_fn(ctx: TaskRunContext, params: dict[str, Any]) -> str:
         return declared_key(name, params["cfg"], params, source=inspect.getsource(ctx.task.fn))
 
-    return CacheKeyFnPolicy(cache_key_fn=key_fn)
+    return CacheKeyFnPolicy(cache_key_fn=checked(key_fn))  # only GdigJSON records are read back
 
 
 def own_key() -> str | None:
