@@ -525,11 +525,15 @@ def _record(store, path: str, kind: str, base: str | None, selection_id: str | N
     return {"checkpoint_id": ckpt_id, "path": str(path)}
 
 
-def _train_stage_dir(cfg: GdigConfig, prefix: str, tcfg: TrainConfig, example_ids: list[str], extra: Any) -> Path:
+def _train_stage_dir(cfg: GdigConfig, prefix: str, tcfg: TrainConfig, example_ids: list[str], extra: Any,
+                     code: str = "") -> Path:
+    """The checkpoint directory: named by the base model, settings, examples and the training
+    code's key (gdig.graph.code_keys; empty: none given), so edited code trains anew."""
+    parts = {"code": code} if code else {}
     key = _fingerprint(
         base=checkpoint_hash_of_base(cfg), dtype=cfg.model.dtype,
         train={k: v for k, v in tcfg.model_dump(mode="json").items() if k in _TRAIN_FIELDS},
-        prompt=cfg.prompt.model_dump(mode="json"), examples=example_ids, extra=extra,
+        prompt=cfg.prompt.model_dump(mode="json"), examples=example_ids, extra=extra, **parts,
     )
     return Workspace(cfg).checkpoint(prefix, key)
 
@@ -560,7 +564,8 @@ def base_checkpoint(cfg: GdigConfig, store) -> dict:
     return {"checkpoint_id": ckpt_id, "path": cfg.model.name_or_path}
 
 
-def pool_checkpoint(cfg: GdigConfig, store, progress: bool = True, n_rows: int | None = None) -> dict:
+def pool_checkpoint(cfg: GdigConfig, store, progress: bool = True, n_rows: int | None = None,
+                    code: str = "") -> dict:
     """Step 1 of the method: the checkpoint whose gradients drive selection.
 
     pool_finetune.enabled: finetune cfg.model on the "pool" dataset (its first ``n_rows``: the
@@ -576,7 +581,7 @@ def pool_checkpoint(cfg: GdigConfig, store, progress: bool = True, n_rows: int |
         check_model(cfg)
         pool = store.dataset_examples("pool")
         pool = pool if n_rows is None else pool.iloc[:n_rows].reset_index(drop=True)
-        out = _train_stage_dir(cfg, "pool", pf, list(pool["example_id"]), None)
+        out = _train_stage_dir(cfg, "pool", pf, list(pool["example_id"]), None, code)
         res = finetune(cfg.model, cfg.prompt, pf, pool, out, progress=progress, desc="finetune-pool")
         meta = {"steps": res.steps, "n_examples": res.n_examples, "final_loss": res.losses[-1] if res.losses else None,
                 "first_loss": res.losses[0] if res.losses else None, "encode": res.encode_summary,
@@ -600,12 +605,13 @@ def checkpoint_hash_of_base(cfg: GdigConfig) -> str:
     return ModelRef.of(cfg.model).hash()
 
 
-def finetune_on_selection(cfg: GdigConfig, store, selection_id: str, max_steps: int, progress: bool = True) -> dict:
+def finetune_on_selection(cfg: GdigConfig, store, selection_id: str, max_steps: int, progress: bool = True,
+                          code: str = "") -> dict:
     """Finetune the BASE model (cfg.model) on one selection for exactly `max_steps` optimizer steps."""
     sel = store.selection(selection_id)
     if len(sel) == 0:
         raise TrainError(f"selection {selection_id!r} is empty or unknown in {store.path}")
-    out = _train_stage_dir(cfg, f"sel-{_safe(selection_id)}", cfg.finetune, list(sel["example_id"]), max_steps)
+    out = _train_stage_dir(cfg, f"sel-{_safe(selection_id)}", cfg.finetune, list(sel["example_id"]), max_steps, code)
     label = f"finetune {sel['strategy'].iloc[0]}@{int(sel['budget'].iloc[0])}"
     res = finetune(cfg.model, cfg.prompt, cfg.finetune, sel, out, max_steps=max_steps, progress=progress,
                    record={"selection_id": selection_id}, desc=label)

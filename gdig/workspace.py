@@ -4,13 +4,14 @@ Every content hash gdig writes (example ids, curvature / products / scoring ids,
 directories, selection ids, cache keys) goes through `sha` / `ids_hash` / `json_hash`, and every
 artifact path through `Workspace`, so the workspace's identity and layout are read in one place.
 Names and lengths are those of the files already on disk: changing one orphans existing
-workspaces' artifacts.
+workspaces' artifacts.  Ids and file names carry the code key of what computes them (`code`,
+`coded`; gdig.graph.code_keys), so edited code or another torch/transformers never reuses a file.
 
     {dir}/curvature/{curvature_id}.safetensors             fitted factors
-    {dir}/curvature/partials/{id}-{kind}-{a}-{b}.safetensors  per-shard sums (kind: factors, eigen)
-    {dir}/curvature/partials/{id}-bases.safetensors         EK-FAC eigenbases between the passes
+    {dir}/curvature/partials/{id}-{kind}-{a}-{b}-c{code}.safetensors  per-shard sums (kind: factors, eigen)
+    {dir}/curvature/partials/{id}-bases-c{code}.safetensors  EK-FAC eigenbases between the passes
     {dir}/seeds/{products_id}.safetensors                   seed products
-    {dir}/scores/shards/{cid}-{products}-{settings}-{a}-{b}.parquet   score shards (+ deltas)
+    {dir}/scores/shards/{cid}-{products}-{settings}-{a}-{b}-c{code}.parquet   score shards (+ deltas)
     {dir}/scores/{scoring_id}.matrix.parquet                candidate x seed matrix
     {dir}/checkpoints/{prefix}-{fingerprint}/               finetuned models
     {dir}/selections/{selection_id}.jsonl                   exports
@@ -110,17 +111,26 @@ class Workspace:
         dump = self.cfg.model_dump(mode="json")
         return json_hash({s: dump[s] for s in sections})
 
-    def curvature_id(self, checkpoint_id: str, example_ids) -> str:
+    # `code`: the code key of the artifact's kind (gdig.graph.code_keys; empty: none given)
+    def curvature_id(self, checkpoint_id: str, example_ids, code: str = "") -> str:
         """Checkpoint + the ids it is fitted on (in order) + the influence and prompt settings."""
-        return parts_hash(checkpoint_id, ids_hash(example_ids, 16), self.settings_hash("influence", "prompt"))
+        return parts_hash(checkpoint_id, ids_hash(example_ids, 16), self.settings_hash("influence", "prompt"),
+                          *[code] if code else [])
 
-    def products_id(self, curvature_id: str, checkpoint_id: str, seed_ids) -> str:
+    def products_id(self, curvature_id: str, checkpoint_id: str, seed_ids, code: str = "") -> str:
         return parts_hash(curvature_id, checkpoint_id, ids_hash(seed_ids, 16),
-                          self.settings_hash("influence", "prompt"))
+                          self.settings_hash("influence", "prompt"), *[code] if code else [])
 
-    def scoring_id(self, curvature_id: str, products_id: str, dataset: str, example_ids) -> str:
+    def scoring_id(self, curvature_id: str, products_id: str, dataset: str, example_ids, code: str = "") -> str:
         return parts_hash(curvature_id, products_id, dataset, ids_hash(example_ids, 16),
-                          self.settings_hash("influence", "prompt"))
+                          self.settings_hash("influence", "prompt"), *[code] if code else [])
+
+    @staticmethod
+    def coded(path: str | Path, code: str) -> Path:
+        """`path` with the code key of what writes it in its name (`...-c<key>.<suffix>`): a file
+        made by other code, or under other library versions, is never found under it."""
+        p = Path(path)
+        return p.with_name(f"{p.stem}-c{code}{p.suffix}") if code else p
 
     # artifact paths
     def curvature(self, curvature_id: str) -> Path:

@@ -8,7 +8,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import CacheKeyFnPolicy
 
-from tasks.keys import module_source_hash, sha
+from gdig.reach import library_versions, modules_reached, source_hash
+from tasks.keys import sha
 from tasks.naming import task_run_namer
 from tasks.progress import watch
 from tasks.results import checked
@@ -24,8 +25,8 @@ def _demo_key(ctx, params: dict) -> str:
 
     parts = {"workdir": str(Path(params["workdir"]).resolve()), "seed": params.get("seed", 0),
              "code": [sha(inspect.getsource(ctx.task.fn))]
-             + [module_source_hash(m) for m in ("gdig.demo.prepare", "gdig.demo.corpus", "gdig.demo.settings",
-                                                "gdig.data.noise")] + [sha(CONFIG_PATH.read_bytes())]}
+             + [source_hash(m) for m in modules_reached("gdig.demo", "prepare_demo")]  # walked, not listed
+             + [sha(CONFIG_PATH.read_bytes())], "libraries": library_versions()}
     return "prepare_demo-" + sha(json.dumps(parts, sort_keys=True))
 
 

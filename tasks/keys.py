@@ -21,7 +21,7 @@ from prefect.context import TaskRunContext
 
 from gdig import graph
 from gdig.config import GdigConfig
-from gdig.reach import source_hash
+from gdig.reach import library_versions, source_hash
 from gdig.workspace import config_hash, ids_hash, json_hash, module_source_hash, sha  # noqa: F401 (re-exported)
 from tasks.results import checked
 
@@ -74,6 +74,7 @@ def stage_key(
         "inputs": {k: content(v) for k, v in sorted(inputs.items()) if k not in NOT_CONTENT},
         "store": store_identity(cfg) if uses_store else None,
         "extra": extra,
+        "libraries": library_versions(),  # torch, transformers...: an upgrade renews the results
     }
     if any(s == "model" or s.startswith("model.") for s in sections):
         parts["model"] = model_identity(cfg)  # the weights' content or hub commit, not just the name

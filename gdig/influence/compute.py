@@ -128,9 +128,9 @@ def curvature_rows(cfg, store, dataset: str = "pool", n_rows: int | None = None)
     return rows
 
 
-def curvature_id_for(cfg, checkpoint_id: str, example_ids) -> str:
+def curvature_id_for(cfg, checkpoint_id: str, example_ids, code: str = "") -> str:
     """The curvature's id: checkpoint + the ids it is fitted on (in order) + config."""
-    return Workspace(cfg).curvature_id(checkpoint_id, example_ids)
+    return Workspace(cfg).curvature_id(checkpoint_id, example_ids, code)
 
 
 def curvature_shards(cfg, n_rows: int) -> list[tuple[int, int]]:
@@ -203,14 +203,14 @@ def fit_eigenbases(cfg, partial_paths: list[str], out_path: str) -> str:
 
 def finish_curvature(cfg, store, checkpoint_id: str, partial_paths: list[str], *,
                            eigen_paths: list[str] | None = None, bases_path: str | None = None,
-                           dataset: str = "pool") -> str:
+                           dataset: str = "pool", code: str = "") -> str:
     """Combine the shards' partials (in shard order) into the curvature; record it in the store.
     K-FAC: ``partial_paths`` (factor sums).  EK-FAC: also ``bases_path`` and ``eigen_paths``."""
     from gdig.influence.curvature import Curvature
 
     parts = _load_partials(partial_paths)
     ids = [i for p in parts for i in p.meta["example_ids"]]
-    curvature_id = curvature_id_for(cfg, checkpoint_id, ids)
+    curvature_id = curvature_id_for(cfg, checkpoint_id, ids, code)
     path = Workspace(cfg).curvature(curvature_id)
     if store.get_curvature(curvature_id) is not None and path.exists():
         return curvature_id
@@ -242,7 +242,8 @@ def _record_curvature(cfg, store, curv, curvature_id, path, checkpoint_id, datas
 # -- seed products ---------------------------------------------------------------------------------
 
 def compute_seed_products(cfg, store, checkpoint_path: str, checkpoint_id: str, curvature_id: str,
-                        progress: bool = True, seed_dataset: str = "seed", device: str | None = None) -> str:
+                        progress: bool = True, seed_dataset: str = "seed", device: str | None = None,
+                        code: str = "") -> str:
     from gdig.influence.curvature import Curvature
     from gdig.influence.inverse import InverseHessian
     from gdig.influence.seeds import group_labels, seed_gradients, seed_products, seed_weighting_for
@@ -254,7 +255,7 @@ def compute_seed_products(cfg, store, checkpoint_path: str, checkpoint_id: str, 
     if len(seeds) == 0:
         raise ValueError(f"seed dataset {seed_dataset!r} is empty")
     ws = Workspace(cfg)
-    products_id = ws.products_id(curvature_id, checkpoint_id, seeds["example_id"])
+    products_id = ws.products_id(curvature_id, checkpoint_id, seeds["example_id"], code)
     path = ws.seed_products(products_id)
     if path.exists():
         return str(path)
@@ -362,7 +363,7 @@ def read_score_matrix(path: str) -> tuple[list[str], list[str], np.ndarray]:
 
 
 def merge_score_files(cfg, store, shard_paths: list[str], curvature_id: str, products_path: str,
-                       candidate_dataset: str = "pool", keep: set[str] | None = None) -> str:
+                       candidate_dataset: str = "pool", keep: set[str] | None = None, code: str = "") -> str:
     """Shards -> one scoring in the store; `keep`: only these example ids (the rows scored now)."""
     seed_ids, pmeta = _products_meta(products_path)
     table = read_shards(shard_paths)
@@ -370,7 +371,7 @@ def merge_score_files(cfg, store, shard_paths: list[str], curvature_id: str, pro
         table = table.filter(pa.array([e in keep for e in table.column("example_id").to_pylist()]))
     ids = table.column("example_id").to_pylist()
     ws = Workspace(cfg)
-    scoring_id = ws.scoring_id(curvature_id, str(pmeta.get("products_id")), candidate_dataset, ids)
+    scoring_id = ws.scoring_id(curvature_id, str(pmeta.get("products_id")), candidate_dataset, ids, code)
     matrix_path = ws.score_matrix(scoring_id)
     matrix_path.parent.mkdir(parents=True, exist_ok=True)
     matrix = table.select(["example_id", "position", "scores"]).replace_schema_metadata(

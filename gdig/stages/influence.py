@@ -3,7 +3,8 @@
 and write files, so they run on any worker; the driver's stages load them into DuckDB.
 
 Shard files are reused: a curvature partial or a score shard on disk is named by everything it
-depends on (Workspace), so an interrupted or repeated run computes only what is missing.
+depends on (Workspace), the code key of the stages that write it included (ctx.code_key), so an
+interrupted or repeated run computes only what is missing and edited code recomputes it.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def curvature_shard(ctx: StageContext, checkpoint: dict, rows, out_path: str, ba
     atomically, named by curvature id, kind and range) is reused."""
     from gdig.influence.compute import sum_curvature_shard
 
+    out_path = ctx.workspace.coded(out_path, ctx.code_key("curvature"))
     if not Path(out_path).exists():
-        sum_curvature_shard(ctx.cfg, checkpoint["path"], rows, out_path, device=ctx.device,
+        sum_curvature_shard(ctx.cfg, checkpoint["path"], rows, str(out_path), device=ctx.device,
                               bases_path=bases["path"] if bases else None, progress=ctx.progress)
     return {"path": str(out_path), "n_rows": len(rows)}
 
@@ -51,7 +53,8 @@ def curvature_bases(ctx: StageContext, plan: dict, factors: list[dict]) -> dict:
     """EK-FAC between the two mapped passes: summed factors (shard order) and their eigenbases."""
     from gdig.influence.compute import fit_eigenbases
 
-    return {"path": fit_eigenbases(ctx.cfg, [f["path"] for f in factors], plan["bases_path"])}
+    out = ctx.workspace.coded(plan["bases_path"], ctx.code_key("curvature"))
+    return {"path": fit_eigenbases(ctx.cfg, [f["path"] for f in factors], str(out))}
 
 
 def fit_curvature(ctx: StageContext, checkpoint: dict, plan: dict, factors: list[dict],
@@ -61,7 +64,8 @@ def fit_curvature(ctx: StageContext, checkpoint: dict, plan: dict, factors: list
 
     cid = finish_curvature(ctx.cfg, ctx.store, checkpoint["checkpoint_id"], [f["path"] for f in factors],
                                  eigen_paths=[e["path"] for e in eigen] if eigen else None,
-                                 bases_path=bases["path"] if bases else None, dataset=plan["dataset"])
+                                 bases_path=bases["path"] if bases else None, dataset=plan["dataset"],
+                                 code=ctx.code_key("curvature"))
     return {"curvature_id": cid}
 
 
@@ -70,7 +74,8 @@ def seed_products(ctx: StageContext, checkpoint: dict, curvature: dict, seed: di
     from gdig.influence.compute import compute_seed_products
 
     return {"products_path": compute_seed_products(ctx.cfg, ctx.store, checkpoint["path"], checkpoint["checkpoint_id"],
-                                                 curvature["curvature_id"], progress=ctx.progress)}
+                                                 curvature["curvature_id"], progress=ctx.progress,
+                                                 code=ctx.code_key("seed-products"))}
 
 
 # -- scoring --------------------------------------------------------------------------------------
@@ -120,7 +125,7 @@ def score_shard(ctx: StageContext, checkpoint: dict, products: dict, rows, out_p
     a temporary name and renames it when complete: a crash never leaves a partial file.
     """
     start, end = (int(rows["position"].min()), int(rows["position"].max()) + 1) if len(rows) else (0, 0)
-    out = Path(out_path)
+    out = ctx.workspace.coded(out_path, ctx.code_key("score-shards"))
     files, have, skipped = _reusable(out, rows)
     done = {pos for _, pos in have}
     wanted = zip(map(int, rows["position"]), map(str, rows["example_id"]))
@@ -190,7 +195,7 @@ def merge_scores(ctx: StageContext, shards: list[dict], curvature: dict, product
 
     paths = [p for s in shards for p in s["paths"]]
     sid = merge_score_files(ctx.cfg, ctx.store, paths, curvature["curvature_id"], products["products_path"],
-                             keep=set(scoring_rows(ctx.cfg, ctx.store)["example_id"]))
+                             keep=set(scoring_rows(ctx.cfg, ctx.store)["example_id"]), code=ctx.code_key("scoring"))
     return {"scoring_id": sid, "n_shards": len(shards)}
 
 
