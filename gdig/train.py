@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import re
 import shutil
@@ -38,7 +37,8 @@ import torch.nn.functional as F
 from gdig.config import GdigConfig, ModelConfig, PromptConfig, TrainConfig
 from gdig.data.prompts import IGNORE, Encoded, collate, encode_examples, length_batches
 from gdig.target_loss import SplitHead, split_head, target_loss_backward
-from gdig.workspace import Workspace, json_hash
+from gdig import faults
+from gdig.workspace import Workspace, atomic_file, json_hash
 
 DONE_FILE = "gdig_train.json"
 RESUME_DIR = "resume"
@@ -252,9 +252,8 @@ def _save_resume(out: Path, step: int, model, optimizer, scheduler, losses: list
         "step": step, "fingerprint": fp, "params": params, "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "rng": _rng_state(), "losses": list(losses),
     }
-    tmp = rdir / "state.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, rdir / "state.pt")  # atomic: a crash mid-save keeps the previous state
+    with atomic_file(rdir / "state.pt", "resume") as tmp:  # a crash mid-save keeps the previous state
+        torch.save(state, tmp)
 
 
 def _load_resume(out: Path, fp: str) -> dict[str, Any] | None:
@@ -427,6 +426,13 @@ def _save_final(model, tokenizer, out: Path, method: str) -> None:
         model = model.merge_and_unload()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    faults.reached("checkpoint write")  # the weights on disk, the done marker not yet
+
+
+def _files(out: Path) -> dict[str, int]:
+    """The finished checkpoint's files and their sizes (the resume state and marker aside)."""
+    return {str(f.relative_to(out)): f.stat().st_size for f in sorted(out.rglob("*"))
+            if f.is_file() and f.name not in (DONE_FILE, DONE_FILE + ".sum") and RESUME_DIR not in f.relative_to(out).parts}
 
 
 def finetune(
@@ -480,7 +486,7 @@ def finetune(
     _save_final(model, tok, out, tcfg.method)
     _mark_done(out, {"fingerprint": fp, "steps": steps, "n_examples": len(encoded), "losses": losses,
                      "encode_summary": summary, "base": base or model_cfg.name_or_path, "base_hash": base_id,
-                     "finetune": tcfg.model_dump(mode="json"), "record": record})
+                     "finetune": tcfg.model_dump(mode="json"), "record": record, "files": _files(out)})
     return TrainResult(str(out), steps, len(encoded), losses, start, False, summary, time.time() - t0)
 
 
@@ -491,6 +497,11 @@ def _finished_run(out: Path, fp: str, summary: str, t0: float) -> TrainResult | 
     if not done.exists():
         return None
     info = json.loads(done.read_text())
+    if info.get("fingerprint") == fp and "files" in info and info["files"] != _files(out):
+        warnings.warn(f"{out}: the finished checkpoint's files are not as it wrote them (missing or another "
+                      f"size); training it again", stacklevel=2)
+        done.unlink()
+        return None
     if info.get("fingerprint") == fp:
         return TrainResult(str(out), info["steps"], info["n_examples"], info["losses"], 0, True,
                            info.get("encode_summary", summary), time.time() - t0)
@@ -499,9 +510,8 @@ def _finished_run(out: Path, fp: str, summary: str, t0: float) -> TrainResult | 
 
 def _mark_done(out: Path, info: dict[str, Any]) -> None:
     """Write the done marker atomically, then drop the resume state it makes obsolete."""
-    tmp = out / (DONE_FILE + ".tmp")
-    tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
-    os.replace(tmp, out / DONE_FILE)
+    with atomic_file(out / DONE_FILE, "done marker") as tmp:
+        tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
     shutil.rmtree(out / RESUME_DIR, ignore_errors=True)
 
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 
 # -- content hashes -------------------------------------------------------------------------------
@@ -93,6 +95,77 @@ def file_digest(path: str | Path, n: int = 32) -> str:
         h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
         feed_file(h, f)
     return h.hexdigest()[:n]
+
+
+# -- writing artifacts -----------------------------------------------------------------------------
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError:  # a directory fsync some filesystems refuse: the rename is still atomic
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def seal_path(path: str | Path) -> Path:
+    p = Path(path)
+    return p.with_name(p.name + ".sum")
+
+
+@contextmanager
+def atomic_file(path: str | Path, kind: str = "file") -> Iterator[Path]:
+    """Write `path` whole or not at all.  The block writes the temporary path it is given; then
+    it is synced to disk, renamed over `path`, the directory synced, and a seal (size + sha256)
+    written beside it, last.  A crash leaves the old file, or a new file without its seal, which
+    `intact` rejects; an exception removes the temporary.  Kill points (gdig.faults) `<kind>
+    write` (the temporary written, not yet renamed) and `<kind> seal` (renamed, not sealed)."""
+    from gdig import faults
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # what a killed earlier write left
+        stale.unlink(missing_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    seal = seal_path(target)
+    try:
+        yield tmp
+        faults.reached(f"{kind} write")
+        _fsync(tmp)
+        seal.unlink(missing_ok=True)  # the old seal must not vouch for the new bytes
+        os.replace(tmp, target)
+        _fsync(target.parent, directory=True)
+        faults.reached(f"{kind} seal")
+        write_seal(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_seal(path: str | Path) -> None:
+    """Record `path`'s size and sha256 beside it (atomically)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    feed_file(h, p)
+    seal, tmp = seal_path(p), p.with_name(f".{p.name}.sum.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"size": p.stat().st_size, "sha256": h.hexdigest()}), encoding="utf-8")
+    os.replace(tmp, seal)
+
+
+def intact(path: str | Path) -> bool:
+    """Is `path` a file as atomic_file finished it: sealed, its size and sha256 as recorded?  A
+    truncated, bit-flipped, half-written or unsealed file is not (rebuild it)."""
+    p = Path(path)
+    try:
+        seal = json.loads(seal_path(p).read_text(encoding="utf-8"))
+        if p.stat().st_size != seal["size"]:
+            return False
+        h = hashlib.sha256()
+        feed_file(h, p)
+        return h.hexdigest() == seal["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 # -- the workspace --------------------------------------------------------------------------------

@@ -15,9 +15,23 @@ from gdig.config import parse_config
 from gdig.store import Store
 
 
+def content(path) -> bytes:
+    """A file's bytes; a safetensors file's header canonical (safetensors writes its metadata in
+    hash-map order, which differs between two writes of the same tensors and metadata)."""
+    import json
+    import struct
+
+    raw = path.read_bytes()
+    if path.suffix != ".safetensors":
+        return raw
+    n = struct.unpack("<Q", raw[:8])[0]
+    return json.dumps(json.loads(raw[8:8 + n]), sort_keys=True).encode() + raw[8 + n:]
+
+
 def _files(root) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "reports" not in p.parts}
+    """Every artifact's content hash (seals aside: a seal holds the raw bytes' hash)."""
+    return {str(p.relative_to(root)): hashlib.sha256(content(p)).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and "reports" not in p.parts and p.suffix != ".sum"}
 
 
 def _influence(db, scoring_id):
@@ -58,7 +72,7 @@ def test_edited_scoring_code_renews_the_scores_and_nothing_before_them(tmp_path,
     after = _files(art)
     kept = {k: v for k, v in before.items() if k.startswith(("curvature/", "seeds/", "checkpoints/"))}
     assert kept and {k: after[k] for k in kept} == kept  # the curvature, seed products and pool model stay
-    shards = {k for k in after if k.startswith("scores/shards/")} - set(before)
+    shards = {k for k in after if k.startswith("scores/shards/") and k.endswith(".parquet")} - set(before)
     assert len(shards) == 2  # 120 rows / shard_size 80: both shards scored again, under new names
 
 
@@ -75,3 +89,27 @@ def test_a_code_key_moves_with_the_code_of_its_kind_and_with_library_versions(mo
     monkeypatch.setattr(gdig.reach, "source_hash", real_hash)
     monkeypatch.setattr(gdig.reach, "library_versions", lambda: {**real_versions(), "torch": "99.0"})
     assert all(v != base[k] for k, v in graph.code_keys().items())
+
+
+def test_a_damaged_or_unsealed_artifact_is_rebuilt_never_reused(tmp_path, demo_model_dir):  # noqa: F811
+    from gdig.pipeline import select_pipeline
+    from gdig.workspace import intact, seal_path
+
+    data = demo_config(tmp_path, demo_model_dir)
+    data["selection"]["strategies"] = ["gdig"]
+    cfg, art, db = parse_config(data), tmp_path / "artifacts", data["workspace"]["db"]
+    first = select_pipeline(cfg, progress=False)
+    before, table = _files(art), _influence(db, first.scoring_id)
+    partial = sorted((art / "curvature" / "partials").glob("*.safetensors"))[0]
+    shard = sorted((art / "scores" / "shards").glob("*.parquet"))[0]
+    products = sorted((art / "seeds").glob("*.safetensors"))[0]
+    partial.write_bytes(partial.read_bytes()[:100])  # truncated
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 1  # one bit flipped
+    shard.write_bytes(bytes(raw))
+    seal_path(products).unlink()  # written, killed before its seal
+    assert not any(intact(p) for p in (partial, shard, products))
+    again = select_pipeline(cfg, progress=False)
+    assert all(intact(p) for p in (partial, shard, products))
+    assert _files(art) == before and again.scoring_id == first.scoring_id  # rebuilt to the same bytes
+    assert _influence(db, again.scoring_id).equals(table)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from gdig.data.prompts import Encoded, PromptTooLong, collate, encode_examples, length_batches
 from gdig.influence.strategies import curvature_strategy
-from gdig.workspace import Workspace, ids_hash
+from gdig.workspace import Workspace, atomic_file, ids_hash, intact
 
 SHARD_COLUMNS = ["example_id", "position", "loss", "closing_loss", "grad_norm", "helped_fraction", "mean", "min",
                  "max", "scores", "sketch"]
@@ -212,7 +212,7 @@ def finish_curvature(cfg, store, checkpoint_id: str, partial_paths: list[str], *
     ids = [i for p in parts for i in p.meta["example_ids"]]
     curvature_id = curvature_id_for(cfg, checkpoint_id, ids, code)
     path = Workspace(cfg).curvature(curvature_id)
-    if store.get_curvature(curvature_id) is not None and path.exists():
+    if store.get_curvature(curvature_id) is not None and intact(path):
         return curvature_id
     strategy = curvature_strategy(cfg)
     if strategy.eigen_pass and (bases_path is None or not eigen_paths):
@@ -257,7 +257,7 @@ def compute_seed_products(cfg, store, checkpoint_path: str, checkpoint_id: str, 
     ws = Workspace(cfg)
     products_id = ws.products_id(curvature_id, checkpoint_id, seeds["example_id"], code)
     path = ws.seed_products(products_id)
-    if path.exists():
+    if intact(path):  # sealed and unchanged: a partial or damaged file is computed again
         return str(path)
     curv = Curvature.load(rec["path"])
     model, tok = _load(cfg, checkpoint_path, device)
@@ -320,10 +320,8 @@ def score_rows(cfg, checkpoint_path: str, products_path: str, rows: pd.DataFrame
     meta = {"seed_ids": products.seed_ids, "products_id": products.meta.get("products_id"),
             "skipped": skipped, "paths": {k: sorted(v) for k, v in scorer.paths_used.items()}}
     table = table.replace_schema_metadata({"gdig": json.dumps(meta)})
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{out_path}.tmp"
-    pq.write_table(table, tmp)
-    Path(tmp).replace(out_path)
+    with atomic_file(out_path, "parquet") as tmp:
+        pq.write_table(table, str(tmp))
     return str(out_path)
 
 
@@ -373,10 +371,10 @@ def merge_score_files(cfg, store, shard_paths: list[str], curvature_id: str, pro
     ws = Workspace(cfg)
     scoring_id = ws.scoring_id(curvature_id, str(pmeta.get("products_id")), candidate_dataset, ids, code)
     matrix_path = ws.score_matrix(scoring_id)
-    matrix_path.parent.mkdir(parents=True, exist_ok=True)
     matrix = table.select(["example_id", "position", "scores"]).replace_schema_metadata(
         {"gdig": json.dumps({"seed_ids": seed_ids, "scoring_id": scoring_id, "curvature_id": curvature_id})})
-    pq.write_table(matrix, str(matrix_path))
+    with atomic_file(matrix_path, "parquet") as tmp:  # a reader never sees half a matrix
+        pq.write_table(matrix, str(tmp))
     df = table.select(AGGREGATES).to_pandas()
     sk = table.column("sketch")
     sketches = None

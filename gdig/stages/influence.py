@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from gdig.stages import StageContext
-from gdig.workspace import ids_hash
+from gdig.workspace import ids_hash, intact, seal_path
 
 
 # -- curvature ------------------------------------------------------------------------------------
@@ -43,7 +43,7 @@ def curvature_shard(ctx: StageContext, checkpoint: dict, rows, out_path: str, ba
     from gdig.influence.compute import sum_curvature_shard
 
     out_path = ctx.workspace.coded(out_path, ctx.code_key("curvature"))
-    if not Path(out_path).exists():
+    if not intact(out_path):  # missing, half-written or damaged: computed (again)
         sum_curvature_shard(ctx.cfg, checkpoint["path"], rows, str(out_path), device=ctx.device,
                               bases_path=bases["path"] if bases else None, progress=ctx.progress)
     return {"path": str(out_path), "n_rows": len(rows)}
@@ -121,8 +121,8 @@ def score_shard(ctx: StageContext, checkpoint: dict, products: dict, rows, out_p
     Rows already scored are reused: the file at out_path, plus "delta" files
     ``<stem>+<hash>.parquet`` holding rows added to the range later (rows that pass a loosened
     prefilter), so a changed rule scores at most the rows that newly pass.  A file whose rows
-    disagree with the pool (another example at a position) is recomputed.  The engine writes to
-    a temporary name and renames it when complete: a crash never leaves a partial file.
+    disagree with the pool (another example at a position), or that is not intact (its seal:
+    size and sha256), is recomputed.  Files are written atomically and sealed.
     """
     start, end = (int(rows["position"].min()), int(rows["position"].max()) + 1) if len(rows) else (0, 0)
     out = ctx.workspace.coded(out_path, ctx.code_key("score-shards"))
@@ -145,9 +145,9 @@ def _reusable(out: Path, rows) -> tuple[list[Path], set[tuple[str, int]], set[st
     have, skipped = _scored(files)
     wanted = dict(zip(map(int, rows["position"]), map(str, rows["example_id"])))
     if files is None or any(wanted.get(pos, eid) != eid for eid, pos in have):
-        out.unlink(missing_ok=True)  # unreadable or stale: start over
-        for d in out.parent.glob(f"{out.stem}+*.parquet"):
-            d.unlink()
+        for f in [out, *out.parent.glob(f"{out.stem}+*.parquet")]:  # unreadable or stale: start over
+            f.unlink(missing_ok=True)
+            seal_path(f).unlink(missing_ok=True)
         return [], set(), set()
     return files, have, skipped
 
@@ -155,11 +155,8 @@ def _reusable(out: Path, rows) -> tuple[list[Path], set[tuple[str, int]], set[st
 def _score_into(ctx: StageContext, checkpoint_path: str, products_path: str, rows, target: Path) -> None:
     from gdig.influence.compute import score_rows
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.stem + ".partial.parquet")
-    written = Path(score_rows(ctx.cfg, checkpoint_path, products_path, rows, str(tmp),
-                                     progress=ctx.progress, device=ctx.device))
-    written.replace(target)
+    # written atomically and sealed (gdig.workspace.atomic_file): a crash never leaves a partial file
+    score_rows(ctx.cfg, checkpoint_path, products_path, rows, str(target), progress=ctx.progress, device=ctx.device)
 
 
 def _shard_files(out: Path) -> list[Path] | None:
@@ -167,10 +164,12 @@ def _shard_files(out: Path) -> list[Path] | None:
     import pyarrow.parquet as pq
 
     files = ([out] if out.exists() else []) + sorted(out.parent.glob(f"{out.stem}+*.parquet"))
+    if not all(intact(f) for f in files):  # unsealed, truncated or changed since: recompute
+        return None
     try:
         for f in files:
             pq.read_schema(f)
-    except Exception:  # e.g. truncated by a crash outside the engine: recompute
+    except Exception:
         return None
     return files
 

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Self
 import duckdb
 import pandas as pd
 
+from gdig import faults
 from gdig.errors import StoreError
 from gdig.store import integrity
 
@@ -225,6 +226,7 @@ class StoreBase:
         self.con.execute("BEGIN TRANSACTION")
         try:
             yield
+            faults.reached("store commit")  # the writes made, not committed (the fault harness)
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
