@@ -16,7 +16,9 @@ from tasks.results import GdigJSON, is_gdig_record, refuse_foreign_record
 
 def test_stage_values_round_trip():
     frame = pd.DataFrame({"example_id": ["a", "b"], "loss": np.array([0.5, 1.25], dtype=np.float32),
-                          "n": np.array([3, 4], dtype=np.int64)}, index=[7, 9])
+                          "n": np.array([3, 4], dtype=np.int64), "label": ["noise", None],
+                          "flag": np.array([True, False]), "count": pd.array([1, None], dtype="Int64")},
+                         index=[7, 9])
     value = {"path": Path("/x/y"), "pair": (1, "two"), "ids": [1, 2.5, None, True], 3: "int key",
              "at": datetime(2026, 1, 2, 3, 4, 5), "array": np.arange(6, dtype=np.float32).reshape(2, 3),
              "frame": frame, "np": np.int64(5), "__gdig__": "a key that is the tag"}
