@@ -58,7 +58,7 @@ POINTS = [
     ("the fitted curvature renamed, not sealed", "select", "tensor seal#8"),
     ("inside a parquet write (a score shard)", "select", "parquet write#2"),
     ("inside the score matrix write", "select", "parquet write#4"),
-    ("before the scores' DuckDB commit", "select", "store commit#9"),
+    ("before a DuckDB commit (a selection's)", "select", "store commit#9"),
     ("inside the resume-state write", "select", "resume write"),
     ("inside a checkpoint write", "run", "checkpoint write"),
 ]
@@ -153,7 +153,7 @@ def trace_counts(path: Path) -> tuple[Counter, Counter]:
     for point in lines:
         if "@" in point:
             units[point.rpartition("@")[0]] += 1  # one point per unit done
-        elif not point.endswith("/done"):
+        elif not point.endswith(("/done", " write", " seal", "store commit")):  # writes are not stages
             stages[point] += 1
     return stages, units
 
