@@ -7,7 +7,8 @@ that takes longer: the command died with a 40-line traceback.  So gdig starts th
 server itself, waits for its health endpoint as long as a busy machine needs (the user's own
 setting, when there is one, wins), notices at once when the server process dies, and otherwise
 leaves Prefect's ephemeral mode as it is: the server is registered where Prefect's client looks
-for it (SubprocessASGIServer), so the flow uses it and Prefect stops it at exit.
+for it (SubprocessASGIServer), so the flow uses it and Prefect stops it at exit.  A watchdog in
+the server process stops it when the gdig process is gone, killed included (`guarded`).
 """
 
 from __future__ import annotations
@@ -128,10 +129,35 @@ def _launch(server, log) -> subprocess.Popen:
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
            **get_current_settings().to_environment_variables(exclude_unset=True)}
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
-         "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(server.port),
-         "--log-level", "error", "--lifespan", "on"],
+        guarded(["uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+                 "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(server.port),
+                 "--log-level", "error", "--lifespan", "on"]),
         env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+# Runs a module as `python -m` would, with a watchdog thread that stops the process once its
+# parent (the gdig process) is gone: atexit never runs after SIGKILL or a crash, and uvicorn
+# would otherwise stay up, orphaned, listening.  SIGTERM first (uvicorn shuts down cleanly and
+# closes its database), then a hard exit should that hang.
+_GUARD = """
+import os, runpy, signal, sys, threading, time
+parent = int(sys.argv[1])
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.25)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+    os._exit(1)
+threading.Thread(target=watch, daemon=True, name="gdig-parent-watch").start()
+sys.argv = sys.argv[2:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def guarded(module_argv: list[str], parent: int | None = None) -> list[str]:
+    """The command line that runs `python -m <module_argv>` and dies with `parent` (default:
+    this process), however it dies."""
+    return [sys.executable, "-c", _GUARD, str(os.getpid() if parent is None else parent), *module_argv]
 
 
 def _first_line(text: str) -> str:

@@ -60,15 +60,19 @@ def ingest_cmd(
     split: str | None = typer.Option(None, "--split", help="Split of a save_to_disk / hub dataset with several splits."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Load parallel data into the store; invalid rows stop the ingest (exit 2) unless --skip-invalid."""
+    """Load parallel data into the store; invalid rows stop the ingest (exit 2) unless --skip-invalid.
+    A running select/run on the same store makes it fail at once (exit 1)."""
     from gdig.data.ingest import IngestError, ingest
+    from gdig.runlock import WorkspaceBusy, exclusive
     from gdig.store import Store, StoreError
 
     try:
-        with Store(db) as store:
+        with exclusive(db), Store(db) as store:  # never between the stages of a running select/run
             result = ingest(store, paths, role=role, name=name, src_lang=src_lang, tgt_lang=tgt_lang,
                             fmt=fmt, skip_invalid=skip_invalid, limit=limit, split=split, progress=progress,
                             max_chars=max_chars or None)
+    except WorkspaceBusy as err:
+        fail(str(err), 1)
     except (IngestError, StoreError) as err:
         fail(str(err), 2)
     typer.echo(result.summary())

@@ -18,6 +18,11 @@ class StoreError(RuntimeError):
     layer, so that ingest can catch it without importing the store)."""
 
 
+class StoreDamaged(StoreError, BadInput):
+    """The store file is truncated, corrupt or not a gdig store: running again cannot fix it
+    (exit 2); the message names the file and what to do."""
+
+
 def bad_input_cause(err: BaseException | None) -> BaseException | None:
     """The BadInput in err's cause/context chain (err itself first), or None."""
     seen = set()

@@ -3,8 +3,11 @@
 A run passes named points as it works: every stage at its start (`<stage>`) and after its
 function returned (`<stage>/done`, before the executor records the result), and every progress
 loop after each unit (`<loop>@<units done>`, e.g. `finetune-pool@3`, `scoring@1`; the names are
-those of gdig.progress.Tracker).  With GDIG_KILL_AT=<point>[#<n>] set, the process kills itself
-with SIGKILL the n-th time (default: the first) it passes that point: a kill -9 at a chosen,
+those of gdig.progress.Tracker); inside writes: `<kind> write` (gdig.workspace.atomic_file: the
+temporary written, not renamed; kinds tensor, parquet, resume, done marker), `<kind> seal`
+(renamed, not sealed), `checkpoint write` (a finetune's weights saved, its done marker not) and
+`store commit` (a DuckDB transaction's writes made, not committed).  With
+GDIG_KILL_AT=<point>[#<n>] set, the process kills itself with SIGKILL the n-th time (default: the first) it passes that point: a kill -9 at a chosen,
 repeatable place, not at a moment.  With GDIG_TRACE_POINTS=<file> set, every point passed is
 appended to that file (what a rerun did again).  Unset, a point costs one environment lookup.
 """

@@ -84,13 +84,41 @@ def _code_modules(spec: Stage) -> tuple[str, ...]:
 
 
 def settings_key(spec: Stage, cfg) -> str:
-    """What a stage's result was made with, less its inputs: its config sections and the source
-    of its code (a stage that keeps results in the store keys them by it: translations)."""
-    from gdig.reach import source_hash
+    """What a stage's result was made with, less its inputs: its config sections, the source
+    of its code and the libraries' versions (a stage that keeps results in the store keys them
+    by it: translations)."""
+    from gdig.reach import library_versions, source_hash
     from gdig.workspace import config_hash, json_hash
 
     return json_hash({"config": config_hash(cfg, spec.sections),
-                      "code": [source_hash(m) for m in spec.code_modules()]}, 16)
+                      "code": [source_hash(m) for m in spec.code_modules()],
+                      "libraries": library_versions()}, 16)
+
+
+# The files on disk and the stages whose code makes them: an artifact's name carries the code key
+# of its kind (the source of every module those stages reach + the libraries' versions), so after
+# an edit of that code, or a library upgrade, the file is rebuilt under a new name, never reused.
+# Each kind's ids chain the kinds before it (products name their curvature, shards their products).
+ARTIFACT_CODE = {
+    "curvature": ("curvature-shard", "curvature-bases", "fit-curvature"),  # partials, bases, the fit, its id
+    "seed-products": ("seed-products",),  # the products file and id (which name their curvature)
+    "score-shards": ("score-shard",),  # shard files (named by curvature and products too)
+    "scoring": ("score-shard", "merge-scores"),  # the scoring id and its candidate x seed matrix
+    "finetune": ("finetune-pool", "finetune-selection"),  # checkpoint directories
+}
+
+
+def code_keys() -> dict[str, str]:
+    """The code key of every kind of ARTIFACT_CODE (what StageContext.code_key hands a stage)."""
+    from gdig.reach import library_versions, source_hash
+    from gdig.workspace import json_hash
+
+    libraries = library_versions()
+    out = {}
+    for kind, names in ARTIFACT_CODE.items():
+        modules = sorted({m for n in names for m in stage(n).code_modules()})
+        out[kind] = json_hash({"code": {m: source_hash(m) for m in modules}, "libraries": libraries}, 12)
+    return out
 
 
 # -- what each call works on (task run names, error prefixes) --------------------------------------

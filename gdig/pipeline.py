@@ -40,7 +40,7 @@ class PlainExecutor:
 
     def _call(self, spec: graph.Stage, inputs: dict) -> Any:
         ctx = StageContext(self.cfg, self.store if spec.uses_store else None, self.progress, self.device,
-                           self.run_identity, graph.settings_key(spec, self.cfg))
+                           self.run_identity, graph.settings_key(spec, self.cfg), graph.code_keys())
         t0 = time.perf_counter()
         try:
             with faults.stage(spec.name):

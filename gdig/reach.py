@@ -6,8 +6,13 @@ attribute of an imported gdig module) is followed to its definition, and so on; 
 used as an object (``from gdig.data import validate as V``, then ``V.split_lines``) is followed
 to the attribute it names, a module imported whole and passed around is taken whole.  The result
 is the set of modules whose source holds a definition the function can run, so editing any of
-them changes the key of exactly the stages whose functions reach it.  What the source cannot
-show (a method of an object handed in, such as the store) is the caller's to add.
+them changes the key of exactly the stages whose functions reach it.  Relative imports are
+resolved against the importing module's package, and ``importlib.import_module("gdig....")``
+with a literal name is followed like an import; a module imported by a name computed at run
+time (`import_module(name)`, `__import__`) cannot be followed, so walking code that does it is
+an error (`Unfollowable`) rather than a key that misses code.  What the source cannot show (a
+method of an object handed in, such as the store) is the caller's to add.  The versions of the
+libraries that do the numeric work (`library_versions`) go into the same keys.
 """
 
 from __future__ import annotations
@@ -18,6 +23,27 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent  # the gdig package
 Unit = tuple[str, "str | None"]  # (module, top-level name); None: the whole module
+
+
+class Unfollowable(RuntimeError):
+    """Code that imports a module by a name computed at run time: no key can cover it."""
+
+
+# what the numbers depend on beyond gdig's own code: an upgrade of one renews what it computed
+LIBRARIES = ("torch", "transformers", "peft", "safetensors", "numpy")
+
+
+def library_versions() -> dict[str, str]:
+    """The installed version of each of LIBRARIES (read from the package metadata, not imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
 
 
 def module_file(module: str) -> Path | None:
@@ -63,9 +89,23 @@ def _top_level(module: str) -> dict[str, ast.AST]:
     return out
 
 
-def _imported(node: ast.Import | ast.ImportFrom, name: str | None = None) -> list[Unit]:
-    """The units an import statement binds (only `name`'s when given)."""
+def _absolute(module: str, node: ast.ImportFrom) -> str | None:
+    """The module an ImportFrom names, relative ones resolved against `module`'s package."""
+    if node.level == 0:
+        return node.module
+    package = module.split(".")
+    if module_file(module) is not None and module_file(module).name != "__init__.py":
+        package = package[:-1]  # a plain module: its package is the one above it
+    if node.level - 1 > len(package) - 1:
+        return None
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _imported(module: str, node: ast.Import | ast.ImportFrom, name: str | None = None) -> list[Unit]:
+    """The units an import statement in `module` binds (only `name`'s when given)."""
     units: list[Unit] = []
+    source = None if isinstance(node, ast.Import) else _absolute(module, node)
     for alias in node.names:
         bound = (alias.asname or alias.name).split(".")[0]
         if name is not None and bound != name:
@@ -73,10 +113,24 @@ def _imported(node: ast.Import | ast.ImportFrom, name: str | None = None) -> lis
         if isinstance(node, ast.Import):
             if module_file(alias.name):
                 units.append((alias.name, None))
-        elif node.module and node.level == 0 and module_file(node.module):
-            sub = f"{node.module}.{alias.name}"
-            units.append((sub, None) if module_file(sub) else (node.module, alias.name))
+        elif source and module_file(source):
+            sub = f"{source}.{alias.name}"
+            units.append((sub, None) if module_file(sub) else (source, alias.name))
     return units
+
+
+def _dynamic(module: str, node: ast.Call) -> list[Unit]:
+    """`import_module("gdig.x")` as the import it is; a computed name: Unfollowable."""
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    if called not in ("import_module", "__import__"):
+        return []
+    arg = node.args[0] if node.args else None
+    if called == "import_module" and isinstance(arg, ast.Constant) and isinstance(arg.value, str) \
+            and not arg.value.startswith("."):
+        return [(arg.value, None)] if module_file(arg.value) else []
+    raise Unfollowable(f"{module_file(module)}:{node.lineno}: {called}() with a name computed at run time; "
+                       f"gdig cannot tell which code a stage runs through it (import the module by name)")
 
 
 def _walk(node: ast.AST):
@@ -100,18 +154,20 @@ def _uses(module: str, node: ast.AST) -> list[Unit]:
     bases = set()  # module names used as `module.attribute`: the attribute is what is reached
     for n in _walk(node):
         if isinstance(n, (ast.Import, ast.ImportFrom)):
-            units += _imported(n)
-        elif isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name):
+            units += _imported(module, n)
+        elif isinstance(n, ast.Call):
+            units += _dynamic(module, n)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name):
             bound = top.get(n.value.id)
             if isinstance(bound, (ast.Import, ast.ImportFrom)):
-                found = _imported(bound, n.value.id)
+                found = _imported(module, bound, n.value.id)
                 if all(name is None for _, name in found):
                     bases.add(id(n.value))
                     units += [(m, n.attr) for m, _ in found]
     for n in _walk(node):
         if isinstance(n, ast.Name) and n.id in top and top[n.id] is not node and id(n) not in bases:
             bound = top[n.id]
-            units += _imported(bound, n.id) if isinstance(bound, (ast.Import, ast.ImportFrom)) else [(module, n.id)]
+            units += _imported(module, bound, n.id) if isinstance(bound, (ast.Import, ast.ImportFrom)) else [(module, n.id)]
     return units
 
 

@@ -534,7 +534,7 @@ def write_report(store, out_dir: str | Path, title: str = "gdig report", *, head
     if isinstance(store, (str, Path)):
         from gdig.store import Store
 
-        with Store(store) as own:
+        with Store(store, read_only=True) as own:  # a report only reads
             return write_report(own, out_dir, title, header=header, gamma=gamma, checkpoints=checkpoints)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import re
 import shutil
@@ -39,7 +38,8 @@ import torch.nn.functional as F
 from gdig.config import GdigConfig, ModelConfig, PromptConfig, TrainConfig
 from gdig.data.prompts import IGNORE, EncodeReport, Encoded, collate, encode_examples, length_batches
 from gdig.target_loss import SplitHead, split_head, target_loss_backward
-from gdig.workspace import Workspace, json_hash
+from gdig import faults
+from gdig.workspace import Workspace, atomic_file, json_hash
 
 DONE_FILE = "gdig_train.json"
 RESUME_DIR = "resume"
@@ -245,7 +245,10 @@ def use_bf16(setting: Any, device: str) -> bool:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG's state as tensors and plain values (what torch.load(weights_only=True) reads)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+             "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -253,7 +256,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -311,16 +315,25 @@ def _save_resume(out: Path, step: int, model, optimizer, scheduler, losses: list
         "step": step, "fingerprint": fp, "params": params, "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "rng": _rng_state(), "losses": list(losses),
     }
-    tmp = rdir / "state.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, rdir / "state.pt")  # atomic: a crash mid-save keeps the previous state
+    with atomic_file(rdir / "state.pt", "resume") as tmp:  # a crash mid-save keeps the previous state
+        torch.save(state, tmp)
 
 
 def _load_resume(out: Path, fp: str) -> dict[str, Any] | None:
     path = out / RESUME_DIR / "state.pt"
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # tensors and plain values only: a crafted pickle in a workspace runs nothing
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # refused (not tensors and plain values) or unreadable: start over
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        warnings.warn(f"{path}: not a resume state gdig reads ({why[:160]}); finetuning from the start",
+                      stacklevel=2)
+        path.unlink(missing_ok=True)
+        return None
+    if not isinstance(state, dict):
+        path.unlink(missing_ok=True)
+        return None
     if state.get("fingerprint") != fp:
         raise TrainError(
             f"{path}: resume state of a different run (other data, model or finetune settings); "
@@ -477,6 +490,13 @@ def _save_final(model, tokenizer, out: Path, method: str) -> None:
         model = model.merge_and_unload()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    faults.reached("checkpoint write")  # the weights on disk, the done marker not yet
+
+
+def _files(out: Path) -> dict[str, int]:
+    """The finished checkpoint's files and their sizes (the resume state and marker aside)."""
+    return {str(f.relative_to(out)): f.stat().st_size for f in sorted(out.rglob("*"))
+            if f.is_file() and f.name not in (DONE_FILE, DONE_FILE + ".sum") and RESUME_DIR not in f.relative_to(out).parts}
 
 
 def finetune(
@@ -530,7 +550,7 @@ def finetune(
     _save_final(model, tok, out, tcfg.method)
     _mark_done(out, {"fingerprint": fp, "steps": steps, "n_examples": len(encoded), "losses": losses,
                      "encode_summary": summary, "base": base or model_cfg.name_or_path, "base_hash": base_id,
-                     "finetune": tcfg.model_dump(mode="json"), "record": record})
+                     "finetune": tcfg.model_dump(mode="json"), "record": record, "files": _files(out)})
     return TrainResult(str(out), steps, len(encoded), losses, start, False, summary, time.time() - t0)
 
 
@@ -541,6 +561,11 @@ def _finished_run(out: Path, fp: str, summary: str, t0: float) -> TrainResult | 
     if not done.exists():
         return None
     info = json.loads(done.read_text())
+    if info.get("fingerprint") == fp and "files" in info and info["files"] != _files(out):
+        warnings.warn(f"{out}: the finished checkpoint's files are not as it wrote them (missing or another "
+                      f"size); training it again", stacklevel=2)
+        done.unlink()
+        return None
     if info.get("fingerprint") == fp:
         return TrainResult(str(out), info["steps"], info["n_examples"], info["losses"], 0, True,
                            info.get("encode_summary", summary), time.time() - t0)
@@ -549,9 +574,8 @@ def _finished_run(out: Path, fp: str, summary: str, t0: float) -> TrainResult | 
 
 def _mark_done(out: Path, info: dict[str, Any]) -> None:
     """Write the done marker atomically, then drop the resume state it makes obsolete."""
-    tmp = out / (DONE_FILE + ".tmp")
-    tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
-    os.replace(tmp, out / DONE_FILE)
+    with atomic_file(out / DONE_FILE, "done marker") as tmp:
+        tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
     shutil.rmtree(out / RESUME_DIR, ignore_errors=True)
 
 
@@ -575,11 +599,15 @@ def _record(store, path: str, kind: str, base: str | None, selection_id: str | N
     return {"checkpoint_id": ckpt_id, "path": str(path)}
 
 
-def _train_stage_dir(cfg: GdigConfig, prefix: str, tcfg: TrainConfig, example_ids: list[str], extra: Any) -> Path:
+def _train_stage_dir(cfg: GdigConfig, prefix: str, tcfg: TrainConfig, example_ids: list[str], extra: Any,
+                     code: str = "") -> Path:
+    """The checkpoint directory: named by the base model, settings, examples and the training
+    code's key (gdig.graph.code_keys; empty: none given), so edited code trains anew."""
+    parts = {"code": code} if code else {}
     key = _fingerprint(
         base=checkpoint_hash_of_base(cfg), dtype=cfg.model.dtype,
         train={k: v for k, v in tcfg.model_dump(mode="json").items() if k in _TRAIN_FIELDS},
-        prompt=cfg.prompt.model_dump(mode="json"), examples=example_ids, extra=extra,
+        prompt=cfg.prompt.model_dump(mode="json"), examples=example_ids, extra=extra, **parts,
     )
     return Workspace(cfg).checkpoint(prefix, key)
 
@@ -610,7 +638,8 @@ def base_checkpoint(cfg: GdigConfig, store) -> dict:
     return {"checkpoint_id": ckpt_id, "path": cfg.model.name_or_path}
 
 
-def pool_checkpoint(cfg: GdigConfig, store, progress: bool = True, n_rows: int | None = None) -> dict:
+def pool_checkpoint(cfg: GdigConfig, store, progress: bool = True, n_rows: int | None = None,
+                    code: str = "") -> dict:
     """Step 1 of the method: the checkpoint whose gradients drive selection.
 
     pool_finetune.enabled: finetune cfg.model on the "pool" dataset (its first ``n_rows``: the
@@ -626,7 +655,7 @@ def pool_checkpoint(cfg: GdigConfig, store, progress: bool = True, n_rows: int |
         check_model(cfg)
         pool = store.dataset_examples("pool")
         pool = pool if n_rows is None else pool.iloc[:n_rows].reset_index(drop=True)
-        out = _train_stage_dir(cfg, "pool", pf, list(pool["example_id"]), None)
+        out = _train_stage_dir(cfg, "pool", pf, list(pool["example_id"]), None, code)
         res = finetune(cfg.model, cfg.prompt, pf, pool, out, progress=progress, desc="finetune-pool")
         meta = {"steps": res.steps, "n_examples": res.n_examples, "final_loss": res.losses[-1] if res.losses else None,
                 "first_loss": res.losses[0] if res.losses else None, "encode": res.encode_summary,
@@ -650,12 +679,13 @@ def checkpoint_hash_of_base(cfg: GdigConfig) -> str:
     return ModelRef.of(cfg.model).hash()
 
 
-def finetune_on_selection(cfg: GdigConfig, store, selection_id: str, max_steps: int, progress: bool = True) -> dict:
+def finetune_on_selection(cfg: GdigConfig, store, selection_id: str, max_steps: int, progress: bool = True,
+                          code: str = "") -> dict:
     """Finetune the BASE model (cfg.model) on one selection for exactly `max_steps` optimizer steps."""
     sel = store.selection(selection_id)
     if len(sel) == 0:
         raise TrainError(f"selection {selection_id!r} is empty or unknown in {store.path}")
-    out = _train_stage_dir(cfg, f"sel-{_safe(selection_id)}", cfg.finetune, list(sel["example_id"]), max_steps)
+    out = _train_stage_dir(cfg, f"sel-{_safe(selection_id)}", cfg.finetune, list(sel["example_id"]), max_steps, code)
     label = f"finetune {sel['strategy'].iloc[0]}@{int(sel['budget'].iloc[0])}"
     res = finetune(cfg.model, cfg.prompt, cfg.finetune, sel, out, max_steps=max_steps, progress=progress,
                    record={"selection_id": selection_id}, desc=label)

@@ -4,13 +4,14 @@ Every content hash gdig writes (example ids, curvature / products / scoring ids,
 directories, selection ids, cache keys) goes through `sha` / `ids_hash` / `json_hash`, and every
 artifact path through `Workspace`, so the workspace's identity and layout are read in one place.
 Names and lengths are those of the files already on disk: changing one orphans existing
-workspaces' artifacts.
+workspaces' artifacts.  Ids and file names carry the code key of what computes them (`code`,
+`coded`; gdig.graph.code_keys), so edited code or another torch/transformers never reuses a file.
 
     {dir}/curvature/{curvature_id}.safetensors             fitted factors
-    {dir}/curvature/partials/{id}-{kind}-{a}-{b}.safetensors  per-shard sums (kind: factors, eigen)
-    {dir}/curvature/partials/{id}-bases.safetensors         EK-FAC eigenbases between the passes
+    {dir}/curvature/partials/{id}-{kind}-{a}-{b}-c{code}.safetensors  per-shard sums (kind: factors, eigen)
+    {dir}/curvature/partials/{id}-bases-c{code}.safetensors  EK-FAC eigenbases between the passes
     {dir}/seeds/{products_id}.safetensors                   seed products
-    {dir}/scores/shards/{cid}-{products}-{settings}-{a}-{b}.parquet   score shards (+ deltas)
+    {dir}/scores/shards/{cid}-{products}-{settings}-{a}-{b}-c{code}.parquet   score shards (+ deltas)
     {dir}/scores/{scoring_id}.matrix.parquet                candidate x seed matrix
     {dir}/checkpoints/{prefix}-{fingerprint}/               finetuned models
     {dir}/selections/{selection_id}.jsonl                   exports
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 
 # -- content hashes -------------------------------------------------------------------------------
@@ -94,6 +97,77 @@ def file_digest(path: str | Path, n: int = 32) -> str:
     return h.hexdigest()[:n]
 
 
+# -- writing artifacts -----------------------------------------------------------------------------
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError:  # a directory fsync some filesystems refuse: the rename is still atomic
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def seal_path(path: str | Path) -> Path:
+    p = Path(path)
+    return p.with_name(p.name + ".sum")
+
+
+@contextmanager
+def atomic_file(path: str | Path, kind: str = "file") -> Iterator[Path]:
+    """Write `path` whole or not at all.  The block writes the temporary path it is given; then
+    it is synced to disk, renamed over `path`, the directory synced, and a seal (size + sha256)
+    written beside it, last.  A crash leaves the old file, or a new file without its seal, which
+    `intact` rejects; an exception removes the temporary.  Kill points (gdig.faults) `<kind>
+    write` (the temporary written, not yet renamed) and `<kind> seal` (renamed, not sealed)."""
+    from gdig import faults
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # what a killed earlier write left
+        stale.unlink(missing_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    seal = seal_path(target)
+    try:
+        yield tmp
+        faults.reached(f"{kind} write")
+        _fsync(tmp)
+        seal.unlink(missing_ok=True)  # the old seal must not vouch for the new bytes
+        os.replace(tmp, target)
+        _fsync(target.parent, directory=True)
+        faults.reached(f"{kind} seal")
+        write_seal(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_seal(path: str | Path) -> None:
+    """Record `path`'s size and sha256 beside it (atomically)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    feed_file(h, p)
+    seal, tmp = seal_path(p), p.with_name(f".{p.name}.sum.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"size": p.stat().st_size, "sha256": h.hexdigest()}), encoding="utf-8")
+    os.replace(tmp, seal)
+
+
+def intact(path: str | Path) -> bool:
+    """Is `path` a file as atomic_file finished it: sealed, its size and sha256 as recorded?  A
+    truncated, bit-flipped, half-written or unsealed file is not (rebuild it)."""
+    p = Path(path)
+    try:
+        seal = json.loads(seal_path(p).read_text(encoding="utf-8"))
+        if p.stat().st_size != seal["size"]:
+            return False
+        h = hashlib.sha256()
+        feed_file(h, p)
+        return h.hexdigest() == seal["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 # -- the workspace --------------------------------------------------------------------------------
 
 class Workspace:
@@ -110,17 +184,26 @@ class Workspace:
         dump = self.cfg.model_dump(mode="json")
         return json_hash({s: dump[s] for s in sections})
 
-    def curvature_id(self, checkpoint_id: str, example_ids) -> str:
+    # `code`: the code key of the artifact's kind (gdig.graph.code_keys; empty: none given)
+    def curvature_id(self, checkpoint_id: str, example_ids, code: str = "") -> str:
         """Checkpoint + the ids it is fitted on (in order) + the influence and prompt settings."""
-        return parts_hash(checkpoint_id, ids_hash(example_ids, 16), self.settings_hash("influence", "prompt"))
+        return parts_hash(checkpoint_id, ids_hash(example_ids, 16), self.settings_hash("influence", "prompt"),
+                          *[code] if code else [])
 
-    def products_id(self, curvature_id: str, checkpoint_id: str, seed_ids) -> str:
+    def products_id(self, curvature_id: str, checkpoint_id: str, seed_ids, code: str = "") -> str:
         return parts_hash(curvature_id, checkpoint_id, ids_hash(seed_ids, 16),
-                          self.settings_hash("influence", "prompt"))
+                          self.settings_hash("influence", "prompt"), *[code] if code else [])
 
-    def scoring_id(self, curvature_id: str, products_id: str, dataset: str, example_ids) -> str:
+    def scoring_id(self, curvature_id: str, products_id: str, dataset: str, example_ids, code: str = "") -> str:
         return parts_hash(curvature_id, products_id, dataset, ids_hash(example_ids, 16),
-                          self.settings_hash("influence", "prompt"))
+                          self.settings_hash("influence", "prompt"), *[code] if code else [])
+
+    @staticmethod
+    def coded(path: str | Path, code: str) -> Path:
+        """`path` with the code key of what writes it in its name (`...-c<key>.<suffix>`): a file
+        made by other code, or under other library versions, is never found under it."""
+        p = Path(path)
+        return p.with_name(f"{p.stem}-c{code}{p.suffix}") if code else p
 
     # artifact paths
     def curvature(self, curvature_id: str) -> Path:

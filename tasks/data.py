@@ -8,9 +8,11 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import CacheKeyFnPolicy
 
-from tasks.keys import module_source_hash, sha
+from gdig.reach import library_versions, modules_reached, source_hash
+from tasks.keys import sha
 from tasks.naming import task_run_namer
 from tasks.progress import watch
+from tasks.results import checked
 from tasks.runtime import progress_bars, stage
 
 
@@ -24,12 +26,12 @@ def _demo_key(ctx, params: dict) -> str:
     parts = {"workdir": str(Path(params["workdir"]).resolve()), "seed": params.get("seed", 0),
              "demo": params.get("demo_overrides") or {},
              "code": [sha(inspect.getsource(ctx.task.fn))]
-             + [module_source_hash(m) for m in ("gdig.demo.prepare", "gdig.demo.corpus", "gdig.demo.settings",
-                                                "gdig.data.noise")] + [sha(CONFIG_PATH.read_bytes())]}
+             + [source_hash(m) for m in modules_reached("gdig.demo", "prepare_demo")]  # walked, not listed
+             + [sha(CONFIG_PATH.read_bytes())], "libraries": library_versions()}
     return "prepare_demo-" + sha(json.dumps(parts, sort_keys=True))
 
 
-@task(name="prepare-demo", cache_policy=CacheKeyFnPolicy(cache_key_fn=_demo_key))
+@task(name="prepare-demo", cache_policy=CacheKeyFnPolicy(cache_key_fn=checked(_demo_key)))
 def prepare_demo(workdir: str, seed: int = 0, demo_overrides: dict | None = None) -> str:
     """The demo workspace (corpus with injected noise, seed and eval sets, tiny model, config)."""
     from gdig.demo import prepare_demo as build
@@ -40,7 +42,10 @@ def prepare_demo(workdir: str, seed: int = 0, demo_overrides: dict | None = None
 
 def demo_preparation(workdir: str):
     """The prepare-demo task with its results kept in the demo workdir."""
+    from tasks.results import GdigJSON
+
     path = Path(workdir).resolve() / ".prefect-results"
     path.mkdir(parents=True, exist_ok=True)
     return prepare_demo.with_options(persist_result=True, result_storage=path,
+                                     result_serializer=GdigJSON(),
                                      task_run_name=task_run_namer("prepare-demo"))

@@ -34,7 +34,7 @@ def call_stage(name: str, cfg: GdigConfig, device: str | None = None, **inputs) 
             stack.enter_context(watch())
         store = stack.enter_context(open_store(cfg)) if spec.uses_store else None
         run = run_identity(cfg) if spec.names_run else None
-        ctx = StageContext(cfg, store, progress_bars(), device, run, graph.settings_key(spec, cfg))
+        ctx = StageContext(cfg, store, progress_bars(), device, run, graph.settings_key(spec, cfg), graph.code_keys())
         with faults.stage(name):
             out = spec.function()(ctx, **inputs)
     return {**out, "key": own_key()} if isinstance(out, dict) else out

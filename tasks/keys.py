@@ -21,8 +21,9 @@ from prefect.context import TaskRunContext
 
 from gdig import graph
 from gdig.config import GdigConfig
-from gdig.reach import source_hash
+from gdig.reach import library_versions, source_hash
 from gdig.workspace import config_hash, ids_hash, json_hash, module_source_hash, sha  # noqa: F401 (re-exported)
+from tasks.results import checked
 
 # parameters that never change a result (where it runs, how chatty it is)
 NOT_CONTENT = frozenset({"cfg", "progress", "device"})
@@ -73,6 +74,7 @@ def stage_key(
         "inputs": {k: content(v) for k, v in sorted(inputs.items()) if k not in NOT_CONTENT},
         "store": store_identity(cfg) if uses_store else None,
         "extra": extra,
+        "libraries": library_versions(),  # torch, transformers...: an upgrade renews the results
     }
     if any(s == "model" or s.startswith("model.") for s in sections):
         parts["model"] = model_identity(cfg)  # the weights' content or hub commit, not just the name
@@ -98,7 +100,7 @@ def stage_policy(name: str):
     def key_fn(ctx: TaskRunContext, params: dict[str, Any]) -> str:
         return declared_key(name, params["cfg"], params, source=inspect.getsource(ctx.task.fn))
 
-    return CacheKeyFnPolicy(cache_key_fn=key_fn)
+    return CacheKeyFnPolicy(cache_key_fn=checked(key_fn))  # only GdigJSON records are read back
 
 
 def own_key() -> str | None:

@@ -107,7 +107,10 @@ def results_dir(cfg: GdigConfig) -> Path:
 
 def configure(task: Task, cfg: GdigConfig) -> Task:
     """The task with this workspace's retries, backoff (never for a BadInputError) and persisted
-    result storage."""
+    result storage: JSON records only (tasks.results: no pickle is ever read back; the cache
+    policies refuse other records)."""
+    from tasks.results import GdigJSON
+
     path = results_dir(cfg)
     path.mkdir(parents=True, exist_ok=True)
     delays = list(cfg.orchestration.retry_delay_seconds) or [0.0]
@@ -117,6 +120,7 @@ def configure(task: Task, cfg: GdigConfig) -> Task:
         retry_condition_fn=retry_unless_bad_input,
         persist_result=True,
         result_storage=path.resolve(),  # a Path: a LocalFileSystem there, no saved block needed
+        result_serializer=GdigJSON(),
     )
 
 

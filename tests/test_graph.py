@@ -142,3 +142,32 @@ def test_curvature_strategies_say_what_they_need():
     assert KFAC.damping_rule("pi", "absolute") == "pi" and EKFAC.damping_rule("pi", "absolute") == "absolute"
     with pytest.raises(ValueError, match="unknown curvature strategy 'shampoo'; known: kfac, ekfac"):
         curvature_strategy("shampoo")
+
+
+def test_the_walk_follows_relative_and_literal_dynamic_imports_and_refuses_computed_ones(tmp_path, monkeypatch):
+    import gdig.reach as reach
+
+    pkg = tmp_path / "gdig"
+    (pkg / "sub").mkdir(parents=True)
+    files = {
+        "__init__.py": "", "sub/__init__.py": "",
+        "sub/stage.py": "from .helper import work\nfrom . import other\nfrom ..top import base\n"
+                        "def run():\n    return work() + other.f() + base()\n",
+        "sub/helper.py": "def work():\n    import importlib\n    return importlib.import_module('gdig.loaded').g()\n",
+        "sub/other.py": "def f():\n    return 1\n",
+        "top.py": "def base():\n    return 2\n",
+        "loaded.py": "def g():\n    return 3\n",
+        "sub/computed.py": "from importlib import import_module\ndef run(name):\n    return import_module(name)\n",
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text, encoding="utf-8")
+    monkeypatch.setattr(reach, "ROOT", pkg)
+    reach._tree.cache_clear(), reach._top_level.cache_clear()
+    try:
+        assert set(reach.modules_reached("gdig.sub.stage", "run")) == {
+            "gdig.sub", "gdig.sub.stage", "gdig.sub.helper", "gdig.sub.other", "gdig.top", "gdig.loaded"}
+        with pytest.raises(reach.Unfollowable, match=r"computed.py:3: import_module\(\) with a name computed at run "
+                                                     r"time; gdig cannot tell which code a stage runs through it"):
+            reach.modules_reached("gdig.sub.computed", "run")
+    finally:
+        reach._tree.cache_clear(), reach._top_level.cache_clear()

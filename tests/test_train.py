@@ -101,6 +101,35 @@ def test_resume_state_of_other_settings_is_refused(tiny_model_dir, tmp_path):
         finetune(mc, PromptConfig(), tc.model_copy(update={"lr": 1e-3}), ROWS, tmp_path, progress=False)
 
 
+class _Payload:
+    """Unpickling it creates a file: the proof that a pickle ran."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_a_crafted_pickle_resume_state_runs_nothing_and_training_starts_over(tiny_model_dir, tmp_path):
+    mc = ModelConfig(name_or_path=str(tiny_model_dir))
+    tc = TrainConfig(batch_size=2, max_steps=4, save_every=2, seed=1)
+    ref = finetune(mc, PromptConfig(), tc, ROWS, tmp_path / "ref", progress=False)
+    state = tmp_path / "run" / RESUME_DIR / "state.pt"
+    state.parent.mkdir(parents=True)
+    marker = tmp_path / "pickle-ran"
+    torch.save({"step": 2, "params": _Payload(str(marker))}, state)
+    with pytest.warns(UserWarning, match=rf"{state}: not a resume state gdig reads .*finetuning from the start"):
+        run = finetune(mc, PromptConfig(), tc, ROWS, tmp_path / "run", progress=False)
+    assert not marker.exists()
+    assert run.resumed_from == 0 and run.losses == ref.losses
+    assert checkpoint_hash(ref.path) == checkpoint_hash(run.path)
+    control = tmp_path / "control.pt"
+    torch.save({"step": 2, "params": _Payload(str(marker))}, control)
+    torch.load(control, weights_only=False)  # the control: what the old load would have run
+    assert marker.exists()
+
+
 def test_batch_schedule_is_deterministic_and_covers_each_epoch():
     lengths = [5, 3, 9, 4, 7, 3, 8]
     s1, s2 = BatchSchedule(lengths, 2, seed=1), BatchSchedule(lengths, 2, seed=1)

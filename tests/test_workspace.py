@@ -8,6 +8,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from gdig.config import parse_config
 from gdig.workspace import Workspace, file_digest, ids_hash, json_hash, sha
 
@@ -73,3 +75,27 @@ def test_content_hashes_equal_the_old_formulas(tmp_path):
     h.update(b"w.bin")
     h.update(b"weights")
     assert file_digest(tmp_path / "m") == h.hexdigest()[:32]
+
+
+def test_an_atomic_write_is_whole_and_sealed_or_absent(tmp_path):
+    from gdig.workspace import atomic_file, intact, seal_path
+
+    path = tmp_path / "a" / "x.bin"
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(b"0123456789")
+    assert path.read_bytes() == b"0123456789" and intact(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["x.bin", "x.bin.sum"]  # no temporary left
+    with pytest.raises(RuntimeError):
+        with atomic_file(path) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("crash mid-write")
+    assert path.read_bytes() == b"0123456789" and intact(path)  # the old file, still sealed
+    assert sorted(p.name for p in path.parent.iterdir()) == ["x.bin", "x.bin.sum"]
+    path.write_bytes(b"0123456788")  # same size, one byte changed
+    assert not intact(path)
+    path.write_bytes(b"01234")  # truncated
+    assert not intact(path)
+    path.write_bytes(b"0123456789")
+    assert intact(path)
+    seal_path(path).unlink()  # renamed but killed before its seal: not trusted
+    assert not intact(path) and not intact(tmp_path / "missing")

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from gdig.data.prompts import Encoded, PromptTooLong, collate, encode_examples, length_batches
 from gdig.influence.strategies import curvature_strategy
-from gdig.workspace import Workspace, ids_hash
+from gdig.workspace import Workspace, atomic_file, ids_hash, intact
 
 SHARD_COLUMNS = ["example_id", "position", "loss", "closing_loss", "grad_norm", "helped_fraction", "mean", "min",
                  "max", "scores", "sketch"]
@@ -129,9 +129,9 @@ def curvature_rows(cfg, store, dataset: str = "pool", n_rows: int | None = None)
     return rows
 
 
-def curvature_id_for(cfg, checkpoint_id: str, example_ids) -> str:
+def curvature_id_for(cfg, checkpoint_id: str, example_ids, code: str = "") -> str:
     """The curvature's id: checkpoint + the ids it is fitted on (in order) + config."""
-    return Workspace(cfg).curvature_id(checkpoint_id, example_ids)
+    return Workspace(cfg).curvature_id(checkpoint_id, example_ids, code)
 
 
 def curvature_shards(cfg, n_rows: int) -> list[tuple[int, int]]:
@@ -204,16 +204,16 @@ def fit_eigenbases(cfg, partial_paths: list[str], out_path: str) -> str:
 
 def finish_curvature(cfg, store, checkpoint_id: str, partial_paths: list[str], *,
                            eigen_paths: list[str] | None = None, bases_path: str | None = None,
-                           dataset: str = "pool") -> str:
+                           dataset: str = "pool", code: str = "") -> str:
     """Combine the shards' partials (in shard order) into the curvature; record it in the store.
     K-FAC: ``partial_paths`` (factor sums).  EK-FAC: also ``bases_path`` and ``eigen_paths``."""
     from gdig.influence.curvature import Curvature, fit_from_partials
 
     parts = _load_partials(partial_paths)
     ids = [i for p in parts for i in p.meta["example_ids"]]
-    curvature_id = curvature_id_for(cfg, checkpoint_id, ids)
+    curvature_id = curvature_id_for(cfg, checkpoint_id, ids, code)
     path = Workspace(cfg).curvature(curvature_id)
-    if store.get_curvature(curvature_id) is not None and path.exists():
+    if store.get_curvature(curvature_id) is not None and intact(path):
         return curvature_id
     strategy = curvature_strategy(cfg)
     if strategy.eigen_pass and (bases_path is None or not eigen_paths):
@@ -243,7 +243,8 @@ def _record_curvature(cfg, store, curv, curvature_id, path, checkpoint_id, datas
 # -- seed products ---------------------------------------------------------------------------------
 
 def compute_seed_products(cfg, store, checkpoint_path: str, checkpoint_id: str, curvature_id: str,
-                        progress: bool = True, seed_dataset: str = "seed", device: str | None = None) -> str:
+                        progress: bool = True, seed_dataset: str = "seed", device: str | None = None,
+                        code: str = "") -> str:
     from gdig.influence.curvature import Curvature
     from gdig.influence.inverse import InverseHessian
     from gdig.influence.lowrank import GradientRank, cut_rank
@@ -256,9 +257,9 @@ def compute_seed_products(cfg, store, checkpoint_path: str, checkpoint_id: str, 
     if len(seeds) == 0:
         raise ValueError(f"seed dataset {seed_dataset!r} is empty")
     ws = Workspace(cfg)
-    products_id = ws.products_id(curvature_id, checkpoint_id, seeds["example_id"])
+    products_id = ws.products_id(curvature_id, checkpoint_id, seeds["example_id"], code)
     path = ws.seed_products(products_id)
-    if path.exists():
+    if intact(path):  # sealed and unchanged: a partial or damaged file is computed again
         return str(path)
     curv = Curvature.load(rec["path"])
     model, tok = _load(cfg, checkpoint_path, device)
@@ -330,10 +331,8 @@ def score_rows(cfg, checkpoint_path: str, products_path: str, rows: pd.DataFrame
     meta = {"seed_ids": products.seed_ids, "products_id": products.meta.get("products_id"),
             "skipped": skipped, "paths": {k: sorted(v) for k, v in scorer.paths_used.items()}}
     table = table.replace_schema_metadata({"gdig": json.dumps(meta)})
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{out_path}.tmp"
-    pq.write_table(table, tmp)
-    Path(tmp).replace(out_path)
+    with atomic_file(out_path, "parquet") as tmp:
+        pq.write_table(table, str(tmp))
     return str(out_path)
 
 
@@ -400,7 +399,7 @@ def read_score_matrix(path: str) -> tuple[list[str], list[str], np.ndarray]:
 
 
 def merge_score_files(cfg, store, shard_paths: list[str], curvature_id: str, products_path: str,
-                       candidate_dataset: str = "pool", keep: set[str] | None = None) -> str:
+                       candidate_dataset: str = "pool", keep: set[str] | None = None, code: str = "") -> str:
     """Shards -> one scoring in the store; `keep`: only these example ids (the rows scored now).
 
     Streams: the ids are read first (they name the scoring), then one group of shard files at a
@@ -417,24 +416,23 @@ def merge_score_files(cfg, store, shard_paths: list[str], curvature_id: str, pro
     for g in groups:
         ids += kept(read_group_columns(g, ["example_id", "position"])).column("example_id").to_pylist()
     ws = Workspace(cfg)
-    scoring_id = ws.scoring_id(curvature_id, str(pmeta.get("products_id")), candidate_dataset, ids)
+    scoring_id = ws.scoring_id(curvature_id, str(pmeta.get("products_id")), candidate_dataset, ids, code)
     n_rows = len(ids)
     del ids
     matrix_path = ws.score_matrix(scoring_id)
-    matrix_path.parent.mkdir(parents=True, exist_ok=True)
     matrix_schema = _empty_shard_table(shard_paths[0]).select(["example_id", "position", "scores"]).schema \
         .with_metadata({"gdig": json.dumps({"seed_ids": seed_ids, "scoring_id": scoring_id,
                                             "curvature_id": curvature_id})})
-    tmp = matrix_path.with_name(matrix_path.name + ".tmp")
 
     def chunks():
-        with pq.ParquetWriter(str(tmp), matrix_schema) as writer:
-            for g in groups:
-                table = kept(read_group(g))
-                writer.write_table(table.select(["example_id", "position", "scores"]))
-                sk = table.select(["example_id", "sketch"])
-                yield table.select(AGGREGATES).to_pandas(), sk.filter(pc.is_valid(sk.column("sketch")))
-        tmp.replace(matrix_path)  # complete before the store's row that names it commits
+        # a reader never sees half a matrix, and it is complete before the store's row that names it commits
+        with atomic_file(matrix_path, "parquet") as tmp:
+            with pq.ParquetWriter(str(tmp), matrix_schema) as writer:
+                for g in groups:
+                    table = kept(read_group(g))
+                    writer.write_table(table.select(["example_id", "position", "scores"]))
+                    sk = table.select(["example_id", "sketch"])
+                    yield table.select(AGGREGATES).to_pandas(), sk.filter(pc.is_valid(sk.column("sketch")))
 
     store.add_scoring_chunks(
         scoring_id, curvature_id=curvature_id, seed_dataset=pmeta.get("seed_dataset", "seed"),

@@ -1,5 +1,6 @@
-"""Writing influence artifacts: safetensors files replaced atomically, so a crash mid-write
-never leaves a truncated factor or product file that a re-run would trust."""
+"""Writing influence artifacts: safetensors files written atomically and sealed
+(gdig.workspace.atomic_file), so a crash mid-write never leaves a truncated factor or product
+file that a re-run would trust (gdig.workspace.intact)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from gdig.workspace import atomic_file
+
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(f"{path}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    with atomic_file(path, "tensor") as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)

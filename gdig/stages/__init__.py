@@ -21,7 +21,13 @@ class StageContext:
     device: str | None = None  # where a mapped shard runs (orchestration.devices); None: model.device
     run: tuple[str, dict] | None = None  # the report's (run directory name, header); None: plain defaults
     settings_key: str | None = None  # its config sections + code (gdig.graph.settings_key): keys what it stores
+    code_keys: dict[str, str] | None = None  # artifact kind -> code key (gdig.graph.code_keys): names its files
 
     @property
     def workspace(self) -> Workspace:
         return Workspace(self.cfg)
+
+    def code_key(self, kind: str) -> str:
+        """The code key of an artifact kind ("curvature", "seed-products", "scores", "finetune");
+        empty when the caller gave none (a stage called by hand)."""
+        return (self.code_keys or {}).get(kind, "")

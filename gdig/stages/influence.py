@@ -3,7 +3,8 @@
 and write files, so they run on any worker; the driver's stages load them into DuckDB.
 
 Shard files are reused: a curvature partial or a score shard on disk is named by everything it
-depends on (Workspace), so an interrupted or repeated run computes only what is missing.
+depends on (Workspace), the code key of the stages that write it included (ctx.code_key), so an
+interrupted or repeated run computes only what is missing and edited code recomputes it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 
 from gdig.stages import StageContext
-from gdig.workspace import ids_hash
+from gdig.workspace import ids_hash, intact, seal_path
 
 
 # -- curvature ------------------------------------------------------------------------------------
@@ -41,8 +42,9 @@ def curvature_shard(ctx: StageContext, checkpoint: dict, rows, out_path: str, ba
     atomically, named by curvature id, kind and range) is reused."""
     from gdig.influence.compute import sum_curvature_shard
 
-    if not Path(out_path).exists():
-        sum_curvature_shard(ctx.cfg, checkpoint["path"], rows, out_path, device=ctx.device,
+    out_path = ctx.workspace.coded(out_path, ctx.code_key("curvature"))
+    if not intact(out_path):  # missing, half-written or damaged: computed (again)
+        sum_curvature_shard(ctx.cfg, checkpoint["path"], rows, str(out_path), device=ctx.device,
                               bases_path=bases["path"] if bases else None, progress=ctx.progress)
     return {"path": str(out_path), "n_rows": len(rows)}
 
@@ -51,7 +53,8 @@ def curvature_bases(ctx: StageContext, plan: dict, factors: list[dict]) -> dict:
     """EK-FAC between the two mapped passes: summed factors (shard order) and their eigenbases."""
     from gdig.influence.compute import fit_eigenbases
 
-    return {"path": fit_eigenbases(ctx.cfg, [f["path"] for f in factors], plan["bases_path"])}
+    out = ctx.workspace.coded(plan["bases_path"], ctx.code_key("curvature"))
+    return {"path": fit_eigenbases(ctx.cfg, [f["path"] for f in factors], str(out))}
 
 
 def fit_curvature(ctx: StageContext, checkpoint: dict, plan: dict, factors: list[dict],
@@ -61,7 +64,8 @@ def fit_curvature(ctx: StageContext, checkpoint: dict, plan: dict, factors: list
 
     cid = finish_curvature(ctx.cfg, ctx.store, checkpoint["checkpoint_id"], [f["path"] for f in factors],
                                  eigen_paths=[e["path"] for e in eigen] if eigen else None,
-                                 bases_path=bases["path"] if bases else None, dataset=plan["dataset"])
+                                 bases_path=bases["path"] if bases else None, dataset=plan["dataset"],
+                                 code=ctx.code_key("curvature"))
     return {"curvature_id": cid}
 
 
@@ -70,7 +74,8 @@ def seed_products(ctx: StageContext, checkpoint: dict, curvature: dict, seed: di
     from gdig.influence.compute import compute_seed_products
 
     return {"products_path": compute_seed_products(ctx.cfg, ctx.store, checkpoint["path"], checkpoint["checkpoint_id"],
-                                                 curvature["curvature_id"], progress=ctx.progress)}
+                                                 curvature["curvature_id"], progress=ctx.progress,
+                                                 code=ctx.code_key("seed-products"))}
 
 
 # -- scoring --------------------------------------------------------------------------------------
@@ -124,11 +129,11 @@ def score_shard(ctx: StageContext, checkpoint: dict, products: dict, rows, out_p
     Rows already scored are reused: the file at out_path, plus "delta" files
     ``<stem>+<hash>.parquet`` holding rows added to the range later (rows that pass a loosened
     prefilter), so a changed rule scores at most the rows that newly pass.  A file whose rows
-    disagree with the pool (another example at a position) is recomputed.  The engine writes to
-    a temporary name and renames it when complete: a crash never leaves a partial file.
+    disagree with the pool (another example at a position), or that is not intact (its seal:
+    size and sha256), is recomputed.  Files are written atomically and sealed.
     """
     start, end = (int(rows["position"].min()), int(rows["position"].max()) + 1) if len(rows) else (0, 0)
-    out = Path(out_path)
+    out = ctx.workspace.coded(out_path, ctx.code_key("score-shards"))
     files, have, skipped = _reusable(out, rows)
     done = {pos for _, pos in have}
     wanted = zip(map(int, rows["position"]), map(str, rows["example_id"]))
@@ -148,9 +153,9 @@ def _reusable(out: Path, rows) -> tuple[list[Path], set[tuple[str, int]], set[st
     have, skipped = _scored(files)
     wanted = dict(zip(map(int, rows["position"]), map(str, rows["example_id"])))
     if files is None or any(wanted.get(pos, eid) != eid for eid, pos in have):
-        out.unlink(missing_ok=True)  # unreadable or stale: start over
-        for d in out.parent.glob(f"{out.stem}+*.parquet"):
-            d.unlink()
+        for f in [out, *out.parent.glob(f"{out.stem}+*.parquet")]:  # unreadable or stale: start over
+            f.unlink(missing_ok=True)
+            seal_path(f).unlink(missing_ok=True)
         return [], set(), set()
     return files, have, skipped
 
@@ -158,11 +163,8 @@ def _reusable(out: Path, rows) -> tuple[list[Path], set[tuple[str, int]], set[st
 def _score_into(ctx: StageContext, checkpoint_path: str, products_path: str, rows, target: Path) -> None:
     from gdig.influence.compute import score_rows
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.stem + ".partial.parquet")
-    written = Path(score_rows(ctx.cfg, checkpoint_path, products_path, rows, str(tmp),
-                                     progress=ctx.progress, device=ctx.device))
-    written.replace(target)
+    # written atomically and sealed (gdig.workspace.atomic_file): a crash never leaves a partial file
+    score_rows(ctx.cfg, checkpoint_path, products_path, rows, str(target), progress=ctx.progress, device=ctx.device)
 
 
 def _shard_files(out: Path) -> list[Path] | None:
@@ -170,10 +172,12 @@ def _shard_files(out: Path) -> list[Path] | None:
     import pyarrow.parquet as pq
 
     files = ([out] if out.exists() else []) + sorted(out.parent.glob(f"{out.stem}+*.parquet"))
+    if not all(intact(f) for f in files):  # unsealed, truncated or changed since: recompute
+        return None
     try:
         for f in files:
             pq.read_schema(f)
-    except Exception:  # e.g. truncated by a crash outside the engine: recompute
+    except Exception:
         return None
     return files
 
@@ -198,7 +202,7 @@ def merge_scores(ctx: StageContext, shards: list[dict], curvature: dict, product
 
     paths = [p for s in shards for p in s["paths"]]
     sid = merge_score_files(ctx.cfg, ctx.store, paths, curvature["curvature_id"], products["products_path"],
-                             keep=scored_ids(ctx.cfg, ctx.store))
+                             keep=scored_ids(ctx.cfg, ctx.store), code=ctx.code_key("scoring"))
     return {"scoring_id": sid, "n_shards": len(shards)}
 
 

@@ -10,7 +10,8 @@ def finetune_pool(ctx: StageContext, reference: dict) -> dict:
     appended candidates never refit it), given (pool_finetune.checkpoint), or the base model."""
     from gdig.train import pool_checkpoint
 
-    return pool_checkpoint(ctx.cfg, ctx.store, progress=ctx.progress, n_rows=reference["n_rows"])
+    return pool_checkpoint(ctx.cfg, ctx.store, progress=ctx.progress, n_rows=reference["n_rows"],
+                           code=ctx.code_key("finetune"))
 
 
 def base_model(ctx: StageContext) -> dict:
@@ -26,6 +27,7 @@ def finetune_selection(ctx: StageContext, selection: dict) -> dict:
     from gdig.train import finetune_on_selection, steps_for_budget
 
     steps = steps_for_budget(selection["budget"], ctx.cfg.finetune)
-    ckpt = finetune_on_selection(ctx.cfg, ctx.store, selection["selection_id"], steps, progress=ctx.progress)
+    ckpt = finetune_on_selection(ctx.cfg, ctx.store, selection["selection_id"], steps, progress=ctx.progress,
+                                 code=ctx.code_key("finetune"))
     return {**ckpt, "strategy": selection["strategy"], "budget": selection["budget"],
             "selection_id": selection["selection_id"], "steps": steps}

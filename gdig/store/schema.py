@@ -1,5 +1,5 @@
 """Schema and transactions: the DDL, its version and migrations, the connection (one writer:
-a second process gets a clear "another process may hold it" error, which a task retry may
+a second process gets a clear "another process holds it" error, which a task retry may
 fix), transactions, generic table access and the store's identity.
 
 Every domain module (datasets, prefilter, influence, selections, results) extends StoreBase
@@ -18,7 +18,9 @@ from typing import Any, Iterator, Self
 import duckdb
 import pandas as pd
 
+from gdig import faults
 from gdig.errors import StoreError
+from gdig.store import integrity
 
 # 2: prefilter verdicts, influence.grad_norm, selections.settings; 3: influence.closing_loss;
 # 4: table source_free_loss (created by the schema itself on the upgrade)
@@ -139,17 +141,28 @@ class StoreBase:
 
     def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path)
+        self.read_only = read_only
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no gdig store here")
+        integrity.check_header(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # no extension autoloading: a foreign file must not make DuckDB fetch a reader for it
+            self.con = duckdb.connect(str(self.path), read_only=read_only,
+                                      config={"autoload_known_extensions": False,
+                                              "autoinstall_known_extensions": False})
+        except duckdb.Error as err:
+            raise integrity.on_open_error(self.path, err) from None
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as err:
-            raise StoreError(f"{self.path}: cannot open the store ({err}); another process may hold it") from None
-        try:
+            if not integrity.unchanged_since_close(self.path):
+                integrity.scan(self.con, self.path)
+            if not read_only:
+                integrity.forget_close(self.path)  # recorded again by close(); a kill leaves none
             self._check_or_create_schema(read_only)
+        except duckdb.Error as err:
+            self._drop()
+            raise integrity.on_open_error(self.path, err) from None
         except BaseException:
-            self.close()
+            self._drop()
             raise
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -169,6 +182,10 @@ class StoreBase:
                 return
         if read_only:
             raise StoreError(f"{self.path}: not a gdig store (no schema)")
+        tables = [] if has_info else integrity.foreign_tables(self.con)
+        if tables:  # someone else's DuckDB database: never add gdig's tables to it
+            raise integrity.damaged(self.path, f"a DuckDB database but not a gdig store (tables: "
+                                               f"{', '.join(tables[:5])}{', ...' if len(tables) > 5 else ''})")
         with self.transaction():
             self.con.execute(_SCHEMA)
             if has_info:
@@ -185,11 +202,22 @@ class StoreBase:
         con, self.con = getattr(self, "con", None), None
         if con is not None:
             con.close()
+            if not self.read_only:
+                integrity.record_close(self.path)
+
+    def _drop(self) -> None:
+        """Close without recording the file as sound (it failed its checks)."""
+        con, self.con = getattr(self, "con", None), None
+        if con is not None:
+            con.close()
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and integrity.is_damage(exc):  # a bad block met mid-run: one line, exit 2
+            self._drop()
+            raise integrity.damaged(self.path, f"the store is damaged: {integrity.first_line(str(exc))}") from exc
         self.close()
 
     @contextmanager
@@ -198,6 +226,7 @@ class StoreBase:
         self.con.execute("BEGIN TRANSACTION")
         try:
             yield
+            faults.reached("store commit")  # the writes made, not committed (the fault harness)
         except BaseException:
             self.con.execute("ROLLBACK")
             raise

@@ -52,11 +52,21 @@ POINTS = [
     ("translation", "run", "translate@1#2"),
     ("metrics", "run", "metrics/done#2"),
     ("the report", "run", "report/done"),
+    # inside writes (gdig.workspace.atomic_file: the temporary written, not renamed; or renamed,
+    # not sealed), a checkpoint saved without its done marker, and a DuckDB transaction uncommitted
+    ("inside a tensor write (a curvature partial)", "select", "tensor write#2"),
+    ("the fitted curvature renamed, not sealed", "select", "tensor seal#8"),
+    ("inside a parquet write (a score shard)", "select", "parquet write#2"),
+    ("inside the score matrix write", "select", "parquet write#4"),
+    ("before a DuckDB commit (a selection's)", "select", "store commit#9"),
+    ("inside the resume-state write", "select", "resume write"),
+    ("inside a checkpoint write", "run", "checkpoint write"),
 ]
 EXECUTORS = {"prefect": [], "plain": ["--no-prefect"]}
 # the harness's workspace: EK-FAC (so there is an eigen pass), finetunes with a resume save
 # between the kill and the end (save_every 2 of 4 steps)
 OVERRIDES = {
+    "prefilter": {"enabled": True, "langid": {"enabled": False}},  # verdicts to compare (no langid: invented pair)
     "influence": {"curvature": {"strategy": "ekfac", "batch_size": 16},
                   "scoring": {"shard_size": 32, "batch_size": 16, "sketch_dim_g": 4, "sketch_dim_a": 4}},
     "pool_finetune": {"enabled": True, "max_steps": 4, "save_every": 2, "batch_size": 16},
@@ -96,18 +106,38 @@ def gdig(command: str, config: Path, executor: str, env: dict, timeout: int = 90
     return subprocess.run(args, env=child_env(**env), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
+def content(path: Path) -> bytes:
+    """A file's bytes; a safetensors file's header canonical (safetensors writes its metadata in
+    hash-map order, which differs between two writes of the same tensors and metadata)."""
+    import struct
+
+    raw = path.read_bytes()
+    if path.suffix != ".safetensors":
+        return raw
+    n = struct.unpack("<Q", raw[:8])[0]
+    return json.dumps(json.loads(raw[8:8 + n]), sort_keys=True).encode() + raw[8 + n:]
+
+
 def fingerprint(config: Path, command: str) -> dict[str, bytes]:
-    """What must be byte-identical: exports and selections (select), plus the checkpoints'
-    metrics and the report's comparison table (run)."""
+    """What must be byte-identical: exports and selections, the influence table, the score
+    matrix, the curvature (fitted and its partials), the seed products and the prefilter verdicts
+    (select), plus the checkpoints' metrics and the report's comparison table (run)."""
     from gdig.config import load_config
     from gdig.store import Store
 
     cfg = load_config(config)
     ws = Path(cfg.workspace.dir)
     out = {f"export {p.name}": p.read_bytes() for p in sorted((ws / "selections").glob("*.jsonl"))}
-    with Store(cfg.workspace.db) as store:
+    for pattern in ("scores/*.matrix.parquet", "curvature/*.safetensors", "curvature/partials/*.safetensors",
+                    "seeds/*.safetensors"):
+        out |= {f"file {p.relative_to(ws)}": content(p) for p in sorted(ws.glob(pattern))}
+    with Store(cfg.workspace.db, read_only=True) as store:
         sel = store.table("selections").drop(columns=["created_at"])
         out["selections"] = sel.sort_values(["selection_id", "rank"]).to_csv(index=False).encode()
+        infl = store.table("influence").sort_values(["scoring_id", "example_id"])
+        out["influence table"] = infl.to_csv(index=False).encode()
+        verdicts = store.table("prefilter").drop(columns=["created_at"])
+        out["prefilter verdicts"] = verdicts.sort_values(["dataset", "signature", "example_id"]).to_csv(index=False).encode()
         if command == "run":
             m = store.table("metrics").drop(columns=["created_at", "signature"])
             out["metrics"] = m.sort_values(["checkpoint_id", "eval_set", "metric"]).to_csv(index=False).encode()
@@ -123,7 +153,7 @@ def trace_counts(path: Path) -> tuple[Counter, Counter]:
     for point in lines:
         if "@" in point:
             units[point.rpartition("@")[0]] += 1  # one point per unit done
-        elif not point.endswith("/done"):
+        elif not point.endswith(("/done", " write", " seal", "store commit")):  # writes are not stages
             stages[point] += 1
     return stages, units
 

@@ -325,7 +325,7 @@ def test_a_store_held_by_another_process_is_a_stage_failure_with_a_clear_message
         holder.wait()
     assert res.returncode == 1  # not bad input: a retry (or a later run) can succeed
     [line] = res.stderr.splitlines()
-    assert line.startswith(f"error: StoreError: {db}: cannot open the store") and "another process may hold it" in line
+    assert line.startswith(f"error: StoreError: {db}: cannot open the store") and "another process holds it" in line
 
 
 HANG_IN_SCORING = """

@@ -172,6 +172,42 @@ def test_second_identical_run_has_every_task_cached(workspace, first_select):
     assert set(states_by_stage(states)) == SELECT_STAGES
 
 
+class _Payload:
+    """Unpickling it creates a file: the proof that a pickle ran."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_a_crafted_pickle_result_never_runs_and_the_stage_runs_again(workspace, first_select, tmp_path):
+    from prefect._internal.result_records import ResultRecord, ResultRecordMetadata
+    from prefect.serializers import PickleSerializer
+
+    from flows.select import select_flow
+    from gdig.config import load_config
+    from gdig.workspace import Workspace
+
+    results = Workspace(load_config(workspace)).prefect_results
+    [record] = [p for p in results.iterdir() if p.name.startswith("quality-")]
+    assert json.loads(record.read_bytes())["metadata"]["serializer"] == {"type": "gdig-json"}  # what gdig writes
+    marker = tmp_path / "pickle-ran"
+    crafted = ResultRecord(metadata=ResultRecordMetadata(storage_key=str(record), serializer=PickleSerializer()),
+                           result=_Payload(str(marker))).serialize()
+    record.write_bytes(crafted)
+    _, states = run(select_flow, workspace)
+    assert not marker.exists()
+    by_stage = states_by_stage(states)
+    assert by_stage["quality"] == ["Completed"]  # the crafted record read as a miss: the stage ran again
+    assert all(v == ["Cached"] * len(v) for k, v in by_stage.items() if k != "quality"), by_stage  # same key out
+    assert json.loads(record.read_bytes())["metadata"]["serializer"] == {"type": "gdig-json"}
+    assert influence_of(workspace).equals(first_select[2])
+    ResultRecord.deserialize(crafted)  # the control: Prefect itself would have run it
+    assert marker.exists()
+
+
 def test_run_flow_then_changed_eval_set_recomputes_only_evaluation(workspace, first_select):
     from flows.run import run_flow
 

@@ -137,3 +137,76 @@ def test_cli_when_prefect_cannot_start_prints_one_line_and_exits_2(tmp_path):
     debug = _gdig("demo", "--workdir", tmp_path / "demo", "--debug", env=env)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "PrefectUnavailable" in debug.stderr
     _remove_log(debug.stderr.strip().splitlines()[-1])
+
+
+# -- no orphans: the temporary server dies with its gdig process, however that dies ---------------
+
+PARENT = """
+import subprocess, sys, time
+from flows import server as srv
+if sys.argv[1] == "real":
+    url = srv.start_temporary_server(600)
+    from prefect.server.api.server import SubprocessASGIServer
+    child = [s for s in SubprocessASGIServer._instances.values() if s.running][0].server_process
+else:
+    url = f"http://127.0.0.1:{sys.argv[2]}"
+    child = subprocess.Popen(srv.guarded(["http.server", "--bind", "127.0.0.1", sys.argv[2]]),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(child.pid, url, flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as fh:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in fh)
+    except FileNotFoundError:
+        return False
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        httpx.get(url, timeout=2)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def _kill_parent_and_watch(kind: str, port: int, timeout: float) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, kind, str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        pid, url = parent.stdout.readline().split()
+        pid = int(pid)
+        deadline = time.monotonic() + timeout
+        while not _answers(url):
+            assert time.monotonic() < deadline, f"the {kind} server never answered"
+            time.sleep(0.2)
+        assert _alive(pid)
+    finally:
+        parent.kill()  # SIGKILL: no atexit, no finally, no signal handler runs in the gdig process
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return pid, url
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads /proc")
+def test_a_guarded_child_dies_with_its_parent_on_sigkill():
+    from prefect.server.api.server import SubprocessASGIServer
+
+    port = SubprocessASGIServer().find_available_port()
+    pid, url = _kill_parent_and_watch("stand-in", port, timeout=30)
+    assert not _alive(pid) and not _answers(url)
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads /proc")
+def test_the_real_temporary_server_dies_with_gdig_on_sigkill():
+    pid, url = _kill_parent_and_watch("real", 0, timeout=300)
+    assert not _alive(pid) and not _answers(url)

@@ -56,7 +56,10 @@ def _sharded(cfg, store, model_dir, checkpoint_id="ck"):
         bases = fit_eigenbases(cfg, parts, curvature_bases_path(cfg, cid))
         eig = [sum_curvature_shard(cfg, model_dir, blk, curvature_partial_path(cfg, cid, "eigen", a, b),
                                      bases_path=bases, progress=False) for a, b, blk in blocks]
-    return finish_curvature(cfg, store, checkpoint_id, parts, eigen_paths=eig, bases_path=bases), len(blocks)
+    from gdig.graph import code_keys
+
+    return finish_curvature(cfg, store, checkpoint_id, parts, eigen_paths=eig, bases_path=bases,
+                            code=code_keys()["curvature"]), len(blocks)  # the id the stages give
 
 
 @pytest.mark.parametrize("strategy", ["kfac", "ekfac"])

@@ -48,7 +48,8 @@ def test_select_pipeline_end_to_end(workspace):
     assert f"pool 120 rows ({summary.datasets['pool']['duplicates']} exact duplicates kept once" in text
 
     shards = sorted((tmp_path / "artifacts" / "scores" / "shards").glob("*.parquet"))
-    assert [p.name.rsplit("-", 2)[1:] for p in shards] == [["0", "80.parquet"], ["80", "120.parquet"]]
+    # <ids>-<start>-<end>-c<code key of the scoring code>.parquet
+    assert [p.name.rsplit("-", 3)[1:3] for p in shards] == [["0", "80"], ["80", "120"]]
     mtimes = [p.stat().st_mtime_ns for p in shards]
     again = select_pipeline(cfg, progress=False)  # everything reused: same ids, shards untouched
     assert [r.selection_id for r in again.selections] == [r.selection_id for r in summary.selections]
