@@ -84,7 +84,7 @@ DTYPE_NAMES = ("float32", "bfloat16", "float16")  # model.dtype; gdig.modeling.D
 TOO_LONG_POLICIES = ("error", "skip", "truncate_target")  # prompt.too_long (gdig.data.prompts.encode_pair)
 FINETUNE_METHODS = ("full", "lora")  # finetune.method, pool_finetune.method (gdig.train)
 SCHEDULERS = ("linear", "cosine", "constant")  # finetune.scheduler (gdig.train)
-TASK_RUNNERS = ("local", "dask", "ray")  # orchestration.task_runner (tasks.runtime.task_runner_for)
+TASK_RUNNERS = ("local", "dask", "ray")  # orchestration.task_runner (gdig_flows.tasks.runtime.task_runner_for)
 
 
 class ModelConfig(_Strict):

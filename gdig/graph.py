@@ -9,7 +9,7 @@ code its key covers is walked from its function's source (gdig.reach): nothing i
 walk the graph through an executor,
 
     gdig.pipeline.PlainExecutor   every stage in this process (`--no-prefect`, notebooks)
-    tasks.executor.PrefectExecutor  one Prefect task per stage, mapped shards on a task runner
+    gdig_flows.tasks.executor.PrefectExecutor  one Prefect task per stage, mapped shards on a task runner
 
 so both run the same stages with the same inputs in the same order.  No Prefect here.
 """

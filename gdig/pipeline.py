@@ -1,7 +1,7 @@
 """The plain executor: the stage graph (gdig.graph) walked in this process, without Prefect.
 
 `select_pipeline` and `run_pipeline` are what `gdig select|run --no-prefect` run; the Prefect
-flows walk the very same graph (tasks/executor.py), so the two give the same results.  Each
+flows walk the very same graph (gdig_flows/tasks/executor.py), so the two give the same results.  Each
 stage gets the store only when it declares it uses one, and its wall time is recorded.
 """
 

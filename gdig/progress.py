@@ -4,7 +4,7 @@ A stage loop wraps its iterable in `track(...)` (or drives a `Tracker` by hand).
 bar (tqdm, on stderr) shows when the caller asked for progress; independently, every reporter
 installed with `reporting(...)` receives a `ProgressEvent` when the stage starts, about every
 `interval` seconds while it runs, and when it ends.  A reporter is any callable taking the
-event: the Prefect tasks (tasks/) plug in one that writes the event's `line()` to the task
+event: the Prefect tasks (gdig_flows/tasks/) plug in one that writes the event's `line()` to the task
 run's log and moves a progress artifact; a notebook can plug in `print`.  Nothing here
 knows Prefect.
 

@@ -579,7 +579,7 @@ def _mark_done(out: Path, info: dict[str, Any]) -> None:
     shutil.rmtree(out / RESUME_DIR, ignore_errors=True)
 
 
-# -- stages (wrapped one-to-one by tasks/) ---------------------------------------------------
+# -- stages (wrapped one-to-one by gdig_flows/tasks/) ---------------------------------------------------
 
 def model_hash(path: str, gguf_file: str | None = None) -> str:
     """The content hash of a checkpoint directory (gdig.modeling.model_hash, remembered per file

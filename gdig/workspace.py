@@ -244,5 +244,5 @@ class Workspace:
 
     @property
     def prefect_runs(self) -> Path:
-        """One record per flow run this workspace started (tasks.ghosts marks dead ones Crashed)."""
+        """One record per flow run this workspace started (gdig_flows.tasks.ghosts marks dead ones Crashed)."""
         return self.dir / "prefect-runs"

@@ -23,7 +23,7 @@ def _cfg(tmp_path, **sections):
 
 def keys(cfg, strategy: str = "gdig") -> dict[str, str]:
     """Every cached stage's key for the same (content-free) inputs: only its declaration differs."""
-    from tasks.keys import declared_key
+    from gdig_flows.tasks.keys import declared_key
 
     return {s.name: declared_key(s.name, cfg, {"cfg": cfg, "strategy": strategy}, source="def task(): ...")
             for s in CACHED}
@@ -38,12 +38,12 @@ def changed(a: dict, b: dict) -> set[str]:
                                     "gdig.data.readers.tsv", "gdig.selection.rules", "gdig.prefilter.rules",
                                     "gdig.evaluate", "gdig.store.results", "gdig.stages"])
 def test_a_code_change_renews_exactly_the_stages_that_reach_the_module(tmp_path, monkeypatch, module):
-    import tasks.keys
+    import gdig_flows.tasks.keys
 
     cfg = _cfg(tmp_path)
     before = keys(cfg)
-    real = tasks.keys.source_hash
-    monkeypatch.setattr(tasks.keys, "source_hash", lambda m: "edited" if m == module else real(m))
+    real = gdig_flows.tasks.keys.source_hash
+    monkeypatch.setattr(gdig_flows.tasks.keys, "source_hash", lambda m: "edited" if m == module else real(m))
     expected = {s.name for s in CACHED if module in s.code_modules()}
     assert expected and changed(before, keys(cfg)) == expected
 
@@ -105,7 +105,7 @@ def test_a_config_change_renews_exactly_the_stages_that_read_it(tmp_path):
 
 
 def test_every_stage_is_declared_once_with_a_task_of_its_name():
-    import tasks
+    from gdig_flows import tasks
 
     assert len(graph.BY_NAME) == len(graph.STAGES)
     assert set(tasks.TASKS) == set(graph.BY_NAME)

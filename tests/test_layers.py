@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("gdig", "tasks", "flows", "deployments")
+PACKAGES = ("gdig", "gdig_flows")
 
 
 def layers() -> dict[str, int]:

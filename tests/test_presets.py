@@ -64,7 +64,7 @@ def test_paper_preset_runs_select_and_run_end_to_end(tmp_path, executor, request
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(data))
     if executor == "prefect":  # the default path of `gdig select|run`: the Prefect flows
-        from flows.select import select_flow
+        from gdig_flows.flows.select import select_flow
 
         request.getfixturevalue("prefect_harness")
         state = select_flow(str(path), ["preset=paper"], return_state=True)

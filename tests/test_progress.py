@@ -54,7 +54,7 @@ def test_a_failing_reporter_never_stops_the_stage_and_a_failed_stage_sends_no_fi
 
 def test_stage_names_and_artifact_keys():
     from gdig.config import parse_config
-    from tasks.naming import artifact_key, stage_of
+    from gdig_flows.tasks.naming import artifact_key, stage_of
 
     assert stage_of("translate wmt22 by gdig@1000") == "translate"
     assert stage_of("curvature-shard factors [0, 32)") == "curvature-shard"

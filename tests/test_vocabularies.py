@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from gdig.config import CurvatureConfig, GdigConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("gdig", "tasks", "flows", "deployments")
+PACKAGES = ("gdig", "gdig_flows")
 SENTINELS = {"auto", True, False}  # `float | Literal["auto"]`, `Literal["auto", True, False]`: no vocabulary
 # still spelled twice: its names are the keys of gdig.influence.modules.PRESETS (a torch module) and the
 # config's Literal; they move below the config with the module presets' next change

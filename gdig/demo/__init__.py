@@ -3,7 +3,7 @@ injected noise, a tiny model built from scratch, and the workspace `gdig demo` r
 
 corpus: the invented pair and the demo's data files; settings: the demo config and its sizes
 (config.yaml, the one source of both); prepare: the demo workspace (data, tiny model, short
-pretraining, config).  The Prefect entry is flows/demo.py.
+pretraining, config).  The Prefect entry is gdig_flows/flows/demo.py.
 """
 
 from gdig.demo.corpus import SRC_LANG, TGT_LANG, generate_pairs, write_demo_data

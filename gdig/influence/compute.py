@@ -116,7 +116,7 @@ def _modules(cfg, model):
 
 def curvature_rows(cfg, store, dataset: str = "pool", n_rows: int | None = None) -> pd.DataFrame:
     """The rows the curvature is fitted on: the whole dataset (or its first ``n_rows``: the
-    reference pool, see tasks/data.py) or a seeded sample of it, in position order."""
+    reference pool, see gdig_flows/tasks/data.py) or a seeded sample of it, in position order."""
     rows = pool_rows(store, dataset)
     if n_rows is not None:
         if n_rows > len(rows):

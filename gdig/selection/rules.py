@@ -6,7 +6,7 @@ reports, the test, and the column beyond the scoring's that the test reads.  The
 ranking, γ "auto", the selection ids and the stage's key read this table; what the rule is
 called in words lives with its readers, keyed by the rule: its clause in the summary
 (gdig.selection.summary.SUMMARY_CLAUSES) and in the selection artifact
-(tasks.artifacts.ARTIFACT_CLAUSES), the stage that computes its column (gdig.graph).  A new
+(gdig_flows.tasks.artifacts.ARTIFACT_CLAUSES), the stage that computes its column (gdig.graph).  A new
 rule is one entry here, its config key, its two clauses and its tests.
 
 - closing-token (``closing_loss_max``, nats): a candidate whose last target token (the EOS

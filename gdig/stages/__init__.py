@@ -2,7 +2,7 @@
 
 Each takes a StageContext (config, store, progress, device, the run, its settings key) and the upstream results it declares,
 and returns a small dict (ids, paths, counts) that the next stages take.  Both executors call
-them: gdig.pipeline (in this process) and the Prefect tasks (tasks/), one task per stage.
+them: gdig.pipeline (in this process) and the Prefect tasks (gdig_flows/tasks/), one task per stage.
 """
 
 from __future__ import annotations

@@ -330,7 +330,7 @@ def test_the_package_keeps_its_public_names_and_its_hash_covers_every_module(mon
     from pathlib import Path
 
     import gdig.data.readers as readers
-    from tasks.keys import module_source_hash
+    from gdig_flows.tasks.keys import module_source_hash
 
     for name in ("FORMATS", "ReadError", "Row", "Source", "content_hash", "detect_schema", "open_source",
                  "read_rows"):

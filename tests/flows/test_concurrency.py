@@ -57,7 +57,7 @@ def exports(config: Path) -> dict[str, bytes]:
 
 
 def test_four_selects_on_one_workspace_end_consistent(workspace, tmp_path):
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
     from gdig.config import load_config
     from gdig.store import Store
     from test_flows import states_by_stage, task_states

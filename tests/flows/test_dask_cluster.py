@@ -96,7 +96,7 @@ def _exports(config: Path, overrides: list[str]) -> dict[str, bytes]:
 def test_select_on_separate_dask_processes_survives_a_killed_worker(tmp_path, cluster):
     import torch
 
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
     from gdig.config import load_config
     from gdig.pipeline import select_pipeline
 

@@ -67,8 +67,8 @@ def workspace(tmp_path_factory):
 
 
 def test_run_then_appended_select_are_the_same_under_both_executors(workspace):
-    from flows.run import run_flow
-    from flows.select import select_flow
+    from gdig_flows.flows.run import run_flow
+    from gdig_flows.flows.select import select_flow
     from gdig.config import load_config
     from gdig.pipeline import run_pipeline, select_pipeline
 

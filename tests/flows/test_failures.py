@@ -90,9 +90,9 @@ def empty_seed(workspace, tmp_path):
 @pytest.mark.prefect
 @pytest.mark.usefixtures("prefect_harness")
 def test_bad_input_stage_fails_at_once_without_retry(empty_seed):
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
     from test_flows import task_states
-    from tasks.runtime import BadInputError
+    from gdig_flows.tasks.runtime import BadInputError
 
     state = select_flow(str(empty_seed), [], return_state=True)
     assert state.is_failed()
@@ -243,7 +243,7 @@ def hang(*args, **kwargs):
     time.sleep(600)
 
 gdig.stages.model.finetune_pool = hang  # finetune-pool hangs: the process is killed there
-from flows.select import select_flow
+from gdig_flows.flows.select import select_flow
 select_flow(sys.argv[1], [])
 """
 
@@ -255,7 +255,7 @@ def test_a_killed_flow_run_ends_crashed_when_gdig_next_starts(workspace, tmp_pat
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from gdig.config import load_config
-    from tasks.ghosts import RUNS_DIR, crash_ghost_runs
+    from gdig_flows.tasks.ghosts import RUNS_DIR, crash_ghost_runs
 
     config = write_config(tmp_path / "gdig.yaml", workspace)
     pid = run_until(GHOST, config, tmp_path / "started")  # killed inside finetune-pool
@@ -281,7 +281,7 @@ def test_only_bad_input_escapes_retries():
 
     from gdig.data.ingest import IngestError
     from gdig.store import StoreError
-    from tasks.runtime import BadInputError, StageError, retry_unless_bad_input, stage
+    from gdig_flows.tasks.runtime import BadInputError, StageError, retry_unless_bad_input, stage
 
     def failed(err):
         try:
@@ -342,7 +342,7 @@ def hang_on_second_shard(cfg, checkpoint_path, products_path, rows, out_path, **
     return real(cfg, checkpoint_path, products_path, rows, out_path, **kw)
 
 engine.score_rows = hang_on_second_shard
-from flows.select import select_flow
+from gdig_flows.flows.select import select_flow
 select_flow(sys.argv[1], [])
 """
 
@@ -369,10 +369,10 @@ def run_until(script: str, config: Path, marker: Path) -> int:
 def test_kill_9_in_scoring_the_rerun_crashes_the_ghost_and_resumes_to_identical_selections(workspace, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
     from gdig.config import load_config
     from test_flows import states_by_stage, task_states
-    from tasks.ghosts import RUNS_DIR
+    from gdig_flows.tasks.ghosts import RUNS_DIR
 
     killed = write_config(tmp_path / "killed" / "gdig.yaml", workspace)
     cfg = load_config(killed)

@@ -81,7 +81,7 @@ def test_kill_mid_epoch_in_the_pool_finetune_resumes_from_its_save_to_identical_
 @pytest.mark.prefect
 @pytest.mark.usefixtures("prefect_harness")
 def test_every_kill_point_under_both_executors_resumes_to_identical_bytes(tmp_path):
-    from tasks.runtime import BadInputError  # noqa: F401 (the Prefect side is importable)
+    from gdig_flows.tasks.runtime import BadInputError  # noqa: F401 (the Prefect side is importable)
     from test_failures import prefect_env
 
     outcomes, baselines = fh.run(tmp_path, fh.POINTS, list(fh.EXECUTORS), prefect_env())

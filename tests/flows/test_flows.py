@@ -75,7 +75,7 @@ def _read_task_states(flow_run_id) -> list[tuple[str, str, int]]:
         ids += [c.id for c in children]
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
                                      limit=200, sort=TaskRunSort.EXPECTED_START_TIME_ASC)
-    from tasks.naming import stage_of
+    from gdig_flows.tasks.naming import stage_of
 
     return [(stage_of(r.name), r.state.name, r.run_count) for r in runs
             if r.state.state_details.child_flow_run_id is None]  # not a subflow's stand-in
@@ -130,10 +130,10 @@ def frozen_code_hashes():
     change is tested on stage_key directly)."""
     import functools
 
-    import tasks.keys
+    import gdig_flows.tasks.keys
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tasks.keys, "module_source_hash", functools.lru_cache(None)(tasks.keys.module_source_hash))
+        mp.setattr(gdig_flows.tasks.keys, "module_source_hash", functools.lru_cache(None)(gdig_flows.tasks.keys.module_source_hash))
         yield
 
 
@@ -145,7 +145,7 @@ def workspace(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_select(workspace):
     """The first select run on the workspace: everything computed."""
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
 
     state, states = run(select_flow, workspace)
     return state.result(), states, influence_of(workspace)
@@ -165,7 +165,7 @@ def test_first_run_computes_every_stage_once(first_select):
 
 
 def test_second_identical_run_has_every_task_cached(workspace, first_select):
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
 
     _, states = run(select_flow, workspace)
     assert states and all(s == "Cached" for _, s, _ in states), states_by_stage(states)
@@ -186,7 +186,7 @@ def test_a_crafted_pickle_result_never_runs_and_the_stage_runs_again(workspace, 
     from prefect._internal.result_records import ResultRecord, ResultRecordMetadata
     from prefect.serializers import PickleSerializer
 
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
     from gdig.config import load_config
     from gdig.workspace import Workspace
 
@@ -209,7 +209,7 @@ def test_a_crafted_pickle_result_never_runs_and_the_stage_runs_again(workspace, 
 
 
 def test_run_flow_then_changed_eval_set_recomputes_only_evaluation(workspace, first_select):
-    from flows.run import run_flow
+    from gdig_flows.flows.run import run_flow
 
     state, states = run(run_flow, workspace)
     by_stage = states_by_stage(states)
@@ -237,7 +237,7 @@ def test_run_flow_then_changed_eval_set_recomputes_only_evaluation(workspace, fi
 
 def test_demo_flow_prepares_its_workdir_once(workspace, first_select, monkeypatch, tmp_path):
     import gdig.demo
-    from flows.demo import demo_flow
+    from gdig_flows.flows.demo import demo_flow
 
     calls = []
 
@@ -258,7 +258,7 @@ def test_demo_flow_prepares_its_workdir_once(workspace, first_select, monkeypatc
 
 
 def test_appended_candidates_score_only_the_new_shard(workspace, first_select):
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
 
     _, _, before = first_select
     more = ["data.candidates=[{path: data/pool.jsonl}, {path: data/new_candidates.jsonl}]"]
@@ -277,7 +277,7 @@ def test_appended_candidates_score_only_the_new_shard(workspace, first_select):
 
 def test_stage_key_depends_on_content_not_identity(workspace):
     from gdig.config import load_config
-    from tasks.keys import stage_key
+    from gdig_flows.tasks.keys import stage_key
 
     cfg = load_config(workspace)
     frame = pd.DataFrame({"example_id": ["a", "b"], "position": [0, 1], "src": ["x", "y"]})
@@ -295,7 +295,7 @@ def test_stage_key_depends_on_content_not_identity(workspace):
 # -- failures ---------------------------------------------------------------------------------------
 
 def test_stage_error_names_the_stage_and_cause():
-    from tasks.runtime import StageError, stage
+    from gdig_flows.tasks.runtime import StageError, stage
 
     with pytest.raises(StageError, match=r"^fit-curvature: ValueError: dataset 'pool' is empty$") as info:
         with stage("fit-curvature"):
@@ -306,7 +306,7 @@ def test_stage_error_names_the_stage_and_cause():
 
 def test_task_failing_once_succeeds_on_retry(workspace, first_select, monkeypatch):
     import gdig.selection.quality as quality_mod
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
 
     real, calls = quality_mod.rank_by_quality, []
 
@@ -329,7 +329,7 @@ def test_task_failing_once_succeeds_on_retry(workspace, first_select, monkeypatc
 
 def test_killed_flow_rerun_recomputes_only_the_failed_stage_and_after(workspace, first_select, monkeypatch):
     import gdig.influence.compute as engine
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
 
     real = engine.score_rows
 
@@ -363,7 +363,7 @@ def test_prefilter_stage_is_cached_and_a_threshold_change_refits_nothing(workspa
     verdicts, never the pool model or the curvature, and scores only the rows that newly pass."""
     import pyarrow.parquet as pq
 
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
     from gdig.config import load_config
     from gdig.store import Store
 
@@ -398,7 +398,7 @@ def test_prefilter_stage_is_cached_and_a_threshold_change_refits_nothing(workspa
 def test_ekfac_curvature_mapped_in_two_passes_equals_the_one_process_fit(workspace, first_select, tmp_path):
     import torch
 
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
     from gdig.config import load_config
     from gdig.influence.curvature import Curvature
     from curvature_walk import fit_curvature_here
@@ -432,7 +432,7 @@ def test_dask_task_runner_gives_the_local_scores(workspace, first_select, proces
     starts each worker with OMP_NUM_THREADS=1 (the local run used 2 torch threads), so float32
     sums are ordered differently: same helped fractions and selections, scores to 1e-4."""
     from gdig.influence.compute import read_score_matrix
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
 
     result, _, local = first_select
     name = "processes" if processes else "threads"
@@ -466,7 +466,7 @@ def _matrix(config: Path, overrides: list[str], scoring_id: str) -> str:
 
 def test_devices_are_assigned_round_robin(workspace):
     from gdig.config import load_config
-    from tasks.runtime import device_for
+    from gdig_flows.tasks.runtime import device_for
 
     cfg = load_config(workspace, ["orchestration.devices=[cuda:0, cuda:1]"])
     assert [device_for(cfg, i) for i in range(5)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
@@ -544,13 +544,13 @@ def test_prefect_yaml_deployments_load_and_schedules_parse():
 
 
 def test_deployments_are_defined_once():
-    """prefect.yaml is generated from deployments/definitions.py, and serve.py builds the same
+    """prefect.yaml is generated from gdig_flows/deployments/definitions.py, and serve.py builds the same
     deployments (served names), so the two paths cannot disagree."""
-    from deployments.definitions import DEPLOYMENTS, SERVED_SUFFIX, prefect_yaml
-    from deployments.serve import build_deployments
+    from gdig_flows.deployments.definitions import DEPLOYMENTS, SERVED_SUFFIX, prefect_yaml
+    from gdig_flows.deployments.serve import build_deployments
 
     assert (ROOT / "deployments" / "prefect.yaml").read_text(encoding="utf-8") == prefect_yaml(), (
-        "deployments/prefect.yaml is stale: python -m deployments.definitions > deployments/prefect.yaml")
+        "gdig_flows/deployments/prefect.yaml is stale: python -m gdig_flows.deployments.definitions > gdig_flows/deployments/prefect.yaml")
     raw = yaml.safe_load(prefect_yaml())["deployments"]
     served = build_deployments("gdig.yaml")
     assert [d["name"] for d in raw] == [d.name for d in DEPLOYMENTS] == [s.name.removesuffix(SERVED_SUFFIX)
@@ -573,7 +573,7 @@ def next_run(sched: dict):
 
 
 def test_serve_builds_deployments_without_serving(workspace):
-    from deployments.serve import build_deployments
+    from gdig_flows.deployments.serve import build_deployments
 
     deps = build_deployments(str(workspace), ["selection.budgets=[8]"], nightly="30 1 * * *")
     assert [(d.name, d.flow_name) for d in deps] == [("nightly-select-served", "gdig-select"), ("weekly-run-served", "gdig-run")]
@@ -598,8 +598,8 @@ def test_runs_tasks_and_artifacts_name_workspace_strategy_and_budget(workspace, 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from flows.cli import task_runs
-    from flows.run import run_flow
+    from gdig_flows.flows.cli import task_runs
+    from gdig_flows.flows.run import run_flow
 
     named = ["workspace.name=Night Shift_7"]  # a label that must be slugged for artifact keys
     state, _ = run(run_flow, workspace, named)
@@ -638,8 +638,8 @@ def test_a_running_stage_logs_its_progress_to_the_run_log(workspace, first_selec
     from prefect.client.schemas.sorting import LogSort
     from prefect.logging.handlers import APILogHandler
 
-    from flows.cli import task_runs
-    from flows.run import run_flow
+    from gdig_flows.flows.cli import task_runs
+    from gdig_flows.flows.run import run_flow
 
     monkeypatch.setenv("GDIG_PROGRESS_INTERVAL", "0")  # a line per step: the tiny runs take < 1 s
     state, _ = run(run_flow, workspace, ["finetune.seed=3"])  # new finetuning: the stage really runs
@@ -680,7 +680,7 @@ def test_prefect_deploy_of_each_deployment_exits_0(first_select):
     assert pool.returncode == 0, pool.stdout + pool.stderr
     raw = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text(encoding="utf-8"))
     for dep in raw["deployments"]:
-        out = subprocess.run([prefect, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml",
+        out = subprocess.run([prefect, "--no-prompt", "deploy", "--prefect-file", "gdig_flows/deployments/prefect.yaml",
                               "--name", dep["name"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "Traceback" not in out.stdout + out.stderr and "successfully created" in out.stdout
@@ -699,7 +699,7 @@ def test_prefect_deploy_of_each_deployment_exits_0(first_select):
 def test_source_gain_rule_adds_one_stage_and_rescores_nothing(workspace, first_select):
     """The rule on: the source-free-loss task runs once and is cached after; the scoring is
     reused, and only the selections that read the rule are made again."""
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
     from gdig.config import load_config
     from gdig.store import Store
 

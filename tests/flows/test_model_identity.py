@@ -124,7 +124,7 @@ def test_a_local_model_edited_in_place_renews_every_model_key(workspace, tmp_pat
     the model, while the stages that do not read it keep their keys."""
     from gdig.config import load_config
     from gdig.train import checkpoint_hash_of_base, model_hash
-    from tasks.keys import declared_key
+    from gdig_flows.tasks.keys import declared_key
 
     model = shutil.copytree(workspace.parent / "model", tmp_path / "model")
     cfg = load_config(write_config(tmp_path / "gdig.yaml", workspace, **{"model.name_or_path": str(model)}))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import server as srv
+from gdig_flows.flows import server as srv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -143,7 +143,7 @@ def test_cli_when_prefect_cannot_start_prints_one_line_and_exits_2(tmp_path):
 
 PARENT = """
 import subprocess, sys, time
-from flows import server as srv
+from gdig_flows.flows import server as srv
 if sys.argv[1] == "real":
     url = srv.start_temporary_server(600)
     from prefect.server.api.server import SubprocessASGIServer

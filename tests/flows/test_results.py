@@ -1,4 +1,4 @@
-"""Stage results as JSON (tasks.results): what stages return comes back equal, anything else is
+"""Stage results as JSON (gdig_flows.tasks.results): what stages return comes back equal, anything else is
 refused when written, and a record that is not gdig's is removed before Prefect could read it."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.results import GdigJSON, is_gdig_record, refuse_foreign_record
+from gdig_flows.tasks.results import GdigJSON, is_gdig_record, refuse_foreign_record
 
 
 def test_stage_values_round_trip():

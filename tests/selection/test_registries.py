@@ -38,7 +38,7 @@ def test_the_config_offers_exactly_the_registered_names():
 def test_every_d_hq_rule_has_its_words_and_its_stage():
     """The texts and the stage a D_hq rule needs live with their readers, keyed by the rule."""
     from gdig import graph
-    from tasks.artifacts import ARTIFACT_CLAUSES
+    from gdig_flows.tasks.artifacts import ARTIFACT_CLAUSES
 
     assert set(summary.SUMMARY_CLAUSES) == set(ARTIFACT_CLAUSES) == set(rules.HQ_RULES)
     assert {r.reads for r in rules.HQ_RULES.values() if r.reads} <= set(graph.COLUMN_STAGES)

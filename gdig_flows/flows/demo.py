@@ -8,10 +8,10 @@ from typing import Annotated
 from prefect import flow
 from pydantic import Field
 
-from flows.run import run_flow
+from gdig_flows.flows.run import run_flow
 from gdig.demo.settings import split_demo_overrides
-from tasks.data import demo_preparation
-from tasks.naming import demo_run_name
+from gdig_flows.tasks.data import demo_preparation
+from gdig_flows.tasks.naming import demo_run_name
 
 
 @flow(name="gdig-demo", log_prints=True, flow_run_name=demo_run_name)

@@ -16,16 +16,16 @@ from prefect.futures import as_completed
 from gdig import faults, graph
 from gdig.config import GdigConfig
 from gdig.stages import StageContext
-from tasks.keys import own_key, stage_policy
-from tasks.naming import artifact_key
-from tasks.runtime import device_for, open_store, progress_bars, stage, task_runner_for
+from gdig_flows.tasks.keys import own_key, stage_policy
+from gdig_flows.tasks.naming import artifact_key
+from gdig_flows.tasks.runtime import device_for, open_store, progress_bars, stage, task_runner_for
 
 
 def call_stage(name: str, cfg: GdigConfig, device: str | None = None, **inputs) -> Any:
     """Run stage `name` of the graph inside its task: failures become StageError(<its error
     name>, cause), progress goes to the run, the store is opened only when the stage declares it uses
     one; a dict result carries the task's cache key (so downstream keys follow it)."""
-    from tasks.progress import watch
+    from gdig_flows.tasks.progress import watch
 
     spec = graph.stage(name)
     with ExitStack() as stack:
@@ -82,7 +82,7 @@ class PrefectExecutor:
     """Walks the graph as Prefect task runs (tasks.stages_for: retries, result storage, names)."""
 
     def __init__(self, cfg: GdigConfig):
-        from tasks import stages_for
+        from gdig_flows.tasks import stages_for
 
         self.cfg = cfg
         self.tasks = stages_for(cfg)

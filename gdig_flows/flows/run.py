@@ -9,12 +9,12 @@ from typing import Annotated
 from prefect import flow
 from pydantic import Field
 
-from flows.select import select_flow
+from gdig_flows.flows.select import select_flow
 from gdig import graph
 from gdig.runlock import exclusive
-from tasks import load_settings, publish_comparison
-from tasks.executor import PrefectExecutor
-from tasks.naming import run_run_name
+from gdig_flows.tasks import load_settings, publish_comparison
+from gdig_flows.tasks.executor import PrefectExecutor
+from gdig_flows.tasks.naming import run_run_name
 
 
 @flow(name="gdig-run", log_prints=True, flow_run_name=run_run_name)

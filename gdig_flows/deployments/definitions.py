@@ -1,7 +1,7 @@
 """The deployments of gdig, defined once: `serve.py` serves them from one process, and
 `prefect.yaml` (work pool + worker) is generated from them:
 
-    python -m deployments.definitions > deployments/prefect.yaml
+    python -m gdig_flows.deployments.definitions > gdig_flows/deployments/prefect.yaml
 
 (tests/flows/test_flows.py checks that the file is what this prints).  Both take the config as
 it is: no deployment carries overrides of its own, so the nightly selection and the weekly proof
@@ -39,24 +39,24 @@ class Deployment:
 
 
 DEPLOYMENTS: tuple[Deployment, ...] = (
-    Deployment("nightly-select", "flows/select.py:select_flow",
+    Deployment("nightly-select", "gdig_flows/flows/select.py:select_flow",
                "Nightly G-DIG re-selection: ingest new candidates, score only the new shards, re-select every "
                "strategy x budget.", ("gdig", "selection"), "0 2 * * *", True, "every night at 02:00"),
-    Deployment("weekly-run", "flows/run.py:run_flow",
+    Deployment("weekly-run", "gdig_flows/flows/run.py:run_flow",
                "Selection + proof: finetune on every selection, translate and score the eval sets, write the report.",
                ("gdig", "evaluation"), "0 4 * * SUN", False, "Sundays at 04:00, paused until you enable it in the UI"),
 )
 
 HEADER = f"""\
 # Prefect deployments of gdig (Prefect {PREFECT_VERSION}), run by a worker of a process work pool.
-# GENERATED from deployments/definitions.py: edit that, then
-#   python -m deployments.definitions > deployments/prefect.yaml
+# GENERATED from gdig_flows/deployments/definitions.py: edit that, then
+#   python -m gdig_flows.deployments.definitions > gdig_flows/deployments/prefect.yaml
 # From the repository root:
 #   prefect work-pool create {WORK_POOL} --type process     # once
-#   prefect deploy --prefect-file deployments/prefect.yaml --all     # or --name nightly-select
+#   prefect deploy --prefect-file gdig_flows/deployments/prefect.yaml --all     # or --name nightly-select
 #   prefect worker start --pool {WORK_POOL}                  # runs the scheduled / triggered flow runs
 #   prefect deployment run 'gdig-select/nightly-select'     # a run now, besides the schedule
-# Or, with no work pool and no worker: python deployments/serve.py --config CONFIG, which serves
+# Or, with no work pool and no worker: python gdig_flows/deployments/serve.py --config CONFIG, which serves
 # the same deployments as `nightly-select{SERVED_SUFFIX}` / `weekly-run{SERVED_SUFFIX}` (other names: the two
 # paths never overwrite or pause each other's deployments).
 # Parameters: `config` (the workspace YAML) and `overrides` (KEY=VALUE, as `gdig ... --set`);
@@ -99,7 +99,7 @@ def _entry(d: Deployment) -> str:
 
 
 def prefect_yaml() -> str:
-    """The text of deployments/prefect.yaml."""
+    """The text of gdig_flows/deployments/prefect.yaml."""
     return HEADER + "\n".join(_entry(d) for d in DEPLOYMENTS)
 
 

@@ -65,7 +65,7 @@ class PrefectProgress:
 def watch(what: str | None = None) -> Iterator[None]:
     """Report the progress of the stage body to the Prefect run (see the module doc); `what`
     labels its progress artifacts (default: the task run's name)."""
-    from tasks.runtime import progress_bars
+    from gdig_flows.tasks.runtime import progress_bars
 
     if not progress_bars():
         from gdig.progress import quiet_libraries

@@ -23,7 +23,7 @@ from gdig import graph
 from gdig.config import GdigConfig
 from gdig.reach import library_versions, source_hash
 from gdig.workspace import config_hash, ids_hash, json_hash, module_source_hash, sha  # noqa: F401 (re-exported)
-from tasks.results import checked
+from gdig_flows.tasks.results import checked
 
 # parameters that never change a result (where it runs, how chatty it is)
 NOT_CONTENT = frozenset({"cfg", "progress", "device"})

@@ -9,11 +9,11 @@ from prefect import task
 from prefect.cache_policies import CacheKeyFnPolicy
 
 from gdig.reach import library_versions, modules_reached, source_hash
-from tasks.keys import sha
-from tasks.naming import task_run_namer
-from tasks.progress import watch
-from tasks.results import checked
-from tasks.runtime import progress_bars, stage
+from gdig_flows.tasks.keys import sha
+from gdig_flows.tasks.naming import task_run_namer
+from gdig_flows.tasks.progress import watch
+from gdig_flows.tasks.results import checked
+from gdig_flows.tasks.runtime import progress_bars, stage
 
 
 def _demo_key(ctx, params: dict) -> str:
@@ -42,7 +42,7 @@ def prepare_demo(workdir: str, seed: int = 0, demo_overrides: dict | None = None
 
 def demo_preparation(workdir: str):
     """The prepare-demo task with its results kept in the demo workdir."""
-    from tasks.results import GdigJSON
+    from gdig_flows.tasks.results import GdigJSON
 
     path = Path(workdir).resolve() / ".prefect-results"
     path.mkdir(parents=True, exist_ok=True)

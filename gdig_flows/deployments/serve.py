@@ -1,12 +1,12 @@
 """Serve the gdig flows from this process (no work pool or worker needed).
 
-    python deployments/serve.py --config configs/wmt-de-en.yaml [--set KEY=VALUE ...]
+    python gdig_flows/deployments/serve.py --config configs/wmt-de-en.yaml [--set KEY=VALUE ...]
 
-creates the deployments of deployments/definitions.py, `gdig-select/nightly-select-served`
+creates the deployments of gdig_flows/deployments/definitions.py, `gdig-select/nightly-select-served`
 (cron, nightly) and `gdig-run/weekly-run-served` (cron, paused), on the Prefect server named by
 PREFECT_API_URL and runs their flow runs here until interrupted (stopping it pauses these two).
 Trigger one now with `prefect deployment run 'gdig-select/nightly-select-served'`.  The
-work-pool deployments of deployments/prefect.yaml (generated from the same definitions) are
+work-pool deployments of gdig_flows/deployments/prefect.yaml (generated from the same definitions) are
 named `nightly-select` / `weekly-run`: the two paths never overwrite or pause each other's
 deployments.
 """
@@ -20,14 +20,14 @@ from pathlib import Path
 from prefect import serve
 from prefect.schedules import Cron
 
-from deployments.definitions import DEPLOYMENTS, SERVED_SUFFIX
+from gdig_flows.deployments.definitions import DEPLOYMENTS, SERVED_SUFFIX
 
 NIGHTLY, WEEKLY = (d.cron for d in DEPLOYMENTS)
 
 
 def build_deployments(config: str, overrides: list[str] | None = None, *, nightly: str = NIGHTLY,
                       weekly: str = WEEKLY, timezone: str = "UTC") -> list:
-    """The deployments of deployments/definitions.py (not yet registered), named `<name>-served`,
+    """The deployments of gdig_flows/deployments/definitions.py (not yet registered), named `<name>-served`,
     with this config and overrides; `nightly` / `weekly`: their crons."""
     params = {"config": str(Path(config).resolve()), "overrides": list(overrides or [])}
     crons = {"nightly-select": nightly, "weekly-run": weekly}

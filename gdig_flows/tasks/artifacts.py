@@ -1,6 +1,6 @@
 """Prefect artifacts of a flow run (published from the flow body, so cached runs show them too).
 
-Keys are `gdig-<workspace>-<what>` (tasks.naming.artifact_key), so runs of several workspaces on
+Keys are `gdig-<workspace>-<what>` (gdig_flows.tasks.naming.artifact_key), so runs of several workspaces on
 one server keep separate histories.  Files are named by their path as text (a `file://` link
 does not open from the browser's UI) and small ones are embedded.
 """
@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from gdig.runinfo import workspace_label
 from gdig.selection.rules import clauses, thresholds
-from tasks.naming import artifact_key
+from gdig_flows.tasks.naming import artifact_key
 
 EMBED_LIMIT = 20_000  # characters of a markdown file embedded in its artifact
 # each D_hq rule's clause in the selection artifact, by rule key ({n}: candidates it ranks last, {t}: its threshold)

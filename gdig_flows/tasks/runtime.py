@@ -82,7 +82,7 @@ def load_settings(config: str | Path, overrides: list[str] | None = None) -> Gdi
     """The flow parameters (config path + KEY=VALUE overrides) as a validated config.  Inside a
     flow run it also watches the run (watch_this_run): the workspace's runs whose process died
     are marked Crashed, and this one is recorded."""
-    from tasks.ghosts import watch_this_run
+    from gdig_flows.tasks.ghosts import watch_this_run
 
     cfg = load_config(config, list(overrides or []))
     watch_this_run(cfg)
@@ -107,9 +107,9 @@ def results_dir(cfg: GdigConfig) -> Path:
 
 def configure(task: Task, cfg: GdigConfig) -> Task:
     """The task with this workspace's retries, backoff (never for a BadInputError) and persisted
-    result storage: JSON records only (tasks.results: no pickle is ever read back; the cache
+    result storage: JSON records only (gdig_flows.tasks.results: no pickle is ever read back; the cache
     policies refuse other records)."""
-    from tasks.results import GdigJSON
+    from gdig_flows.tasks.results import GdigJSON
 
     path = results_dir(cfg)
     path.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ machine) cannot report its end and would stay Running on the Prefect server fore
 
 Two mechanisms mark such runs Crashed, with a message: every gdig flow records its process in
 the workspace and, when it starts, crashes the workspace's runs whose process is gone
-(watch_this_run, from tasks.runtime.load_settings); and Prefect's own zombie detection, flow
+(watch_this_run, from gdig_flows.tasks.runtime.load_settings); and Prefect's own zombie detection, flow
 run heartbeats + an automation that gdig creates once per server (ensure_ghost_automation).
 """
 
@@ -150,7 +150,7 @@ def ensure_ghost_automation() -> str | None:
         window = 3 * max(period, 30)
         return str(client.create_automation(AutomationCore(
             name=GHOST_AUTOMATION,
-            description="Created by gdig (tasks/ghosts.py): a gdig flow run that stopped sending heartbeats "
+            description="Created by gdig (gdig_flows/tasks/ghosts.py): a gdig flow run that stopped sending heartbeats "
                         "(its process was killed) is marked Crashed.",
             trigger=EventTrigger(
                 after={"prefect.flow-run.heartbeat"},

@@ -55,7 +55,7 @@ def task_runs(flow_run_id) -> list:
 def stage_timings(flow_run_id) -> list[dict[str, Any]]:
     """Per stage, in first-start order: task runs, how many were Cached, and their summed run
     time in seconds (parallel shards overlap, so the sum can exceed the elapsed time)."""
-    from tasks.naming import stage_of
+    from gdig_flows.tasks.naming import stage_of
 
     stages: dict[str, dict[str, Any]] = {}
     for tr in task_runs(flow_run_id):
@@ -99,14 +99,14 @@ def quiet_console(debug: bool = False) -> None:
 def _failure(err: BaseException) -> dict[str, Any]:
     """What the CLI prints for a failed run: a BadInput's own message (as --no-prefect prints
     it; exit 2), else the stage error ("fit-curvature: ValueError: ..."; exit 1)."""
-    from tasks.runtime import describe_failure
+    from gdig_flows.tasks.runtime import describe_failure
 
     bad_input, message = describe_failure(err)
     return {"bad_input": bad_input, "error": message}
 
 
 def _run(flow, debug: bool = False, **params) -> dict[str, Any]:
-    from flows.server import PrefectUnavailable, ensure_api
+    from gdig_flows.flows.server import PrefectUnavailable, ensure_api
 
     t0 = time.time()
     quiet_console(debug)
@@ -135,18 +135,18 @@ def _run(flow, debug: bool = False, **params) -> dict[str, Any]:
 
 
 def select(config: str, overrides: list[str] | None = None, debug: bool = False) -> dict[str, Any]:
-    from flows.select import select_flow
+    from gdig_flows.flows.select import select_flow
 
     return _run(select_flow, debug, config=str(config), overrides=list(overrides or []))
 
 
 def run(config: str, overrides: list[str] | None = None, debug: bool = False) -> dict[str, Any]:
-    from flows.run import run_flow
+    from gdig_flows.flows.run import run_flow
 
     return _run(run_flow, debug, config=str(config), overrides=list(overrides or []))
 
 
 def demo(workdir: str, seed: int = 0, overrides: list[str] | None = None, debug: bool = False) -> dict[str, Any]:
-    from flows.demo import demo_flow
+    from gdig_flows.flows.demo import demo_flow
 
     return _run(demo_flow, debug, workdir=str(workdir), seed=seed, overrides=list(overrides or []))

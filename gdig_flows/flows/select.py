@@ -10,10 +10,10 @@ from pydantic import Field
 
 from gdig import graph
 from gdig.runlock import exclusive
-from tasks import load_settings, publish_selection
-from tasks.executor import PrefectExecutor
-from tasks.naming import select_run_name
-from tasks.progress import log_to_run
+from gdig_flows.tasks import load_settings, publish_selection
+from gdig_flows.tasks.executor import PrefectExecutor
+from gdig_flows.tasks.naming import select_run_name
+from gdig_flows.tasks.progress import log_to_run
 
 
 @flow(name="gdig-select", log_prints=True, flow_run_name=select_run_name)
