@@ -523,7 +523,7 @@ def test_prefect_yaml_deployments_load_and_schedules_parse():
     from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
     from prefect.flows import load_flow_from_entrypoint
 
-    raw = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load((ROOT / "gdig_flows" / "deployments" / "prefect.yaml").read_text(encoding="utf-8"))
     model = PrefectYamlModel.model_validate(raw)
     assert [d.name for d in model.deployments] == ["nightly-select", "weekly-run"]
     for dep, dep_raw in zip(model.deployments, raw["deployments"]):
@@ -549,7 +549,7 @@ def test_deployments_are_defined_once():
     from gdig_flows.deployments.definitions import DEPLOYMENTS, SERVED_SUFFIX, prefect_yaml
     from gdig_flows.deployments.serve import build_deployments
 
-    assert (ROOT / "deployments" / "prefect.yaml").read_text(encoding="utf-8") == prefect_yaml(), (
+    assert (ROOT / "gdig_flows" / "deployments" / "prefect.yaml").read_text(encoding="utf-8") == prefect_yaml(), (
         "gdig_flows/deployments/prefect.yaml is stale: python -m gdig_flows.deployments.definitions > gdig_flows/deployments/prefect.yaml")
     raw = yaml.safe_load(prefect_yaml())["deployments"]
     served = build_deployments("gdig.yaml")
@@ -678,7 +678,7 @@ def test_prefect_deploy_of_each_deployment_exits_0(first_select):
     pool = subprocess.run([prefect, "work-pool", "create", "gdig-local", "--type", "process", "--overwrite"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert pool.returncode == 0, pool.stdout + pool.stderr
-    raw = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load((ROOT / "gdig_flows" / "deployments" / "prefect.yaml").read_text(encoding="utf-8"))
     for dep in raw["deployments"]:
         out = subprocess.run([prefect, "--no-prompt", "deploy", "--prefect-file", "gdig_flows/deployments/prefect.yaml",
                               "--name", dep["name"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
