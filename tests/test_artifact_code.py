@@ -8,24 +8,12 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from file_bytes import content
 from tiny_workspace import demo_config, demo_model_dir  # noqa: F401  (fixture)
 
 from gdig import graph
 from gdig.config import parse_config
 from gdig.store import Store
-
-
-def content(path) -> bytes:
-    """A file's bytes; a safetensors file's header canonical (safetensors writes its metadata in
-    hash-map order, which differs between two writes of the same tensors and metadata)."""
-    import json
-    import struct
-
-    raw = path.read_bytes()
-    if path.suffix != ".safetensors":
-        return raw
-    n = struct.unpack("<Q", raw[:8])[0]
-    return json.dumps(json.loads(raw[8:8 + n]), sort_keys=True).encode() + raw[8 + n:]
 
 
 def _files(root) -> dict[str, str]:

@@ -33,8 +33,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path[:0] = [str(HERE), str(ROOT)]
+sys.path[:0] = [str(HERE), str(HERE.parent), str(ROOT)]
 
+from file_bytes import content  # noqa: E402
 from test_failures import child_env  # noqa: E402
 from test_flows import build_workspace  # noqa: E402
 
@@ -104,18 +105,6 @@ def prepare(root: Path) -> Path:
 def gdig(command: str, config: Path, executor: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
     args = [sys.executable, "-m", "gdig.cli", command, str(config), "--no-progress", *EXECUTORS[executor]]
     return subprocess.run(args, env=child_env(**env), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-def content(path: Path) -> bytes:
-    """A file's bytes; a safetensors file's header canonical (safetensors writes its metadata in
-    hash-map order, which differs between two writes of the same tensors and metadata)."""
-    import struct
-
-    raw = path.read_bytes()
-    if path.suffix != ".safetensors":
-        return raw
-    n = struct.unpack("<Q", raw[:8])[0]
-    return json.dumps(json.loads(raw[8:8 + n]), sort_keys=True).encode() + raw[8 + n:]
 
 
 def fingerprint(config: Path, command: str) -> dict[str, bytes]:
