@@ -129,7 +129,7 @@ def explain_cmd(
 def _guarded(fn, debug: bool = False):
     """Run a pipeline call, turning known errors into a clean exit (2: bad input or config, a
     missing model or dataset; 1: a stage failed); `debug` lets the traceback through."""
-    from gdig.errors import BadInput
+    from gdig.errors import BadInput, disk_full
     from gdig.store import StoreError
 
     try:
@@ -138,8 +138,13 @@ def _guarded(fn, debug: bool = False):
         if debug:
             raise
         fail(str(err), 2)
-    except (StoreError, ValueError, RuntimeError, OSError) as err:
+    except Exception as err:
         if debug:
+            raise
+        full = disk_full(err)
+        if full is not None:
+            fail(str(full), 2)
+        if not isinstance(err, (StoreError, ValueError, RuntimeError, OSError)):
             raise
         fail(f"{type(err).__name__}: {err}", 1)
 

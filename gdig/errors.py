@@ -2,11 +2,14 @@
 
 `BadInput` marks an error that running the same stage again cannot fix: invalid rows, a bad
 config, a missing model or dataset, an empty data section.  The Prefect tasks fail at once on
-it (no retry, no backoff) and the CLI exits 2 with its message; anything else (a store lock
-held by another run, an I/O error, a crash) is a stage failure that a retry may fix (exit 1).
+it (no retry, no backoff) and the CLI exits 2 with its message.  A full disk is one too
+(`disk_full` recognises it under any library's wrapper).  Anything else (a store lock held by
+another run, an I/O error, a crash) is a stage failure that a retry may fix (exit 1).
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class BadInput(Exception):
@@ -29,6 +32,36 @@ def bad_input_cause(err: BaseException | None) -> BaseException | None:
     while err is not None and id(err) not in seen:
         if isinstance(err, BadInput):
             return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+class DiskFull(BadInput, OSError):
+    """A write found no space left on the device.  Retrying cannot help until space is freed;
+    what was finished is kept (every artifact is written whole or not at all), so the same
+    command run again resumes (exit 2)."""
+
+
+_NO_SPACE = ("no space left on device", "os error 28", "disk quota exceeded")
+
+
+def disk_full(err: BaseException | None, writing: object = None) -> DiskFull | None:
+    """A DiskFull for err when anything in its cause/context chain is a full disk (an OSError
+    with ENOSPC/EDQUOT, or a library's error that says so: safetensors, DuckDB, pyarrow wrap
+    it in their own types), naming the file being written (`writing`, else the error's own),
+    else None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, DiskFull):
+            return err
+        code = getattr(err, "errno", None)
+        text = str(err)
+        if code in (errno.ENOSPC, errno.EDQUOT) or any(m in text.lower() for m in _NO_SPACE):
+            where = writing or getattr(err, "filename", None)
+            detail = f" writing {where}" if where else f" ({text.strip().splitlines()[0][:200]})" if text.strip() else ""
+            return DiskFull(f"no space left on the device{detail}: free space there (or point workspace.dir "
+                            f"at a larger disk) and run the same command again; finished stages are kept")
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None

@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from gdig.errors import disk_full
+
 
 # -- content hashes -------------------------------------------------------------------------------
 
@@ -139,6 +141,11 @@ def atomic_file(path: str | Path, kind: str = "file") -> Iterator[Path]:
         _fsync(target.parent, directory=True)
         faults.reached(f"{kind} seal")
         write_seal(target)
+    except Exception as err:
+        full = disk_full(err, writing=target)
+        if full is not None and full is not err:
+            raise full from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

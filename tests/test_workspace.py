@@ -99,3 +99,49 @@ def test_an_atomic_write_is_whole_and_sealed_or_absent(tmp_path):
     assert intact(path)
     seal_path(path).unlink()  # renamed but killed before its seal: not trusted
     assert not intact(path) and not intact(tmp_path / "missing")
+
+
+def test_a_full_disk_is_one_clear_bad_input_whatever_library_raised_it(tmp_path):
+    """ENOSPC as an OSError, or inside a library's own error type (safetensors, DuckDB): a
+    DiskFull (BadInput: never retried, exit 2) naming the file being written; other errors are
+    not one; a write that hits it leaves neither the file nor its temporary."""
+    import errno
+
+    from gdig.errors import BadInput, DiskFull, disk_full
+    from gdig.workspace import atomic_file
+
+    class LibraryError(Exception):  # safetensors' SafetensorError is a plain Exception
+        pass
+
+    raw = OSError(errno.ENOSPC, "No space left on device", "/ws/x.parquet")
+    assert "writing /ws/x.parquet" in str(disk_full(raw))
+    wrapped = LibraryError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert isinstance(disk_full(wrapped), DiskFull) and isinstance(disk_full(wrapped), BadInput)
+    try:
+        try:
+            raise raw
+        except OSError as inner:
+            raise RuntimeError("scoring failed") from inner
+    except RuntimeError as outer:
+        assert disk_full(outer) is not None  # found down the cause chain
+    assert disk_full(OSError(errno.EACCES, "Permission denied")) is None
+    assert disk_full(ValueError("no space for a seed")) is None
+
+    target = tmp_path / "curvature" / "f.safetensors"
+    with pytest.raises(DiskFull, match=f"no space left on the device writing {target}: free space"):
+        with atomic_file(target, "tensor") as tmp:
+            tmp.write_bytes(b"partial")
+            raise wrapped
+    assert sorted(p.name for p in target.parent.iterdir()) == []
+
+
+def test_a_stage_that_fills_the_disk_is_not_retried():
+    import errno
+
+    from gdig_flows.tasks.runtime import BadInputError, describe_failure, stage
+
+    with pytest.raises(BadInputError) as info:
+        with stage("score-shard"):
+            raise OSError(errno.ENOSPC, "No space left on device", "/ws/scores/s.parquet")
+    bad, line = describe_failure(info.value)
+    assert bad and line.startswith("no space left on the device writing /ws/scores/s.parquet: free space there")

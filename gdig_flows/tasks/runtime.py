@@ -12,7 +12,7 @@ from prefect import Task
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from gdig.config import GdigConfig, load_config
-from gdig.errors import BadInput
+from gdig.errors import BadInput, disk_full
 
 
 def progress_bars() -> bool:
@@ -53,6 +53,9 @@ def stage(name: str) -> Iterator[None]:
     except BadInput as err:
         raise BadInputError.of(name, err) from err
     except Exception as err:
+        full = disk_full(err)  # freeing space is the user's move, not a retry's
+        if full is not None:
+            raise BadInputError.of(name, full) from full
         raise StageError.of(name, err) from err
 
 
