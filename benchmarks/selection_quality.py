@@ -401,10 +401,11 @@ def selection_rows(store, name: str, selected: dict, types: list[str]) -> dict[s
 
 # -- downstream ----------------------------------------------------------------------------------------
 
-def downstream(args, paths: dict[str, Path], store) -> pd.DataFrame:
+def downstream(args, paths: dict[str, Path], store, evaluate_base: bool = True) -> pd.DataFrame:
     """`gdig run`'s proof of each --downstream row (VARIANT/STRATEGY) once per finetune seed; per row
     BLEU / chrF / reference NLL (mean over seeds, and chrF per seed), and the first row's margin over
-    each with a paired-bootstrap 95% interval over test rows and finetune seeds."""
+    each with a paired-bootstrap 95% interval over test rows and finetune seeds; the base model's
+    row too when `evaluate_base`."""
     from gdig.bootstrap import metric_scorer, nll_score, nll_stats, paired_bootstrap, sentence_stats
 
     rows = [r.strip() for r in args.downstream.split(",") if r.strip()]
@@ -440,7 +441,7 @@ def downstream(args, paths: dict[str, Path], store) -> pd.DataFrame:
         sets = [f"selection.strategies=[{','.join(sorted(strategies))}]"]
         configs[variant].write_text(yaml.safe_dump(apply_overrides(yaml.safe_load(paths[variant].read_text()), sets),
                                                    sort_keys=False), encoding="utf-8")
-    first = True
+    first = evaluate_base
     for s in seeds:  # every row's first seed before any row's second: a cut-short run still compares
         for variant, path in configs.items():
             result = run_variant(path, store, finetune_seed=s, prove=True, evaluate_base=first)

@@ -304,3 +304,34 @@ def test_demo_threads(tmp_path):
     ratio = float(re.search(r"2 threads / 1 thread, time per step: ([0-9.]+)", text)[1])
     # one round: the ratio is the two times' ratio (the times are printed rounded to the ms)
     assert (ms[2] - 0.5) / (ms[1] + 0.5) - 0.005 <= ratio <= (ms[2] + 0.5) / max(ms[1] - 0.5, 0.5) + 0.005
+
+
+def test_mt_swap(sq, tmp_path):
+    """The oracle rows vs the same rows with a system's output as target: both pools hold the same
+    sources, never an eval or seed source, never an output that copies the source; one table row
+    each, with the oracle's margin and its interval."""
+    out, _ = sq
+    from gdig.demo import generate_pairs
+
+    base = yaml.safe_load((out / "configs" / "base.yaml").read_text())
+    held = pd.concat([pd.read_json(e["path"], lines=True) for e in base["data"]["eval"] + base["data"]["seed"]])
+    rows = pd.concat([generate_pairs(30, seed=11)[["src", "tgt"]], held[["src", "tgt"]]], ignore_index=True)
+    mt = [" ".join(reversed(t.split())) for t in rows["tgt"]]  # a "system" whose output differs from the reference
+    mt[0] = rows["src"][0]  # an output that copies its source: not MT, never drawn
+    d = tmp_path / "cs-en"
+    d.mkdir()
+    (d / "source.xa").write_text("\n".join(rows["src"]) + "\n", encoding="utf-8")
+    (d / "reference.en").write_text("\n".join(rows["tgt"]) + "\n", encoding="utf-8")
+    (d / "SYS.en").write_text("\n".join(mt) + "\n", encoding="utf-8")
+    o = tmp_path / "swap"
+    text = run("mt_swap", "--base", out / "configs" / "base.yaml", "--systems", d, "--system", "SYS", "--rows", 8,
+               "--out", o, "--finetune-seeds", "0,1", "--bootstrap", 10, "--set", "evaluate.max_new_tokens=16")
+    oracle, swapped = (pd.read_json(o / "data" / f"{n}.jsonl", lines=True) for n in ("oracle", "swapped-SYS"))
+    assert len(oracle) == 8 and list(oracle["src"]) == list(swapped["src"])
+    assert not set(oracle["src"]) & set(held["src"]) and rows["src"][0] not in set(oracle["src"])
+    truth = dict(zip(rows["src"], zip(rows["tgt"], mt)))
+    assert [truth[s] for s in oracle["src"]] == list(zip(oracle["tgt"], swapped["tgt"]))
+    ds = pd.read_csv(o / "mt_swap.csv", index_col=0)
+    assert list(ds.index) == ["oracle/random", "swapped-SYS/random"]
+    assert re.fullmatch(r"\[[-+0-9.]+, [-+0-9.]+\]", ds.loc["swapped-SYS/random", "chrF 95% CI"])
+    assert "oracle vs the same rows with SYS's output as target" in text
