@@ -27,6 +27,7 @@ import torch
 from gdig.config import CometConfig, GdigConfig
 from gdig.data.prompts import build_prompt, length_batches
 from gdig.selection.select import STRATEGIES
+from gdig.workspace import atomic_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +355,7 @@ def write_comparison(store, out_dir: str | Path, checkpoints: Collection[str] | 
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table(store, checkpoints)
     paths = {"csv": out / "comparison.csv", "markdown": out / "comparison.md"}
-    table.to_csv(paths["csv"])
-    paths["markdown"].write_text(comparison_markdown(table), encoding="utf-8")
+    with atomic_file(paths["csv"], "report", seal=False) as tmp:
+        table.to_csv(tmp)
+    write_text_atomic(paths["markdown"], comparison_markdown(table))
     return paths

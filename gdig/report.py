@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gdig.evaluate import comparison_markdown, comparison_table, write_comparison
+from gdig.workspace import atomic_file, write_text_atomic
 
 MAX_POINTS = 4000  # points in the projection plot (a seeded subsample of larger pools)
 
@@ -48,7 +49,8 @@ def _plt():
 
 def _save(fig, out: Path, name: str) -> str:
     fig.tight_layout()
-    fig.savefig(out / name, dpi=110)
+    with atomic_file(out / name, "report", seal=False) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(name).suffix[1:])
     _plt().close(fig)
     return name
 
@@ -422,7 +424,8 @@ def metric_budget_section(store, out: Path) -> Section:
                 names.append(lab)
     fig.legend([handles[n] for n in names], names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.08 if nrow == 1 else 0.04, 1, 1))
-    fig.savefig(out / "metric_vs_budget.png", dpi=110)
+    with atomic_file(out / "metric_vs_budget.png", "report", seal=False) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     s.plot = "metric_vs_budget.png"
     s.text.append("Each strategy finetuned for the same number of steps at a budget; dashed: the base model "
@@ -546,8 +549,8 @@ def write_report(store, out_dir: str | Path, title: str = "gdig report", *, head
                 projection_section(store, out, scoring_id), metric_budget_section(store, out),
                 comparison_section(store, checkpoints)]
     paths: dict[str, Path] = {"html": out / "report.html", "markdown": out / "report.md"}
-    paths["html"].write_text(render_html(title, sections, out), encoding="utf-8")
-    paths["markdown"].write_text(render_markdown(title, sections), encoding="utf-8")
+    write_text_atomic(paths["html"], render_html(title, sections, out))
+    write_text_atomic(paths["markdown"], render_markdown(title, sections))
     cmp_paths = write_comparison(store, out, checkpoints)
     paths["comparison_csv"], paths["comparison_markdown"] = cmp_paths["csv"], cmp_paths["markdown"]
     for s in sections:

@@ -118,12 +118,14 @@ def seal_path(path: str | Path) -> Path:
 
 
 @contextmanager
-def atomic_file(path: str | Path, kind: str = "file") -> Iterator[Path]:
+def atomic_file(path: str | Path, kind: str = "file", seal: bool = True) -> Iterator[Path]:
     """Write `path` whole or not at all.  The block writes the temporary path it is given; then
     it is synced to disk, renamed over `path`, the directory synced, and a seal (size + sha256)
     written beside it, last.  A crash leaves the old file, or a new file without its seal, which
-    `intact` rejects; an exception removes the temporary.  Kill points (gdig.faults) `<kind>
-    write` (the temporary written, not yet renamed) and `<kind> seal` (renamed, not sealed)."""
+    `intact` rejects; an exception removes the temporary.  `seal=False`: for what gdig writes for
+    people and never reads back (exports, reports), whole or absent without a seal beside it.
+    Kill points (gdig.faults) `<kind> write` (the temporary written, not yet renamed) and `<kind>
+    seal` (renamed, not sealed)."""
     from gdig import faults
 
     target = Path(path)
@@ -131,16 +133,17 @@ def atomic_file(path: str | Path, kind: str = "file") -> Iterator[Path]:
     for stale in target.parent.glob(f".{target.name}.*.tmp"):  # what a killed earlier write left
         stale.unlink(missing_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    seal = seal_path(target)
+    sealed = seal_path(target)
     try:
         yield tmp
         faults.reached(f"{kind} write")
         _fsync(tmp)
-        seal.unlink(missing_ok=True)  # the old seal must not vouch for the new bytes
+        sealed.unlink(missing_ok=True)  # the old seal must not vouch for the new bytes
         os.replace(tmp, target)
         _fsync(target.parent, directory=True)
-        faults.reached(f"{kind} seal")
-        write_seal(target)
+        if seal:
+            faults.reached(f"{kind} seal")
+            write_seal(target)
     except Exception as err:
         full = disk_full(err, writing=target)
         if full is not None and full is not err:
@@ -148,6 +151,12 @@ def atomic_file(path: str | Path, kind: str = "file") -> Iterator[Path]:
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """A text file for people (a report, a table), whole or absent: never half-written."""
+    with atomic_file(path, "report", seal=False) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_seal(path: str | Path) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 from gdig.selection.allocation import allocation_of
 from gdig.selection.rules import HQ_RULES, rejected_names
 from gdig.selection.select import Selection, SelectSettings, select, strategy_of
-from gdig.workspace import json_hash
+from gdig.workspace import atomic_file, json_hash
 
 
 def strategy_settings(strategy: str, sel_cfg) -> dict:
@@ -123,8 +123,7 @@ def export_selection(store, sel_id: str, path: str | Path) -> Path:
         rows = rows.assign(helped_fraction=np.nan, mean=np.nan, label=None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_file(path, "export", seal=False) as tmp, tmp.open("w", encoding="utf-8") as f:
         for r in rows.itertuples(index=False):
             rec = {
                 "src": r.src, "tgt": r.tgt, "src_lang": r.src_lang, "tgt_lang": r.tgt_lang,
@@ -136,5 +135,4 @@ def export_selection(store, sel_id: str, path: str | Path) -> Path:
             if label is not None:
                 rec["label"] = label
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(path)  # never leave a half-written export behind
     return path
