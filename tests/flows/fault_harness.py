@@ -88,6 +88,7 @@ class Outcome:
     units: Counter = field(default_factory=Counter)  # loop -> units of work redone
     differs: list[str] = field(default_factory=list)
     error: str = ""
+    message: str = ""  # the one line a failed command printed (the disk-full case)
 
 
 def prepare(root: Path) -> Path:
@@ -207,6 +208,39 @@ class Harness:
         return out
 
 
+def disk_full(work: Path, executor: str, env: dict, size: str = "2m") -> Outcome:
+    """The disk fills up mid-select: the workspace on a `size` tmpfs, `gdig select` must fail
+    with one line (no traceback); the tmpfs is then grown (space freed) and the same command
+    must end byte-identical to an uninterrupted run.  Mounting needs root of a mount namespace:
+    run the harness under `unshare -rm` (main's --disk-full)."""
+    h = Harness(work, executor, env)
+    h.uninterrupted(("select",))
+    out = Outcome(f"disk full ({size} tmpfs), then space freed", "select", f"ENOSPC at {size}", executor)
+    shutil.rmtree(h.ws)
+    h.ws.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(h.ws)], check=True)
+    try:
+        full = h._cmd("select")
+        lines = [ln for ln in full.stderr.splitlines() if ln.startswith("error:")]
+        out.killed = full.returncode == 2 and len(lines) == 1 and "Traceback" not in full.stderr
+        if not out.killed:
+            out.error = f"the full disk gave exit {full.returncode}: {full.stderr.strip()[-2000:]}"
+            return out
+        out.message = lines[0]
+        subprocess.run(["mount", "-o", "remount,size=512m", str(h.ws)], check=True)
+        rerun = h._cmd("select")
+        out.resumed = rerun.returncode == 0
+        if not out.resumed:
+            out.error = (rerun.stderr.strip().splitlines() or ["?"])[-1]
+            return out
+        got, want = fingerprint(h.config, "select"), h.reference["select"]
+        out.differs = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+        out.identical = not out.differs
+        return out
+    finally:
+        subprocess.run(["umount", "-l", str(h.ws)], check=False)
+
+
 def describe(out: Outcome, baseline: tuple[Counter, Counter]) -> str:
     """The stages the rerun ran beyond what a rerun of a finished workspace runs anyway, and the
     units of work its loops redid."""
@@ -256,6 +290,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="working directory (default: a temporary one)")
     ap.add_argument("--points", nargs="*", default=None, help="kill points to run (default: all)")
     ap.add_argument("--executors", nargs="*", default=list(EXECUTORS), choices=list(EXECUTORS))
+    ap.add_argument("--disk-full", metavar="SIZE", default=None,
+                    help="run the disk-full case instead (workspace on a SIZE tmpfs, e.g. 2m); needs `unshare -rm`")
     args = ap.parse_args()
     import os
     import tempfile
@@ -269,8 +305,14 @@ def main() -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=180):
-        outcomes, baselines = run(work, points, args.executors, {"PREFECT_API_URL": PREFECT_API_URL.value()},
-                                  log=lambda m: print(m, flush=True))
+        env = {"PREFECT_API_URL": PREFECT_API_URL.value()}
+        if args.disk_full:
+            outcomes = [disk_full(work, e, env if e == "prefect" else {}, args.disk_full) for e in args.executors]
+            for o in outcomes:
+                print(f"{o.executor}: failed with one line {o.killed} ({o.message or o.error}); "
+                      f"rerun after space freed {o.resumed}; identical {o.identical} {o.differs or ''}", flush=True)
+            sys.exit(0 if all(o.identical for o in outcomes) else 1)
+        outcomes, baselines = run(work, points, args.executors, env, log=lambda m: print(m, flush=True))
     print(table(outcomes, baselines))
     sys.exit(0 if all(o.identical for o in outcomes) else 1)
 
