@@ -10,6 +10,7 @@ another run, an I/O error, a crash) is a stage failure that a retry may fix (exi
 from __future__ import annotations
 
 import errno
+from typing import Iterator
 
 
 class BadInput(Exception):
@@ -26,15 +27,18 @@ class StoreDamaged(StoreError, BadInput):
     (exit 2); the message names the file and what to do."""
 
 
-def bad_input_cause(err: BaseException | None) -> BaseException | None:
-    """The BadInput in err's cause/context chain (err itself first), or None."""
+def _chain(err: BaseException | None) -> Iterator[BaseException]:
+    """err, then its cause (or context), and so on; each once."""
     seen = set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, BadInput):
-            return err
+        yield err
         seen.add(id(err))
         err = err.__cause__ or err.__context__
-    return None
+
+
+def bad_input_cause(err: BaseException | None) -> BaseException | None:
+    """The BadInput in err's cause/context chain (err itself first), or None."""
+    return next((e for e in _chain(err) if isinstance(e, BadInput)), None)
 
 
 class DiskFull(BadInput, OSError):
@@ -51,17 +55,13 @@ def disk_full(err: BaseException | None, writing: object = None) -> DiskFull | N
     with ENOSPC/EDQUOT, or a library's error that says so: safetensors, DuckDB, pyarrow wrap
     it in their own types), naming the file being written (`writing`, else the error's own),
     else None."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, DiskFull):
-            return err
-        code = getattr(err, "errno", None)
-        text = str(err)
-        if code in (errno.ENOSPC, errno.EDQUOT) or any(m in text.lower() for m in _NO_SPACE):
-            where = writing or getattr(err, "filename", None)
+    for e in _chain(err):
+        if isinstance(e, DiskFull):
+            return e
+        text = str(e)
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(m in text.lower() for m in _NO_SPACE):
+            where = writing or getattr(e, "filename", None)
             detail = f" writing {where}" if where else f" ({text.strip().splitlines()[0][:200]})" if text.strip() else ""
             return DiskFull(f"no space left on the device{detail}: free space there (or point workspace.dir "
                             f"at a larger disk) and run the same command again; finished stages are kept")
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
     return None
